@@ -1,0 +1,50 @@
+// Configuration of a ConnectionManager: watermarks, timing, bounds. A plain value with
+// documented defaults (docs/configuration.md) and presets; validate() names the first
+// field that is wrong.
+//
+//   auto config = dep2p::connmgr::Config::preset(dep2p::connmgr::Preset::server);
+//   config.grace_period = std::chrono::seconds(30);
+//   if (auto error = config.validate()) std::cerr << error->message;
+//
+// Thread safety: a plain value; copy it freely.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+
+namespace dep2p::connmgr {
+
+enum class Preset {
+  minimal,  // 10 / 50: embedded devices, tests
+  mobile,   // 20 / 100
+  desktop,  // 100 / 400: the default
+  server,   // 500 / 2000
+};
+
+// The first invalid field found by Config::validate().
+struct ConfigError {
+  std::string field;    // the field's name as spelled in Config, e.g. "low_water"
+  std::string message;  // a sentence naming the field, its value and the rule broken
+};
+
+struct Config {
+  // Trimming starts when the pool holds high_water connections and brings it down to
+  // low_water. Either watermark 0 disables trimming.
+  std::size_t low_water = 100;
+  std::size_t high_water = 400;
+  // A peer is not trimmed within this long of its first connection. 0 means no grace.
+  std::chrono::milliseconds grace_period = std::chrono::seconds(20);
+  // How often the background check compares the pool against high_water. Must be > 0.
+  std::chrono::milliseconds silence_period = std::chrono::seconds(10);
+  // Upper bound on temporary entries (peers tagged but never connected). Must be > 0.
+  std::size_t max_temp_peers = 10'000;
+
+  static Config preset(Preset preset);
+
+  // Returns the first rule broken, or nothing when the configuration is usable.
+  std::optional<ConfigError> validate() const;
+};
+
+}  // namespace dep2p::connmgr

@@ -1,0 +1,49 @@
+// Connection: the handle the host implements for each transport connection it hands to
+// the manager. The manager reads a connection's fixed properties once, when it is added,
+// and later calls only close() and ping().
+//
+//   class TcpConnection final : public dep2p::connmgr::Connection { ... };
+//   manager.add_connection(std::make_shared<TcpConnection>(...));
+//
+// Thread safety: the manager never calls these methods while holding one of its locks, so
+// an implementation may call back into the manager (e.g. report the closure from close()).
+// close() may be called from any thread the host uses to call the manager and from the
+// manager's strand; it must be safe to call more than once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <system_error>
+
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr {
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+
+  // Fixed properties, read once by add_connection().
+  virtual NodeId remote_peer() const = 0;
+  virtual Direction direction() const = 0;
+  virtual Endpoint remote_endpoint() const = 0;
+  virtual PathKind path_kind() const { return PathKind::direct; }
+  virtual Transport transport() const { return Transport::tcp; }
+  // Streams open when the connection is added; afterwards the host reports stream opens
+  // and closes to the manager, which keeps the count.
+  virtual std::uint32_t stream_count() const { return 0; }
+
+  // Asks the host to close the connection. `detail` is a human-readable explanation
+  // (e.g. "trimmed: value 3, rank 12 of 40"); it is valid only during the call.
+  // The host reports the closure with ConnectionManager::remove_connection() as usual;
+  // a report for a connection the manager already dropped is ignored.
+  virtual void close(CloseReason reason, std::string_view detail) = 0;
+
+  // Sends a liveness probe; `done` is called once, with an empty error code when the peer
+  // answered. Used by keepalive.
+  using PingHandler = std::function<void(std::error_code)>;
+  virtual void ping(PingHandler done) = 0;
+};
+
+}  // namespace dep2p::connmgr

@@ -1,0 +1,160 @@
+// ConnectionManager: the pool of a node's connections, by peer, with tags, protections
+// and low/high-water trimming (DESIGN §3.1–3.3). The host hands it each established
+// connection and reports each closure; the manager decides which connections to close
+// when the pool grows too large and calls Connection::close() on them.
+//
+//   boost::asio::io_context io;
+//   dep2p::connmgr::ConnectionManager manager(io, dep2p::connmgr::Config{});
+//   manager.add_connection(connection);           // host: a connection is established
+//   manager.tag_peer(peer, "dht", 20);            // raises the peer's value
+//   manager.protect(peer, "relay");               // never trimmed while protected
+//   manager.remove_connection(*connection);       // host: the connection has closed
+//
+// Thread safety: every public method is thread-safe and may be called from any thread.
+// Timers (the background trim check) run on a strand of the executor given to the
+// constructor. The manager never calls host code (Connection methods, trimmers, event
+// handlers, upsert functions) while holding its lock, so host code may call back in; a
+// Connection::close() that reports the closure synchronously is expected.
+// After close() (or destruction) mutating calls return Errc::closed and timers stop.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/execution_context.hpp>
+
+#include "dep2p/connmgr/clock.hpp"
+#include "dep2p/connmgr/config.hpp"
+#include "dep2p/connmgr/connection.hpp"
+#include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/metrics.hpp"
+#include "dep2p/connmgr/trimmer.hpp"
+#include "dep2p/connmgr/types.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace dep2p::connmgr {
+
+// What the manager uses from its environment; every member is optional.
+struct Dependencies {
+  // Defaults to a private logger named "connmgr" writing warnings and above to stderr
+  // (never registered in spdlog's registry, never the default logger).
+  std::shared_ptr<spdlog::logger> logger;
+  // Defaults to SteadyTimeSource.
+  std::shared_ptr<TimeSource> time_source;
+  // Defaults to make_score_trimmer().
+  std::shared_ptr<Trimmer> trimmer;
+};
+
+struct TagInfo {
+  TimePoint first_seen{};
+  std::int64_t value = 0;
+  std::vector<std::pair<std::string, int>> tags;  // in the order first set
+  std::size_t connections = 0;
+  bool temporary = false;  // tagged but not connected
+};
+
+class ConnectionManager {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+
+  // Throws std::invalid_argument naming the field when config.validate() fails.
+  ConnectionManager(executor_type executor, Config config = {}, Dependencies deps = {});
+  template <typename ExecutionContext>
+    requires std::convertible_to<ExecutionContext&, boost::asio::execution_context&>
+  ConnectionManager(ExecutionContext& context, Config config = {}, Dependencies deps = {})
+      : ConnectionManager(executor_type(context.get_executor()), std::move(config),
+                          std::move(deps)) {}
+  // Calls close().
+  ~ConnectionManager();
+  ConnectionManager(const ConnectionManager&) = delete;
+  ConnectionManager& operator=(const ConnectionManager&) = delete;
+
+  executor_type get_executor() const noexcept;
+
+  // --- The pool ---------------------------------------------------------------------
+  // Tracks an established connection. Errc::invalid_argument for a null handle,
+  // Errc::duplicate_connection if already tracked (ignored, counted), Errc::closed.
+  std::error_code add_connection(std::shared_ptr<Connection> connection);
+  // The host reports that a connection closed. Errc::unknown_connection for a handle
+  // that is not tracked (ignored: e.g. one the manager already closed).
+  std::error_code remove_connection(const Connection& connection,
+                                    CloseReason reason = CloseReason::host);
+  // Closes every connection to the peer (calls Connection::close) and forgets them.
+  // Errc::unknown_peer when none is open.
+  std::error_code close_peer(const NodeId& peer, CloseReason reason = CloseReason::host,
+                             std::string_view detail = "closed by the host");
+  // The host reports stream opens and closes so that trimming can prefer idle peers.
+  std::error_code stream_opened(const Connection& connection);
+  std::error_code stream_closed(const Connection& connection);
+
+  std::optional<ConnectionId> connection_id(const Connection& connection) const;
+  // The peer's oldest open connection, or null.
+  std::shared_ptr<Connection> get_connection(const NodeId& peer) const;
+  std::vector<std::shared_ptr<Connection>> connections(const NodeId& peer) const;
+  std::size_t connection_count() const;
+  std::size_t connection_count(Direction direction) const;
+  std::size_t peer_count() const;
+
+  // --- Tags (DESIGN §3.1) -----------------------------------------------------------
+  // Tagging a peer without connections creates a temporary entry (bounded by
+  // max_temp_peers: Errc::temp_peer_limit beyond it, nothing changed).
+  std::error_code tag_peer(const NodeId& peer, std::string_view name, int value);
+  std::error_code untag_peer(const NodeId& peer, std::string_view name);
+  // Sets the tag to fn(old value or 0). fn runs without the lock held (it may call the
+  // manager) and runs again if the peer's tags changed meanwhile.
+  std::error_code upsert_tag(const NodeId& peer, std::string_view name,
+                             const std::function<int(int)>& fn);
+  std::optional<TagInfo> tag_info(const NodeId& peer) const;
+
+  // --- Protection (DESIGN §3.2) -----------------------------------------------------
+  std::error_code protect(const NodeId& peer, std::string_view tag);
+  // Returns whether the peer is still protected by another tag.
+  bool unprotect(const NodeId& peer, std::string_view tag);
+  bool is_protected(const NodeId& peer) const;
+  bool is_protected(const NodeId& peer, std::string_view tag) const;
+
+  // --- Trimming (DESIGN §3.3) -------------------------------------------------------
+  // Trims if the pool holds more than low_water connections. Coalescing: a call made
+  // while a trim runs waits for it and returns its result instead of starting another.
+  // Returns the number of connections the trim closed.
+  std::size_t trim();
+  // Emergency trim down to low_water ignoring grace: unprotected peers first, then, only
+  // if still above low water, protected ones. Returns connections closed.
+  std::size_t force_trim();
+  // Closes exactly `count` connections of eligible peers (unprotected, out of grace) in
+  // the trimmer's order, fewer if fewer are eligible; the last peer may be closed only in
+  // part. Returns connections closed.
+  std::size_t trim_connections(std::size_t count);
+  // Changes the watermarks at run time (validated like Config). Lowering high_water to
+  // or below the current count schedules a trim on the manager's strand.
+  std::error_code set_limits(std::size_t low_water, std::size_t high_water);
+  Config config() const;
+
+  // --- Observation ------------------------------------------------------------------
+  Stats stats() const;
+  Subscription subscribe(EventHandler handler);
+
+  // Stops timers and event delivery and refuses further changes; connections stay open
+  // (they are the host's). Idempotent; safe to call from an event handler or close().
+  void close();
+  bool is_closed() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace dep2p::connmgr

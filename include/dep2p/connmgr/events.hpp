@@ -1,0 +1,75 @@
+// Events the manager publishes to subscribers, and the RAII Subscription that keeps a
+// handler registered.
+//
+//   auto sub = manager.subscribe([](const dep2p::connmgr::Event& e) {
+//     if (auto* d = std::get_if<dep2p::connmgr::DisconnectedEvent>(&e)) log(d->reason);
+//   });
+//   // the handler stays registered while `sub` lives
+//
+// Delivery: events are queued in the order the manager commits the changes they describe
+// and delivered outside every lock, exactly once each, by whichever thread is draining the
+// queue (usually the one whose call produced them). So events of one peer arrive in order,
+// a handler may call the manager, and none arrives after close(). A handler that throws is
+// logged and skipped; the others still receive the event.
+// Thread safety: Subscription may be destroyed on any thread; after its destructor
+// returns no new delivery to its handler starts.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr {
+
+struct ConnectedEvent {
+  NodeId peer;
+  ConnectionId connection{};
+  Direction direction = Direction::inbound;
+};
+
+struct DisconnectedEvent {
+  NodeId peer;
+  ConnectionId connection{};
+  Direction direction = Direction::inbound;
+  // CloseReason::host when the host reported the closure itself.
+  CloseReason reason = CloseReason::host;
+  std::string detail;
+};
+
+// One per trim that closed something, after its connections' DisconnectedEvents.
+struct TrimmedEvent {
+  enum class Kind { background, explicit_trim, forced, exact_count, limits_changed };
+  Kind kind = Kind::explicit_trim;
+  std::size_t peers_closed = 0;
+  std::size_t connections_closed = 0;
+  std::size_t connections_after = 0;
+};
+
+using Event = std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent>;
+using EventHandler = std::function<void(const Event&)>;
+
+class Subscription {
+ public:
+  Subscription() = default;
+  ~Subscription();
+  Subscription(Subscription&& other) noexcept;
+  Subscription& operator=(Subscription&& other) noexcept;
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+  // Stops deliveries now; idempotent.
+  void reset();
+  bool active() const noexcept { return static_cast<bool>(cancel_); }
+
+  // Used by publishers: `cancel` runs once, on reset() or destruction.
+  explicit Subscription(std::function<void()> cancel) : cancel_(std::move(cancel)) {}
+
+ private:
+  std::function<void()> cancel_;
+};
+
+}  // namespace dep2p::connmgr

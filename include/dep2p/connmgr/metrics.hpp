@@ -1,0 +1,41 @@
+// Stats: a consistent snapshot of the manager's counters, taken under its lock.
+//
+//   auto s = manager.stats();
+//   std::cout << s.connections << " open, " << s.trims << " trims\n";
+//
+// Thread safety: a plain value.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr {
+
+struct Stats {
+  // The pool now.
+  std::size_t connections = 0;
+  std::size_t inbound = 0;
+  std::size_t outbound = 0;
+  std::size_t peers = 0;            // peers with at least one connection
+  std::size_t temporary_peers = 0;  // tagged, never connected
+  std::size_t protected_peers = 0;  // peers with at least one protection (connected or not)
+  std::size_t streams = 0;
+  // Totals since construction.
+  std::uint64_t connections_added = 0;
+  std::uint64_t connections_removed = 0;
+  std::uint64_t duplicate_reports = 0;  // add/remove reports ignored as duplicate/unknown
+  std::uint64_t trims = 0;              // trims that ran (joined callers not counted)
+  std::uint64_t trims_joined = 0;       // trim() calls that joined a running trim
+  std::uint64_t temporary_peers_pruned = 0;
+  // Connections closed by the manager or reported closed by the host, by reason.
+  std::array<std::uint64_t, kCloseReasonCount> closes_by_reason{};
+
+  std::uint64_t closes(CloseReason reason) const {
+    return closes_by_reason[static_cast<std::size_t>(reason)];
+  }
+};
+
+}  // namespace dep2p::connmgr

@@ -1,0 +1,74 @@
+// Trimmer: the policy that decides which peers a trim closes. The manager builds an
+// immutable snapshot of the candidates (peers not protected and out of grace; for
+// force_trim every peer), asks the trimmer for an eviction order, and closes whole peers
+// in that order until enough connections are gone. A trimmer never sees the pool itself.
+//
+//   class OldestFirst final : public dep2p::connmgr::Trimmer {
+//     void rank(const TrimSnapshot& s, std::size_t, std::vector<std::uint32_t>& order) override {
+//       for (std::uint32_t i = 0; i < s.peers.size(); ++i) order.push_back(i);
+//       std::ranges::sort(order, {}, [&](auto i) { return s.peers[i].first_seen; });
+//     }
+//   };
+//
+// Thread safety: rank() is called without any of the manager's locks held, one trim at a
+// time per manager; a trimmer shared by several managers must be thread-safe itself.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr {
+
+struct ConnectionSnapshot {
+  ConnectionId id{};
+  Direction direction = Direction::inbound;
+  PathKind path = PathKind::direct;
+  std::uint32_t streams = 0;
+  TimePoint opened_at{};
+};
+
+struct PeerSnapshot {
+  NodeId peer;
+  std::int64_t value = 0;   // the sum of the peer's tags
+  TimePoint first_seen{};   // start of the peer's grace period
+  std::uint32_t streams = 0;
+  bool has_inbound = false;  // at least one of its connections is inbound
+  bool is_protected = false;  // only force_trim() shows protected peers
+  // The peer's connections are connections[first_connection .. + connection_count).
+  std::uint32_t first_connection = 0;
+  std::uint32_t connection_count = 0;
+};
+
+struct TrimSnapshot {
+  TimePoint now{};
+  std::vector<PeerSnapshot> peers;
+  std::vector<ConnectionSnapshot> connections;
+
+  std::span<const ConnectionSnapshot> connections_of(const PeerSnapshot& peer) const {
+    return {connections.data() + peer.first_connection, peer.connection_count};
+  }
+};
+
+class Trimmer {
+ public:
+  virtual ~Trimmer() = default;
+  // Appends to `order` indices into snapshot.peers, first evicted first. The manager
+  // walks `order` closing whole peers until `target_connections` connections are closed,
+  // so an order only needs to cover that many; it skips indices out of range or repeated.
+  // The order of the peers that end up closed need not be sorted: only which peers fall
+  // within the target matters. Exceptions are caught by the manager and abort the trim.
+  virtual void rank(const TrimSnapshot& snapshot, std::size_t target_connections,
+                    std::vector<std::uint32_t>& order) = 0;
+};
+
+// The default order (DESIGN §3.3), first evicted first: lower value; no streams before
+// some streams; a peer with an inbound connection before one without; fewer streams;
+// later first_seen. Runs in O(n) expected time: it selects the victims with
+// nth_element and sorts them only when some peer holds several connections.
+std::shared_ptr<Trimmer> make_score_trimmer();
+
+}  // namespace dep2p::connmgr

@@ -1,0 +1,117 @@
+// Core value types shared by every part of the connection manager: peer identity
+// (NodeId), connection identity, direction, path description and close reasons.
+//
+//   auto peer = dep2p::connmgr::NodeId::from_hex("1220ab...");
+//   std::string text = peer.to_hex();
+//
+// Thread safety: these are plain values. Distinct objects may be used from different
+// threads; one object may be read concurrently but not written while read.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <compare>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ip/address.hpp>
+
+namespace dep2p::connmgr {
+
+// The one clock every timing rule is expressed in. Time sources (clock.hpp) produce its
+// time points; tests substitute a manual source that advances this clock's time points.
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Duration = Clock::duration;
+
+// A peer's identity: 1 to 64 opaque bytes (a multihash, a 32-byte public key, ...).
+// Stored inline, so copying never allocates. Compared and hashed byte-wise.
+class NodeId {
+ public:
+  static constexpr std::size_t kMaxSize = 64;
+
+  // REQUIRES: 1 <= bytes.size() <= kMaxSize, otherwise throws std::invalid_argument.
+  explicit NodeId(std::span<const std::uint8_t> bytes);
+
+  // Parses lowercase or uppercase hex of 2..128 digits; throws std::invalid_argument
+  // naming the problem (empty, odd length, too long, non-hex digit).
+  static NodeId from_hex(std::string_view hex);
+  // Non-throwing forms for input that comes from the network.
+  static std::optional<NodeId> try_from_bytes(std::span<const std::uint8_t> bytes) noexcept;
+  static std::optional<NodeId> try_from_hex(std::string_view hex) noexcept;
+
+  std::span<const std::uint8_t> bytes() const noexcept { return {data_.data(), size_}; }
+  std::size_t size() const noexcept { return size_; }
+  std::string to_hex() const;
+  // A short form for logs: the first 6 bytes in hex followed by "…" when longer.
+  std::string short_hex() const;
+  std::size_t hash() const noexcept;
+
+  friend bool operator==(const NodeId& a, const NodeId& b) noexcept;
+  // Byte-wise lexicographic order, shorter first on a common prefix. Used wherever the
+  // design needs a deterministic order between peers (simultaneous open, ties).
+  friend std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept;
+  friend std::ostream& operator<<(std::ostream& os, const NodeId& id);
+
+ private:
+  NodeId() = default;
+  std::array<std::uint8_t, kMaxSize> data_{};
+  std::uint8_t size_ = 0;
+};
+
+struct NodeIdHash {
+  std::size_t operator()(const NodeId& id) const noexcept { return id.hash(); }
+};
+
+// Identifies one connection for the lifetime of a manager; assigned by the manager when
+// the connection is added, never reused. Zero is never assigned.
+enum class ConnectionId : std::uint64_t {};
+
+enum class Direction : std::uint8_t { inbound, outbound };
+
+// How a connection reaches its peer.
+enum class PathKind : std::uint8_t { direct, relay };
+enum class Transport : std::uint8_t { tcp, quic, websocket, webrtc, other };
+
+// A transport address: IPv4 or IPv6 address and port.
+struct Endpoint {
+  boost::asio::ip::address address;
+  std::uint16_t port = 0;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+// Why the manager (or the host) closed a connection. Every close carries one, with a
+// human-readable detail, both in `Connection::close` and in events.
+enum class CloseReason : std::uint8_t {
+  trimmed,            // a normal trim chose this connection's peer
+  forced_trim,        // force_trim() or trim_connections() chose it
+  keepalive_timeout,  // pings went unanswered
+  idle_timeout,       // no streams and no activity for too long
+  gated,              // the gater refused the peer or address after the fact
+  limit_exceeded,     // a hard limit was lowered below what is open
+  redundant_path,     // a better path to the same peer made this one redundant
+  duplicate,          // a simultaneous open kept the other connection
+  shutdown,           // the manager is shutting down
+  host,               // the host closed it for its own reasons
+};
+inline constexpr std::size_t kCloseReasonCount = 10;
+
+std::string_view to_string(CloseReason reason) noexcept;
+std::string_view to_string(Direction direction) noexcept;
+std::string_view to_string(PathKind kind) noexcept;
+std::string_view to_string(Transport transport) noexcept;
+std::ostream& operator<<(std::ostream& os, CloseReason reason);
+std::ostream& operator<<(std::ostream& os, Direction direction);
+
+}  // namespace dep2p::connmgr
+
+template <>
+struct std::hash<dep2p::connmgr::NodeId> {
+  std::size_t operator()(const dep2p::connmgr::NodeId& id) const noexcept { return id.hash(); }
+};

@@ -1,0 +1,159 @@
+#include "dep2p/connmgr/types.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <ostream>
+#include <stdexcept>
+
+namespace dep2p::connmgr {
+namespace {
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Why `hex` is not a valid NodeId, or nullptr when it is.
+const char* hex_problem(std::string_view hex) noexcept {
+  if (hex.empty()) return "NodeId: empty hex string";
+  if (hex.size() % 2 != 0) return "NodeId: hex string has an odd number of digits";
+  if (hex.size() > 2 * NodeId::kMaxSize) return "NodeId: hex string longer than 128 digits";
+  for (char c : hex) {
+    if (hex_value(c) < 0) return "NodeId: hex string contains a non-hex character";
+  }
+  return nullptr;
+}
+
+std::string to_hex_string(std::span<const std::uint8_t> bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (std::uint8_t b : bytes) {
+    out.push_back(kHexDigits[b >> 4]);
+    out.push_back(kHexDigits[b & 0x0f]);
+  }
+  return out;
+}
+
+}  // namespace
+
+NodeId::NodeId(std::span<const std::uint8_t> bytes) {
+  if (bytes.empty()) throw std::invalid_argument("NodeId: empty id");
+  if (bytes.size() > kMaxSize) {
+    throw std::invalid_argument("NodeId: " + std::to_string(bytes.size()) +
+                                " bytes, at most 64 allowed");
+  }
+  std::copy(bytes.begin(), bytes.end(), data_.begin());
+  size_ = static_cast<std::uint8_t>(bytes.size());
+}
+
+std::optional<NodeId> NodeId::try_from_bytes(std::span<const std::uint8_t> bytes) noexcept {
+  if (bytes.empty() || bytes.size() > kMaxSize) return std::nullopt;
+  NodeId id;
+  std::copy(bytes.begin(), bytes.end(), id.data_.begin());
+  id.size_ = static_cast<std::uint8_t>(bytes.size());
+  return id;
+}
+
+std::optional<NodeId> NodeId::try_from_hex(std::string_view hex) noexcept {
+  if (hex_problem(hex) != nullptr) return std::nullopt;
+  NodeId id;
+  id.size_ = static_cast<std::uint8_t>(hex.size() / 2);
+  for (std::size_t i = 0; i < id.size_; ++i) {
+    id.data_[i] =
+        static_cast<std::uint8_t>((hex_value(hex[2 * i]) << 4) | hex_value(hex[2 * i + 1]));
+  }
+  return id;
+}
+
+NodeId NodeId::from_hex(std::string_view hex) {
+  if (const char* problem = hex_problem(hex)) throw std::invalid_argument(problem);
+  return *try_from_hex(hex);
+}
+
+std::string NodeId::to_hex() const { return to_hex_string(bytes()); }
+
+std::string NodeId::short_hex() const {
+  constexpr std::size_t kShown = 6;
+  if (size_ <= kShown) return to_hex();
+  return to_hex_string(bytes().first(kShown)) + "…";
+}
+
+std::size_t NodeId::hash() const noexcept {
+  // Word-at-a-time multiply-xorshift: ids are usually 32+ bytes of hash output, so a
+  // cheap mix per 8 bytes is enough; boost's tables mix the result once more.
+  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ size_;
+  std::size_t i = 0;
+  for (; i + 8 <= size_; i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, data_.data() + i, 8);
+    h = (h ^ word) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+  }
+  if (i < size_) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, data_.data() + i, size_ - i);
+    h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+  }
+  return static_cast<std::size_t>(h);
+}
+
+bool operator==(const NodeId& a, const NodeId& b) noexcept {
+  return a.size_ == b.size_ && std::memcmp(a.data_.data(), b.data_.data(), a.size_) == 0;
+}
+
+std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept {
+  const std::size_t common = std::min(a.size_, b.size_);
+  if (int c = std::memcmp(a.data_.data(), b.data_.data(), common); c != 0) {
+    return c < 0 ? std::strong_ordering::less : std::strong_ordering::greater;
+  }
+  return a.size_ <=> b.size_;
+}
+
+std::ostream& operator<<(std::ostream& os, const NodeId& id) { return os << id.to_hex(); }
+
+std::string_view to_string(CloseReason reason) noexcept {
+  switch (reason) {
+    case CloseReason::trimmed: return "trimmed";
+    case CloseReason::forced_trim: return "forced_trim";
+    case CloseReason::keepalive_timeout: return "keepalive_timeout";
+    case CloseReason::idle_timeout: return "idle_timeout";
+    case CloseReason::gated: return "gated";
+    case CloseReason::limit_exceeded: return "limit_exceeded";
+    case CloseReason::redundant_path: return "redundant_path";
+    case CloseReason::duplicate: return "duplicate";
+    case CloseReason::shutdown: return "shutdown";
+    case CloseReason::host: return "host";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Direction direction) noexcept {
+  return direction == Direction::inbound ? "inbound" : "outbound";
+}
+
+std::string_view to_string(PathKind kind) noexcept {
+  return kind == PathKind::direct ? "direct" : "relay";
+}
+
+std::string_view to_string(Transport transport) noexcept {
+  switch (transport) {
+    case Transport::tcp: return "tcp";
+    case Transport::quic: return "quic";
+    case Transport::websocket: return "websocket";
+    case Transport::webrtc: return "webrtc";
+    case Transport::other: return "other";
+  }
+  return "unknown";
+}
+
+std::ostream& operator<<(std::ostream& os, CloseReason reason) { return os << to_string(reason); }
+std::ostream& operator<<(std::ostream& os, Direction direction) {
+  return os << to_string(direction);
+}
+
+}  // namespace dep2p::connmgr
