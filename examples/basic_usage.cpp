@@ -56,8 +56,8 @@ int main() {
 
   auto subscription = manager.subscribe([](const cm::Event& event) {
     if (const auto* trimmed = std::get_if<cm::TrimmedEvent>(&event)) {
-      std::printf("trimmed %zu connections of %zu peers; %zu remain\n",
-                  trimmed->connections_closed, trimmed->peers_closed, trimmed->connections_after);
+      std::printf("trimmed %zu connections of %zu peers; %zu remain\n", trimmed->connections_closed,
+                  trimmed->peers_closed, trimmed->connections_after);
     }
   });
 

@@ -100,8 +100,7 @@ std::unique_ptr<Timer> ManualTimeSource::make_timer(boost::asio::any_io_executor
 }
 
 void ManualTimeSource::arm(ManualTimer* timer, TimePoint deadline,
-                           boost::asio::any_io_executor executor,
-                           std::function<void()> handler) {
+                           boost::asio::any_io_executor executor, std::function<void()> handler) {
   std::lock_guard lock(mutex_);
   std::erase_if(pending_, [timer](const auto& entry) { return entry.second.owner == timer; });
   pending_.emplace(std::make_pair(deadline, next_sequence_++),

@@ -15,8 +15,7 @@ Config Config::preset(Preset preset) {
       config.low_water = 20;
       config.high_water = 100;
       break;
-    case Preset::desktop:
-      break;
+    case Preset::desktop: break;
     case Preset::server:
       config.low_water = 500;
       config.high_water = 2000;
@@ -31,16 +30,15 @@ std::optional<ConfigError> Config::validate() const {
   };
   if (low_water != 0 && high_water != 0 && low_water > high_water) {
     return fail("low_water", "low_water (" + std::to_string(low_water) +
-                                 ") must not exceed high_water (" +
-                                 std::to_string(high_water) + ")");
+                                 ") must not exceed high_water (" + std::to_string(high_water) +
+                                 ")");
   }
   if (grace_period.count() < 0) {
     return fail("grace_period", "grace_period (" + std::to_string(grace_period.count()) +
                                     " ms) must not be negative");
   }
   if (silence_period.count() <= 0) {
-    return fail("silence_period", "silence_period (" +
-                                      std::to_string(silence_period.count()) +
+    return fail("silence_period", "silence_period (" + std::to_string(silence_period.count()) +
                                       " ms) must be positive");
   }
   if (max_temp_peers == 0) {

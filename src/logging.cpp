@@ -5,8 +5,8 @@
 namespace dep2p::connmgr::detail {
 
 std::shared_ptr<spdlog::logger> make_default_logger() {
-  auto logger =
-      std::make_shared<spdlog::logger>("connmgr", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("connmgr",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_level(spdlog::level::warn);
   return logger;
 }

@@ -9,10 +9,10 @@ namespace {
 // The ranking keys of one candidate, computed once before selection so the comparator
 // only compares integers (no locks, no pointer chasing inside std::nth_element).
 struct RankKey {
-  std::uint64_t value;      // tag sum, mapped to unsigned order: lower value first
-  std::uint64_t activity;   // streams? (1 bit), outbound only? (1 bit), stream count
-  std::uint64_t newer;      // later first_seen first
-  std::uint32_t index;      // into snapshot.peers; last tie-break, keeps results stable
+  std::uint64_t value;     // tag sum, mapped to unsigned order: lower value first
+  std::uint64_t activity;  // streams? (1 bit), outbound only? (1 bit), stream count
+  std::uint64_t newer;     // later first_seen first
+  std::uint32_t index;     // into snapshot.peers; last tie-break, keeps results stable
 
   friend bool operator<(const RankKey& a, const RankKey& b) {
     return std::tie(a.value, a.activity, a.newer, a.index) <
@@ -36,6 +36,8 @@ RankKey key_of(const PeerSnapshot& peer, std::uint32_t index) {
 
 class ScoreTrimmer final : public Trimmer {
  public:
+  TrimInputs inputs() const override { return {.peer_ids = false, .connections = false}; }
+
   void rank(const TrimSnapshot& snapshot, std::size_t target_connections,
             std::vector<std::uint32_t>& order) override {
     const std::size_t n = snapshot.peers.size();
@@ -48,8 +50,7 @@ class ScoreTrimmer final : public Trimmer {
     // `target_connections` peers in rank order: select those in O(n).
     const std::size_t k = std::min(target_connections, n);
     if (k < n) {
-      std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(k),
-                       keys.end());
+      std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(k), keys.end());
     }
     const auto prefix_end = keys.begin() + static_cast<std::ptrdiff_t>(k);
     // With one connection each, exactly those k peers go whatever their order. With

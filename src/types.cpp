@@ -82,30 +82,6 @@ std::string NodeId::short_hex() const {
   return to_hex_string(bytes().first(kShown)) + "…";
 }
 
-std::size_t NodeId::hash() const noexcept {
-  // Word-at-a-time multiply-xorshift: ids are usually 32+ bytes of hash output, so a
-  // cheap mix per 8 bytes is enough; boost's tables mix the result once more.
-  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ size_;
-  std::size_t i = 0;
-  for (; i + 8 <= size_; i += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, data_.data() + i, 8);
-    h = (h ^ word) * 0xff51afd7ed558ccdULL;
-    h ^= h >> 32;
-  }
-  if (i < size_) {
-    std::uint64_t word = 0;
-    std::memcpy(&word, data_.data() + i, size_ - i);
-    h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 29;
-  }
-  return static_cast<std::size_t>(h);
-}
-
-bool operator==(const NodeId& a, const NodeId& b) noexcept {
-  return a.size_ == b.size_ && std::memcmp(a.data_.data(), b.data_.data(), a.size_) == 0;
-}
-
 std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept {
   const std::size_t common = std::min(a.size_, b.size_);
   if (int c = std::memcmp(a.data_.data(), b.data_.data(), common); c != 0) {

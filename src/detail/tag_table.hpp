@@ -138,8 +138,8 @@ class PeerTags {
   bool empty() const { return tags_.empty(); }
 
  private:
+  std::int64_t sum_ = 0;  // first: a trim reads the sum, rarely the tags
   boost::container::small_vector<Tag, 2> tags_;
-  std::int64_t sum_ = 0;
 };
 
 // Which protection tags hold each peer. Protection is independent of connections, so
@@ -200,8 +200,7 @@ class ProtectTable {
  private:
   TagNames names_;
   // Peers with at least one protection; never holds an empty list.
-  boost::unordered_flat_map<NodeId, boost::container::small_vector<std::uint32_t, 2>,
-                            NodeIdHash>
+  boost::unordered_flat_map<NodeId, boost::container::small_vector<std::uint32_t, 2>, NodeIdHash>
       peers_;
 };
 

@@ -89,8 +89,8 @@ class FakeConnection final : public Connection {
 
 // Makes a connection whose close() reports the closure to `manager` at once, as most
 // hosts do.
-inline std::shared_ptr<FakeConnection> reporting_connection(ConnectionManager& manager,
-                                                            NodeId peer, Direction direction) {
+inline std::shared_ptr<FakeConnection> reporting_connection(ConnectionManager& manager, NodeId peer,
+                                                            Direction direction) {
   auto c = std::make_shared<FakeConnection>(std::move(peer), direction);
   c->on_close = [&manager](FakeConnection& self, CloseReason reason) {
     manager.remove_connection(self, reason);

@@ -4,7 +4,10 @@
 // released, one that throws, one that calls a hook).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -16,9 +19,6 @@
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <gtest/gtest.h>
 
 #include "dep2p/connmgr/clock.hpp"
 #include "dep2p/connmgr/config.hpp"

@@ -51,8 +51,8 @@ TEST(ConfigPresets, DesktopEqualsTheDefaultConfig) {
 TEST(ConfigPresets, AllValidate) {
   for (Preset p : {Preset::minimal, Preset::mobile, Preset::desktop, Preset::server}) {
     const auto error = Config::preset(p).validate();
-    EXPECT_FALSE(error.has_value()) << static_cast<int>(p) << ": "
-                                    << (error ? error->message : std::string());
+    EXPECT_FALSE(error.has_value())
+        << static_cast<int>(p) << ": " << (error ? error->message : std::string());
   }
 }
 

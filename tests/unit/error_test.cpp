@@ -15,10 +15,12 @@ namespace {
 // Every enumerator, first to last. Keep in step with error.hpp.
 const std::vector<Errc>& all_errc() {
   static const std::vector<Errc> all{
-      Errc::connection_denied, Errc::peer_blocked,       Errc::limit_exceeded,
-      Errc::unknown_peer,      Errc::unknown_connection, Errc::duplicate_connection,
-      Errc::realm_full,        Errc::closed,             Errc::invalid_argument,
-      Errc::temp_peer_limit,   Errc::protection_limit,   Errc::tag_exists,
+      Errc::connection_denied,  Errc::peer_blocked,
+      Errc::limit_exceeded,     Errc::unknown_peer,
+      Errc::unknown_connection, Errc::duplicate_connection,
+      Errc::realm_full,         Errc::closed,
+      Errc::invalid_argument,   Errc::temp_peer_limit,
+      Errc::protection_limit,   Errc::tag_exists,
       Errc::tag_closed,
   };
   return all;

@@ -159,10 +159,12 @@ TEST(ProtectStore, ConcurrentProtectAndUnprotectGiveExactState) {
   EXPECT_EQ(store.size(), static_cast<std::size_t>(kPeers));
 
   std::thread c([&] {
-    for (int i = 0; i < kPeers; i += 2) store.unprotect(peer_id(static_cast<std::uint64_t>(i)), "t1");
+    for (int i = 0; i < kPeers; i += 2)
+      store.unprotect(peer_id(static_cast<std::uint64_t>(i)), "t1");
   });
   std::thread d([&] {
-    for (int i = 1; i < kPeers; i += 2) store.unprotect(peer_id(static_cast<std::uint64_t>(i)), "t0");
+    for (int i = 1; i < kPeers; i += 2)
+      store.unprotect(peer_id(static_cast<std::uint64_t>(i)), "t0");
   });
   c.join();
   d.join();

@@ -178,7 +178,8 @@ TEST(TagStore, UpsertAppliesFnToTheOldValueAndReturnsTheNewOne) {
   store.tag(peer, "count", 7);
   store.tag(peer, "other", 100);
   int new_value = 0;
-  EXPECT_FALSE(store.upsert(peer, "count", [](int old) { return old * 3; }, &new_value));
+  EXPECT_FALSE(store.upsert(
+      peer, "count", [](int old) { return old * 3; }, &new_value));
   EXPECT_EQ(new_value, 21);
   EXPECT_EQ(store.tag_value(peer, "count"), std::optional<int>(21));
   EXPECT_EQ(store.value(peer), 121);

@@ -1,6 +1,8 @@
 // Trimming rules of DESIGN §3.3, in virtual time: which connections a trim closes, how
 // many, when the background check runs, force_trim, trim_connections, set_limits, and the
 // coalescing of concurrent trim() calls.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -10,8 +12,6 @@
 #include <set>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/error.hpp"
@@ -232,7 +232,7 @@ TEST(Trim, BackgroundCheckNeverRunsBeforeItsFirstTick) {
 TEST(Trim, BackgroundCheckTrimsOnlyAtOrAboveHighWater) {
   ManagerHarness h(trim_config(5, 10, 0ms, 10s));
   Connections all = h.add_peers(1, 9);  // above low water, below high water
-  h.time->advance(30s);                  // three checks
+  h.time->advance(30s);                 // three checks
   EXPECT_EQ(count_closed(all), 0u);
   EXPECT_EQ(h.manager.stats().trims, 0u);
 
@@ -341,6 +341,29 @@ TEST(Trim, ForceTrimClosesProtectedPeersOnlyWhileStillAboveLowWater) {
   EXPECT_EQ(h.manager.connection_count(), 10u);
   expect_closes_carry(protected_connections, CloseReason::forced_trim);
   expect_closes_carry(others, CloseReason::forced_trim);
+}
+
+TEST(Trim, ForceTrimClosesNoProtectedPeerBecauseOfConnectionsAddedWhileItRuns) {
+  ManagerHarness* harness = nullptr;
+  Connections late;
+  auto trimmer = std::make_shared<testing::HookTrimmer>([&] {
+    // The host adds unprotected connections while the trim ranks, outside any lock.
+    if (late.empty()) late = harness->add_peers(100, 5);
+  });
+  ManagerHarness h(trim_config(10, 100, 1h), trimmer);
+  harness = &h;
+  Connections protected_connections = h.add_peers(1, 5);
+  Connections others = h.add_peers(6, 15);
+  for (std::uint64_t n = 1; n <= 5; ++n) ASSERT_FALSE(h.manager.protect(peer_id(n), "keep"));
+
+  // Planned from 20 connections: 10 unprotected go. The 5 added meanwhile are
+  // unprotected too, so no protected peer may be closed on their account.
+  const std::size_t closed = h.manager.force_trim();
+  ASSERT_EQ(late.size(), 5u);
+  EXPECT_EQ(count_closed(protected_connections), 0u);
+  EXPECT_EQ(count_closed(others), 10u);
+  EXPECT_EQ(closed, 10u + count_closed(late));
+  EXPECT_EQ(h.manager.connection_count(), 25u - closed);
 }
 
 TEST(Trim, ForceTrimAtLowWaterClosesNothing) {

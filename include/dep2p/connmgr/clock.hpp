@@ -7,9 +7,10 @@
 //   ConnectionManager manager(io.get_executor(), config, {.time_source = time});
 //   time->advance(std::chrono::seconds(10));  // fires due timers, runs their handlers
 //
-// Thread safety: now() and make_timer() may be called from any thread. A Timer object is
-// used by one owner (the manager uses it from its strand); its handler runs on the
-// executor given to make_timer().
+// Thread safety: now() and make_timer() may be called from any thread. The manager may
+// call now() while holding its lock, so an implementation must not call the manager. A Timer object
+// is used by one owner (the manager uses it from its strand); its handler runs on the executor
+// given to make_timer().
 #pragma once
 
 #include <cstdint>

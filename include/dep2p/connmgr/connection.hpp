@@ -5,12 +5,16 @@
 //   class TcpConnection final : public dep2p::connmgr::Connection { ... };
 //   manager.add_connection(std::make_shared<TcpConnection>(...));
 //
+// A Connection is tracked by at most one manager at a time: the base class keeps one word
+// saying where that manager keeps it, so reports about it cost no hash lookup.
+//
 // Thread safety: the manager never calls these methods while holding one of its locks, so
 // an implementation may call back into the manager (e.g. report the closure from close()).
 // close() may be called from any thread the host uses to call the manager and from the
 // manager's strand; it must be safe to call more than once.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string_view>
@@ -20,8 +24,15 @@
 
 namespace dep2p::connmgr {
 
+namespace detail {
+struct ConnectionAccess;
+}
+
 class Connection {
  public:
+  Connection() = default;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
   virtual ~Connection() = default;
 
   // Fixed properties, read once by add_connection().
@@ -44,6 +55,14 @@ class Connection {
   // answered. Used by keepalive.
   using PingHandler = std::function<void(std::error_code)>;
   virtual void ping(PingHandler done) = 0;
+
+ private:
+  friend struct detail::ConnectionAccess;
+  // The manager tracking this connection claims `owner_` with a compare-and-swap when it
+  // adds it and clears it when it lets go; `slot_` (its index in that manager's table) is
+  // read and written only under that manager's lock.
+  std::atomic<const void*> owner_{nullptr};
+  std::uint32_t slot_ = 0;
 };
 
 }  // namespace dep2p::connmgr

@@ -73,7 +73,7 @@ class ConnectionManager {
   // Throws std::invalid_argument naming the field when config.validate() fails.
   ConnectionManager(executor_type executor, Config config = {}, Dependencies deps = {});
   template <typename ExecutionContext>
-    requires std::convertible_to<ExecutionContext&, boost::asio::execution_context&>
+  requires std::convertible_to<ExecutionContext&, boost::asio::execution_context&>
   ConnectionManager(ExecutionContext& context, Config config = {}, Dependencies deps = {})
       : ConnectionManager(executor_type(context.get_executor()), std::move(config),
                           std::move(deps)) {}

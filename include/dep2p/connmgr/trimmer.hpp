@@ -32,21 +32,29 @@ struct ConnectionSnapshot {
 };
 
 struct PeerSnapshot {
-  NodeId peer;
-  std::int64_t value = 0;   // the sum of the peer's tags
-  TimePoint first_seen{};   // start of the peer's grace period
+  std::int64_t value = 0;  // the sum of the peer's tags
+  TimePoint first_seen{};  // start of the peer's grace period
   std::uint32_t streams = 0;
-  bool has_inbound = false;  // at least one of its connections is inbound
+  bool has_inbound = false;   // at least one of its connections is inbound
   bool is_protected = false;  // only force_trim() shows protected peers
-  // The peer's connections are connections[first_connection .. + connection_count).
-  std::uint32_t first_connection = 0;
   std::uint32_t connection_count = 0;
+  // When the snapshot carries connections, the peer's are
+  // connections[first_connection .. first_connection + connection_count).
+  std::uint32_t first_connection = 0;
+};
+
+// Columns a trimmer may go without: copying 100k peer ids costs more than ranking them,
+// so the manager fills only what Trimmer::inputs() asks for.
+struct TrimInputs {
+  bool peer_ids = true;     // TrimSnapshot::peer_ids
+  bool connections = true;  // TrimSnapshot::connections
 };
 
 struct TrimSnapshot {
   TimePoint now{};
   std::vector<PeerSnapshot> peers;
-  std::vector<ConnectionSnapshot> connections;
+  std::vector<NodeId> peer_ids;                 // peer_ids[i] is the id of peers[i], if asked for
+  std::vector<ConnectionSnapshot> connections;  // if asked for
 
   std::span<const ConnectionSnapshot> connections_of(const PeerSnapshot& peer) const {
     return {connections.data() + peer.first_connection, peer.connection_count};
@@ -56,6 +64,8 @@ struct TrimSnapshot {
 class Trimmer {
  public:
   virtual ~Trimmer() = default;
+  // Read once, when the manager is constructed.
+  virtual TrimInputs inputs() const { return {}; }
   // Appends to `order` indices into snapshot.peers, first evicted first. The manager
   // walks `order` closing whole peers until `target_connections` connections are closed,
   // so an order only needs to cover that many; it skips indices out of range or repeated.
@@ -67,8 +77,8 @@ class Trimmer {
 
 // The default order (DESIGN §3.3), first evicted first: lower value; no streams before
 // some streams; a peer with an inbound connection before one without; fewer streams;
-// later first_seen. Runs in O(n) expected time: it selects the victims with
-// nth_element and sorts them only when some peer holds several connections.
+// later first_seen. Needs neither peer ids nor connections. Runs in O(n) expected time: it selects
+// the victims with nth_element and sorts them only when some peer holds several connections.
 std::shared_ptr<Trimmer> make_score_trimmer();
 
 }  // namespace dep2p::connmgr

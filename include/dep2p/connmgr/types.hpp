@@ -13,6 +13,7 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iosfwd>
 #include <optional>
@@ -51,9 +52,30 @@ class NodeId {
   std::string to_hex() const;
   // A short form for logs: the first 6 bytes in hex followed by "…" when longer.
   std::string short_hex() const;
-  std::size_t hash() const noexcept;
+  // Word-at-a-time multiply-xorshift: ids are usually 32+ bytes of hash output, so a
+  // cheap mix per 8 bytes is enough (hash tables mix the result once more). Inline: it
+  // sits on every pool lookup.
+  std::size_t hash() const noexcept {
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ size_;
+    std::size_t i = 0;
+    for (; i + 8 <= size_; i += 8) {
+      std::uint64_t word;
+      std::memcpy(&word, data_.data() + i, 8);
+      h = (h ^ word) * 0xff51afd7ed558ccdULL;
+      h ^= h >> 32;
+    }
+    if (i < size_) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, data_.data() + i, size_ - i);
+      h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
+      h ^= h >> 29;
+    }
+    return static_cast<std::size_t>(h);
+  }
 
-  friend bool operator==(const NodeId& a, const NodeId& b) noexcept;
+  friend bool operator==(const NodeId& a, const NodeId& b) noexcept {
+    return a.size_ == b.size_ && std::memcmp(a.data_.data(), b.data_.data(), a.size_) == 0;
+  }
   // Byte-wise lexicographic order, shorter first on a common prefix. Used wherever the
   // design needs a deterministic order between peers (simultaneous open, ties).
   friend std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept;
