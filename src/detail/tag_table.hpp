@@ -35,7 +35,10 @@ class TagNames {
   // The id of `name`, created on first use. A new id has no references: the caller
   // acquires it when it stores it.
   std::uint32_t intern(std::string_view name) {
-    if (auto it = ids_.find(name); it != ids_.end()) return it->second;
+    // Hosts use a handful of names over and over: remembering the last one skips the
+    // string hash on the hot path.
+    if (last_ != kNone && entries_[last_].name == name) return last_;
+    if (auto it = ids_.find(name); it != ids_.end()) return last_ = it->second;
     std::uint32_t id;
     if (!free_.empty()) {
       id = free_.back();
@@ -46,7 +49,7 @@ class TagNames {
       entries_.push_back(Entry{std::string(name), 0});
     }
     ids_.emplace(entries_[id].name, id);
-    return id;
+    return last_ = id;
   }
   std::optional<std::uint32_t> find(std::string_view name) const {
     if (auto it = ids_.find(name); it != ids_.end()) return it->second;
@@ -69,7 +72,9 @@ class TagNames {
     std::string name;
     std::uint64_t references = 0;
   };
+  static constexpr std::uint32_t kNone = UINT32_MAX;
   void forget(std::uint32_t id) {
+    if (last_ == id) last_ = kNone;
     ids_.erase(std::string_view(entries_[id].name));
     entries_[id].name.clear();
     entries_[id].name.shrink_to_fit();
@@ -80,6 +85,7 @@ class TagNames {
   boost::unordered_flat_map<std::string, std::uint32_t, StringHash, StringEqual> ids_;
   std::vector<Entry> entries_;
   std::vector<std::uint32_t> free_;
+  std::uint32_t last_ = kNone;  // the id intern() returned last, while it lives
 };
 
 // One peer's plain tags and their sum. The sum is updated on every change, so reading a
