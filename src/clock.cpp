@@ -112,6 +112,11 @@ void ManualTimeSource::disarm(ManualTimer* timer) {
   std::erase_if(pending_, [timer](const auto& entry) { return entry.second.owner == timer; });
 }
 
+void ManualTimeSource::jump(Duration by) {
+  std::lock_guard lock(mutex_);
+  now_ += by;
+}
+
 void ManualTimeSource::run_ready() {
   if (io_.stopped()) io_.restart();
   io_.poll();

@@ -44,6 +44,15 @@ std::optional<ConfigError> Config::validate() const {
   if (max_temp_peers == 0) {
     return fail("max_temp_peers", "max_temp_peers must be positive");
   }
+  if (decay_resolution.count() <= 0) {
+    return fail("decay_resolution", "decay_resolution (" +
+                                        std::to_string(decay_resolution.count()) +
+                                        " ms) must be positive");
+  }
+  if (tag_retention.count() < 0) {
+    return fail("tag_retention", "tag_retention (" + std::to_string(tag_retention.count()) +
+                                     " ms) must not be negative");
+  }
   return std::nullopt;
 }
 

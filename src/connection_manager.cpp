@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <queue>
 #include <stdexcept>
 #include <thread>
 
@@ -48,7 +49,7 @@ struct Closing {
 
 }  // namespace
 
-struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
+struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag::Owner {
   // One tracked connection, at index Connection::slot_ of conn_slots_. A free slot has a
   // null handle and sits in free_conn_slots_.
   struct ConnEntry {
@@ -61,7 +62,38 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     TimePoint opened_at{};
   };
 
-  // One peer entry: connected (conns non-empty) or temporary (tagged, no connections).
+  // One decaying tag's value on one peer. `version` changes with every bump, so work done
+  // outside the lock (custom functions) can tell whether the value moved meanwhile.
+  struct DecayEntry {
+    std::uint32_t tag;  // index into decay_defs_
+    std::uint32_t version = 0;
+    int value = 0;
+    TimePoint added{};
+    TimePoint last_visit{};
+  };
+
+  // A registered decaying tag, at its id's index in decay_defs_. Closed ones are reused
+  // for later registrations; `generation` tells the handles of the old one apart.
+  struct DecayDef {
+    std::string name;
+    Duration interval{};
+    TimePoint next_tick{};
+    Decay decay = Decay::none();
+    Bump bump = Bump::sum();
+    std::uint64_t generation = 0;
+    bool open = false;
+  };
+
+  // When a temporary entry is due to expire (see PeerSlot::expires_at).
+  struct Expiry {
+    TimePoint at;
+    std::uint32_t slot;
+    std::uint32_t generation;
+    friend bool operator>(const Expiry& a, const Expiry& b) { return a.at > b.at; }
+  };
+
+  // One peer entry: connected (conns non-empty) or temporary (tagged, no connections;
+  // either never connected or kept for tag_retention after its last connection).
   // Slots are recycled through free_peer_slots_; `generation` changes on each release so
   // a trim plan can tell a slot that was reused since it looked.
   struct PeerSlot {
@@ -77,6 +109,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     boost::container::small_vector<std::uint32_t, 2> conns;  // conn_slots_ indices
     detail::PeerTags tags;
     std::uint64_t tags_stamp = 0;  // tag_clock_ at the last tag change; 0 when none
+    std::int64_t decaying_sum = 0;  // sum of `decaying` values
+    boost::container::small_vector<DecayEntry, 1> decaying;
+    TimePoint expires_at{};  // a temporary entry is deleted at this time
+
+    std::int64_t value() const { return tags.sum() + decaying_sum; }
+    bool holds_tags() const { return !tags.empty() || !decaying.empty(); }
   };
   // The identity of the peer in the slot of the same index.
   struct PeerKey {
@@ -130,11 +168,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
   void start() {
     logger_->info(
         "connmgr: effective limits: low_water={} high_water={} grace_period={}ms "
-        "silence_period={}ms max_temp_peers={}",
+        "silence_period={}ms max_temp_peers={} decay_resolution={}ms tag_retention={}ms "
+        "max_peers_per_protection_tag={}",
         config_.low_water, config_.high_water, config_.grace_period.count(),
-        config_.silence_period.count(), config_.max_temp_peers);
+        config_.silence_period.count(), config_.max_temp_peers, config_.decay_resolution.count(),
+        config_.tag_retention.count(), config_.max_peers_per_protection_tag);
     background_timer_ = time_->make_timer(strand_);
+    decay_timer_ = time_->make_timer(strand_);
+    housekeeping_timer_ = time_->make_timer(strand_);
     arm_background_check();
+    arm_decay_tick();
   }
 
   // --- Timers ---------------------------------------------------------------------
@@ -204,6 +247,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     PeerSlot& entry = peers_[slot];
     if (entry.temporary) --temp_peers_;
     entry.tags.clear(tag_names_);
+    entry.decaying.clear();
+    entry.decaying_sum = 0;
     entry.conns.clear();
     entry.streams = 0;
     entry.inbound = 0;
@@ -241,8 +286,30 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     // in the act phase (next to close(), on the same cache line) for the manager's own.
     std::shared_ptr<Connection> handle = std::move(conn.handle);
     free_conn_slots_.push_back(conn_slot);
-    if (peer.conns.empty()) release_peer(slot);
+    if (peer.conns.empty()) retain_or_release(slot);
     return handle;
+  }
+
+  // A peer whose last connection went: with tag_retention its tags stay that long as a
+  // temporary entry (if the temporary bound allows), otherwise the entry goes.
+  void retain_or_release(std::uint32_t slot) {
+    PeerSlot& entry = peers_[slot];
+    if (config_.tag_retention.count() > 0 && entry.holds_tags() &&
+        temp_peers_ < config_.max_temp_peers) {
+      entry.temporary = true;
+      ++temp_peers_;
+      entry.streams = 0;
+      entry.inbound = 0;
+      schedule_expiry(slot, time_->now() + config_.tag_retention);
+      return;
+    }
+    release_peer(slot);
+  }
+
+  // A temporary entry that no longer holds any tag has no reason to exist.
+  void release_if_empty_temporary(std::uint32_t slot) {
+    const PeerSlot& entry = peers_[slot];
+    if (entry.live && entry.temporary && !entry.holds_tags()) release_peer(slot);
   }
 
   std::error_code add_connection(std::shared_ptr<Connection> handle) {
@@ -402,7 +469,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
       ec = Errc::temp_peer_limit;
       return nullptr;
     }
-    return &peers_[create_peer(peer, time_->now(), true)];
+    const TimePoint now = time_->now();
+    const std::uint32_t slot = create_peer(peer, now, true);
+    schedule_expiry(slot, now + config_.grace_period);
+    return &peers_[slot];
   }
 
   std::error_code tag_peer(const NodeId& peer, std::string_view name, int value) {
@@ -425,8 +495,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     if (auto id = tag_names_.find(name)) {
       if (entry->tags.remove(tag_names_, *id)) entry->tags_stamp = ++tag_clock_;
     }
-    // A temporary entry exists only to hold tags.
-    if (entry->temporary && entry->tags.empty()) release_peer(slot_of(*entry));
+    release_if_empty_temporary(slot_of(*entry));
     return {};
   }
 
@@ -464,18 +533,28 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     std::lock_guard lock(mutex_);
     const PeerSlot* entry = find_peer(peer);
     if (entry == nullptr) return std::nullopt;
-    return TagInfo{entry->first_seen, entry->tags.sum(), entry->tags.list(tag_names_),
-                   entry->conns.size(), entry->temporary};
+    TagInfo info{entry->first_seen, entry->value(), entry->tags.list(tag_names_), {},
+                 entry->conns.size(), entry->temporary};
+    for (const DecayEntry& d : entry->decaying) {
+      info.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
+    }
+    return info;
   }
 
   // --- Protection -------------------------------------------------------------------
 
-  std::error_code protect(const NodeId& peer, std::string_view tag) {
+  // `duration` of zero or less means until unprotected.
+  std::error_code protect(const NodeId& peer, std::string_view tag, Duration duration) {
     if (tag.empty()) return Errc::invalid_argument;
+    const bool timed = duration.count() > 0;
     std::lock_guard lock(mutex_);
     if (closed_) return Errc::closed;
-    protections_.protect(peer, tag);
+    const TimePoint until = timed ? time_->now() + duration : detail::ProtectTable::kForever;
+    const auto outcome =
+        protections_.protect(peer, tag, until, config_.max_peers_per_protection_tag);
+    if (outcome == detail::ProtectTable::Outcome::over_cap) return Errc::protection_limit;
     if (PeerSlot* entry = find_peer(peer)) entry->is_protected = true;
+    if (timed) arm_housekeeping(until);
     return {};
   }
 
@@ -484,6 +563,299 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     const bool still = protections_.unprotect(peer, tag);
     if (PeerSlot* entry = find_peer(peer)) entry->is_protected = still;
     return still;
+  }
+
+  // --- Expiry of temporary entries and timed protections --------------------------
+
+  void schedule_expiry(std::uint32_t slot, TimePoint at) {
+    peers_[slot].expires_at = at;
+    expiries_.push(Expiry{at, slot, peers_[slot].generation});
+    arm_housekeeping(at);
+  }
+
+  // Arms the housekeeping timer for `at` unless it is already due earlier.
+  void arm_housekeeping(TimePoint at) {
+    if (closed_ || (housekeeping_armed_ && housekeeping_at_ <= at)) return;
+    housekeeping_armed_ = true;
+    housekeeping_at_ = at;
+    housekeeping_timer_->wait_until(at, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->housekeeping();
+    });
+  }
+
+  void housekeeping() {
+    const TimePoint now = time_->now();
+    std::lock_guard lock(mutex_);
+    housekeeping_armed_ = false;
+    if (closed_) return;
+    while (!expiries_.empty() && expiries_.top().at <= now) {
+      const Expiry due = expiries_.top();
+      expiries_.pop();
+      const PeerSlot& entry = peers_[due.slot];
+      // Stale records (the peer connected, was released, or got a later expiry) are
+      // skipped here rather than searched for when they go stale.
+      if (entry.live && entry.temporary && entry.generation == due.generation &&
+          entry.expires_at <= now) {
+        release_peer(due.slot);
+        ++stats_.temporary_peers_pruned;
+      }
+    }
+    for (const NodeId& peer : protections_.expire(now)) {
+      ++stats_.protections_expired;
+      if (PeerSlot* entry = find_peer(peer)) entry->is_protected = false;
+    }
+    TimePoint next = protections_.next_expiry();
+    if (!expiries_.empty()) next = std::min(next, expiries_.top().at);
+    if (next != detail::ProtectTable::kForever) arm_housekeeping(next);
+  }
+
+  // --- Decaying tags ----------------------------------------------------------------
+
+  void arm_decay_tick() {
+    Duration resolution;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      resolution = config_.decay_resolution;
+    }
+    decay_timer_->wait_until(time_->now() + resolution, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        self->decay_tick();
+        self->arm_decay_tick();
+      }
+    });
+  }
+
+  DecayingTag register_decaying_tag(std::string_view name, Duration interval, Decay decay,
+                                    Bump bump, std::error_code& ec) {
+    ec.clear();
+    if (name.empty() || interval.count() <= 0) {
+      ec = Errc::invalid_argument;
+      return {};
+    }
+    const TimePoint now = time_->now();
+    std::lock_guard lock(mutex_);
+    if (closed_) {
+      ec = Errc::closed;
+      return {};
+    }
+    std::uint32_t free_id = static_cast<std::uint32_t>(decay_defs_.size());
+    for (std::uint32_t id = 0; id < decay_defs_.size(); ++id) {
+      if (decay_defs_[id].open && decay_defs_[id].name == name) {
+        ec = Errc::tag_exists;
+        return {};
+      }
+      if (!decay_defs_[id].open && free_id == decay_defs_.size()) free_id = id;
+    }
+    if (free_id == decay_defs_.size()) decay_defs_.emplace_back();
+    DecayDef& def = decay_defs_[free_id];
+    def.name = std::string(name);
+    def.interval = std::max<Duration>(interval, config_.decay_resolution);
+    def.next_tick = now + def.interval;
+    def.decay = std::move(decay);
+    def.bump = std::move(bump);
+    def.generation = ++decay_generation_;
+    def.open = true;
+    return DecayingTag(std::weak_ptr<DecayingTag::Owner>(shared_from_this()), free_id,
+                       def.generation, def.name, def.interval);
+  }
+
+  const DecayDef* open_def(std::uint32_t tag, std::uint64_t generation) const {
+    if (tag >= decay_defs_.size()) return nullptr;
+    const DecayDef& def = decay_defs_[tag];
+    return def.open && def.generation == generation ? &def : nullptr;
+  }
+
+  static DecayEntry* find_decaying(PeerSlot& entry, std::uint32_t tag) {
+    for (DecayEntry& d : entry.decaying) {
+      if (d.tag == tag) return &d;
+    }
+    return nullptr;
+  }
+
+  void set_decaying(PeerSlot& entry, std::uint32_t tag, int value, TimePoint now) {
+    if (DecayEntry* d = find_decaying(entry, tag)) {
+      entry.decaying_sum += static_cast<std::int64_t>(value) - d->value;
+      d->value = value;
+      d->last_visit = now;
+      ++d->version;
+    } else {
+      entry.decaying.push_back(DecayEntry{tag, 1, value, now, now});
+      entry.decaying_sum += value;
+    }
+  }
+
+  void erase_decaying(PeerSlot& entry, std::uint32_t tag) {
+    for (auto it = entry.decaying.begin(); it != entry.decaying.end(); ++it) {
+      if (it->tag == tag) {
+        entry.decaying_sum -= it->value;
+        entry.decaying.erase(it);
+        return;
+      }
+    }
+  }
+
+  std::error_code bump_decaying(std::uint32_t tag, std::uint64_t generation, const NodeId& peer,
+                                int delta) override {
+    for (;;) {
+      DecayingValue current;
+      std::optional<std::uint32_t> seen;  // the entry's version, if the peer holds the tag
+      Bump bump = Bump::sum();
+      {
+        std::lock_guard lock(mutex_);
+        if (closed_) return Errc::closed;
+        const DecayDef* def = open_def(tag, generation);
+        if (def == nullptr) return Errc::tag_closed;
+        const TimePoint now = time_->now();
+        current = DecayingValue{0, now, now, now};
+        PeerSlot* entry = find_peer(peer);
+        if (DecayEntry* d = entry != nullptr ? find_decaying(*entry, tag) : nullptr) {
+          current = DecayingValue{d->value, d->added, d->last_visit, now};
+          seen = d->version;
+        }
+        if (!def->bump.is_custom()) {
+          // Built-in arithmetic: apply it here, under the lock.
+          std::error_code ec;
+          if (entry == nullptr) entry = slot_for_tagging(peer, ec);
+          if (entry == nullptr) return ec;
+          set_decaying(*entry, tag, def->bump.apply(current, delta), now);
+          return {};
+        }
+        bump = def->bump;
+      }
+      int value;
+      try {
+        value = bump.apply(current, delta);  // the host's function: unlocked
+      } catch (const std::exception& e) {
+        logger_->warn("connmgr: bump function of a decaying tag threw: {}", e.what());
+        return Errc::invalid_argument;
+      }
+      std::lock_guard lock(mutex_);
+      if (closed_) return Errc::closed;
+      if (open_def(tag, generation) == nullptr) return Errc::tag_closed;
+      PeerSlot* entry = find_peer(peer);
+      DecayEntry* d = entry != nullptr ? find_decaying(*entry, tag) : nullptr;
+      const std::optional<std::uint32_t> now_seen =
+          d != nullptr ? std::optional<std::uint32_t>(d->version) : std::nullopt;
+      if (now_seen != seen) continue;  // bumped meanwhile: apply the function again
+      std::error_code ec;
+      if (entry == nullptr) entry = slot_for_tagging(peer, ec);
+      if (entry == nullptr) return ec;
+      set_decaying(*entry, tag, value, time_->now());
+      return {};
+    }
+  }
+
+  std::error_code remove_decaying(std::uint32_t tag, std::uint64_t generation,
+                                  const NodeId& peer) override {
+    std::lock_guard lock(mutex_);
+    if (closed_) return Errc::closed;
+    if (open_def(tag, generation) == nullptr) return Errc::tag_closed;
+    PeerSlot* entry = find_peer(peer);
+    if (entry == nullptr || find_decaying(*entry, tag) == nullptr) return Errc::unknown_peer;
+    erase_decaying(*entry, tag);
+    release_if_empty_temporary(slot_of(*entry));
+    return {};
+  }
+
+  void close_decaying(std::uint32_t tag, std::uint64_t generation) override {
+    std::lock_guard lock(mutex_);
+    if (open_def(tag, generation) == nullptr) return;  // closed already: fine
+    decay_defs_[tag].open = false;
+    for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
+      PeerSlot& entry = peers_[slot];
+      if (!entry.live || entry.decaying.empty()) continue;
+      erase_decaying(entry, tag);
+      release_if_empty_temporary(slot);
+    }
+  }
+
+  // Applies one decay result to the entry at `index` of the slot's list.
+  void apply_decay(std::uint32_t slot, std::size_t index, const DecayResult& result) {
+    PeerSlot& entry = peers_[slot];
+    DecayEntry& d = entry.decaying[index];
+    if (result.remove) {
+      entry.decaying_sum -= d.value;
+      entry.decaying.erase(entry.decaying.begin() + static_cast<std::ptrdiff_t>(index));
+    } else {
+      entry.decaying_sum += static_cast<std::int64_t>(result.value) - d.value;
+      d.value = result.value;
+    }
+  }
+
+  // One tick: every tag whose interval has come decays once on every peer holding it. A
+  // late tick still decays once and moves the tag's next tick on by one interval, so
+  // lost time is caught up one interval per tick, never applied twice in one.
+  void decay_tick() {
+    struct CustomWork {
+      std::uint32_t slot;
+      std::uint32_t generation;
+      std::uint32_t tag;
+      std::uint32_t version;
+      DecayingValue value;
+      DecayResult result;
+    };
+    const TimePoint now = time_->now();
+    std::vector<CustomWork> custom;
+    std::vector<Decay> custom_decay;  // by tag, for the custom ones
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      std::vector<char> due(decay_defs_.size(), 0);
+      bool any = false;
+      for (std::uint32_t id = 0; id < decay_defs_.size(); ++id) {
+        DecayDef& def = decay_defs_[id];
+        if (!def.open || def.next_tick > now) continue;
+        due[id] = def.decay.is_custom() ? 2 : 1;
+        def.next_tick += def.interval;
+        any = true;
+      }
+      if (!any) return;
+      ++stats_.decay_ticks;
+      for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
+        PeerSlot& entry = peers_[slot];
+        if (!entry.live || entry.decaying.empty()) continue;
+        for (std::size_t i = 0; i < entry.decaying.size();) {
+          const DecayEntry& d = entry.decaying[i];
+          const DecayingValue value{d.value, d.added, d.last_visit, now};
+          if (due[d.tag] == 2) {
+            custom.push_back({slot, entry.generation, d.tag, d.version, value, {}});
+          } else if (due[d.tag] == 1) {
+            const DecayResult result = decay_defs_[d.tag].decay.apply(value);
+            apply_decay(slot, i, result);
+            if (result.remove) continue;  // the next entry moved into position i
+          }
+          ++i;
+        }
+        release_if_empty_temporary(slot);
+      }
+      if (custom.empty()) return;
+      custom_decay.reserve(decay_defs_.size());
+      for (const DecayDef& def : decay_defs_) custom_decay.push_back(def.decay);
+    }
+    // Custom decay functions are host code: run them unlocked, then apply each result
+    // only where the value did not move meanwhile (a concurrent bump wins that interval).
+    for (CustomWork& work : custom) {
+      try {
+        work.result = custom_decay[work.tag].apply(work.value);
+      } catch (const std::exception& e) {
+        logger_->warn("connmgr: decay function threw, value kept: {}", e.what());
+        work.result = DecayResult{work.value.value, false};
+      }
+    }
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    for (const CustomWork& work : custom) {
+      PeerSlot& entry = peers_[work.slot];
+      if (!entry.live || entry.generation != work.generation) continue;
+      for (std::size_t i = 0; i < entry.decaying.size(); ++i) {
+        if (entry.decaying[i].tag == work.tag) {
+          if (entry.decaying[i].version == work.version) apply_decay(work.slot, i, work.result);
+          break;
+        }
+      }
+      release_if_empty_temporary(work.slot);
+    }
   }
 
   // --- Trimming ---------------------------------------------------------------------
@@ -500,7 +872,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
   void add_candidate(Plan& plan, std::uint32_t slot) const {
     const PeerSlot& entry = peers_[slot];
     PeerSnapshot peer;
-    peer.value = entry.tags.sum();
+    peer.value = entry.value();
     peer.first_seen = entry.first_seen;
     peer.streams = entry.streams;
     peer.has_inbound = entry.inbound > 0;
@@ -615,8 +987,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     if (temp_peers_ == 0) return;
     for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
       const PeerSlot& entry = peers_[slot];
-      if (entry.live && entry.temporary &&
-          (ignore_grace || now - entry.first_seen >= config_.grace_period)) {
+      if (entry.live && entry.temporary && (ignore_grace || now >= entry.expires_at)) {
         release_peer(slot);
         ++stats_.temporary_peers_pruned;
       }
@@ -827,6 +1198,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
     trim_done_.notify_all();
     hub_.close();
     if (background_timer_) background_timer_->cancel();
+    if (decay_timer_) decay_timer_->cancel();
+    if (housekeeping_timer_) housekeeping_timer_->cancel();
   }
 
   // Immutable after construction.
@@ -870,8 +1243,19 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl> {
   std::size_t last_trim_closed_ = 0;
   std::condition_variable trim_done_;
 
-  detail::EventHub hub_;                     // its own lock, taken after mutex_ when both are held
-  std::unique_ptr<Timer> background_timer_;  // armed and fired on strand_
+  // Decaying tags by id; see DecayDef.
+  std::vector<DecayDef> decay_defs_;
+  std::uint64_t decay_generation_ = 0;
+  // Deadlines of temporary entries, earliest first; records go stale and are skipped.
+  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;
+  bool housekeeping_armed_ = false;
+  TimePoint housekeeping_at_{};  // when the armed housekeeping timer fires
+
+  detail::EventHub hub_;  // its own lock, taken after mutex_ when both are held
+  // Armed and fired on strand_; armed under mutex_ (Timer methods never call us back).
+  std::unique_ptr<Timer> background_timer_;
+  std::unique_ptr<Timer> decay_timer_;
+  std::unique_ptr<Timer> housekeeping_timer_;
 };
 
 ConnectionManager::ConnectionManager(executor_type executor, Config config, Dependencies deps) {
@@ -957,7 +1341,17 @@ std::optional<TagInfo> ConnectionManager::tag_info(const NodeId& peer) const {
 }
 
 std::error_code ConnectionManager::protect(const NodeId& peer, std::string_view tag) {
-  return impl_->protect(peer, tag);
+  return impl_->protect(peer, tag, Duration::zero());
+}
+std::error_code ConnectionManager::protect_for(const NodeId& peer, std::string_view tag,
+                                               Duration duration) {
+  if (duration.count() <= 0) return Errc::invalid_argument;
+  return impl_->protect(peer, tag, duration);
+}
+DecayingTag ConnectionManager::register_decaying_tag(std::string_view name, Duration interval,
+                                                     Decay decay, Bump bump,
+                                                     std::error_code& ec) {
+  return impl_->register_decaying_tag(name, interval, std::move(decay), std::move(bump), ec);
 }
 bool ConnectionManager::unprotect(const NodeId& peer, std::string_view tag) {
   return impl_->unprotect(peer, tag);

@@ -2,6 +2,7 @@
 // and the manager's pool. None of this locks: the owner's lock protects it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -148,31 +149,52 @@ class PeerTags {
   boost::container::small_vector<Tag, 2> tags_;
 };
 
-// Which protection tags hold each peer. Protection is independent of connections, so
-// this table is keyed by peer on its own rather than living in the pool's peer entries.
+// Which protection tags hold each peer, each until when. Protection is independent of
+// connections, so this table is keyed by peer on its own rather than living in the pool's
+// peer entries.
 class ProtectTable {
  public:
-  // Returns true if the pair is new.
-  bool protect(const NodeId& peer, std::string_view tag) {
+  static constexpr TimePoint kForever = TimePoint::max();
+
+  enum class Outcome { added, extended, unchanged, over_cap };
+
+  // Protects `peer` with `tag` until `until` (kForever: until unprotected). A pair that
+  // exists keeps the later of its two ends. A new pair beyond `cap` peers for that tag
+  // (0 = no cap) is refused.
+  Outcome protect(const NodeId& peer, std::string_view tag, TimePoint until = kForever,
+                  std::size_t cap = 0) {
     const std::uint32_t id = names_.intern(tag);
-    auto& tags = peers_[peer];
-    for (std::uint32_t t : tags) {
-      if (t == id) return false;
+    auto it = peers_.find(peer);
+    if (it != peers_.end()) {
+      for (Entry& e : it->second) {
+        if (e.tag == id) {
+          if (until <= e.until) return Outcome::unchanged;
+          e.until = until;
+          return Outcome::extended;
+        }
+      }
     }
-    tags.push_back(id);
+    if (cap != 0 && id < counts_.size() && counts_[id] >= cap) {
+      names_.discard_if_unused(id);
+      return Outcome::over_cap;
+    }
+    if (it == peers_.end()) it = peers_.try_emplace(peer).first;
+    it->second.push_back(Entry{id, until});
     names_.acquire(id);
-    return true;
+    if (counts_.size() <= id) counts_.resize(id + 1, 0);
+    ++counts_[id];
+    return Outcome::added;
   }
   // Returns whether the peer is still protected by another tag.
   bool unprotect(const NodeId& peer, std::string_view tag) {
     auto it = peers_.find(peer);
     if (it == peers_.end()) return false;
     if (auto id = names_.find(tag)) {
-      auto& tags = it->second;
-      for (auto t = tags.begin(); t != tags.end(); ++t) {
-        if (*t == *id) {
-          tags.erase(t);
-          names_.release(*id);
+      auto& entries = it->second;
+      for (auto e = entries.begin(); e != entries.end(); ++e) {
+        if (e->tag == *id) {
+          drop(*e);
+          entries.erase(e);
           break;
         }
       }
@@ -183,31 +205,65 @@ class ProtectTable {
     }
     return true;
   }
+  // Removes every pair whose end is at or before `now`; returns the peers left with no
+  // protection at all.
+  std::vector<NodeId> expire(TimePoint now) {
+    std::vector<NodeId> unprotected;
+    for (auto& [peer, entries] : peers_) {
+      for (auto e = entries.begin(); e != entries.end();) {
+        if (e->until <= now) {
+          drop(*e);
+          e = entries.erase(e);
+        } else {
+          ++e;
+        }
+      }
+      if (entries.empty()) unprotected.push_back(peer);
+    }
+    for (const NodeId& peer : unprotected) peers_.erase(peer);
+    return unprotected;
+  }
+  // The earliest end among timed pairs, or kForever.
+  TimePoint next_expiry() const {
+    TimePoint next = kForever;
+    for (const auto& [peer, entries] : peers_) {
+      for (const Entry& e : entries) next = std::min(next, e.until);
+    }
+    return next;
+  }
   bool is_protected(const NodeId& peer) const { return peers_.contains(peer); }
   bool is_protected(const NodeId& peer, std::string_view tag) const {
     auto it = peers_.find(peer);
     if (it == peers_.end()) return false;
     auto id = names_.find(tag);
     if (!id) return false;
-    for (std::uint32_t t : it->second) {
-      if (t == *id) return true;
+    for (const Entry& e : it->second) {
+      if (e.tag == *id) return true;
     }
     return false;
   }
   std::vector<std::string> protections(const NodeId& peer) const {
     std::vector<std::string> out;
     if (auto it = peers_.find(peer); it != peers_.end()) {
-      for (std::uint32_t t : it->second) out.push_back(names_.name(t));
+      for (const Entry& e : it->second) out.push_back(names_.name(e.tag));
     }
     return out;
   }
   std::size_t size() const { return peers_.size(); }
 
  private:
+  struct Entry {
+    std::uint32_t tag;
+    TimePoint until;
+  };
+  void drop(const Entry& e) {
+    --counts_[e.tag];
+    names_.release(e.tag);
+  }
   TagNames names_;
   // Peers with at least one protection; never holds an empty list.
-  boost::unordered_flat_map<NodeId, boost::container::small_vector<std::uint32_t, 2>, NodeIdHash>
-      peers_;
+  boost::unordered_flat_map<NodeId, boost::container::small_vector<Entry, 2>, NodeIdHash> peers_;
+  std::vector<std::size_t> counts_;  // by tag id: how many peers the tag protects
 };
 
 }  // namespace dep2p::connmgr::detail

@@ -272,7 +272,7 @@ TEST(ConnectionManager, TaggingAnUnknownPeerCreatesATemporaryEntry) {
 }
 
 TEST(ConnectionManager, TemporaryEntryBecomesRealOnConnectKeepingTagsWithFirstSeenRestarted) {
-  ManagerHarness h;
+  ManagerHarness h(trim_config(10, 100, 10s));  // the entry lives 10 s unless it connects
   ASSERT_FALSE(h.manager.tag_peer(peer_id(1), "early", 9));
   const TimePoint tagged_at = h.time->now();
   h.time->advance(5s);

@@ -152,20 +152,21 @@ TEST(Trim, TargetIsCountedInConnectionsNotPeers) {
 
 // --- Which: temporary entries, order ------------------------------------------------------
 
-TEST(Trim, TemporaryEntriesOutOfGraceAreDeletedAndInGraceOnesKept) {
+TEST(Trim, TemporaryEntriesOutOfGraceAreGoneAndInGraceOnesSurviveATrim) {
   ManagerHarness h(trim_config(2, 100, 10s));
   const NodeId old_temporary = peer_id(100);
   const NodeId young_temporary = peer_id(101);
-  // A high value: temporary entries go first whatever their value.
+  // A high value: a temporary entry holds no connection, so value cannot keep it.
   ASSERT_FALSE(h.manager.tag_peer(old_temporary, "early", 1000));
   Connections all = h.add_peers(1, 5);
-  h.time->advance(10s);
-  ASSERT_FALSE(h.manager.tag_peer(young_temporary, "early", 1000));
-  ASSERT_EQ(h.manager.stats().temporary_peers, 2u);
-
-  EXPECT_EQ(h.manager.trim(), 3u);  // connections only: deleting an entry closes nothing
-  EXPECT_EQ(count_closed(all), 3u);
+  h.time->advance(10s);  // the old entry's grace ends: it expires without a trim
   EXPECT_FALSE(h.manager.tag_info(old_temporary).has_value());
+  EXPECT_EQ(h.manager.stats().temporary_peers_pruned, 1u);
+  ASSERT_FALSE(h.manager.tag_peer(young_temporary, "early", 1000));
+  ASSERT_EQ(h.manager.stats().temporary_peers, 1u);
+
+  EXPECT_EQ(h.manager.trim(), 3u);  // connections only: entries hold none
+  EXPECT_EQ(count_closed(all), 3u);
   const auto young = h.manager.tag_info(young_temporary);
   ASSERT_TRUE(young.has_value());
   EXPECT_TRUE(young->temporary);
@@ -173,6 +174,15 @@ TEST(Trim, TemporaryEntriesOutOfGraceAreDeletedAndInGraceOnesKept) {
   const Stats stats = h.manager.stats();
   EXPECT_EQ(stats.temporary_peers, 1u);
   EXPECT_EQ(stats.temporary_peers_pruned, 1u);
+}
+
+TEST(Trim, ForceTrimDeletesTemporaryEntriesInGrace) {
+  ManagerHarness h(trim_config(2, 100, 10s));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(100), "early", 1000));
+  Connections all = h.add_peers(1, 5);
+  EXPECT_EQ(h.manager.force_trim(), 3u);
+  EXPECT_FALSE(h.manager.tag_info(peer_id(100)).has_value());
+  EXPECT_EQ(h.manager.stats().temporary_peers, 0u);
 }
 
 TEST(Trim, LowerValueGoesFirst) {

@@ -69,6 +69,9 @@ class ManualTimeSource final : public TimeSource {
 
   // Moves time forward by `by`, firing every timer that falls due on the way.
   void advance(Duration by);
+  // Moves time forward by `by` without firing anything, as a stalled executor would see
+  // it: timers that fell due fire late, once each, at the next advance() (even advance(0)).
+  void jump(Duration by);
   // Runs handlers that are ready now without moving time (e.g. posted work).
   void run_ready();
   // Number of armed timers (for tests of the manager's own timer hygiene).

@@ -38,8 +38,16 @@ struct Config {
   std::chrono::milliseconds grace_period = std::chrono::seconds(20);
   // How often the background check compares the pool against high_water. Must be > 0.
   std::chrono::milliseconds silence_period = std::chrono::seconds(10);
-  // Upper bound on temporary entries (peers tagged but never connected). Must be > 0.
+  // Upper bound on temporary entries (peers tagged but not connected: never connected,
+  // or kept by tag_retention). Must be > 0.
   std::size_t max_temp_peers = 10'000;
+  // Decaying tags tick this often; shorter intervals are raised to it. Must be > 0.
+  std::chrono::milliseconds decay_resolution = std::chrono::minutes(1);
+  // A peer whose last connection closed keeps its tags this long, so a quick reconnect
+  // keeps its value. 0 (go-libp2p's behaviour): tags go with the last connection.
+  std::chrono::milliseconds tag_retention = std::chrono::milliseconds(0);
+  // How many peers one protection tag may protect at once; 0 means no cap.
+  std::size_t max_peers_per_protection_tag = 0;
 
   static Config preset(Preset preset);
 

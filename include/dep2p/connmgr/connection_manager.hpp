@@ -36,6 +36,7 @@
 #include "dep2p/connmgr/clock.hpp"
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/connection.hpp"
+#include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/events.hpp"
 #include "dep2p/connmgr/metrics.hpp"
 #include "dep2p/connmgr/trimmer.hpp"
@@ -60,8 +61,9 @@ struct Dependencies {
 
 struct TagInfo {
   TimePoint first_seen{};
-  std::int64_t value = 0;
+  std::int64_t value = 0;  // plain and decaying tags together
   std::vector<std::pair<std::string, int>> tags;  // in the order first set
+  std::vector<std::pair<std::string, int>> decaying_tags;  // name, current value
   std::size_t connections = 0;
   bool temporary = false;  // tagged but not connected
 };
@@ -119,8 +121,20 @@ class ConnectionManager {
                              const std::function<int(int)>& fn);
   std::optional<TagInfo> tag_info(const NodeId& peer) const;
 
+  // Registers a decaying tag (see decay.hpp). `interval` below config().decay_resolution
+  // is raised to it. On error returns an invalid handle and sets `ec`:
+  // Errc::tag_exists for a name in use, Errc::invalid_argument for an empty name or a
+  // non-positive interval, Errc::closed.
+  DecayingTag register_decaying_tag(std::string_view name, Duration interval, Decay decay,
+                                    Bump bump, std::error_code& ec);
+
   // --- Protection (DESIGN §3.2) -----------------------------------------------------
+  // Errc::protection_limit when the tag already protects
+  // config().max_peers_per_protection_tag peers (0 = no cap); nothing changes then.
   std::error_code protect(const NodeId& peer, std::string_view tag);
+  // Protects for `duration` (> 0), after which this one protection ends by itself. On a
+  // pair that exists the later end wins; protect() makes it permanent.
+  std::error_code protect_for(const NodeId& peer, std::string_view tag, Duration duration);
   // Returns whether the peer is still protected by another tag.
   bool unprotect(const NodeId& peer, std::string_view tag);
   bool is_protected(const NodeId& peer) const;

@@ -5,6 +5,7 @@
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/events.hpp"
 #include "dep2p/connmgr/metrics.hpp"

@@ -29,7 +29,9 @@ struct Stats {
   std::uint64_t duplicate_reports = 0;  // add/remove reports ignored as duplicate/unknown
   std::uint64_t trims = 0;              // trims that ran (joined callers not counted)
   std::uint64_t trims_joined = 0;       // trim() calls that joined a running trim
-  std::uint64_t temporary_peers_pruned = 0;
+  std::uint64_t temporary_peers_pruned = 0;  // by a trim or on expiry
+  std::uint64_t protections_expired = 0;     // peers whose last timed protection ended
+  std::uint64_t decay_ticks = 0;             // ticks that decayed at least one tag
   // Connections closed by the manager or reported closed by the host, by reason.
   std::array<std::uint64_t, kCloseReasonCount> closes_by_reason{};
 
