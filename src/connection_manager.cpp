@@ -16,8 +16,11 @@
 #include <boost/unordered/unordered_flat_set.hpp>
 
 #include "dep2p/connmgr/error.hpp"
+#include "dep2p/connmgr/gater.hpp"
 #include "detail/event_hub.hpp"
 #include "detail/logging.hpp"
+#include "detail/rate_limiter.hpp"
+#include "detail/subnet_counter.hpp"
 #include "detail/tag_table.hpp"
 
 namespace dep2p::connmgr {
@@ -45,11 +48,14 @@ using detail::ConnectionAccess;
 struct Closing {
   std::shared_ptr<Connection> handle;
   CloseReason reason;
+  std::string own_detail;  // when empty, the detail shared by the whole batch
 };
 
 }  // namespace
 
-struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag::Owner {
+struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
+                                 DecayingTag::Owner,
+                                 Reservation::Owner {
   // One tracked connection, at index Connection::slot_ of conn_slots_. A free slot has a
   // null handle and sits in free_conn_slots_.
   struct ConnEntry {
@@ -58,8 +64,33 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     std::uint32_t peer_slot = 0;
     Direction direction = Direction::inbound;
     PathKind path = PathKind::direct;
-    std::uint32_t streams = 0;
+    std::uint32_t streams_in = 0;
+    std::uint32_t streams_out = 0;
     TimePoint opened_at{};
+    Endpoint remote;
+    // The place this connection holds under the per-address caps (released with it).
+    std::optional<boost::asio::ip::address> capped_address;
+
+    std::uint32_t streams() const { return streams_in + streams_out; }
+  };
+
+  // What one admission in progress holds; see Reservation. Keyed by reservation id.
+  struct Charge {
+    Direction direction = Direction::inbound;
+    bool pending = false;        // a pending-handshake slot, system (and peer)
+    std::optional<NodeId> peer;  // the peer scope, once known
+    std::optional<boost::asio::ip::address> capped_address;  // a place under the caps
+    std::uint64_t memory = 0;  // reserved bytes (system, and peer if known)
+    std::size_t fds = 0;       // reserved descriptors
+  };
+
+  // Admission counters of one peer, for the peer scope (connections and streams are in
+  // its PeerSlot). Erased when all are zero.
+  struct PeerCharges {
+    std::size_t pending[2] = {0, 0};
+    std::uint64_t memory = 0;
+    std::size_t fds = 0;
+    bool empty() const { return pending[0] == 0 && pending[1] == 0 && memory == 0 && fds == 0; }
   };
 
   // One decaying tag's value on one peer. `version` changes with every bump, so work done
@@ -104,11 +135,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     bool is_protected = false;  // mirrors protections_ for a live slot
     std::uint32_t generation = 0;
     std::uint32_t streams = 0;
+    std::uint32_t streams_in = 0;
     std::uint32_t inbound = 0;
     TimePoint first_seen{};
     boost::container::small_vector<std::uint32_t, 2> conns;  // conn_slots_ indices
     detail::PeerTags tags;
-    std::uint64_t tags_stamp = 0;  // tag_clock_ at the last tag change; 0 when none
+    std::uint64_t tags_stamp = 0;   // tag_clock_ at the last tag change; 0 when none
     std::int64_t decaying_sum = 0;  // sum of `decaying` values
     boost::container::small_vector<DecayEntry, 1> decaying;
     TimePoint expires_at{};  // a temporary entry is deleted at this time
@@ -153,8 +185,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
         logger_(deps.logger ? std::move(deps.logger) : detail::make_default_logger()),
         trimmer_(deps.trimmer ? std::move(deps.trimmer) : make_score_trimmer()),
         trim_inputs_(trimmer_->inputs()),
+        gater_(std::move(deps.gater)),
         config_(std::move(config)),
         peer_index_(0, SlotHash{&peer_keys_}, SlotEqual{&peer_keys_}),
+        subnets_(config_.limits.subnets),
+        inbound_rates_(config_.limits.inbound_rate),
+        outbound_dials_(config_.limits.outbound_dials),
         hub_(logger_) {}
 
   ~Impl() {
@@ -166,18 +202,22 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
   }
 
   void start() {
-    logger_->info(
-        "connmgr: effective limits: low_water={} high_water={} grace_period={}ms "
-        "silence_period={}ms max_temp_peers={} decay_resolution={}ms tag_retention={}ms "
-        "max_peers_per_protection_tag={}",
-        config_.low_water, config_.high_water, config_.grace_period.count(),
-        config_.silence_period.count(), config_.max_temp_peers, config_.decay_resolution.count(),
-        config_.tag_retention.count(), config_.max_peers_per_protection_tag);
+    reservation_owner_ = std::weak_ptr<Reservation::Owner>(shared_from_this());
+    logger_->info("connmgr: effective settings: {}", config_.describe());
     background_timer_ = time_->make_timer(strand_);
     decay_timer_ = time_->make_timer(strand_);
     housekeeping_timer_ = time_->make_timer(strand_);
     arm_background_check();
     arm_decay_tick();
+    if (gater_) {
+      gater_subscription_ = gater_->on_tightened([weak = weak_from_this()] {
+        if (auto self = weak.lock()) {
+          boost::asio::post(self->strand_, [weak] {
+            if (auto again = weak.lock()) again->regate();
+          });
+        }
+      });
+    }
   }
 
   // --- Timers ---------------------------------------------------------------------
@@ -247,6 +287,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     PeerSlot& entry = peers_[slot];
     if (entry.temporary) --temp_peers_;
     entry.tags.clear(tag_names_);
+    entry.streams_in = 0;
     entry.decaying.clear();
     entry.decaying_sum = 0;
     entry.conns.clear();
@@ -268,8 +309,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     const std::uint32_t slot = conn.peer_slot;
     PeerSlot& peer = peers_[slot];
     peer.conns.erase(std::find(peer.conns.begin(), peer.conns.end(), conn_slot));
-    peer.streams -= conn.streams;
-    streams_ -= conn.streams;
+    peer.streams -= conn.streams();
+    peer.streams_in -= conn.streams_in;
+    streams_by_direction_[0] -= conn.streams_in;
+    streams_by_direction_[1] -= conn.streams_out;
+    if (conn.capped_address) subnets_.remove(*conn.capped_address);
     if (conn.direction == Direction::inbound) {
       --peer.inbound;
       --inbound_;
@@ -299,6 +343,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
       entry.temporary = true;
       ++temp_peers_;
       entry.streams = 0;
+      entry.streams_in = 0;
       entry.inbound = 0;
       schedule_expiry(slot, time_->now() + config_.tag_retention);
       return;
@@ -312,72 +357,129 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     if (entry.live && entry.temporary && !entry.holds_tags()) release_peer(slot);
   }
 
-  std::error_code add_connection(std::shared_ptr<Connection> handle) {
-    if (!handle) return Errc::invalid_argument;
-    std::optional<NodeId> peer;
+  // What add_connection reads from the host's handle, outside the lock.
+  struct HandleFacts {
+    NodeId peer;
     Direction direction;
     PathKind path;
     std::uint32_t streams;
+    Endpoint remote;
+  };
+  std::optional<HandleFacts> read_facts(const Connection& handle) {
     try {
-      peer.emplace(handle->remote_peer());
-      direction = handle->direction();
-      path = handle->path_kind();
-      streams = handle->stream_count();
+      return HandleFacts{handle.remote_peer(), handle.direction(), handle.path_kind(),
+                         handle.stream_count(), handle.remote_endpoint()};
     } catch (const std::exception& e) {
       logger_->warn("connmgr: add_connection: the connection's properties threw: {}", e.what());
-      return Errc::invalid_argument;
+      return std::nullopt;
     }
-    const TimePoint now = time_->now();
+  }
+
+  std::error_code add_connection(std::shared_ptr<Connection> handle) {
+    if (!handle) return Errc::invalid_argument;
+    auto facts = read_facts(*handle);
+    if (!facts) return Errc::invalid_argument;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return Errc::closed;
-      if (!ConnectionAccess::claim(*handle, this)) {
-        // Already ours (a duplicate report) or tracked by another manager.
-        unknown_reports_.fetch_add(1, std::memory_order_relaxed);
-        return ConnectionAccess::owner(*handle) == this ? Errc::duplicate_connection
-                                                        : Errc::invalid_argument;
-      }
-      std::uint32_t slot;
-      if (auto index = peer_index_.find(*peer); index != peer_index_.end()) {
-        slot = *index;
-        PeerSlot& existing = peers_[slot];
-        if (existing.temporary) {
-          // A temporary entry becomes real on connect, keeping its tags; its grace
-          // period starts now.
-          existing.temporary = false;
-          existing.first_seen = now;
-          --temp_peers_;
-        }
-      } else {
-        slot = create_peer(*peer, now, false);
-      }
-      std::uint32_t conn_slot;
-      if (!free_conn_slots_.empty()) {
-        conn_slot = free_conn_slots_.back();
-        free_conn_slots_.pop_back();
-      } else {
-        conn_slot = static_cast<std::uint32_t>(conn_slots_.size());
-        conn_slots_.emplace_back();
-      }
-      ConnectionAccess::set_slot(*handle, conn_slot);
-      const auto id = static_cast<ConnectionId>(++next_connection_id_);
-      conn_slots_[conn_slot] =
-          ConnEntry{std::move(handle), id, slot, direction, path, streams, now};
-      PeerSlot& entry = peers_[slot];
-      entry.conns.push_back(conn_slot);
-      entry.streams += streams;
-      streams_ += streams;
-      if (direction == Direction::inbound) {
-        ++entry.inbound;
-        ++inbound_;
-      } else {
-        ++outbound_;
-      }
-      ++connections_;
-      ++stats_.connections_added;
-      if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{*peer, id, direction});
+      if (auto ec = insert_connection(std::move(handle), *facts, std::nullopt)) return ec;
     }
     hub_.drain();
+    return {};
+  }
+
+  // The staged path's last step: the reservation's charges turn into the connection's.
+  std::error_code add_reserved(std::shared_ptr<Connection> handle, Reservation reservation,
+                               Refusal* refusal) {
+    if (!handle || !reservation.valid()) return Errc::invalid_argument;
+    auto facts = read_facts(*handle);
+    if (!facts) return Errc::invalid_argument;
+    if (gater_) {
+      Decision decision = gate([&] { return gater_->intercept_upgraded(*handle); });
+      if (!decision) {
+        auto r =
+            refuse(Stage::add, RefusalReason::gater, "gater", decision.reason,
+                   direction_word(facts->direction) + " refused by the gater: " + decision.reason);
+        if (refusal != nullptr) *refusal = std::move(r);
+        return Errc::connection_denied;  // `reservation` releases its charges
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return Errc::closed;
+      auto it = reservations_.find(reservation.id());
+      if (it == reservations_.end() || it->second.direction != facts->direction ||
+          (it->second.peer && !(*it->second.peer == facts->peer))) {
+        return Errc::invalid_argument;  // not this connection's reservation
+      }
+      Charge charge = it->second;
+      if (auto ec = insert_connection(std::move(handle), *facts, charge.capped_address)) {
+        return ec;  // the reservation (still registered) releases everything
+      }
+      // The connection now holds the address's place; the pending slot ends.
+      it->second.capped_address.reset();
+      release_charge(it->second);
+      reservations_.erase(it);
+      reservation.take();
+    }
+    hub_.drain();
+    return {};
+  }
+
+  // REQUIRES: mutex_ held, not closed.
+  std::error_code insert_connection(std::shared_ptr<Connection> handle, const HandleFacts& facts,
+                                    std::optional<boost::asio::ip::address> capped_address) {
+    const TimePoint now = time_->now();
+    if (!ConnectionAccess::claim(*handle, this)) {
+      // Already ours (a duplicate report) or tracked by another manager.
+      unknown_reports_.fetch_add(1, std::memory_order_relaxed);
+      return ConnectionAccess::owner(*handle) == this ? Errc::duplicate_connection
+                                                      : Errc::invalid_argument;
+    }
+    std::uint32_t slot;
+    if (auto index = peer_index_.find(facts.peer); index != peer_index_.end()) {
+      slot = *index;
+      PeerSlot& existing = peers_[slot];
+      if (existing.temporary) {
+        // A temporary entry becomes real on connect, keeping its tags; its grace
+        // period starts now.
+        existing.temporary = false;
+        existing.first_seen = now;
+        --temp_peers_;
+      }
+    } else {
+      slot = create_peer(facts.peer, now, false);
+    }
+    std::uint32_t conn_slot;
+    if (!free_conn_slots_.empty()) {
+      conn_slot = free_conn_slots_.back();
+      free_conn_slots_.pop_back();
+    } else {
+      conn_slot = static_cast<std::uint32_t>(conn_slots_.size());
+      conn_slots_.emplace_back();
+    }
+    ConnectionAccess::set_slot(*handle, conn_slot);
+    const auto id = static_cast<ConnectionId>(++next_connection_id_);
+    // Streams open at add time count in the connection's own direction.
+    const bool in = facts.direction == Direction::inbound;
+    conn_slots_[conn_slot] = ConnEntry{std::move(handle),        id,         slot,
+                                       facts.direction,          facts.path, in ? facts.streams : 0,
+                                       in ? 0 : facts.streams,   now,        facts.remote,
+                                       std::move(capped_address)};
+    PeerSlot& entry = peers_[slot];
+    entry.conns.push_back(conn_slot);
+    entry.streams += facts.streams;
+    if (in) entry.streams_in += facts.streams;
+    streams_by_direction_[in ? 0 : 1] += facts.streams;
+    if (in) {
+      ++entry.inbound;
+      ++inbound_;
+    } else {
+      ++outbound_;
+    }
+    ++connections_;
+    ++stats_.connections_added;
+    if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
     return {};
   }
 
@@ -421,22 +523,37 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     return {};
   }
 
-  std::error_code adjust_streams(const Connection& connection, bool opened) {
-    std::lock_guard lock(mutex_);
-    auto slot = tracked_slot(connection);
-    if (!slot) return Errc::unknown_connection;
-    ConnEntry& conn = conn_slots_[*slot];
-    PeerSlot& peer = peers_[conn.peer_slot];
-    if (opened) {
-      ++conn.streams;
-      ++peer.streams;
-      ++streams_;
-    } else if (conn.streams > 0) {
-      --conn.streams;
-      --peer.streams;
-      --streams_;
-    } else {
-      return Errc::invalid_argument;  // more closes than opens
+  std::error_code adjust_streams(const Connection& connection, Direction direction, bool opened,
+                                 Refusal* refusal) {
+    std::optional<Refusal> refused;
+    {
+      std::lock_guard lock(mutex_);
+      auto slot = tracked_slot(connection);
+      if (!slot) return Errc::unknown_connection;
+      ConnEntry& conn = conn_slots_[*slot];
+      PeerSlot& peer = peers_[conn.peer_slot];
+      const bool in = direction == Direction::inbound;
+      std::uint32_t& mine = in ? conn.streams_in : conn.streams_out;
+      if (opened) {
+        refused = check_streams(peer, direction);
+        if (!refused) {
+          ++mine;
+          ++peer.streams;
+          if (in) ++peer.streams_in;
+          ++streams_by_direction_[in ? 0 : 1];
+        }
+      } else if (mine > 0) {
+        --mine;
+        --peer.streams;
+        if (in) --peer.streams_in;
+        --streams_by_direction_[in ? 0 : 1];
+      } else {
+        return Errc::invalid_argument;  // more closes than opens
+      }
+    }
+    if (refused) {
+      if (refusal != nullptr) *refusal = std::move(*refused);
+      return Errc::limit_exceeded;
     }
     return {};
   }
@@ -446,7 +563,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     for (Closing& c : closing) {
       ConnectionAccess::release(*c.handle);
       try {
-        c.handle->close(c.reason, detail);
+        c.handle->close(c.reason, c.own_detail.empty() ? detail : c.own_detail);
       } catch (const std::exception& e) {
         logger_->warn("connmgr: Connection::close threw: {}", e.what());
       } catch (...) {
@@ -533,7 +650,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     std::lock_guard lock(mutex_);
     const PeerSlot* entry = find_peer(peer);
     if (entry == nullptr) return std::nullopt;
-    TagInfo info{entry->first_seen, entry->value(), entry->tags.list(tag_names_), {},
+    TagInfo info{entry->first_seen,   entry->value(),  entry->tags.list(tag_names_), {},
                  entry->conns.size(), entry->temporary};
     for (const DecayEntry& d : entry->decaying) {
       info.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
@@ -858,6 +975,453 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     }
   }
 
+  // --- Admission (DESIGN §3.4) -------------------------------------------------------
+
+  static std::string direction_word(Direction d) {
+    return d == Direction::inbound ? "inbound" : "outbound";
+  }
+
+  // Counts and builds a refusal. Logged at debug level only: refusals can come by the
+  // thousand under attack, and the caller gets the text anyway.
+  Refusal refuse(Stage stage, RefusalReason reason, std::string scope, std::string limit,
+                 std::string message) {
+    {
+      std::lock_guard lock(refusal_mutex_);
+      ++refusals_by_reason_[static_cast<std::size_t>(reason)];
+    }
+    logger_->debug("connmgr: {}", message);
+    return Refusal{stage, reason, std::move(scope), std::move(limit), std::move(message)};
+  }
+
+  // Runs a gater intercept (host code: no lock held); an exception denies.
+  template <typename F>
+  Decision gate(F&& intercept) {
+    try {
+      return intercept();
+    } catch (const std::exception& e) {
+      logger_->warn("connmgr: gater threw, denying: {}", e.what());
+      return Decision::deny(std::string("gater failed: ") + e.what());
+    } catch (...) {
+      logger_->warn("connmgr: gater threw a non-standard exception, denying");
+      return Decision::deny("gater failed");
+    }
+  }
+
+  struct Check {
+    RefusalReason reason;
+    std::string scope;
+    std::string limit;
+    std::string text;  // "system holds 8 of 8 inbound connections"
+  };
+
+  static std::optional<Check> over(std::size_t used, std::size_t limit, RefusalReason reason,
+                                   std::string scope, const char* limit_name, const char* what) {
+    if (limit == kUnlimited || used < limit) return std::nullopt;
+    std::string text =
+        scope + " holds " + std::to_string(used) + " of " + std::to_string(limit) + " " + what;
+    return Check{reason, std::move(scope), limit_name, std::move(text)};
+  }
+
+  PeerCharges* peer_charges(const NodeId& peer) {
+    auto it = peer_charges_.find(peer);
+    return it == peer_charges_.end() ? nullptr : &it->second;
+  }
+
+  // Room for one more connection in `direction` in the system scope, counting pending ones.
+  // REQUIRES: mutex_ held (as for all checks below).
+  std::optional<Check> check_system_connection(Direction direction) const {
+    const ScopeLimits& l = config_.limits.system;
+    const bool in = direction == Direction::inbound;
+    const std::size_t open = in ? inbound_ : outbound_;
+    const std::size_t pending = pending_[in ? 0 : 1];
+    if (auto c =
+            over(pending, in ? l.pending_inbound : l.pending_outbound, RefusalReason::pending_limit,
+                 "system", in ? "pending_inbound" : "pending_outbound",
+                 in ? "pending inbound handshakes" : "pending outbound handshakes")) {
+      return c;
+    }
+    if (auto c = over(open + pending, in ? l.connections_inbound : l.connections_outbound,
+                      RefusalReason::connection_limit, "system",
+                      in ? "connections_inbound" : "connections_outbound",
+                      in ? "inbound connections" : "outbound connections")) {
+      return c;
+    }
+    return over(connections_ + pending_[0] + pending_[1], l.connections_total,
+                RefusalReason::connection_limit, "system", "connections_total", "connections");
+  }
+
+  std::optional<Check> check_peer_connection(const NodeId& peer, Direction direction) {
+    const ScopeLimits& l = config_.limits.peer;
+    const bool in = direction == Direction::inbound;
+    const PeerSlot* entry = find_peer(peer);
+    const std::size_t inbound = entry != nullptr ? entry->inbound : 0;
+    const std::size_t total = entry != nullptr ? entry->conns.size() : 0;
+    const PeerCharges* charges = peer_charges(peer);
+    const std::size_t pending_in = charges != nullptr ? charges->pending[0] : 0;
+    const std::size_t pending_out = charges != nullptr ? charges->pending[1] : 0;
+    const std::string scope = "peer " + peer.short_hex();
+    if (auto c =
+            over(in ? pending_in : pending_out, in ? l.pending_inbound : l.pending_outbound,
+                 RefusalReason::pending_limit, scope, in ? "pending_inbound" : "pending_outbound",
+                 in ? "pending inbound handshakes" : "pending outbound handshakes")) {
+      return c;
+    }
+    const std::size_t open = in ? inbound : total - inbound;
+    if (auto c = over(open + (in ? pending_in : pending_out),
+                      in ? l.connections_inbound : l.connections_outbound,
+                      RefusalReason::connection_limit, scope,
+                      in ? "connections_inbound" : "connections_outbound",
+                      in ? "inbound connections" : "outbound connections")) {
+      return c;
+    }
+    return over(total + pending_in + pending_out, l.connections_total,
+                RefusalReason::connection_limit, scope, "connections_total", "connections");
+  }
+
+  std::optional<Refusal> check_streams(const PeerSlot& peer, Direction direction) {
+    const bool in = direction == Direction::inbound;
+    const char* dir_name = in ? "streams_inbound" : "streams_outbound";
+    const char* what = in ? "inbound streams" : "outbound streams";
+    const ScopeLimits& sys = config_.limits.system;
+    const ScopeLimits& per = config_.limits.peer;
+    const std::size_t sys_dir = streams_by_direction_[in ? 0 : 1];
+    const std::size_t peer_dir = in ? peer.streams_in : peer.streams - peer.streams_in;
+    const std::string peer_scope = "peer " + peer_keys_[slot_of(peer)].id.short_hex();
+    std::optional<Check> c = over(sys_dir, in ? sys.streams_inbound : sys.streams_outbound,
+                                  RefusalReason::stream_limit, "system", dir_name, what);
+    if (!c) {
+      c = over(streams_by_direction_[0] + streams_by_direction_[1], sys.streams_total,
+               RefusalReason::stream_limit, "system", "streams_total", "streams");
+    }
+    if (!c) {
+      c = over(peer_dir, in ? per.streams_inbound : per.streams_outbound,
+               RefusalReason::stream_limit, peer_scope, dir_name, what);
+    }
+    if (!c) {
+      c = over(peer.streams, per.streams_total, RefusalReason::stream_limit, peer_scope,
+               "streams_total", "streams");
+    }
+    if (!c) return std::nullopt;
+    return refuse(Stage::stream, c->reason, c->scope, c->limit,
+                  direction_word(direction) + " stream refused: " + c->text);
+  }
+
+  // Registers a charge and returns the reservation that owns it. REQUIRES: mutex_ held.
+  Reservation open_reservation(Charge charge) {
+    const std::uint64_t id = ++next_reservation_;
+    const Direction direction = charge.direction;
+    if (charge.pending) ++pending_[direction == Direction::inbound ? 0 : 1];
+    reservations_.emplace(id, std::move(charge));
+    return Reservation(reservation_owner_, id, direction);
+  }
+
+  // Undoes a charge's counters (not its registration). REQUIRES: mutex_ held.
+  void release_charge(Charge& charge) {
+    const int d = charge.direction == Direction::inbound ? 0 : 1;
+    if (charge.pending) {
+      --pending_[d];
+      if (charge.peer) {
+        if (PeerCharges* pc = peer_charges(*charge.peer)) --pc->pending[d];
+      }
+      charge.pending = false;
+    }
+    if (charge.capped_address) {
+      subnets_.remove(*charge.capped_address);
+      charge.capped_address.reset();
+    }
+    if (charge.memory != 0 || charge.fds != 0) {
+      memory_reserved_ -= charge.memory;
+      fds_reserved_ -= charge.fds;
+      if (charge.peer) {
+        if (PeerCharges* pc = peer_charges(*charge.peer)) {
+          pc->memory -= charge.memory;
+          pc->fds -= charge.fds;
+        }
+      }
+      charge.memory = 0;
+      charge.fds = 0;
+    }
+    if (charge.peer) {
+      if (auto it = peer_charges_.find(*charge.peer);
+          it != peer_charges_.end() && it->second.empty()) {
+        peer_charges_.erase(it);
+      }
+    }
+  }
+
+  void release_reservation(std::uint64_t id) noexcept override {
+    std::lock_guard lock(mutex_);
+    auto it = reservations_.find(id);
+    if (it == reservations_.end()) return;
+    release_charge(it->second);
+    reservations_.erase(it);
+  }
+
+  DialCheck check_dial(const NodeId& peer, bool force_new) {
+    DialCheck result;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) {
+        result.error = Errc::closed;
+        return result;
+      }
+      if (!force_new) {
+        if (const PeerSlot* entry = find_peer(peer); entry != nullptr && !entry->conns.empty()) {
+          // Reuse: the oldest connection (the path selector will choose here later).
+          result.existing = conn_slots_[entry->conns.front()].handle;
+          return result;
+        }
+      }
+    }
+    if (gater_) {
+      Decision decision = gate([&] { return gater_->intercept_peer_dial(peer); });
+      if (!decision) {
+        result.error = Errc::peer_blocked;
+        result.refusal = refuse(Stage::dial, RefusalReason::gater, "gater", decision.reason,
+                                "dial refused by the gater: " + decision.reason);
+      }
+    }
+    return result;
+  }
+
+  Admission check_dial_addr(const NodeId& peer, const Endpoint& remote) {
+    Admission result;
+    if (gater_) {
+      Decision decision = gate([&] { return gater_->intercept_addr_dial(peer, remote); });
+      if (!decision) {
+        result.error = Errc::connection_denied;
+        result.refusal = refuse(Stage::dial_addr, RefusalReason::gater, "gater", decision.reason,
+                                "dial refused by the gater: " + decision.reason);
+        return result;
+      }
+    }
+    const TimePoint now = time_->now();
+    std::lock_guard lock(mutex_);
+    if (closed_) {
+      result.error = Errc::closed;
+      return result;
+    }
+    std::optional<Check> c = check_system_connection(Direction::outbound);
+    if (!c) c = check_peer_connection(peer, Direction::outbound);
+    if (!c) {
+      if (auto text = outbound_dials_.admit(now)) {
+        c = Check{RefusalReason::rate_limit, "system", "outbound_dials", std::move(*text)};
+      }
+    }
+    if (c) {
+      result.error = Errc::limit_exceeded;
+      result.refusal =
+          refuse(Stage::dial_addr, c->reason, c->scope, c->limit, "outbound refused: " + c->text);
+      return result;
+    }
+    Charge charge;
+    charge.direction = Direction::outbound;
+    charge.pending = true;
+    charge.peer = peer;
+    ++peer_charges_[peer].pending[1];
+    result.reservation = open_reservation(std::move(charge));
+    return result;
+  }
+
+  Admission admit_inbound(const Endpoint& remote) {
+    Admission result;
+    if (gater_) {
+      Decision decision = gate([&] { return gater_->intercept_accept(remote); });
+      if (!decision) {
+        result.error = Errc::connection_denied;
+        result.refusal = refuse(Stage::accept, RefusalReason::gater, "gater", decision.reason,
+                                "inbound refused by the gater: " + decision.reason);
+        return result;
+      }
+    }
+    const bool allowlisted = gater_allows(remote.address);
+    const TimePoint now = time_->now();
+    std::lock_guard lock(mutex_);
+    if (closed_) {
+      result.error = Errc::closed;
+      return result;
+    }
+    std::optional<Check> c = check_system_connection(Direction::inbound);
+    if (!c) {
+      if (auto text = subnets_.try_add(remote.address, allowlisted)) {
+        c = Check{RefusalReason::subnet_cap, subnet_scope(*text), "subnet cap", std::move(*text)};
+      }
+    }
+    if (!c) {
+      if (auto text = inbound_rates_.admit(remote.address, now)) {
+        subnets_.remove(remote.address);  // undo the place taken just above
+        c = Check{RefusalReason::rate_limit, subnet_scope(*text), "inbound rate", std::move(*text)};
+      }
+    }
+    if (c) {
+      result.error = Errc::limit_exceeded;
+      result.refusal =
+          refuse(Stage::accept, c->reason, c->scope, c->limit, "inbound refused: " + c->text);
+      return result;
+    }
+    Charge charge;
+    charge.direction = Direction::inbound;
+    charge.pending = true;
+    charge.capped_address = remote.address;
+    result.reservation = open_reservation(std::move(charge));
+    return result;
+  }
+
+  // The scope named at the start of a subnet or rate refusal text ("subnet 10.1.2.0/24
+  // holds ..." -> "subnet 10.1.2.0/24").
+  static std::string subnet_scope(const std::string& text) {
+    const auto holds = text.find(" holds ");
+    if (holds != std::string::npos) return text.substr(0, holds);
+    const auto over_at = text.find(" over ");
+    if (over_at != std::string::npos) {
+      const auto start = text.find("subnet ");
+      if (start != std::string::npos && start < over_at) return text.substr(start, over_at - start);
+    }
+    return "subnet";
+  }
+
+  // An address the gater's allow list holds bypasses the per-address caps.
+  bool gater_allows(const boost::asio::ip::address& address) {
+    if (!gater_) return false;
+    try {
+      return gater_->bypasses_caps(address);
+    } catch (...) {
+      return false;
+    }
+  }
+
+  std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
+                             const Endpoint& remote, Refusal* refusal) {
+    if (!reservation.valid() || reservation.direction() != direction) {
+      return Errc::invalid_argument;
+    }
+    if (gater_) {
+      Decision decision = gate([&] { return gater_->intercept_secured(direction, peer, remote); });
+      if (!decision) {
+        auto r = refuse(Stage::secured, RefusalReason::gater, "gater", decision.reason,
+                        direction_word(direction) + " refused by the gater: " + decision.reason);
+        if (refusal != nullptr) *refusal = std::move(r);
+        return Errc::peer_blocked;
+      }
+    }
+    std::lock_guard lock(mutex_);
+    if (closed_) return Errc::closed;
+    auto it = reservations_.find(reservation.id());
+    if (it == reservations_.end()) return Errc::invalid_argument;
+    Charge& charge = it->second;
+    if (charge.peer) {
+      // Outbound reservations know their peer from the dial; it must be the same one.
+      return *charge.peer == peer ? std::error_code{} : Errc::invalid_argument;
+    }
+    if (auto c = check_peer_connection(peer, direction)) {
+      auto r = refuse(Stage::secured, c->reason, c->scope, c->limit,
+                      direction_word(direction) + " refused: " + c->text);
+      if (refusal != nullptr) *refusal = std::move(r);
+      return Errc::limit_exceeded;
+    }
+    charge.peer = peer;
+    ++peer_charges_[peer].pending[direction == Direction::inbound ? 0 : 1];
+    return {};
+  }
+
+  Admission reserve_resources(const std::optional<NodeId>& peer, std::uint64_t memory,
+                              std::size_t fds) {
+    Admission result;
+    std::lock_guard lock(mutex_);
+    if (closed_) {
+      result.error = Errc::closed;
+      return result;
+    }
+    const ScopeLimits& sys = config_.limits.system;
+    const ScopeLimits& per = config_.limits.peer;
+    std::optional<Check> c;
+    auto memory_over = [&](std::uint64_t used, std::uint64_t limit,
+                           const std::string& scope) -> std::optional<Check> {
+      if (limit == std::numeric_limits<std::uint64_t>::max() || used + memory <= limit) {
+        return std::nullopt;
+      }
+      return Check{RefusalReason::memory_limit, scope, "memory_bytes",
+                   scope + " holds " + std::to_string(used) + " of " + std::to_string(limit) +
+                       " bytes, " + std::to_string(memory) + " more asked"};
+    };
+    auto fds_over = [&](std::size_t used, std::size_t limit,
+                        const std::string& scope) -> std::optional<Check> {
+      if (limit == kUnlimited || used + fds <= limit) return std::nullopt;
+      return Check{RefusalReason::fd_limit, scope, "file_descriptors",
+                   scope + " holds " + std::to_string(used) + " of " + std::to_string(limit) +
+                       " file descriptors, " + std::to_string(fds) + " more asked"};
+    };
+    c = memory_over(memory_reserved_, sys.memory_bytes, "system");
+    if (!c) c = fds_over(fds_reserved_, sys.file_descriptors, "system");
+    if (!c && peer) {
+      const PeerCharges* pc = peer_charges(*peer);
+      const std::string scope = "peer " + peer->short_hex();
+      c = memory_over(pc != nullptr ? pc->memory : 0, per.memory_bytes, scope);
+      if (!c) c = fds_over(pc != nullptr ? pc->fds : 0, per.file_descriptors, scope);
+    }
+    if (c) {
+      result.error = Errc::limit_exceeded;
+      result.refusal = refuse(Stage::resources, c->reason, c->scope, c->limit,
+                              "reservation refused: " + c->text);
+      return result;
+    }
+    Charge charge;
+    charge.peer = peer;
+    charge.memory = memory;
+    charge.fds = fds;
+    memory_reserved_ += memory;
+    fds_reserved_ += fds;
+    if (peer) {
+      PeerCharges& pc = peer_charges_[*peer];
+      pc.memory += memory;
+      pc.fds += fds;
+    }
+    result.reservation = open_reservation(std::move(charge));
+    return result;
+  }
+
+  // The gater asked for a re-check: close the connections intercept_secured now denies.
+  void regate() {
+    if (!gater_) return;
+    struct Open {
+      std::shared_ptr<Connection> handle;
+      NodeId peer;
+      Direction direction;
+      Endpoint remote;
+    };
+    std::vector<Open> open;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      open.reserve(connections_);
+      for (const ConnEntry& conn : conn_slots_) {
+        if (conn.handle) {
+          open.push_back({conn.handle, peer_keys_[conn.peer_slot].id, conn.direction, conn.remote});
+        }
+      }
+    }
+    std::vector<std::pair<std::shared_ptr<Connection>, std::string>> denied;
+    for (Open& o : open) {
+      Decision d = gate([&] { return gater_->intercept_secured(o.direction, o.peer, o.remote); });
+      if (!d) denied.emplace_back(std::move(o.handle), std::move(d.reason));
+    }
+    open.clear();  // drops our extra references before closing, unlocked
+    if (denied.empty()) return;
+    std::vector<Closing> closing;
+    std::string detail = "no longer allowed by the gater";
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [handle, reason] : denied) {
+        if (auto slot = tracked_slot(*handle)) {
+          std::string text = "gated: " + reason;
+          closing.push_back(
+              {detach(*slot, CloseReason::gated, text), CloseReason::gated, std::move(text)});
+        }
+      }
+    }
+    act(closing, detail);
+  }
+
   // --- Trimming ---------------------------------------------------------------------
 
   // A trim's view of the pool, taken under the lock and ranked outside it.
@@ -883,7 +1447,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
       for (std::uint32_t c : entry.conns) {
         const ConnEntry& conn = conn_slots_[c];
         plan.snapshot.connections.push_back(
-            ConnectionSnapshot{conn.id, conn.direction, conn.path, conn.streams, conn.opened_at});
+            ConnectionSnapshot{conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at});
       }
     }
     if (trim_inputs_.peer_ids) plan.snapshot.peer_ids.push_back(peer_keys_[slot].id);
@@ -1178,6 +1742,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
   Stats stats() const {
     std::lock_guard lock(mutex_);
     Stats s = stats_;
+    {
+      std::lock_guard refusals(refusal_mutex_);
+      s.refusals_by_reason = refusals_by_reason_;
+    }
     s.duplicate_reports = unknown_reports_.load(std::memory_order_relaxed);
     s.connections = connections_;
     s.inbound = inbound_;
@@ -1185,7 +1753,13 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     s.peers = peer_index_.size() - temp_peers_;
     s.temporary_peers = temp_peers_;
     s.protected_peers = protections_.size();
-    s.streams = streams_;
+    s.streams = streams_by_direction_[0] + streams_by_direction_[1];
+    s.pending_inbound = pending_[0];
+    s.pending_outbound = pending_[1];
+    s.reservations = reservations_.size();
+    s.memory_reserved = memory_reserved_;
+    s.fds_reserved = fds_reserved_;
+    s.capped_addresses = subnets_.tracked();
     return s;
   }
 
@@ -1197,6 +1771,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
     }
     trim_done_.notify_all();
     hub_.close();
+    gater_subscription_.reset();
     if (background_timer_) background_timer_->cancel();
     if (decay_timer_) decay_timer_->cancel();
     if (housekeeping_timer_) housekeeping_timer_->cancel();
@@ -1209,6 +1784,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<Trimmer> trimmer_;
   TrimInputs trim_inputs_;
+  std::shared_ptr<Gater> gater_;     // null: every intercept allows
+  Subscription gater_subscription_;  // re-gating on Gater::on_tightened
 
   mutable std::mutex mutex_;  // guards everything below, unless noted
   Config config_;
@@ -1230,7 +1807,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
   std::size_t connections_ = 0;
   std::size_t inbound_ = 0;
   std::size_t outbound_ = 0;
-  std::size_t streams_ = 0;
+  std::size_t streams_by_direction_[2] = {0, 0};  // [inbound, outbound]
   std::size_t temp_peers_ = 0;
   std::uint64_t next_connection_id_ = 0;
   Stats stats_;  // the running totals; counts are filled in by stats()
@@ -1242,6 +1819,22 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>, DecayingTag
   std::uint64_t trim_generation_ = 0;
   std::size_t last_trim_closed_ = 0;
   std::condition_variable trim_done_;
+
+  // Admission: counters of pending handshakes [inbound, outbound] and reserved resources
+  // (system scope), per-peer charges, the charges of live reservations by id, the caps and
+  // rate limits. Refusal counts have their own lock: refuse() runs with or without mutex_.
+  std::size_t pending_[2] = {0, 0};
+  std::uint64_t memory_reserved_ = 0;
+  std::size_t fds_reserved_ = 0;
+  boost::unordered_flat_map<NodeId, PeerCharges, NodeIdHash> peer_charges_;
+  boost::unordered_flat_map<std::uint64_t, Charge> reservations_;
+  std::uint64_t next_reservation_ = 0;
+  std::weak_ptr<Reservation::Owner> reservation_owner_;  // set once by start()
+  detail::SubnetCounter subnets_;
+  detail::SubnetRateLimiter inbound_rates_;
+  detail::OutboundDialLimiter outbound_dials_;
+  mutable std::mutex refusal_mutex_;
+  std::array<std::uint64_t, kRefusalReasonCount> refusals_by_reason_{};
 
   // Decaying tags by id; see DecayDef.
   std::vector<DecayDef> decay_defs_;
@@ -1283,11 +1876,40 @@ std::error_code ConnectionManager::close_peer(const NodeId& peer, CloseReason re
                                               std::string_view detail) {
   return impl_->close_peer(peer, reason, detail);
 }
-std::error_code ConnectionManager::stream_opened(const Connection& connection) {
-  return impl_->adjust_streams(connection, true);
+std::error_code ConnectionManager::stream_opened(const Connection& connection, Direction direction,
+                                                 Refusal* refusal) {
+  return impl_->adjust_streams(connection, direction, true, refusal);
 }
-std::error_code ConnectionManager::stream_closed(const Connection& connection) {
-  return impl_->adjust_streams(connection, false);
+std::error_code ConnectionManager::stream_closed(const Connection& connection,
+                                                 Direction direction) {
+  return impl_->adjust_streams(connection, direction, false, nullptr);
+}
+DialCheck ConnectionManager::check_dial(const NodeId& peer, bool force_new) {
+  return impl_->check_dial(peer, force_new);
+}
+Admission ConnectionManager::check_dial_addr(const NodeId& peer, const Endpoint& remote) {
+  return impl_->check_dial_addr(peer, remote);
+}
+Admission ConnectionManager::admit_inbound(const Endpoint& remote) {
+  return impl_->admit_inbound(remote);
+}
+std::error_code ConnectionManager::on_secured(Reservation& reservation, Direction direction,
+                                              const NodeId& peer, const Endpoint& remote,
+                                              Refusal* refusal) {
+  return impl_->on_secured(reservation, direction, peer, remote, refusal);
+}
+std::error_code ConnectionManager::add_connection(std::shared_ptr<Connection> connection,
+                                                  Reservation&& reservation, Refusal* refusal) {
+  return impl_->add_reserved(std::move(connection), std::move(reservation), refusal);
+}
+Admission ConnectionManager::reserve_resources(const std::optional<NodeId>& peer,
+                                               std::uint64_t memory_bytes,
+                                               std::size_t file_descriptors) {
+  return impl_->reserve_resources(peer, memory_bytes, file_descriptors);
+}
+Limits ConnectionManager::effective_limits() const {
+  std::lock_guard lock(impl_->mutex_);
+  return impl_->config_.limits;
 }
 
 std::optional<ConnectionId> ConnectionManager::connection_id(const Connection& connection) const {
@@ -1349,8 +1971,7 @@ std::error_code ConnectionManager::protect_for(const NodeId& peer, std::string_v
   return impl_->protect(peer, tag, duration);
 }
 DecayingTag ConnectionManager::register_decaying_tag(std::string_view name, Duration interval,
-                                                     Decay decay, Bump bump,
-                                                     std::error_code& ec) {
+                                                     Decay decay, Bump bump, std::error_code& ec) {
   return impl_->register_decaying_tag(name, interval, std::move(decay), std::move(bump), ec);
 }
 bool ConnectionManager::unprotect(const NodeId& peer, std::string_view tag) {

@@ -44,24 +44,26 @@ Decay Decay::custom(DecayFn fn) {
 }
 
 DecayResult Decay::apply(const DecayingValue& v) const {
-  return std::visit(
-      Overloaded{
-          [&](const None&) { return DecayResult{v.value, false}; },
-          [&](const Fixed& f) {
-            const int after = saturate(static_cast<std::int64_t>(v.value) - f.amount);
-            return DecayResult{after, after <= 0};
-          },
-          [&](const Linear& l) {
-            const double scaled = std::floor(static_cast<double>(v.value) * l.coefficient);
-            const int after = saturate(static_cast<std::int64_t>(scaled));
-            return DecayResult{after, after <= 0};
-          },
-          [&](const ExpireWhenInactive& e) {
-            return DecayResult{v.value, v.now - v.last_visit >= e.inactivity};
-          },
-          [&](const DecayFn& fn) { return fn(v); },
-      },
-      rule_);
+  return std::visit(Overloaded{
+                        [&](const None&) {
+                          return DecayResult{v.value, false};
+                        },
+                        [&](const Fixed& f) {
+                          const int after = saturate(static_cast<std::int64_t>(v.value) - f.amount);
+                          return DecayResult{after, after <= 0};
+                        },
+                        [&](const Linear& l) {
+                          const double scaled =
+                              std::floor(static_cast<double>(v.value) * l.coefficient);
+                          const int after = saturate(static_cast<std::int64_t>(scaled));
+                          return DecayResult{after, after <= 0};
+                        },
+                        [&](const ExpireWhenInactive& e) {
+                          return DecayResult{v.value, v.now - v.last_visit >= e.inactivity};
+                        },
+                        [&](const DecayFn& fn) { return fn(v); },
+                    },
+                    rule_);
 }
 
 Bump Bump::sum() { return Bump(Sum{}); }

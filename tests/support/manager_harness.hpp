@@ -50,6 +50,10 @@ class ManagerHarness {
                           std::shared_ptr<Trimmer> trimmer = nullptr)
       : time(std::make_shared<ManualTimeSource>(io)),
         manager(io, std::move(config), make_dependencies(time, std::move(trimmer))) {}
+  // With other dependencies (a gater, a logger); the virtual clock is filled in.
+  ManagerHarness(Config config, Dependencies deps)
+      : time(std::make_shared<ManualTimeSource>(io)),
+        manager(io, std::move(config), with_time(std::move(deps), time)) {}
 
   // A fake connection to peer_id(n) that is added to the manager (the addition must
   // succeed). When `reporting`, its close() reports the closure back synchronously.
@@ -78,6 +82,10 @@ class ManagerHarness {
   ConnectionManager manager;
 
  private:
+  static Dependencies with_time(Dependencies deps, std::shared_ptr<ManualTimeSource> time) {
+    if (!deps.time_source) deps.time_source = std::move(time);
+    return deps;
+  }
   static Dependencies make_dependencies(std::shared_ptr<ManualTimeSource> time_source,
                                         std::shared_ptr<Trimmer> trimmer) {
     Dependencies deps;

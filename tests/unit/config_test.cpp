@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <limits>
+
 #include <chrono>
 #include <cstddef>
 #include <string>
@@ -136,6 +139,131 @@ TEST(ConfigValidate, BothWatermarksZeroIsValid) {
   config.low_water = 0;
   config.high_water = 0;
   EXPECT_FALSE(config.validate().has_value());
+}
+
+// Soft against hard: each contradiction names the field that must move.
+struct Contradiction {
+  const char* name;
+  std::function<void(Config&)> make;
+  const char* field;
+  const char* mentions;  // a phrase the message must contain
+};
+
+class ConfigContradiction : public ::testing::TestWithParam<Contradiction> {};
+
+TEST_P(ConfigContradiction, IsRejectedNamingTheField) {
+  Config config;
+  GetParam().make(config);
+  const auto error = config.validate();
+  ASSERT_TRUE(error.has_value()) << GetParam().name;
+  EXPECT_EQ(error->field, GetParam().field);
+  EXPECT_NE(error->message.find(GetParam().mentions), std::string::npos) << error->message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SoftAgainstHard, ConfigContradiction,
+    ::testing::Values(
+        Contradiction{"HighWaterAboveSystemCap",
+                      [](Config& c) { c.limits.system.connections_total = 300; }, "high_water",
+                      "limits.system.connections_total (300)"},
+        Contradiction{"SystemInboundAboveTotal",
+                      [](Config& c) {
+                        c.limits.system.connections_total = 500;
+                        c.limits.system.connections_inbound = 600;
+                      },
+                      "limits.system.connections_inbound", "limits.system.connections_total"},
+        Contradiction{"SystemOutboundAboveTotal",
+                      [](Config& c) {
+                        c.limits.system.connections_total = 500;
+                        c.limits.system.connections_outbound = 501;
+                      },
+                      "limits.system.connections_outbound", "(500)"},
+        Contradiction{"SystemStreamsInboundAboveTotal",
+                      [](Config& c) {
+                        c.limits.system.streams_total = 10;
+                        c.limits.system.streams_inbound = 11;
+                      },
+                      "limits.system.streams_inbound", "limits.system.streams_total"},
+        Contradiction{"PeerStreamsOutboundAboveTotal",
+                      [](Config& c) {
+                        c.limits.peer.streams_total = 10;
+                        c.limits.peer.streams_outbound = 11;
+                      },
+                      "limits.peer.streams_outbound", "limits.peer.streams_total"},
+        Contradiction{"PeerConnectionsAboveSystem",
+                      [](Config& c) {
+                        c.limits.system.connections_total = 500;
+                        c.limits.peer.connections_total = 501;
+                      },
+                      "limits.peer.connections_total", "limits.system.connections_total"},
+        Contradiction{"PeerPendingAboveSystem",
+                      [](Config& c) {
+                        c.limits.system.pending_inbound = 5;
+                        c.limits.peer.pending_inbound = 6;
+                      },
+                      "limits.peer.pending_inbound", "limits.system.pending_inbound"},
+        Contradiction{"PeerMemoryAboveSystem",
+                      [](Config& c) {
+                        c.limits.system.memory_bytes = 1000;
+                        c.limits.peer.memory_bytes = 1001;
+                      },
+                      "limits.peer.memory_bytes", "limits.system.memory_bytes (1000)"},
+        Contradiction{"AddressCapAboveSubnetCapV4",
+                      [](Config& c) { c.limits.subnets.ipv4_32 = 65; }, "limits.subnets.ipv4_32",
+                      "limits.subnets.ipv4_24 (64)"},
+        Contradiction{"AddressCapAboveSubnetCapV6",
+                      [](Config& c) { c.limits.subnets.ipv6_56 = 65; }, "limits.subnets.ipv6_56",
+                      "limits.subnets.ipv6_48 (64)"},
+        Contradiction{"MalformedOverride",
+                      [](Config& c) {
+                        c.limits.subnets.overrides.push_back({"10.0.0.0/33", 5});
+                      },
+                      "limits.subnets.overrides[0].subnet", "10.0.0.0/33"},
+        Contradiction{"RateThatCanNeverAdmit",
+                      [](Config& c) {
+                        c.limits.inbound_rate.ipv4_24 = {10, 0.5};
+                      },
+                      "limits.inbound_rate.ipv4_24", "burst"},
+        Contradiction{"NegativeRate",
+                      [](Config& c) {
+                        c.limits.outbound_dials = {-1, 5};
+                      },
+                      "limits.outbound_dials", "negative"},
+        Contradiction{"TooFewRateBuckets", [](Config& c) { c.limits.inbound_rate.max_buckets = 1; },
+                      "limits.inbound_rate.max_buckets", "at least 2"},
+        Contradiction{"RepeatedOverride",
+                      [](Config& c) {
+                        c.limits.subnets.overrides.push_back({"10.0.0.0/8", 5});
+                        c.limits.subnets.overrides.push_back({"10.0.0.0/8", 9});
+                      },
+                      "limits.subnets.overrides[1].subnet", "10.0.0.0/8"},
+        Contradiction{
+            "InfiniteRate",
+            [](Config& c) {
+              c.limits.inbound_rate.ipv6_48 = {std::numeric_limits<double>::infinity(), 5};
+            },
+            "limits.inbound_rate.ipv6_48", "limits.inbound_rate.ipv6_48"}),
+    [](const ::testing::TestParamInfo<Contradiction>& param) { return param.param.name; });
+
+TEST(ConfigValidate, UnlimitedPeerScopeUnderALimitedSystemIsValid) {
+  Config config;
+  config.limits.system.connections_total = 1000;
+  config.limits.system.memory_bytes = 1 << 20;
+  EXPECT_FALSE(config.validate().has_value());
+}
+
+TEST(ConfigValidate, HighWaterAtTheSystemCapIsValid) {
+  Config config;
+  config.limits.system.connections_total = config.high_water;
+  EXPECT_FALSE(config.validate().has_value());
+}
+
+TEST(ConfigDescribe, NamesTheLimitsInForce) {
+  Config config;
+  config.limits.system.connections_inbound = 77;
+  const std::string text = config.describe();
+  EXPECT_NE(text.find("low_water=100"), std::string::npos) << text;
+  EXPECT_NE(text.find("system.connections=77/unlimited/unlimited"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 
+#include "dep2p/connmgr/limits.hpp"
+
 namespace dep2p::connmgr {
 
 enum class Preset {
@@ -48,11 +50,22 @@ struct Config {
   std::chrono::milliseconds tag_retention = std::chrono::milliseconds(0);
   // How many peers one protection tag may protect at once; 0 means no cap.
   std::size_t max_peers_per_protection_tag = 0;
+  // Hard limits enforced by admission (limits.hpp). Validated against the watermarks.
+  Limits limits;
 
   static Config preset(Preset preset);
 
-  // Returns the first rule broken, or nothing when the configuration is usable.
+  // Returns the first rule broken, or nothing when the configuration is usable. Beyond
+  // each field's own range it rejects settings that contradict each other: high_water
+  // above the system connection cap, a scope's inbound or outbound cap above its total,
+  // a peer limit above the system one, an address cap above its subnet's, a rate whose
+  // burst cannot admit one connection, a malformed override prefix.
   std::optional<ConfigError> validate() const;
+  // One line listing the settings in force, for the log at start.
+  std::string describe() const;
+
+ private:
+  std::optional<ConfigError> validate_limits() const;
 };
 
 }  // namespace dep2p::connmgr

@@ -33,11 +33,14 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/execution_context.hpp>
 
+#include "dep2p/connmgr/admission.hpp"
 #include "dep2p/connmgr/clock.hpp"
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/gater.hpp"
+#include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/metrics.hpp"
 #include "dep2p/connmgr/trimmer.hpp"
 #include "dep2p/connmgr/types.hpp"
@@ -57,12 +60,15 @@ struct Dependencies {
   std::shared_ptr<TimeSource> time_source;
   // Defaults to make_score_trimmer().
   std::shared_ptr<Trimmer> trimmer;
+  // Asked at every admission stage; null allows everything. Its on_tightened() is
+  // subscribed to, and connections it then denies are closed with CloseReason::gated.
+  std::shared_ptr<Gater> gater;
 };
 
 struct TagInfo {
   TimePoint first_seen{};
-  std::int64_t value = 0;  // plain and decaying tags together
-  std::vector<std::pair<std::string, int>> tags;  // in the order first set
+  std::int64_t value = 0;                                  // plain and decaying tags together
+  std::vector<std::pair<std::string, int>> tags;           // in the order first set
   std::vector<std::pair<std::string, int>> decaying_tags;  // name, current value
   std::size_t connections = 0;
   bool temporary = false;  // tagged but not connected
@@ -98,9 +104,40 @@ class ConnectionManager {
   // Errc::unknown_peer when none is open.
   std::error_code close_peer(const NodeId& peer, CloseReason reason = CloseReason::host,
                              std::string_view detail = "closed by the host");
-  // The host reports stream opens and closes so that trimming can prefer idle peers.
-  std::error_code stream_opened(const Connection& connection);
-  std::error_code stream_closed(const Connection& connection);
+  // The host reports stream opens and closes (trimming prefers idle peers; stream limits
+  // apply). stream_opened returns Errc::limit_exceeded, counting nothing, when a system or
+  // peer stream limit is full; `refusal` (optional) says which.
+  std::error_code stream_opened(const Connection& connection,
+                                Direction direction = Direction::inbound,
+                                Refusal* refusal = nullptr);
+  std::error_code stream_closed(const Connection& connection,
+                                Direction direction = Direction::inbound);
+
+  // --- Admission (DESIGN §3.4), cheapest stage first ---------------------------------
+  // Before dialing: an open connection to reuse (unless `force_new`), or the gater's
+  // refusal (Errc::peer_blocked).
+  DialCheck check_dial(const NodeId& peer, bool force_new = false);
+  // Before dialing an address: gater, system and peer outbound limits (pending included),
+  // the outbound dial rate. Holds a pending outbound slot while the reservation lives.
+  Admission check_dial_addr(const NodeId& peer, const Endpoint& remote);
+  // An inbound connection arrived, before any handshake: gater, system inbound limits,
+  // the per-address and per-subnet caps, the per-subnet rate. Never waits.
+  Admission admit_inbound(const Endpoint& remote);
+  // The handshake authenticated `peer`: gater, then the peer's connection limits. The
+  // reservation then also holds the peer's pending slot.
+  std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
+                             const Endpoint& remote, Refusal* refusal = nullptr);
+  // The staged add: consumes the reservation (its pending slots end, its place under the
+  // caps passes to the connection). Errc::invalid_argument for a reservation that is not
+  // this connection's (direction or peer differ, already used, another manager's).
+  std::error_code add_connection(std::shared_ptr<Connection> connection, Reservation&& reservation,
+                                 Refusal* refusal = nullptr);
+  // Memory and file descriptors the host sets aside, in the system scope and, if given,
+  // the peer's; released when the reservation goes.
+  Admission reserve_resources(const std::optional<NodeId>& peer, std::uint64_t memory_bytes,
+                              std::size_t file_descriptors = 0);
+  // The hard limits in force (Config::limits as validated).
+  Limits effective_limits() const;
 
   std::optional<ConnectionId> connection_id(const Connection& connection) const;
   // The peer's oldest open connection, or null.

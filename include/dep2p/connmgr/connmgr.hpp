@@ -1,6 +1,7 @@
 // Umbrella header: everything a host needs to use the connection manager.
 #pragma once
 
+#include "dep2p/connmgr/admission.hpp"
 #include "dep2p/connmgr/clock.hpp"
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/connection.hpp"
@@ -8,6 +9,8 @@
 #include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/gater.hpp"
+#include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/metrics.hpp"
 #include "dep2p/connmgr/protect_store.hpp"
 #include "dep2p/connmgr/tag_store.hpp"

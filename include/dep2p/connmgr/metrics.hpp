@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dep2p/connmgr/admission.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -20,20 +21,33 @@ struct Stats {
   std::size_t inbound = 0;
   std::size_t outbound = 0;
   std::size_t peers = 0;            // peers with at least one connection
-  std::size_t temporary_peers = 0;  // tagged, never connected
+  std::size_t temporary_peers = 0;  // tagged, not connected (never, or kept by tag_retention)
   std::size_t protected_peers = 0;  // peers with at least one protection (connected or not)
   std::size_t streams = 0;
   // Totals since construction.
   std::uint64_t connections_added = 0;
   std::uint64_t connections_removed = 0;
-  std::uint64_t duplicate_reports = 0;  // add/remove reports ignored as duplicate/unknown
-  std::uint64_t trims = 0;              // trims that ran (joined callers not counted)
-  std::uint64_t trims_joined = 0;       // trim() calls that joined a running trim
+  std::uint64_t duplicate_reports = 0;       // add/remove reports ignored as duplicate/unknown
+  std::uint64_t trims = 0;                   // trims that ran (joined callers not counted)
+  std::uint64_t trims_joined = 0;            // trim() calls that joined a running trim
   std::uint64_t temporary_peers_pruned = 0;  // by a trim or on expiry
   std::uint64_t protections_expired = 0;     // peers whose last timed protection ended
   std::uint64_t decay_ticks = 0;             // ticks that decayed at least one tag
   // Connections closed by the manager or reported closed by the host, by reason.
   std::array<std::uint64_t, kCloseReasonCount> closes_by_reason{};
+  // Admission now: reservations alive and what they hold.
+  std::size_t pending_inbound = 0;
+  std::size_t pending_outbound = 0;
+  std::size_t reservations = 0;
+  std::uint64_t memory_reserved = 0;
+  std::size_t fds_reserved = 0;
+  std::size_t capped_addresses = 0;  // entries in the per-address/subnet cap tables
+  // Refusals since construction, by reason.
+  std::array<std::uint64_t, kRefusalReasonCount> refusals_by_reason{};
+
+  std::uint64_t refusals(RefusalReason reason) const {
+    return refusals_by_reason[static_cast<std::size_t>(reason)];
+  }
 
   std::uint64_t closes(CloseReason reason) const {
     return closes_by_reason[static_cast<std::size_t>(reason)];

@@ -1,0 +1,232 @@
+// Memory stays bounded under churn (issue 3, acceptance 5): a million peers connect, get
+// plain and decaying tags, disconnect and are retained for tag_retention, and afterwards
+// the manager holds exactly as many heap bytes as after a warm-up wave of the same shape.
+//
+// The measure is the number of live bytes obtained through operator new, counted by the
+// replacements below. This file is its own executable because replacing the global
+// operator new and delete applies to the whole program. Under AddressSanitizer the
+// replacements still win (ASan only intercepts malloc and free, which they call), so the
+// count is the same in every build.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/decay.hpp"
+#include "support/fake_connection.hpp"
+
+// --- Counting replacements of the global allocation functions ----------------------------
+
+namespace {
+
+// Bytes requested through operator new and not yet given back.
+std::atomic<std::int64_t> g_live_bytes{0};
+
+// Every block carries its requested size just before the address handed out, so the
+// unsized forms of delete know what they free. The header is a whole alignment unit, so
+// the address handed out keeps the alignment asked for.
+constexpr std::size_t kDefaultAlignment = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+
+std::size_t header_size(std::size_t alignment) noexcept {
+  return alignment > kDefaultAlignment ? alignment : kDefaultAlignment;
+}
+
+void* counted_allocate(std::size_t size, std::size_t alignment) noexcept {
+  const std::size_t header = header_size(alignment);
+  void* base = nullptr;
+  if (alignment > kDefaultAlignment) {
+    if (posix_memalign(&base, alignment, header + size) != 0) return nullptr;
+  } else {
+    base = std::malloc(header + size);
+    if (base == nullptr) return nullptr;
+  }
+  auto* user = static_cast<unsigned char*>(base) + header;
+  std::memcpy(user - sizeof(std::size_t), &size, sizeof(std::size_t));
+  g_live_bytes.fetch_add(static_cast<std::int64_t>(size), std::memory_order_relaxed);
+  return user;
+}
+
+void counted_free(void* pointer, std::size_t alignment) noexcept {
+  if (pointer == nullptr) return;
+  auto* user = static_cast<unsigned char*>(pointer);
+  std::size_t size = 0;
+  std::memcpy(&size, user - sizeof(std::size_t), sizeof(std::size_t));
+  g_live_bytes.fetch_sub(static_cast<std::int64_t>(size), std::memory_order_relaxed);
+  std::free(user - header_size(alignment));
+}
+
+void* counted_allocate_or_throw(std::size_t size, std::size_t alignment) {
+  for (;;) {
+    if (void* p = counted_allocate(size, alignment)) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
+  }
+}
+
+std::size_t to_size(std::align_val_t alignment) noexcept {
+  return static_cast<std::size_t>(alignment);
+}
+
+}  // namespace
+
+void* operator new(std::size_t size) { return counted_allocate_or_throw(size, 0); }
+void* operator new[](std::size_t size) { return counted_allocate_or_throw(size, 0); }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  return counted_allocate(size, 0);
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  return counted_allocate(size, 0);
+}
+void* operator new(std::size_t size, std::align_val_t alignment) {
+  return counted_allocate_or_throw(size, to_size(alignment));
+}
+void* operator new[](std::size_t size, std::align_val_t alignment) {
+  return counted_allocate_or_throw(size, to_size(alignment));
+}
+void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return counted_allocate(size, to_size(alignment));
+}
+void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return counted_allocate(size, to_size(alignment));
+}
+
+void operator delete(void* p) noexcept { counted_free(p, 0); }
+void operator delete[](void* p) noexcept { counted_free(p, 0); }
+void operator delete(void* p, std::size_t) noexcept { counted_free(p, 0); }
+void operator delete[](void* p, std::size_t) noexcept { counted_free(p, 0); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { counted_free(p, 0); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_free(p, 0); }
+void operator delete(void* p, std::align_val_t alignment) noexcept {
+  counted_free(p, to_size(alignment));
+}
+void operator delete[](void* p, std::align_val_t alignment) noexcept {
+  counted_free(p, to_size(alignment));
+}
+void operator delete(void* p, std::size_t, std::align_val_t alignment) noexcept {
+  counted_free(p, to_size(alignment));
+}
+void operator delete[](void* p, std::size_t, std::align_val_t alignment) noexcept {
+  counted_free(p, to_size(alignment));
+}
+void operator delete(void* p, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  counted_free(p, to_size(alignment));
+}
+void operator delete[](void* p, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  counted_free(p, to_size(alignment));
+}
+
+namespace dep2p::connmgr {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeConnection;
+using testing::peer_id;
+
+std::int64_t live_bytes() { return g_live_bytes.load(std::memory_order_relaxed); }
+
+// The counter sees every form the program allocates with. The allocation functions are
+// called directly: new-expressions whose result is unused may be optimised away.
+TEST(MemoryCounter, CountsLiveBytesOfEveryFormOfNewAndDelete) {
+  const std::int64_t before = live_bytes();
+  void* single = ::operator new(8);
+  void* array = ::operator new[](40);
+  void* quiet = ::operator new(24, std::nothrow);
+  void* wide = ::operator new (64, std::align_val_t{64});
+  void* wide_array = ::operator new[](128, std::align_val_t{128});
+  EXPECT_EQ(live_bytes() - before, 8 + 40 + 24 + 64 + 128);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(wide) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(wide_array) % 128, 0u);
+
+  ::operator delete(single, 8);
+  ::operator delete[](array);
+  ::operator delete(quiet, std::nothrow);
+  ::operator delete (wide, 64, std::align_val_t{64});
+  ::operator delete[](wide_array, std::align_val_t{128});
+  EXPECT_EQ(live_bytes(), before);
+}
+
+// One wave: `count` peers connect, get a plain tag and a decaying tag, and disconnect;
+// tag_retention keeps their tags, then time passes until the retained entries expire.
+// Returns the number of calls that failed (no assertion inside: a failure message would
+// allocate in the middle of the measurement).
+std::size_t churn_wave(ConnectionManager& manager, ManualTimeSource& time, DecayingTag& tag,
+                       std::uint64_t first_peer, std::size_t count,
+                       std::vector<std::shared_ptr<FakeConnection>>& connections,
+                       const Endpoint& remote, std::chrono::milliseconds retention) {
+  std::size_t failures = 0;
+  connections.clear();
+  for (std::size_t i = 0; i < count; ++i) {
+    const NodeId peer = peer_id(first_peer + i);
+    connections.push_back(std::make_shared<FakeConnection>(peer, Direction::inbound, remote));
+    if (manager.add_connection(connections.back())) ++failures;
+    if (manager.tag_peer(peer, "churn", 5)) ++failures;
+    if (tag.bump(peer, 3)) ++failures;
+  }
+  for (const auto& connection : connections) {
+    if (manager.remove_connection(*connection)) ++failures;
+  }
+  connections.clear();            // keeps its capacity: the same every wave
+  time.advance(retention + 1ms);  // past the retention window of every peer of the wave
+  return failures;
+}
+
+TEST(MemoryChurn, AMillionPeersLeaveTheManagersHeapAtItsBaseline) {
+  constexpr std::size_t kWave = 1000;
+  constexpr std::size_t kWaves = 1000;  // 1,000,000 peers after the warm-up
+  constexpr auto kRetention = 1s;
+
+  boost::asio::io_context io;
+  auto time = std::make_shared<ManualTimeSource>(io);
+  Config config;
+  config.grace_period = 0ms;
+  config.high_water = 0;  // no trimming: every entry must go by itself
+  config.tag_retention = kRetention;
+  config.decay_resolution = 1s;
+  config.max_temp_peers = kWave;
+  Dependencies deps;
+  deps.time_source = time;
+  ConnectionManager manager(io, config, deps);
+  std::error_code ec;
+  DecayingTag tag = manager.register_decaying_tag("score", 1s, Decay::fixed(1), Bump::sum(), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const Endpoint remote = testing::endpoint("127.0.0.1");
+  std::vector<std::shared_ptr<FakeConnection>> connections;
+  connections.reserve(kWave);
+
+  // Warm-up: one wave grows every table to the size a wave needs.
+  ASSERT_EQ(churn_wave(manager, *time, tag, 1, kWave, connections, remote, kRetention), 0u);
+  ASSERT_EQ(manager.stats().temporary_peers, 0u);
+  const std::int64_t baseline = live_bytes();
+
+  std::size_t failures = 0;
+  for (std::size_t wave = 1; wave <= kWaves; ++wave) {
+    failures +=
+        churn_wave(manager, *time, tag, 1 + wave * kWave, kWave, connections, remote, kRetention);
+  }
+  const std::int64_t after = live_bytes();
+
+  EXPECT_EQ(failures, 0u);
+  EXPECT_EQ(after, baseline) << "bytes still held after 1M peers: " << (after - baseline);
+  const Stats stats = manager.stats();
+  EXPECT_EQ(stats.connections, 0u);
+  EXPECT_EQ(stats.peers, 0u);
+  EXPECT_EQ(stats.temporary_peers, 0u);
+  EXPECT_EQ(stats.connections_added, (kWaves + 1) * kWave);
+  // Every peer was retained (it held tags) and its entry expired on time.
+  EXPECT_EQ(stats.temporary_peers_pruned, (kWaves + 1) * kWave);
+  EXPECT_EQ(manager.peer_count(), 0u);
+  EXPECT_FALSE(manager.tag_info(peer_id(kWaves * kWave + 1)).has_value());
+}
+
+}  // namespace
+}  // namespace dep2p::connmgr
