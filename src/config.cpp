@@ -18,6 +18,7 @@ Config Config::preset(Preset preset) {
     case Preset::mobile:
       config.low_water = 20;
       config.high_water = 100;
+      config.keepalive_interval = std::chrono::seconds(30);  // radio wake-ups cost battery
       break;
     case Preset::desktop: break;
     case Preset::server:
@@ -202,6 +203,24 @@ std::optional<ConfigError> Config::validate() const {
     return fail(
         "decay_resolution",
         "decay_resolution (" + std::to_string(decay_resolution.count()) + " ms) must be positive");
+  }
+  if (keepalive_interval.count() < 0) {
+    return fail("keepalive_interval", "keepalive_interval (" +
+                                          std::to_string(keepalive_interval.count()) +
+                                          " ms) must not be negative (0 disables keepalive)");
+  }
+  if (keepalive_interval.count() > 0 && keepalive_timeout.count() <= 0) {
+    return fail("keepalive_timeout", "keepalive_timeout (" +
+                                         std::to_string(keepalive_timeout.count()) +
+                                         " ms) must be positive while keepalive is on");
+  }
+  if (keepalive_interval.count() > 0 && keepalive_max_missed == 0) {
+    return fail("keepalive_max_missed",
+                "keepalive_max_missed must be at least 1 while keepalive is on");
+  }
+  if (idle_timeout.count() < 0) {
+    return fail("idle_timeout", "idle_timeout (" + std::to_string(idle_timeout.count()) +
+                                    " ms) must not be negative (0 disables it)");
   }
   if (tag_retention.count() < 0) {
     return fail("tag_retention", "tag_retention (" + std::to_string(tag_retention.count()) +

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <queue>
@@ -55,7 +57,8 @@ struct Closing {
 
 struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                  DecayingTag::Owner,
-                                 Reservation::Owner {
+                                 Reservation::Owner,
+                                 KeepAliveHold::Owner {
   // One tracked connection, at index Connection::slot_ of conn_slots_. A free slot has a
   // null handle and sits in free_conn_slots_.
   struct ConnEntry {
@@ -70,6 +73,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     Endpoint remote;
     // The place this connection holds under the per-address caps (released with it).
     std::optional<boost::asio::ip::address> capped_address;
+    // Activity: the last reported bytes, and exponentially smoothed rates (bytes/s).
+    TimePoint last_activity{};
+    double download_rate = 0;
+    double upload_rate = 0;
+    // Keepalive: the ping in flight (if any) by sequence number, misses in a row, and the
+    // smoothed RTT (zero until the first answer).
+    std::uint32_t ping_sequence = 0;
+    bool ping_in_flight = false;
+    std::uint32_t missed = 0;
+    TimePoint ping_sent_at{};
+    Duration srtt{};
 
     std::uint32_t streams() const { return streams_in + streams_out; }
   };
@@ -203,10 +217,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   void start() {
     reservation_owner_ = std::weak_ptr<Reservation::Owner>(shared_from_this());
+    hold_owner_ = std::weak_ptr<KeepAliveHold::Owner>(shared_from_this());
     logger_->info("connmgr: effective settings: {}", config_.describe());
     background_timer_ = time_->make_timer(strand_);
     decay_timer_ = time_->make_timer(strand_);
     housekeeping_timer_ = time_->make_timer(strand_);
+    keepalive_timer_ = time_->make_timer(strand_);
     arm_background_check();
     arm_decay_tick();
     if (gater_) {
@@ -330,6 +346,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     // in the act phase (next to close(), on the same cache line) for the manager's own.
     std::shared_ptr<Connection> handle = std::move(conn.handle);
     free_conn_slots_.push_back(conn_slot);
+    compact_schedules_if_stale();
     if (peer.conns.empty()) retain_or_release(slot);
     return handle;
   }
@@ -375,10 +392,25 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
   }
 
+  // after_handshake hooks; a rejection is counted and published.
+  std::error_code after_handshake(const Connection& handle, Direction direction, Refusal* refusal) {
+    Decision decision = run_hooks(after_handshake_, handle);
+    if (decision) return {};
+    auto r = refuse(
+        Stage::add, RefusalReason::hook, "hook", decision.reason,
+        direction_word(direction) + " refused by an after_handshake hook: " + decision.reason);
+    if (refusal != nullptr) *refusal = std::move(r);
+    return Errc::connection_denied;
+  }
+
   std::error_code add_connection(std::shared_ptr<Connection> handle) {
     if (!handle) return Errc::invalid_argument;
     auto facts = read_facts(*handle);
     if (!facts) return Errc::invalid_argument;
+    if (auto ec = after_handshake(*handle, facts->direction, nullptr)) {
+      hub_.drain();
+      return ec;
+    }
     {
       std::lock_guard lock(mutex_);
       if (closed_) return Errc::closed;
@@ -404,6 +436,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         return Errc::connection_denied;  // `reservation` releases its charges
       }
     }
+    if (auto ec = after_handshake(*handle, facts->direction, refusal)) return ec;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return Errc::closed;
@@ -479,6 +512,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
     ++connections_;
     ++stats_.connections_added;
+    conn_slots_[conn_slot].last_activity = now;
+    enroll(conn_slot, id, now);
     if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
     return {};
   }
@@ -537,12 +572,18 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       if (opened) {
         refused = check_streams(peer, direction);
         if (!refused) {
+          if (hub_.has_subscribers()) {
+            hub_.enqueue(StreamOpenedEvent{peer_keys_[conn.peer_slot].id, conn.id, direction});
+          }
           ++mine;
           ++peer.streams;
           if (in) ++peer.streams_in;
           ++streams_by_direction_[in ? 0 : 1];
         }
       } else if (mine > 0) {
+        if (hub_.has_subscribers()) {
+          hub_.enqueue(StreamClosedEvent{peer_keys_[conn.peer_slot].id, conn.id, direction});
+        }
         --mine;
         --peer.streams;
         if (in) --peer.streams_in;
@@ -551,6 +592,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         return Errc::invalid_argument;  // more closes than opens
       }
     }
+    hub_.drain();
     if (refused) {
       if (refusal != nullptr) *refusal = std::move(*refused);
       return Errc::limit_exceeded;
@@ -975,6 +1017,293 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
   }
 
+  // --- Activity, keepalive and idle (DESIGN §3.6) ------------------------------------
+  //
+  // One timer serves every connection. Pings fall due every keepalive_interval and their
+  // answers every keepalive_timeout after sending: both intervals are constant, so each
+  // kind of deadline is appended in time order and a FIFO queue stands in for a wheel.
+  // Idle deadlines move with activity, so they sit in a heap and are re-checked lazily
+  // when they come up. Entries of closed connections go stale and are skipped (the
+  // ConnectionId in the entry no longer matches the slot). The timer fires on a grid of
+  // `keepalive_tick()` so that thousands of deadlines are served per wake-up.
+
+  struct Due {
+    TimePoint at;
+    std::uint32_t slot;
+    ConnectionId id;
+    std::uint32_t sequence;  // timeouts: the ping they judge
+    friend bool operator>(const Due& a, const Due& b) { return a.at > b.at; }
+  };
+
+  bool keepalive_on() const { return config_.keepalive_interval.count() > 0; }
+  bool idle_on() const { return config_.idle_timeout.count() > 0; }
+
+  Duration keepalive_tick() const {
+    Duration base = Duration::max();
+    if (keepalive_on()) base = std::min<Duration>(base, config_.keepalive_interval);
+    if (idle_on()) base = std::min<Duration>(base, config_.idle_timeout);
+    return std::max<Duration>(std::chrono::milliseconds(1), base / 50);
+  }
+
+  // A new connection joins the schedules. REQUIRES: mutex_ held.
+  void enroll(std::uint32_t slot, ConnectionId id, TimePoint now) {
+    if (keepalive_on()) ping_due_.push_back({now + config_.keepalive_interval, slot, id, 0});
+    if (idle_on()) idle_due_.push({now + config_.idle_timeout, slot, id, 0});
+    if (!ping_due_.empty() || !idle_due_.empty()) arm_keepalive(now);
+  }
+
+  // Closed connections leave their entries in the schedules until they come due; under
+  // churn that could be many intervals' worth. When the entries outnumber the open
+  // connections twice over, the stale ones are dropped in one pass (amortised O(1) per
+  // close), so the schedules stay proportional to the pool. REQUIRES: mutex_ held.
+  void compact_schedules_if_stale() {
+    const std::size_t bound = 2 * connections_ + 64;
+    auto stale = [this](const Due& d) { return live_entry(d.slot, d.id) == nullptr; };
+    if (ping_due_.size() > bound) std::erase_if(ping_due_, stale);
+    if (timeout_due_.size() > bound) std::erase_if(timeout_due_, stale);
+    if (idle_due_.size() > bound) {
+      std::vector<Due> kept;
+      kept.reserve(connections_);
+      while (!idle_due_.empty()) {
+        if (!stale(idle_due_.top())) kept.push_back(idle_due_.top());
+        idle_due_.pop();
+      }
+      idle_due_ = decltype(idle_due_)(std::greater<>{}, std::move(kept));
+    }
+  }
+
+  const ConnEntry* live_entry(std::uint32_t slot, ConnectionId id) const {
+    if (slot >= conn_slots_.size()) return nullptr;
+    const ConnEntry& conn = conn_slots_[slot];
+    return conn.handle && conn.id == id ? &conn : nullptr;
+  }
+  ConnEntry* live_entry(std::uint32_t slot, ConnectionId id) {
+    return const_cast<ConnEntry*>(std::as_const(*this).live_entry(slot, id));
+  }
+
+  // Arms the keepalive timer for the earliest deadline, rounded up to the tick grid.
+  // REQUIRES: mutex_ held.
+  void arm_keepalive(TimePoint now) {
+    if (closed_) return;
+    TimePoint next = TimePoint::max();
+    if (!ping_due_.empty()) next = std::min(next, ping_due_.front().at);
+    if (!timeout_due_.empty()) next = std::min(next, timeout_due_.front().at);
+    if (!idle_due_.empty()) next = std::min(next, idle_due_.top().at);
+    if (next == TimePoint::max()) return;
+    const Duration tick = keepalive_tick();
+    const auto since = next.time_since_epoch();
+    TimePoint at = TimePoint((since + tick - Duration(1)) / tick * tick);
+    at = std::max(at, now);
+    if (keepalive_armed_ && keepalive_at_ <= at) return;
+    keepalive_armed_ = true;
+    keepalive_at_ = at;
+    keepalive_timer_->wait_until(at, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->keepalive_round();
+    });
+  }
+
+  struct Ping {
+    std::shared_ptr<Connection> handle;
+    std::uint32_t slot;
+    ConnectionId id;
+    std::uint32_t sequence;
+  };
+
+  // Counts a miss; returns the handle to close when it was the last one allowed.
+  // REQUIRES: mutex_ held.
+  std::optional<Closing> miss(std::uint32_t slot, std::string& detail) {
+    ConnEntry& conn = conn_slots_[slot];
+    conn.ping_in_flight = false;
+    ++conn.missed;
+    ++stats_.keepalive_misses;
+    if (conn.missed < config_.keepalive_max_missed) return std::nullopt;
+    detail = "keepalive: " + std::to_string(conn.missed) + " pings in a row unanswered within " +
+             std::to_string(config_.keepalive_timeout.count()) + " ms";
+    return Closing{detach(slot, CloseReason::keepalive_timeout, detail),
+                   CloseReason::keepalive_timeout, detail};
+  }
+
+  void keepalive_round() {
+    const TimePoint now = time_->now();
+    std::vector<Ping> pings;
+    std::vector<Closing> closing;
+    {
+      std::lock_guard lock(mutex_);
+      keepalive_armed_ = false;
+      if (closed_) return;
+      // Answers not in time.
+      while (!timeout_due_.empty() && timeout_due_.front().at <= now) {
+        const Due due = timeout_due_.front();
+        timeout_due_.pop_front();
+        ConnEntry* conn = live_entry(due.slot, due.id);
+        if (conn == nullptr || !conn->ping_in_flight || conn->ping_sequence != due.sequence) {
+          continue;
+        }
+        std::string detail;
+        if (auto c = miss(due.slot, detail)) closing.push_back(std::move(*c));
+      }
+      // Pings due. One still in flight is not doubled; its timeout judges it.
+      while (!ping_due_.empty() && ping_due_.front().at <= now) {
+        const Due due = ping_due_.front();
+        ping_due_.pop_front();
+        ConnEntry* conn = live_entry(due.slot, due.id);
+        if (conn == nullptr) continue;
+        ping_due_.push_back({due.at + config_.keepalive_interval, due.slot, due.id, 0});
+        if (conn->ping_in_flight) continue;
+        conn->ping_in_flight = true;
+        conn->ping_sent_at = now;
+        const std::uint32_t sequence = ++conn->ping_sequence;
+        timeout_due_.push_back({now + config_.keepalive_timeout, due.slot, due.id, sequence});
+        pings.push_back({conn->handle, due.slot, due.id, sequence});
+        ++stats_.pings_sent;
+      }
+      // Idle connections: re-checked against their latest activity when they come up.
+      while (!idle_due_.empty() && idle_due_.top().at <= now) {
+        const Due due = idle_due_.top();
+        idle_due_.pop();
+        ConnEntry* conn = live_entry(due.slot, due.id);
+        if (conn == nullptr) continue;
+        const TimePoint idle_at = conn->last_activity + config_.idle_timeout;
+        const PeerSlot& peer = peers_[conn->peer_slot];
+        if (idle_at > now) {
+          idle_due_.push({idle_at, due.slot, due.id, 0});
+        } else if (conn->streams() > 0 || peer.is_protected ||
+                   held(peer_keys_[conn->peer_slot].id)) {
+          idle_due_.push({now + config_.idle_timeout, due.slot, due.id, 0});
+        } else {
+          std::string detail = "idle: no streams and no activity for " +
+                               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  now - conn->last_activity)
+                                                  .count()) +
+                               " ms";
+          closing.push_back(Closing{detach(due.slot, CloseReason::idle_timeout, detail),
+                                    CloseReason::idle_timeout, detail});
+        }
+      }
+      arm_keepalive(now);
+    }
+    act(closing, "keepalive");
+    // Pings are host calls: unlocked. An answer may come back at once, from inside ping().
+    for (Ping& ping : pings) {
+      try {
+        ping.handle->ping([weak = weak_from_this(), slot = ping.slot, id = ping.id,
+                           sequence = ping.sequence](std::error_code ec) {
+          if (auto self = weak.lock()) self->on_pong(slot, id, sequence, ec);
+        });
+      } catch (const std::exception& e) {
+        logger_->warn("connmgr: Connection::ping threw (counted as a miss): {}", e.what());
+        on_pong(ping.slot, ping.id, ping.sequence, make_error_code(Errc::invalid_argument));
+      }
+    }
+  }
+
+  void on_pong(std::uint32_t slot, ConnectionId id, std::uint32_t sequence, std::error_code ec) {
+    const TimePoint now = time_->now();
+    std::vector<Closing> closing;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      ConnEntry* conn = live_entry(slot, id);
+      // Late answers (after their timeout) and answers to older pings are ignored.
+      if (conn == nullptr || !conn->ping_in_flight || conn->ping_sequence != sequence) return;
+      if (ec) {
+        std::string detail;
+        if (auto c = miss(slot, detail)) closing.push_back(std::move(*c));
+      } else {
+        conn->ping_in_flight = false;
+        conn->missed = 0;
+        const Duration sample = now - conn->ping_sent_at;
+        conn->srtt = conn->srtt == Duration::zero() ? sample : (conn->srtt * 7 + sample) / 8;
+      }
+    }
+    act(closing, "keepalive");
+  }
+
+  std::error_code record_activity(const Connection& connection, std::uint64_t bytes_in,
+                                  std::uint64_t bytes_out) {
+    const TimePoint now = time_->now();
+    std::lock_guard lock(mutex_);
+    auto slot = tracked_slot(connection);
+    if (!slot) return Errc::unknown_connection;
+    ConnEntry& conn = conn_slots_[*slot];
+    // Exponentially weighted rate with a 10 s time constant: every byte counts 1/tau at
+    // first and fades with its age, so the sum estimates bytes per second without
+    // dividing by tiny intervals.
+    constexpr double kTau = 10.0;
+    const double dt = std::chrono::duration<double>(now - conn.last_activity).count();
+    const double fade = dt > 0 ? std::exp(-dt / kTau) : 1.0;
+    conn.download_rate = conn.download_rate * fade + static_cast<double>(bytes_in) / kTau;
+    conn.upload_rate = conn.upload_rate * fade + static_cast<double>(bytes_out) / kTau;
+    conn.last_activity = now;
+    return {};
+  }
+
+  std::optional<Duration> rtt(const Connection& connection) const {
+    std::lock_guard lock(mutex_);
+    auto slot = tracked_slot(connection);
+    if (!slot || conn_slots_[*slot].srtt == Duration::zero()) return std::nullopt;
+    return conn_slots_[*slot].srtt;
+  }
+
+  bool held(const NodeId& peer) const { return !holds_.empty() && holds_.contains(peer); }
+
+  KeepAliveHold keep_alive(const NodeId& peer) {
+    std::lock_guard lock(mutex_);
+    if (closed_) return {};
+    ++holds_[peer];
+    return KeepAliveHold(hold_owner_, peer);
+  }
+
+  void release_hold(const NodeId& peer) noexcept override {
+    std::lock_guard lock(mutex_);
+    auto it = holds_.find(peer);
+    if (it == holds_.end()) return;
+    if (--it->second == 0) holds_.erase(it);
+  }
+
+  // --- Hooks -------------------------------------------------------------------------
+
+  template <typename Hook>
+  struct HookList {
+    std::vector<std::pair<std::uint64_t, Hook>> hooks;  // in the order added
+  };
+
+  template <typename Hook>
+  Subscription add_hook(HookList<Hook>& list, Hook hook) {
+    if (!hook) return {};
+    std::lock_guard lock(hooks_mutex_);
+    const std::uint64_t id = ++next_hook_;
+    list.hooks.emplace_back(id, std::move(hook));
+    return Subscription([weak = weak_from_this(), &list, id] {
+      if (auto self = weak.lock()) {
+        std::lock_guard inner(self->hooks_mutex_);
+        std::erase_if(list.hooks, [id](const auto& h) { return h.first == id; });
+      }
+    });
+  }
+
+  // Runs the hooks in order until one rejects. No lock is held while a hook runs.
+  template <typename Hook, typename... Args>
+  Decision run_hooks(HookList<Hook>& list, const Args&... args) {
+    std::vector<Hook> hooks;
+    {
+      std::lock_guard lock(hooks_mutex_);
+      if (list.hooks.empty()) return Decision::allow();
+      for (const auto& [id, hook] : list.hooks) hooks.push_back(hook);
+    }
+    for (const Hook& hook : hooks) {
+      Decision decision = gate([&] { return hook(args...); });
+      if (!decision) return decision;
+    }
+    return Decision::allow();
+  }
+
+  void publish(Event event) {
+    if (!hub_.has_subscribers()) return;
+    hub_.enqueue(std::move(event));
+    hub_.drain();
+  }
+
   // --- Admission (DESIGN §3.4) -------------------------------------------------------
 
   static std::string direction_word(Direction d) {
@@ -990,7 +1319,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       ++refusals_by_reason_[static_cast<std::size_t>(reason)];
     }
     logger_->debug("connmgr: {}", message);
-    return Refusal{stage, reason, std::move(scope), std::move(limit), std::move(message)};
+    Refusal refusal{stage, reason, std::move(scope), std::move(limit), std::move(message)};
+    if (hub_.has_subscribers()) hub_.enqueue(RefusedEvent{refusal});
+    return refusal;
   }
 
   // Runs a gater intercept (host code: no lock held); an exception denies.
@@ -1194,6 +1525,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                 "dial refused by the gater: " + decision.reason);
         return result;
       }
+    }
+    if (Decision decision = run_hooks(before_connect_, peer, remote); !decision) {
+      result.error = Errc::connection_denied;
+      result.refusal = refuse(Stage::dial_addr, RefusalReason::hook, "hook", decision.reason,
+                              "dial refused by a before_connect hook: " + decision.reason);
+      return result;
     }
     const TimePoint now = time_->now();
     std::lock_guard lock(mutex_);
@@ -1447,7 +1784,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       for (std::uint32_t c : entry.conns) {
         const ConnEntry& conn = conn_slots_[c];
         plan.snapshot.connections.push_back(
-            ConnectionSnapshot{conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at});
+            ConnectionSnapshot{conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at,
+                               true, conn.last_activity, conn.download_rate, conn.upload_rate});
       }
     }
     if (trim_inputs_.peer_ids) plan.snapshot.peer_ids.push_back(peer_keys_[slot].id);
@@ -1775,6 +2113,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (background_timer_) background_timer_->cancel();
     if (decay_timer_) decay_timer_->cancel();
     if (housekeeping_timer_) housekeeping_timer_->cancel();
+    if (keepalive_timer_) keepalive_timer_->cancel();
   }
 
   // Immutable after construction.
@@ -1830,10 +2169,23 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   boost::unordered_flat_map<std::uint64_t, Charge> reservations_;
   std::uint64_t next_reservation_ = 0;
   std::weak_ptr<Reservation::Owner> reservation_owner_;  // set once by start()
+  std::weak_ptr<KeepAliveHold::Owner> hold_owner_;       // set once by start()
+  // Keepalive and idle schedules (see "Activity, keepalive and idle").
+  std::deque<Due> ping_due_;
+  std::deque<Due> timeout_due_;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> idle_due_;
+  bool keepalive_armed_ = false;
+  TimePoint keepalive_at_{};
+  boost::unordered_flat_map<NodeId, std::size_t, NodeIdHash> holds_;  // peer -> holds
   detail::SubnetCounter subnets_;
   detail::SubnetRateLimiter inbound_rates_;
   detail::OutboundDialLimiter outbound_dials_;
   mutable std::mutex refusal_mutex_;
+  // Hooks, with their own lock (taken alone, never with mutex_).
+  std::mutex hooks_mutex_;
+  std::uint64_t next_hook_ = 0;
+  HookList<BeforeConnectHook> before_connect_;
+  HookList<AfterHandshakeHook> after_handshake_;
   std::array<std::uint64_t, kRefusalReasonCount> refusals_by_reason_{};
 
   // Decaying tags by id; see DecayDef.
@@ -1849,6 +2201,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::unique_ptr<Timer> background_timer_;
   std::unique_ptr<Timer> decay_timer_;
   std::unique_ptr<Timer> housekeeping_timer_;
+  std::unique_ptr<Timer> keepalive_timer_;
 };
 
 ConnectionManager::ConnectionManager(executor_type executor, Config config, Dependencies deps) {
@@ -1884,29 +2237,63 @@ std::error_code ConnectionManager::stream_closed(const Connection& connection,
                                                  Direction direction) {
   return impl_->adjust_streams(connection, direction, false, nullptr);
 }
+// Refusals queue RefusedEvents; each stage delivers them before returning.
 DialCheck ConnectionManager::check_dial(const NodeId& peer, bool force_new) {
-  return impl_->check_dial(peer, force_new);
+  DialCheck result = impl_->check_dial(peer, force_new);
+  impl_->hub_.drain();
+  return result;
 }
 Admission ConnectionManager::check_dial_addr(const NodeId& peer, const Endpoint& remote) {
-  return impl_->check_dial_addr(peer, remote);
+  Admission result = impl_->check_dial_addr(peer, remote);
+  impl_->hub_.drain();
+  return result;
 }
 Admission ConnectionManager::admit_inbound(const Endpoint& remote) {
-  return impl_->admit_inbound(remote);
+  Admission result = impl_->admit_inbound(remote);
+  impl_->hub_.drain();
+  return result;
 }
 std::error_code ConnectionManager::on_secured(Reservation& reservation, Direction direction,
                                               const NodeId& peer, const Endpoint& remote,
                                               Refusal* refusal) {
-  return impl_->on_secured(reservation, direction, peer, remote, refusal);
+  auto ec = impl_->on_secured(reservation, direction, peer, remote, refusal);
+  impl_->hub_.drain();
+  return ec;
 }
 std::error_code ConnectionManager::add_connection(std::shared_ptr<Connection> connection,
                                                   Reservation&& reservation, Refusal* refusal) {
-  return impl_->add_reserved(std::move(connection), std::move(reservation), refusal);
+  auto ec = impl_->add_reserved(std::move(connection), std::move(reservation), refusal);
+  impl_->hub_.drain();
+  return ec;
 }
 Admission ConnectionManager::reserve_resources(const std::optional<NodeId>& peer,
                                                std::uint64_t memory_bytes,
                                                std::size_t file_descriptors) {
-  return impl_->reserve_resources(peer, memory_bytes, file_descriptors);
+  Admission result = impl_->reserve_resources(peer, memory_bytes, file_descriptors);
+  impl_->hub_.drain();
+  return result;
 }
+Subscription ConnectionManager::add_before_connect(BeforeConnectHook hook) {
+  return impl_->add_hook(impl_->before_connect_, std::move(hook));
+}
+Subscription ConnectionManager::add_after_handshake(AfterHandshakeHook hook) {
+  return impl_->add_hook(impl_->after_handshake_, std::move(hook));
+}
+void ConnectionManager::listen(const Endpoint& address) {
+  if (!is_closed()) impl_->publish(ListenEvent{address});
+}
+void ConnectionManager::listen_close(const Endpoint& address) {
+  if (!is_closed()) impl_->publish(ListenCloseEvent{address});
+}
+std::error_code ConnectionManager::record_activity(const Connection& connection,
+                                                   std::uint64_t bytes_in,
+                                                   std::uint64_t bytes_out) {
+  return impl_->record_activity(connection, bytes_in, bytes_out);
+}
+std::optional<Duration> ConnectionManager::rtt(const Connection& connection) const {
+  return impl_->rtt(connection);
+}
+KeepAliveHold ConnectionManager::keep_alive(const NodeId& peer) { return impl_->keep_alive(peer); }
 Limits ConnectionManager::effective_limits() const {
   std::lock_guard lock(impl_->mutex_);
   return impl_->config_.limits;

@@ -46,6 +46,9 @@ cm::Config bench_config(std::size_t n) {
   config.grace_period = std::chrono::milliseconds(0);
   config.silence_period = std::chrono::hours(24);  // keep the background check out of it
   config.decay_resolution = std::chrono::seconds(60);
+  // Keepalive and idle timers have their own benchmark; they stay out of the others.
+  config.keepalive_interval = std::chrono::milliseconds(0);
+  config.idle_timeout = std::chrono::milliseconds(0);
   config.max_temp_peers = n + 1;
   return config;
 }
@@ -292,6 +295,30 @@ void BM_AdmitInbound(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_AdmitInbound)->Arg(100'000);
+
+// Keepalive scheduling: N connections pinged every 5 s (timeout 5 s, idle check on),
+// answered at once by a ping that does nothing else. One iteration simulates one minute
+// of virtual time: 12 pings per connection, the timer firing on its tick grid, every
+// answer processed. The CPU time per iteration is the manager's cost per simulated
+// minute; divided by 60 s it is the share of one core (the "core" counter, in percent).
+void BM_KeepaliveMinute(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  cm::Config config = bench_config(n);
+  config.keepalive_interval = std::chrono::seconds(5);
+  config.keepalive_timeout = std::chrono::seconds(5);
+  config.idle_timeout = std::chrono::hours(1);
+  Pool pool(n, config);
+  const auto pings_before = pool.manager.stats().pings_sent;
+  for (auto _ : state) pool.time->advance(std::chrono::minutes(1));
+  const auto pings = pool.manager.stats().pings_sent - pings_before;
+  state.counters["pings"] = static_cast<double>(pings);
+  state.counters["connections"] = static_cast<double>(pool.manager.connection_count());
+  // iterations * 0.6 / elapsed, inverted: seconds per simulated minute / 0.6 = percent.
+  state.counters["core%"] = benchmark::Counter(
+      0.6 * static_cast<double>(state.iterations()),
+      benchmark::Counter::Flags(benchmark::Counter::kIsRate | benchmark::Counter::kInvert));
+}
+BENCHMARK(BM_KeepaliveMinute)->Arg(100'000)->Unit(benchmark::kMillisecond)->Iterations(5);
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -50,6 +51,18 @@ struct Config {
   std::chrono::milliseconds tag_retention = std::chrono::milliseconds(0);
   // How many peers one protection tag may protect at once; 0 means no cap.
   std::size_t max_peers_per_protection_tag = 0;
+  // Keepalive: every established connection is pinged (Connection::ping) this often; a
+  // ping unanswered within keepalive_timeout, or answered with an error, is a miss, and
+  // keepalive_max_missed misses in a row close the connection (CloseReason::
+  // keepalive_timeout). A dead peer is found within max_missed * interval + timeout.
+  // keepalive_interval 0 disables keepalive.
+  std::chrono::milliseconds keepalive_interval = std::chrono::seconds(5);
+  std::chrono::milliseconds keepalive_timeout = std::chrono::seconds(5);
+  std::uint32_t keepalive_max_missed = 2;
+  // A connection with no streams and no reported activity for this long is closed
+  // (CloseReason::idle_timeout) unless its peer is protected or held (keep_alive()).
+  // 0 disables the idle check.
+  std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
   // Hard limits enforced by admission (limits.hpp). Validated against the watermarks.
   Limits limits;
 

@@ -40,6 +40,7 @@
 #include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/events.hpp"
 #include "dep2p/connmgr/gater.hpp"
+#include "dep2p/connmgr/keepalive.hpp"
 #include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/metrics.hpp"
 #include "dep2p/connmgr/trimmer.hpp"
@@ -147,6 +148,17 @@ class ConnectionManager {
   std::size_t connection_count(Direction direction) const;
   std::size_t peer_count() const;
 
+  // --- Activity, keepalive, idle (DESIGN §3.6) --------------------------------------
+  // The host reports bytes moved on a connection: its last activity and smoothed rates
+  // (what ActivityTrimmer ranks by), and a reason not to close it as idle.
+  std::error_code record_activity(const Connection& connection, std::uint64_t bytes_in,
+                                  std::uint64_t bytes_out);
+  // The connection's smoothed round-trip time from keepalive pings (RFC 6298's 7/8
+  // weighting); nullopt before its first answered ping or for an unknown connection.
+  std::optional<Duration> rtt(const Connection& connection) const;
+  // Suspends the idle timeout for the peer's connections while the hold lives.
+  KeepAliveHold keep_alive(const NodeId& peer);
+
   // --- Tags (DESIGN §3.1) -----------------------------------------------------------
   // Tagging a peer without connections creates a temporary entry (bounded by
   // max_temp_peers: Errc::temp_peer_limit beyond it, nothing changed).
@@ -193,6 +205,20 @@ class ConnectionManager {
   // or below the current count schedules a trim on the manager's strand.
   std::error_code set_limits(std::size_t low_water, std::size_t high_water);
   Config config() const;
+
+  // --- Hooks (DESIGN §3.5) -----------------------------------------------------------
+  // Run in the order added, without the manager's lock; the first rejection wins, is
+  // counted (RefusalReason::hook), published (RefusedEvent) and returned. An exception
+  // rejects. before_connect runs in check_dial_addr (after the gater); after_handshake
+  // in both add_connection forms (Errc::connection_denied when it rejects).
+  using BeforeConnectHook = std::function<Decision(const NodeId& peer, const Endpoint& remote)>;
+  using AfterHandshakeHook = std::function<Decision(const Connection& connection)>;
+  Subscription add_before_connect(BeforeConnectHook hook);
+  Subscription add_after_handshake(AfterHandshakeHook hook);
+
+  // The host reports its listening addresses; subscribers get ListenEvent / ListenCloseEvent.
+  void listen(const Endpoint& address);
+  void listen_close(const Endpoint& address);
 
   // --- Observation ------------------------------------------------------------------
   Stats stats() const;

@@ -10,6 +10,7 @@
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/events.hpp"
 #include "dep2p/connmgr/gater.hpp"
+#include "dep2p/connmgr/keepalive.hpp"
 #include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/metrics.hpp"
 #include "dep2p/connmgr/protect_store.hpp"

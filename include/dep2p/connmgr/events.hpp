@@ -21,6 +21,7 @@
 #include <string>
 #include <variant>
 
+#include "dep2p/connmgr/admission.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -49,7 +50,33 @@ struct TrimmedEvent {
   std::size_t connections_after = 0;
 };
 
-using Event = std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent>;
+// The host started or stopped listening on an address (ConnectionManager::listen).
+struct ListenEvent {
+  Endpoint address;
+};
+struct ListenCloseEvent {
+  Endpoint address;
+};
+
+// A stream the host reported (stream_opened / stream_closed) on a tracked connection.
+struct StreamOpenedEvent {
+  NodeId peer;
+  ConnectionId connection{};
+  Direction direction = Direction::inbound;
+};
+struct StreamClosedEvent {
+  NodeId peer;
+  ConnectionId connection{};
+  Direction direction = Direction::inbound;
+};
+
+// An admission stage, a stream limit or a hook refused something.
+struct RefusedEvent {
+  Refusal refusal;
+};
+
+using Event = std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, ListenEvent,
+                           ListenCloseEvent, StreamOpenedEvent, StreamClosedEvent, RefusedEvent>;
 using EventHandler = std::function<void(const Event&)>;
 
 class Subscription {

@@ -33,6 +33,8 @@ struct Stats {
   std::uint64_t temporary_peers_pruned = 0;  // by a trim or on expiry
   std::uint64_t protections_expired = 0;     // peers whose last timed protection ended
   std::uint64_t decay_ticks = 0;             // ticks that decayed at least one tag
+  std::uint64_t pings_sent = 0;              // keepalive pings handed to the host
+  std::uint64_t keepalive_misses = 0;        // pings unanswered in time or failed
   // Connections closed by the manager or reported closed by the host, by reason.
   std::array<std::uint64_t, kCloseReasonCount> closes_by_reason{};
   // Admission now: reservations alive and what they hold.

@@ -29,6 +29,11 @@ struct ConnectionSnapshot {
   PathKind path = PathKind::direct;
   std::uint32_t streams = 0;
   TimePoint opened_at{};
+  // Activity, from the bytes the host reports (ConnectionManager::record_activity).
+  bool established = true;    // false while the handshake is still in progress
+  TimePoint last_activity{};  // the last reported bytes, or opened_at
+  double download_rate = 0;   // bytes per second received, smoothed
+  double upload_rate = 0;     // bytes per second sent, smoothed
 };
 
 struct PeerSnapshot {
@@ -80,5 +85,21 @@ class Trimmer {
 // later first_seen. Needs neither peer ids nor connections. Runs in O(n) expected time: it selects
 // the victims with nth_element and sorts them only when some peer holds several connections.
 std::shared_ptr<Trimmer> make_score_trimmer();
+
+struct ActivityTrimmerOptions {
+  // As anacrolix/torrent does: when one direction holds more connections than the other,
+  // peers whose connections are all in the surplus direction go first, before every other
+  // key. Counted over the snapshot's connections, i.e. over the candidates, since those are
+  // what a trim can rebalance; a peer with connections in both directions is not in surplus.
+  bool balance_directions = false;
+};
+
+// The seed design's torrent-style order (DESIGN §3.3), first evicted first: peers with no
+// established connection (handshake not done); then the longest inactive (by the most
+// recent activity over the peer's connections); then the lowest download rate; then the
+// lowest upload rate (rates summed over the peer's connections; a NaN or negative rate
+// counts as 0); then, as ScoreTrimmer, later first_seen, then the lower index. Needs the
+// connections column; not peer ids. O(n + connections) expected, selecting as ScoreTrimmer.
+std::shared_ptr<Trimmer> make_activity_trimmer(ActivityTrimmerOptions options = {});
 
 }  // namespace dep2p::connmgr

@@ -1,0 +1,59 @@
+// KeepAliveHold: an RAII token that keeps a peer's connections from being closed as idle
+// (DESIGN §3.6), for hosts whose protocol is quiet but wants the connection kept — a
+// pending request, a subscription. Keepalive pings still run; a dead connection is still
+// closed by them.
+//
+//   auto hold = manager.keep_alive(peer);   // idle timeout suspended for `peer`
+//   ...                                     // the hold ends when `hold` is destroyed
+//
+// Thread safety: a hold is a movable value used by one thread at a time; destroying it on
+// any thread releases it once. Holds of one peer add up.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr {
+
+class KeepAliveHold {
+ public:
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    virtual void release_hold(const NodeId& peer) noexcept = 0;
+  };
+
+  KeepAliveHold() = default;
+  KeepAliveHold(std::weak_ptr<Owner> owner, const NodeId& peer)
+      : owner_(std::move(owner)), peer_(peer) {}
+  ~KeepAliveHold() { release(); }
+  KeepAliveHold(KeepAliveHold&& other) noexcept
+      : owner_(std::move(other.owner_)), peer_(std::exchange(other.peer_, std::nullopt)) {}
+  KeepAliveHold& operator=(KeepAliveHold&& other) noexcept {
+    if (this != &other) {
+      release();
+      owner_ = std::move(other.owner_);
+      peer_ = std::exchange(other.peer_, std::nullopt);
+    }
+    return *this;
+  }
+  KeepAliveHold(const KeepAliveHold&) = delete;
+  KeepAliveHold& operator=(const KeepAliveHold&) = delete;
+
+  void release() noexcept {
+    if (!peer_) return;
+    if (auto owner = owner_.lock()) owner->release_hold(*peer_);
+    peer_.reset();
+  }
+  bool active() const noexcept { return peer_.has_value(); }
+
+ private:
+  std::weak_ptr<Owner> owner_;
+  std::optional<NodeId> peer_;
+};
+
+}  // namespace dep2p::connmgr
