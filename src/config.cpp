@@ -222,6 +222,10 @@ std::optional<ConfigError> Config::validate() const {
     return fail("idle_timeout", "idle_timeout (" + std::to_string(idle_timeout.count()) +
                                     " ms) must not be negative (0 disables it)");
   }
+  if (redundant_grace.count() < 0) {
+    return fail("redundant_grace", "redundant_grace (" + std::to_string(redundant_grace.count()) +
+                                       " ms) must not be negative");
+  }
   if (tag_retention.count() < 0) {
     return fail("tag_retention", "tag_retention (" + std::to_string(tag_retention.count()) +
                                      " ms) must not be negative");

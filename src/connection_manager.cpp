@@ -10,6 +10,7 @@
 #include <queue>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -67,6 +68,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::uint32_t peer_slot = 0;
     Direction direction = Direction::inbound;
     PathKind path = PathKind::direct;
+    Transport transport = Transport::tcp;
+    bool ipv6 = false;
+    bool redundant = false;  // a relay scheduled to close after a direct path arrived
     std::uint32_t streams_in = 0;
     std::uint32_t streams_out = 0;
     TimePoint opened_at{};
@@ -106,6 +110,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::size_t fds = 0;
     bool empty() const { return pending[0] == 0 && pending[1] == 0 && memory == 0 && fds == 0; }
   };
+
+  static constexpr std::uint32_t kNoSlot = UINT32_MAX;
 
   // One decaying tag's value on one peer. `version` changes with every bump, so work done
   // outside the lock (custom functions) can tell whether the value moved meanwhile.
@@ -154,8 +160,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     TimePoint first_seen{};
     boost::container::small_vector<std::uint32_t, 2> conns;  // conn_slots_ indices
     detail::PeerTags tags;
-    std::uint64_t tags_stamp = 0;   // tag_clock_ at the last tag change; 0 when none
-    std::int64_t decaying_sum = 0;  // sum of `decaying` values
+    std::uint64_t tags_stamp = 0;     // tag_clock_ at the last tag change; 0 when none
+    std::uint32_t best = kNoSlot;     // conn slot of the chosen path, if chosen
+    ConnectionId last_best{};         // the chosen path's id, kept after it closes
+    std::uint32_t paths_version = 0;  // bumped when a connection comes or goes
+    std::int64_t decaying_sum = 0;    // sum of `decaying` values
     boost::container::small_vector<DecayEntry, 1> decaying;
     TimePoint expires_at{};  // a temporary entry is deleted at this time
 
@@ -200,6 +209,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         trimmer_(deps.trimmer ? std::move(deps.trimmer) : make_score_trimmer()),
         trim_inputs_(trimmer_->inputs()),
         gater_(std::move(deps.gater)),
+        path_selector_(deps.path_selector ? std::move(deps.path_selector)
+                                          : make_default_path_selector()),
         config_(std::move(config)),
         peer_index_(0, SlotHash{&peer_keys_}, SlotEqual{&peer_keys_}),
         subnets_(config_.limits.subnets),
@@ -304,6 +315,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (entry.temporary) --temp_peers_;
     entry.tags.clear(tag_names_);
     entry.streams_in = 0;
+    entry.best = kNoSlot;
+    entry.last_best = ConnectionId{};
     entry.decaying.clear();
     entry.decaying_sum = 0;
     entry.conns.clear();
@@ -325,6 +338,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const std::uint32_t slot = conn.peer_slot;
     PeerSlot& peer = peers_[slot];
     peer.conns.erase(std::find(peer.conns.begin(), peer.conns.end(), conn_slot));
+    ++peer.paths_version;
+    if (peer.best == conn_slot) peer.best = kNoSlot;
     peer.streams -= conn.streams();
     peer.streams_in -= conn.streams_in;
     streams_by_direction_[0] -= conn.streams_in;
@@ -381,11 +396,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     PathKind path;
     std::uint32_t streams;
     Endpoint remote;
+    Transport transport;
   };
   std::optional<HandleFacts> read_facts(const Connection& handle) {
     try {
-      return HandleFacts{handle.remote_peer(), handle.direction(), handle.path_kind(),
-                         handle.stream_count(), handle.remote_endpoint()};
+      return HandleFacts{handle.remote_peer(),  handle.direction(),       handle.path_kind(),
+                         handle.stream_count(), handle.remote_endpoint(), handle.transport()};
     } catch (const std::exception& e) {
       logger_->warn("connmgr: add_connection: the connection's properties threw: {}", e.what());
       return std::nullopt;
@@ -411,18 +427,23 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       hub_.drain();
       return ec;
     }
+    std::vector<Closing> closing;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return Errc::closed;
+      const Connection* key = handle.get();
       if (auto ec = insert_connection(std::move(handle), *facts, std::nullopt)) return ec;
+      apply_path_rules(*key, closing);
     }
-    hub_.drain();
+    act(closing, "multipath");
+    reselect(facts->peer);
     return {};
   }
 
   // The staged path's last step: the reservation's charges turn into the connection's.
   std::error_code add_reserved(std::shared_ptr<Connection> handle, Reservation reservation,
                                Refusal* refusal) {
+    std::vector<Closing> closing;
     if (!handle || !reservation.valid()) return Errc::invalid_argument;
     auto facts = read_facts(*handle);
     if (!facts) return Errc::invalid_argument;
@@ -446,16 +467,19 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         return Errc::invalid_argument;  // not this connection's reservation
       }
       Charge charge = it->second;
+      const Connection* key = handle.get();
       if (auto ec = insert_connection(std::move(handle), *facts, charge.capped_address)) {
         return ec;  // the reservation (still registered) releases everything
       }
+      apply_path_rules(*key, closing);
       // The connection now holds the address's place; the pending slot ends.
       it->second.capped_address.reset();
       release_charge(it->second);
       reservations_.erase(it);
       reservation.take();
     }
-    hub_.drain();
+    act(closing, "multipath");
+    reselect(facts->peer);
     return {};
   }
 
@@ -495,10 +519,18 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const auto id = static_cast<ConnectionId>(++next_connection_id_);
     // Streams open at add time count in the connection's own direction.
     const bool in = facts.direction == Direction::inbound;
-    conn_slots_[conn_slot] = ConnEntry{std::move(handle),        id,         slot,
-                                       facts.direction,          facts.path, in ? facts.streams : 0,
-                                       in ? 0 : facts.streams,   now,        facts.remote,
-                                       std::move(capped_address)};
+    ConnEntry& fresh = conn_slots_[conn_slot];
+    fresh = ConnEntry{};
+    fresh.handle = std::move(handle);
+    fresh.id = id;
+    fresh.peer_slot = slot;
+    fresh.direction = facts.direction;
+    fresh.path = facts.path;
+    fresh.streams_in = in ? facts.streams : 0;
+    fresh.streams_out = in ? 0 : facts.streams;
+    fresh.opened_at = now;
+    fresh.remote = facts.remote;
+    fresh.capped_address = std::move(capped_address);
     PeerSlot& entry = peers_[slot];
     entry.conns.push_back(conn_slot);
     entry.streams += facts.streams;
@@ -513,6 +545,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     ++connections_;
     ++stats_.connections_added;
     conn_slots_[conn_slot].last_activity = now;
+    conn_slots_[conn_slot].transport = facts.transport;
+    conn_slots_[conn_slot].ipv6 =
+        facts.remote.address.is_v6() && !facts.remote.address.to_v6().is_v4_mapped();
+    ++entry.paths_version;
     enroll(conn_slot, id, now);
     if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
     return {};
@@ -527,6 +563,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       return Errc::unknown_connection;
     }
     std::shared_ptr<Connection> released;
+    std::optional<NodeId> reselect_peer;
     {
       std::lock_guard lock(mutex_);
       auto slot = tracked_slot(connection);
@@ -535,10 +572,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         return Errc::unknown_connection;
       }
       static const std::string kReported = "closure reported by the host";
+      const std::uint32_t peer_slot = conn_slots_[*slot].peer_slot;
       released = detach(*slot, reason, kReported);
       ConnectionAccess::release(*released);
+      if (peers_[peer_slot].live && !peers_[peer_slot].conns.empty() &&
+          peers_[peer_slot].best == kNoSlot) {
+        reselect_peer = peer_keys_[peer_slot].id;
+      }
     }
     hub_.drain();
+    if (reselect_peer) reselect(*reselect_peer);
     // `released` (possibly the last reference to the host's object) goes here, unlocked.
     return {};
   }
@@ -1042,6 +1085,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     Duration base = Duration::max();
     if (keepalive_on()) base = std::min<Duration>(base, config_.keepalive_interval);
     if (idle_on()) base = std::min<Duration>(base, config_.idle_timeout);
+    if (config_.redundant_grace.count() > 0) {
+      base = std::min<Duration>(base, config_.redundant_grace);
+    }
+    if (base == Duration::max()) base = std::chrono::seconds(1);
     return std::max<Duration>(std::chrono::milliseconds(1), base / 50);
   }
 
@@ -1060,6 +1107,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const std::size_t bound = 2 * connections_ + 64;
     auto stale = [this](const Due& d) { return live_entry(d.slot, d.id) == nullptr; };
     if (ping_due_.size() > bound) std::erase_if(ping_due_, stale);
+    if (redundant_due_.size() > bound) std::erase_if(redundant_due_, stale);
     if (timeout_due_.size() > bound) std::erase_if(timeout_due_, stale);
     if (idle_due_.size() > bound) {
       std::vector<Due> kept;
@@ -1089,6 +1137,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (!ping_due_.empty()) next = std::min(next, ping_due_.front().at);
     if (!timeout_due_.empty()) next = std::min(next, timeout_due_.front().at);
     if (!idle_due_.empty()) next = std::min(next, idle_due_.top().at);
+    if (!redundant_due_.empty()) next = std::min(next, redundant_due_.front().at);
     if (next == TimePoint::max()) return;
     const Duration tick = keepalive_tick();
     const auto since = next.time_since_epoch();
@@ -1180,6 +1229,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                     CloseReason::idle_timeout, detail});
         }
       }
+      close_redundant(now, closing);
       arm_keepalive(now);
     }
     act(closing, "keepalive");
@@ -1200,6 +1250,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   void on_pong(std::uint32_t slot, ConnectionId id, std::uint32_t sequence, std::error_code ec) {
     const TimePoint now = time_->now();
     std::vector<Closing> closing;
+    std::optional<NodeId> reselect_peer;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
@@ -1214,9 +1265,13 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         conn->missed = 0;
         const Duration sample = now - conn->ping_sent_at;
         conn->srtt = conn->srtt == Duration::zero() ? sample : (conn->srtt * 7 + sample) / 8;
+        if (peers_[conn->peer_slot].conns.size() > 1) {
+          reselect_peer = peer_keys_[conn->peer_slot].id;
+        }
       }
     }
     act(closing, "keepalive");
+    if (reselect_peer) reselect(*reselect_peer);
   }
 
   std::error_code record_activity(const Connection& connection, std::uint64_t bytes_in,
@@ -1259,6 +1314,154 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     auto it = holds_.find(peer);
     if (it == holds_.end()) return;
     if (--it->second == 0) holds_.erase(it);
+  }
+
+  // --- Multipath (DESIGN §3.6) --------------------------------------------------------
+
+  // How bad a path is, for the per-peer cap: relay before direct, unmeasured before
+  // measured, slower before faster, newer before older. Larger is worse.
+  std::tuple<int, int, Duration, std::uint64_t> badness(std::uint32_t c) const {
+    const ConnEntry& conn = conn_slots_[c];
+    return {conn.path == PathKind::relay ? 1 : 0, conn.srtt == Duration::zero() ? 1 : 0, conn.srtt,
+            static_cast<std::uint64_t>(conn.id)};
+  }
+
+  // Rules that run when a connection joins a peer: simultaneous open, automatic upgrade,
+  // the per-peer cap. REQUIRES: mutex_ held; `added` was just inserted.
+  void apply_path_rules(const Connection& added, std::vector<Closing>& closing) {
+    auto added_slot = tracked_slot(added);
+    if (!added_slot) return;
+    const std::uint32_t peer_slot = conn_slots_[*added_slot].peer_slot;
+    const NodeId peer_id = peer_keys_[peer_slot].id;
+    const TimePoint now = time_->now();
+    auto close_conn = [&](std::uint32_t c, CloseReason reason, std::string detail) {
+      closing.push_back({detach(c, reason, detail), reason, std::move(detail)});
+    };
+    // Simultaneous open: both sides keep the connection dialed by the higher NodeId.
+    if (config_.local_node_id && peers_[peer_slot].conns.size() > 1) {
+      const Direction keep =
+          *config_.local_node_id > peer_id ? Direction::outbound : Direction::inbound;
+      const std::vector<std::uint32_t> others(peers_[peer_slot].conns.begin(),
+                                              peers_[peer_slot].conns.end());
+      for (std::uint32_t other : others) {
+        if (other == *added_slot) continue;
+        const ConnEntry& fresh = conn_slots_[*added_slot];
+        const ConnEntry& old = conn_slots_[other];
+        if (!old.handle || old.path != fresh.path || old.direction == fresh.direction) continue;
+        const std::uint32_t loser = fresh.direction == keep ? other : *added_slot;
+        close_conn(loser, CloseReason::duplicate,
+                   "simultaneous open: both sides keep the connection dialed by the higher "
+                   "node id");
+        if (loser == *added_slot) return;  // the new one went: nothing more to decide
+        break;
+      }
+    }
+    if (!peers_[peer_slot].live) return;
+    // Automatic upgrade: a direct path makes the peer's relayed ones redundant.
+    if (conn_slots_[*added_slot].path == PathKind::direct) {
+      bool scheduled = false;
+      for (std::uint32_t c : peers_[peer_slot].conns) {
+        ConnEntry& conn = conn_slots_[c];
+        if (conn.path == PathKind::relay && !conn.redundant) {
+          conn.redundant = true;
+          redundant_due_.push_back({now + config_.redundant_grace, c, conn.id, 0});
+          scheduled = true;
+        }
+      }
+      if (scheduled) arm_keepalive(now);
+    }
+    // The per-peer cap: the worst paths go.
+    const std::size_t cap = config_.max_connections_per_peer;
+    while (cap != 0 && peers_[peer_slot].live && peers_[peer_slot].conns.size() > cap) {
+      const auto& conns = peers_[peer_slot].conns;
+      const std::uint32_t worst = *std::max_element(
+          conns.begin(), conns.end(),
+          [&](std::uint32_t a, std::uint32_t b) { return badness(a) < badness(b); });
+      close_conn(worst, CloseReason::redundant_path,
+                 "over max_connections_per_peer (" + std::to_string(cap) + "): worst path");
+    }
+  }
+
+  // Closes redundant relays whose grace is over (from the keepalive round).
+  // REQUIRES: mutex_ held.
+  void close_redundant(TimePoint now, std::vector<Closing>& closing) {
+    while (!redundant_due_.empty() && redundant_due_.front().at <= now) {
+      const Due due = redundant_due_.front();
+      redundant_due_.pop_front();
+      ConnEntry* conn = live_entry(due.slot, due.id);
+      if (conn == nullptr) continue;
+      const PeerSlot& peer = peers_[conn->peer_slot];
+      const bool direct_left = std::any_of(peer.conns.begin(), peer.conns.end(), [&](auto c) {
+        return conn_slots_[c].path == PathKind::direct;
+      });
+      if (!direct_left) {  // the direct path went meanwhile: the relay is needed again
+        conn->redundant = false;
+        continue;
+      }
+      if (conn->streams() > 0) {  // still in use: look again one grace later
+        redundant_due_.push_back({now + config_.redundant_grace, due.slot, due.id, 0});
+        continue;
+      }
+      std::string detail = "relay path redundant: a direct path has served for " +
+                           std::to_string(config_.redundant_grace.count()) + " ms";
+      closing.push_back({detach(due.slot, CloseReason::redundant_path, detail),
+                         CloseReason::redundant_path, detail});
+    }
+  }
+
+  // Asks the path selector (host-pluggable: unlocked) for the peer's best connection and
+  // publishes a PathChangedEvent when it changes. If the peer's paths changed meanwhile
+  // the answer is dropped; the change that did it asks again.
+  void reselect(const NodeId& peer) {
+    std::vector<PathCandidate> candidates;
+    std::vector<std::uint32_t> slots;
+    std::optional<std::size_t> current;
+    std::uint32_t version;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      const PeerSlot* entry = find_peer(peer);
+      if (entry == nullptr || entry->conns.empty()) return;
+      version = entry->paths_version;
+      for (std::uint32_t c : entry->conns) {
+        const ConnEntry& conn = conn_slots_[c];
+        std::optional<Duration> rtt;
+        if (conn.srtt != Duration::zero()) rtt = conn.srtt;
+        if (c == entry->best) current = candidates.size();
+        candidates.push_back({conn.id, conn.path, conn.transport, conn.ipv6, rtt});
+        slots.push_back(c);
+      }
+    }
+    std::size_t choice = current.value_or(0);
+    try {
+      choice = path_selector_->select(candidates, current);
+    } catch (const std::exception& e) {
+      logger_->warn("connmgr: path selector threw, keeping the current path: {}", e.what());
+    }
+    if (choice >= candidates.size()) choice = current.value_or(0);
+    {
+      std::lock_guard lock(mutex_);
+      PeerSlot* entry = find_peer(peer);
+      if (entry == nullptr || entry->paths_version != version) return;
+      const std::uint32_t chosen = slots[choice];
+      if (entry->best == chosen) return;
+      // A peer's first path is not a change; a new choice after the old path closed is.
+      const ConnectionId from = entry->last_best;
+      entry->best = chosen;
+      entry->last_best = conn_slots_[chosen].id;
+      if (from != ConnectionId{} && hub_.has_subscribers()) {
+        hub_.enqueue(PathChangedEvent{peer, from, conn_slots_[chosen].id});
+      }
+    }
+    hub_.drain();
+  }
+
+  std::shared_ptr<Connection> best_connection(const NodeId& peer) const {
+    std::lock_guard lock(mutex_);
+    const PeerSlot* entry = find_peer(peer);
+    if (entry == nullptr || entry->conns.empty()) return nullptr;
+    const std::uint32_t c = entry->best != kNoSlot ? entry->best : entry->conns.front();
+    return conn_slots_[c].handle;
   }
 
   // --- Hooks -------------------------------------------------------------------------
@@ -1498,8 +1701,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       }
       if (!force_new) {
         if (const PeerSlot* entry = find_peer(peer); entry != nullptr && !entry->conns.empty()) {
-          // Reuse: the oldest connection (the path selector will choose here later).
-          result.existing = conn_slots_[entry->conns.front()].handle;
+          // Reuse: the best path.
+          result.existing =
+              conn_slots_[entry->best != kNoSlot ? entry->best : entry->conns.front()].handle;
           return result;
         }
       }
@@ -2123,7 +2327,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<Trimmer> trimmer_;
   TrimInputs trim_inputs_;
-  std::shared_ptr<Gater> gater_;     // null: every intercept allows
+  std::shared_ptr<Gater> gater_;  // null: every intercept allows
+  std::shared_ptr<PathSelector> path_selector_;
   Subscription gater_subscription_;  // re-gating on Gater::on_tightened
 
   mutable std::mutex mutex_;  // guards everything below, unless noted
@@ -2173,6 +2378,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // Keepalive and idle schedules (see "Activity, keepalive and idle").
   std::deque<Due> ping_due_;
   std::deque<Due> timeout_due_;
+  std::deque<Due> redundant_due_;  // relays made redundant, closing after redundant_grace
   std::priority_queue<Due, std::vector<Due>, std::greater<>> idle_due_;
   bool keepalive_armed_ = false;
   TimePoint keepalive_at_{};
@@ -2306,11 +2512,11 @@ std::optional<ConnectionId> ConnectionManager::connection_id(const Connection& c
   return impl_->conn_slots_[*slot].id;
 }
 
+std::shared_ptr<Connection> ConnectionManager::best_connection(const NodeId& peer) const {
+  return impl_->best_connection(peer);
+}
 std::shared_ptr<Connection> ConnectionManager::get_connection(const NodeId& peer) const {
-  std::lock_guard lock(impl_->mutex_);
-  const auto* entry = impl_->find_peer(peer);
-  if (entry == nullptr || entry->conns.empty()) return nullptr;
-  return impl_->conn_slots_[entry->conns.front()].handle;
+  return impl_->best_connection(peer);
 }
 
 std::vector<std::shared_ptr<Connection>> ConnectionManager::connections(const NodeId& peer) const {

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "dep2p/connmgr/limits.hpp"
+#include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
 
@@ -63,6 +64,18 @@ struct Config {
   // (CloseReason::idle_timeout) unless its peer is protected or held (keep_alive()).
   // 0 disables the idle check.
   std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
+  // Multipath: connections kept per peer; 0 means no cap. A connection beyond the cap
+  // closes the peer's worst path (relay before direct, then the slowest), with
+  // CloseReason::redundant_path.
+  std::size_t max_connections_per_peer = 2;
+  // Automatic upgrade: when a direct connection joins a peer's relayed ones, those become
+  // redundant and are closed this long after (CloseReason::redundant_path), unless they
+  // still carry streams then (checked again one grace later).
+  std::chrono::milliseconds redundant_grace = std::chrono::seconds(30);
+  // This node's id. With it, a simultaneous open converges: of two connections of the
+  // same path kind in opposite directions, both sides keep the one dialed by the higher
+  // NodeId and close the other (CloseReason::duplicate).
+  std::optional<NodeId> local_node_id;
   // Hard limits enforced by admission (limits.hpp). Validated against the watermarks.
   Limits limits;
 

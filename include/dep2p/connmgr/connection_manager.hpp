@@ -43,6 +43,7 @@
 #include "dep2p/connmgr/keepalive.hpp"
 #include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/metrics.hpp"
+#include "dep2p/connmgr/path_selector.hpp"
 #include "dep2p/connmgr/trimmer.hpp"
 #include "dep2p/connmgr/types.hpp"
 
@@ -61,6 +62,8 @@ struct Dependencies {
   std::shared_ptr<TimeSource> time_source;
   // Defaults to make_score_trimmer().
   std::shared_ptr<Trimmer> trimmer;
+  // Defaults to make_default_path_selector().
+  std::shared_ptr<PathSelector> path_selector;
   // Asked at every admission stage; null allows everything. Its on_tightened() is
   // subscribed to, and connections it then denies are closed with CloseReason::gated.
   std::shared_ptr<Gater> gater;
@@ -141,7 +144,10 @@ class ConnectionManager {
   Limits effective_limits() const;
 
   std::optional<ConnectionId> connection_id(const Connection& connection) const;
-  // The peer's oldest open connection, or null.
+  // The peer's best connection (chosen by the PathSelector as paths come, go and their
+  // RTTs change), or null.
+  std::shared_ptr<Connection> best_connection(const NodeId& peer) const;
+  // The same as best_connection() (the seed design's name).
   std::shared_ptr<Connection> get_connection(const NodeId& peer) const;
   std::vector<std::shared_ptr<Connection>> connections(const NodeId& peer) const;
   std::size_t connection_count() const;

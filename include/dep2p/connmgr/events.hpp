@@ -70,13 +70,22 @@ struct StreamClosedEvent {
   Direction direction = Direction::inbound;
 };
 
+// The peer's best connection (ConnectionManager::best_connection) changed: another path
+// became better, or the chosen one closed. A peer's first path is not announced.
+struct PathChangedEvent {
+  NodeId peer;
+  ConnectionId from{};  // the path used before (it may have closed)
+  ConnectionId to{};
+};
+
 // An admission stage, a stream limit or a hook refused something.
 struct RefusedEvent {
   Refusal refusal;
 };
 
-using Event = std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, ListenEvent,
-                           ListenCloseEvent, StreamOpenedEvent, StreamClosedEvent, RefusedEvent>;
+using Event =
+    std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, ListenEvent, ListenCloseEvent,
+                 StreamOpenedEvent, StreamClosedEvent, RefusedEvent, PathChangedEvent>;
 using EventHandler = std::function<void(const Event&)>;
 
 class Subscription {
