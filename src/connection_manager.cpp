@@ -428,12 +428,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       return ec;
     }
     std::vector<Closing> closing;
+    bool multipath = false;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return Errc::closed;
       const Connection* key = handle.get();
       if (auto ec = insert_connection(std::move(handle), *facts, std::nullopt)) return ec;
-      apply_path_rules(*key, closing);
+      multipath = apply_path_rules(*key, closing);
+    }
+    if (!multipath) {
+      hub_.drain();
+      return {};
     }
     act(closing, "multipath");
     reselect(facts->peer);
@@ -444,6 +449,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::error_code add_reserved(std::shared_ptr<Connection> handle, Reservation reservation,
                                Refusal* refusal) {
     std::vector<Closing> closing;
+    bool multipath = false;
     if (!handle || !reservation.valid()) return Errc::invalid_argument;
     auto facts = read_facts(*handle);
     if (!facts) return Errc::invalid_argument;
@@ -471,7 +477,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       if (auto ec = insert_connection(std::move(handle), *facts, charge.capped_address)) {
         return ec;  // the reservation (still registered) releases everything
       }
-      apply_path_rules(*key, closing);
+      multipath = apply_path_rules(*key, closing);
       // The connection now holds the address's place; the pending slot ends.
       it->second.capped_address.reset();
       release_charge(it->second);
@@ -479,7 +485,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       reservation.take();
     }
     act(closing, "multipath");
-    reselect(facts->peer);
+    if (multipath) reselect(facts->peer);
     return {};
   }
 
@@ -549,6 +555,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     conn_slots_[conn_slot].ipv6 =
         facts.remote.address.is_v6() && !facts.remote.address.to_v6().is_v4_mapped();
     ++entry.paths_version;
+    if (entry.conns.size() == 1) {
+      // A single path is the best one; the selector is asked once there are several.
+      entry.best = conn_slot;
+      entry.last_best = id;
+    }
     enroll(conn_slot, id, now);
     if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
     return {};
@@ -1326,12 +1337,14 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
             static_cast<std::uint64_t>(conn.id)};
   }
 
-  // Rules that run when a connection joins a peer: simultaneous open, automatic upgrade,
-  // the per-peer cap. REQUIRES: mutex_ held; `added` was just inserted.
-  void apply_path_rules(const Connection& added, std::vector<Closing>& closing) {
+  // Rules that run when a connection joins a peer that has others: simultaneous open,
+  // automatic upgrade, the per-peer cap. Returns whether the peer has several paths (then
+  // the path selector must be asked). REQUIRES: mutex_ held; `added` was just inserted.
+  bool apply_path_rules(const Connection& added, std::vector<Closing>& closing) {
     auto added_slot = tracked_slot(added);
-    if (!added_slot) return;
+    if (!added_slot) return false;
     const std::uint32_t peer_slot = conn_slots_[*added_slot].peer_slot;
+    if (peers_[peer_slot].conns.size() < 2) return false;
     const NodeId peer_id = peer_keys_[peer_slot].id;
     const TimePoint now = time_->now();
     auto close_conn = [&](std::uint32_t c, CloseReason reason, std::string detail) {
@@ -1352,11 +1365,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         close_conn(loser, CloseReason::duplicate,
                    "simultaneous open: both sides keep the connection dialed by the higher "
                    "node id");
-        if (loser == *added_slot) return;  // the new one went: nothing more to decide
+        if (loser == *added_slot) return true;  // the new one went: nothing more to decide
         break;
       }
     }
-    if (!peers_[peer_slot].live) return;
+    if (!peers_[peer_slot].live) return false;
     // Automatic upgrade: a direct path makes the peer's relayed ones redundant.
     if (conn_slots_[*added_slot].path == PathKind::direct) {
       bool scheduled = false;
@@ -1380,6 +1393,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       close_conn(worst, CloseReason::redundant_path,
                  "over max_connections_per_peer (" + std::to_string(cap) + "): worst path");
     }
+    return true;
   }
 
   // Closes redundant relays whose grace is over (from the keepalive round).
@@ -1469,6 +1483,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   template <typename Hook>
   struct HookList {
     std::vector<std::pair<std::uint64_t, Hook>> hooks;  // in the order added
+    std::atomic<std::size_t> count{0};  // hooks.size(), read without the lock on hot paths
   };
 
   template <typename Hook>
@@ -1477,10 +1492,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::lock_guard lock(hooks_mutex_);
     const std::uint64_t id = ++next_hook_;
     list.hooks.emplace_back(id, std::move(hook));
+    list.count.store(list.hooks.size(), std::memory_order_release);
     return Subscription([weak = weak_from_this(), &list, id] {
       if (auto self = weak.lock()) {
         std::lock_guard inner(self->hooks_mutex_);
         std::erase_if(list.hooks, [id](const auto& h) { return h.first == id; });
+        list.count.store(list.hooks.size(), std::memory_order_release);
       }
     });
   }
@@ -1488,6 +1505,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // Runs the hooks in order until one rejects. No lock is held while a hook runs.
   template <typename Hook, typename... Args>
   Decision run_hooks(HookList<Hook>& list, const Args&... args) {
+    if (list.count.load(std::memory_order_acquire) == 0) return Decision::allow();
     std::vector<Hook> hooks;
     {
       std::lock_guard lock(hooks_mutex_);
