@@ -222,6 +222,11 @@ std::optional<ConfigError> Config::validate() const {
     return fail("idle_timeout", "idle_timeout (" + std::to_string(idle_timeout.count()) +
                                     " ms) must not be negative (0 disables it)");
   }
+  if (handshake_timeout.count() <= 0) {
+    return fail("handshake_timeout", "handshake_timeout (" +
+                                         std::to_string(handshake_timeout.count()) +
+                                         " ms) must be positive");
+  }
   if (redundant_grace.count() < 0) {
     return fail("redundant_grace", "redundant_grace (" + std::to_string(redundant_grace.count()) +
                                        " ms) must not be negative");

@@ -71,6 +71,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     Transport transport = Transport::tcp;
     bool ipv6 = false;
     bool redundant = false;  // a relay scheduled to close after a direct path arrived
+    bool closing = false;    // the host reported ConnectionState::closing
     std::uint32_t streams_in = 0;
     std::uint32_t streams_out = 0;
     TimePoint opened_at{};
@@ -1099,6 +1100,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (config_.redundant_grace.count() > 0) {
       base = std::min<Duration>(base, config_.redundant_grace);
     }
+    base = std::min<Duration>(base, config_.handshake_timeout);
     if (base == Duration::max()) base = std::chrono::seconds(1);
     return std::max<Duration>(std::chrono::milliseconds(1), base / 50);
   }
@@ -1149,6 +1151,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (!timeout_due_.empty()) next = std::min(next, timeout_due_.front().at);
     if (!idle_due_.empty()) next = std::min(next, idle_due_.top().at);
     if (!redundant_due_.empty()) next = std::min(next, redundant_due_.front().at);
+    if (!handshake_due_.empty()) next = std::min(next, handshake_due_.front().at);
     if (next == TimePoint::max()) return;
     const Duration tick = keepalive_tick();
     const auto since = next.time_since_epoch();
@@ -1241,6 +1244,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         }
       }
       close_redundant(now, closing);
+      expire_handshakes(now, closing);
       arm_keepalive(now);
     }
     act(closing, "keepalive");
@@ -1325,6 +1329,105 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     auto it = holds_.find(peer);
     if (it == holds_.end()) return;
     if (--it->second == 0) holds_.erase(it);
+  }
+
+  // --- Lifecycle: pending connections and reported states (DESIGN §3.5) --------------
+
+  struct PendingEntry {
+    std::shared_ptr<Connection> handle;
+    ConnectionState state;
+    std::uint64_t serial;  // matches its handshake deadline in handshake_due_
+  };
+  struct HandshakeDue {
+    TimePoint at;
+    const Connection* key;
+    std::uint64_t serial;
+  };
+
+  std::error_code track_pending(std::shared_ptr<Connection> handle, ConnectionState state) {
+    if (!handle) return Errc::invalid_argument;
+    if (state != ConnectionState::dialing && state != ConnectionState::handshaking) {
+      return Errc::illegal_transition;
+    }
+    const TimePoint now = time_->now();
+    std::lock_guard lock(mutex_);
+    if (closed_) return Errc::closed;
+    const Connection* key = handle.get();
+    if (handshakes_.contains(key) || tracked_slot(*handle)) return Errc::duplicate_connection;
+    const std::uint64_t serial = ++next_pending_serial_;
+    handshakes_.emplace(key, PendingEntry{std::move(handle), state, serial});
+    // The timeout is constant, so deadlines are appended in time order.
+    handshake_due_.push_back({now + config_.handshake_timeout, key, serial});
+    arm_keepalive(now);
+    return {};
+  }
+
+  std::error_code report_state(const Connection& connection, ConnectionState next) {
+    // What to do once unlocked: a pending connection joins the pool (as add_connection),
+    // a pooled one leaves it (as remove_connection), or a dropped pending handle is
+    // released.
+    enum class After { nothing, add, remove } after = After::nothing;
+    std::shared_ptr<Connection> handle;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = handshakes_.find(&connection); it != handshakes_.end()) {
+        const ConnectionState current = it->second.state;
+        if (next == ConnectionState::handshaking && current == ConnectionState::dialing) {
+          it->second.state = next;
+          return {};
+        }
+        if (next == ConnectionState::established && current == ConnectionState::handshaking) {
+          after = After::add;
+        } else if (next == ConnectionState::closed) {
+          ++stats_.closes_by_reason[static_cast<std::size_t>(CloseReason::host)];
+        } else {
+          return Errc::illegal_transition;
+        }
+        handle = std::move(it->second.handle);
+        handshakes_.erase(it);
+      } else if (auto slot = tracked_slot(connection)) {
+        ConnEntry& conn = conn_slots_[*slot];
+        if (next == ConnectionState::closing && !conn.closing) {
+          conn.closing = true;
+          return {};
+        }
+        if (next != ConnectionState::closed) return Errc::illegal_transition;
+        after = After::remove;
+      } else {
+        return Errc::unknown_connection;
+      }
+    }
+    switch (after) {
+      case After::add: return add_connection(std::move(handle));
+      case After::remove: return remove_connection(connection, CloseReason::host);
+      case After::nothing: break;
+    }
+    return {};  // `handle` of a dropped pending connection goes here, unlocked
+  }
+
+  std::optional<ConnectionState> state(const Connection& connection) const {
+    std::lock_guard lock(mutex_);
+    if (auto it = handshakes_.find(&connection); it != handshakes_.end()) return it->second.state;
+    if (auto slot = tracked_slot(connection)) {
+      return conn_slots_[*slot].closing ? ConnectionState::closing : ConnectionState::established;
+    }
+    return std::nullopt;
+  }
+
+  // Pending connections whose handshake ran out of time. REQUIRES: mutex_ held.
+  void expire_handshakes(TimePoint now, std::vector<Closing>& closing) {
+    while (!handshake_due_.empty() && handshake_due_.front().at <= now) {
+      const HandshakeDue due = handshake_due_.front();
+      handshake_due_.pop_front();
+      auto it = handshakes_.find(due.key);
+      if (it == handshakes_.end() || it->second.serial != due.serial) continue;
+      std::string detail = "handshake not finished within " +
+                           std::to_string(config_.handshake_timeout.count()) + " ms (" +
+                           std::string(to_string(it->second.state)) + ")";
+      closing.push_back({std::move(it->second.handle), CloseReason::handshake_timeout, detail});
+      handshakes_.erase(it);
+      ++stats_.closes_by_reason[static_cast<std::size_t>(CloseReason::handshake_timeout)];
+    }
   }
 
   // --- Multipath (DESIGN §3.6) --------------------------------------------------------
@@ -2396,7 +2499,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // Keepalive and idle schedules (see "Activity, keepalive and idle").
   std::deque<Due> ping_due_;
   std::deque<Due> timeout_due_;
-  std::deque<Due> redundant_due_;  // relays made redundant, closing after redundant_grace
+  std::deque<Due> redundant_due_;
+  // Connections not established yet (track_pending) and their handshake deadlines.
+  boost::unordered_flat_map<const Connection*, PendingEntry> handshakes_;
+  std::deque<HandshakeDue> handshake_due_;
+  std::uint64_t next_pending_serial_ = 0;  // relays made redundant, closing after redundant_grace
   std::priority_queue<Due, std::vector<Due>, std::greater<>> idle_due_;
   bool keepalive_armed_ = false;
   TimePoint keepalive_at_{};
@@ -2521,6 +2628,18 @@ KeepAliveHold ConnectionManager::keep_alive(const NodeId& peer) { return impl_->
 Limits ConnectionManager::effective_limits() const {
   std::lock_guard lock(impl_->mutex_);
   return impl_->config_.limits;
+}
+
+std::error_code ConnectionManager::track_pending(std::shared_ptr<Connection> connection,
+                                                 ConnectionState state) {
+  return impl_->track_pending(std::move(connection), state);
+}
+std::error_code ConnectionManager::report_state(const Connection& connection,
+                                                ConnectionState next) {
+  return impl_->report_state(connection, next);
+}
+std::optional<ConnectionState> ConnectionManager::state(const Connection& connection) const {
+  return impl_->state(connection);
 }
 
 std::optional<ConnectionId> ConnectionManager::connection_id(const Connection& connection) const {

@@ -21,6 +21,7 @@ class ConnmgrCategory final : public std::error_category {
       case Errc::protection_limit: return "too many peers protected by this tag";
       case Errc::tag_exists: return "decaying tag already registered";
       case Errc::tag_closed: return "decaying tag closed";
+      case Errc::illegal_transition: return "illegal connection state transition";
     }
     return "unknown connmgr error " + std::to_string(value);
   }

@@ -104,6 +104,18 @@ std::string_view to_string(CloseReason reason) noexcept {
     case CloseReason::duplicate: return "duplicate";
     case CloseReason::shutdown: return "shutdown";
     case CloseReason::host: return "host";
+    case CloseReason::handshake_timeout: return "handshake_timeout";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(ConnectionState state) noexcept {
+  switch (state) {
+    case ConnectionState::dialing: return "dialing";
+    case ConnectionState::handshaking: return "handshaking";
+    case ConnectionState::established: return "established";
+    case ConnectionState::closing: return "closing";
+    case ConnectionState::closed: return "closed";
   }
   return "unknown";
 }

@@ -277,7 +277,7 @@ TEST(NodeIdHash, IdsDifferingOnlyInTheirLastBytesHashApart) {
 
 // --- enum names ------------------------------------------------------------------------
 
-static_assert(static_cast<std::size_t>(CloseReason::host) + 1 == kCloseReasonCount,
+static_assert(static_cast<std::size_t>(CloseReason::handshake_timeout) + 1 == kCloseReasonCount,
               "kCloseReasonCount must cover every CloseReason");
 
 TEST(NodeIdTypesToString, EveryCloseReasonHasADistinctNonEmptyName) {

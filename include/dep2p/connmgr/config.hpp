@@ -64,6 +64,9 @@ struct Config {
   // (CloseReason::idle_timeout) unless its peer is protected or held (keep_alive()).
   // 0 disables the idle check.
   std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
+  // A connection tracked as pending (track_pending) that is not established within this
+  // long is closed (CloseReason::handshake_timeout). Must be > 0.
+  std::chrono::milliseconds handshake_timeout = std::chrono::seconds(10);
   // Multipath: connections kept per peer; 0 means no cap. A connection beyond the cap
   // closes the peer's worst path (relay before direct, then the slowest), with
   // CloseReason::redundant_path.

@@ -143,6 +143,21 @@ class ConnectionManager {
   // The hard limits in force (Config::limits as validated).
   Limits effective_limits() const;
 
+  // --- Lifecycle (DESIGN §3.5) -------------------------------------------------------
+  // Tracks a connection that is not established yet, in state `dialing` or
+  // `handshaking`; it is closed with CloseReason::handshake_timeout unless it reaches
+  // `established` within config().handshake_timeout. Errc::illegal_transition for another
+  // starting state, Errc::duplicate_connection if already tracked.
+  std::error_code track_pending(std::shared_ptr<Connection> connection, ConnectionState state);
+  // The host reports the next state: dialing -> handshaking -> established (the pending
+  // connection joins the pool, as add_connection) -> closing -> closed (it leaves, as
+  // remove_connection). Any state but closed may go straight to closed. Anything else is
+  // Errc::illegal_transition and changes nothing; Errc::unknown_connection for a handle
+  // never tracked.
+  std::error_code report_state(const Connection& connection, ConnectionState next);
+  // The state of a tracked connection; nullopt once closed or never tracked.
+  std::optional<ConnectionState> state(const Connection& connection) const;
+
   std::optional<ConnectionId> connection_id(const Connection& connection) const;
   // The peer's best connection (chosen by the PathSelector as paths come, go and their
   // RTTs change), or null.

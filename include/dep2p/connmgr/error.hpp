@@ -28,6 +28,7 @@ enum class Errc : int {
   protection_limit,       // protecting would exceed the per-tag protection cap
   tag_exists,             // a decaying tag of that name is already registered
   tag_closed,             // the decaying tag handle was closed
+  illegal_transition,     // a reported connection state cannot follow the current one
 };
 
 const std::error_category& connmgr_category() noexcept;

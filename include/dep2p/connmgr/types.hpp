@@ -121,8 +121,15 @@ enum class CloseReason : std::uint8_t {
   duplicate,          // a simultaneous open kept the other connection
   shutdown,           // the manager is shutting down
   host,               // the host closed it for its own reasons
+  handshake_timeout,  // a pending connection did not finish its handshake in time
 };
-inline constexpr std::size_t kCloseReasonCount = 10;
+inline constexpr std::size_t kCloseReasonCount = 11;
+
+// A connection's lifecycle as the host reports it (ConnectionManager::track_pending,
+// report_state). Allowed moves: dialing -> handshaking -> established -> closing ->
+// closed, and from any state but closed straight to closed.
+enum class ConnectionState : std::uint8_t { dialing, handshaking, established, closing, closed };
+std::string_view to_string(ConnectionState state) noexcept;
 
 std::string_view to_string(CloseReason reason) noexcept;
 std::string_view to_string(Direction direction) noexcept;
