@@ -454,15 +454,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (!handle || !reservation.valid()) return Errc::invalid_argument;
     auto facts = read_facts(*handle);
     if (!facts) return Errc::invalid_argument;
-    if (gater_) {
-      Decision decision = gate([&] { return gater_->intercept_upgraded(*handle); });
-      if (!decision) {
-        auto r =
-            refuse(Stage::add, RefusalReason::gater, "gater", decision.reason,
-                   direction_word(facts->direction) + " refused by the gater: " + decision.reason);
-        if (refusal != nullptr) *refusal = std::move(r);
-        return Errc::connection_denied;  // `reservation` releases its charges
-      }
+    if (auto r = ask_gater(Stage::add, direction_word(facts->direction),
+                           [&] { return gater_->intercept_upgraded(*handle); })) {
+      if (refusal != nullptr) *refusal = std::move(*r);
+      return Errc::connection_denied;  // `reservation` releases its charges
     }
     if (auto ec = after_handshake(*handle, facts->direction, refusal)) return ec;
     {
@@ -1662,6 +1657,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
   }
 
+  // Runs one gater intercept (if there is a gater); a denial becomes a counted and
+  // published refusal: "<what> refused by the gater: <reason>".
+  template <typename F>
+  std::optional<Refusal> ask_gater(Stage stage, const std::string& what, F&& intercept) {
+    if (!gater_) return std::nullopt;
+    Decision decision = gate(std::forward<F>(intercept));
+    if (decision) return std::nullopt;
+    return refuse(stage, RefusalReason::gater, "gater", decision.reason,
+                  what + " refused by the gater: " + decision.reason);
+  }
+
   struct Check {
     RefusalReason reason;
     std::string scope;
@@ -1829,27 +1835,21 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         }
       }
     }
-    if (gater_) {
-      Decision decision = gate([&] { return gater_->intercept_peer_dial(peer); });
-      if (!decision) {
-        result.error = Errc::peer_blocked;
-        result.refusal = refuse(Stage::dial, RefusalReason::gater, "gater", decision.reason,
-                                "dial refused by the gater: " + decision.reason);
-      }
+    if (auto r =
+            ask_gater(Stage::dial, "dial", [&] { return gater_->intercept_peer_dial(peer); })) {
+      result.error = Errc::peer_blocked;
+      result.refusal = std::move(*r);
     }
     return result;
   }
 
   Admission check_dial_addr(const NodeId& peer, const Endpoint& remote) {
     Admission result;
-    if (gater_) {
-      Decision decision = gate([&] { return gater_->intercept_addr_dial(peer, remote); });
-      if (!decision) {
-        result.error = Errc::connection_denied;
-        result.refusal = refuse(Stage::dial_addr, RefusalReason::gater, "gater", decision.reason,
-                                "dial refused by the gater: " + decision.reason);
-        return result;
-      }
+    if (auto r = ask_gater(Stage::dial_addr, "dial",
+                           [&] { return gater_->intercept_addr_dial(peer, remote); })) {
+      result.error = Errc::connection_denied;
+      result.refusal = std::move(*r);
+      return result;
     }
     if (Decision decision = run_hooks(before_connect_, peer, remote); !decision) {
       result.error = Errc::connection_denied;
@@ -1887,14 +1887,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   Admission admit_inbound(const Endpoint& remote) {
     Admission result;
-    if (gater_) {
-      Decision decision = gate([&] { return gater_->intercept_accept(remote); });
-      if (!decision) {
-        result.error = Errc::connection_denied;
-        result.refusal = refuse(Stage::accept, RefusalReason::gater, "gater", decision.reason,
-                                "inbound refused by the gater: " + decision.reason);
-        return result;
-      }
+    if (auto r =
+            ask_gater(Stage::accept, "inbound", [&] { return gater_->intercept_accept(remote); })) {
+      result.error = Errc::connection_denied;
+      result.refusal = std::move(*r);
+      return result;
     }
     const bool allowlisted = gater_allows(remote.address);
     const TimePoint now = time_->now();
@@ -1957,14 +1954,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (!reservation.valid() || reservation.direction() != direction) {
       return Errc::invalid_argument;
     }
-    if (gater_) {
-      Decision decision = gate([&] { return gater_->intercept_secured(direction, peer, remote); });
-      if (!decision) {
-        auto r = refuse(Stage::secured, RefusalReason::gater, "gater", decision.reason,
-                        direction_word(direction) + " refused by the gater: " + decision.reason);
-        if (refusal != nullptr) *refusal = std::move(r);
-        return Errc::peer_blocked;
-      }
+    if (auto r = ask_gater(Stage::secured, direction_word(direction),
+                           [&] { return gater_->intercept_secured(direction, peer, remote); })) {
+      if (refusal != nullptr) *refusal = std::move(*r);
+      return Errc::peer_blocked;
     }
     std::lock_guard lock(mutex_);
     if (closed_) return Errc::closed;
