@@ -13,6 +13,7 @@ std::string_view to_string(Stage stage) noexcept {
     case Stage::add: return "add";
     case Stage::stream: return "stream";
     case Stage::resources: return "resources";
+    case Stage::bind: return "bind";
   }
   return "unknown";
 }
@@ -28,6 +29,7 @@ std::string_view to_string(RefusalReason reason) noexcept {
     case RefusalReason::subnet_cap: return "subnet_cap";
     case RefusalReason::rate_limit: return "rate_limit";
     case RefusalReason::hook: return "hook";
+    case RefusalReason::realm_limit: return "realm_limit";
   }
   return "unknown";
 }

@@ -22,6 +22,8 @@ class ConnmgrCategory final : public std::error_category {
       case Errc::tag_exists: return "decaying tag already registered";
       case Errc::tag_closed: return "decaying tag closed";
       case Errc::illegal_transition: return "illegal connection state transition";
+      case Errc::unknown_realm: return "unknown realm";
+      case Errc::realm_exists: return "realm already exists";
     }
     return "unknown connmgr error " + std::to_string(value);
   }

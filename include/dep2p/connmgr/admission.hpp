@@ -26,7 +26,7 @@
 namespace dep2p::connmgr {
 
 // The admission stages, cheapest first.
-enum class Stage : std::uint8_t { dial, dial_addr, accept, secured, add, stream, resources };
+enum class Stage : std::uint8_t { dial, dial_addr, accept, secured, add, stream, resources, bind };
 std::string_view to_string(Stage stage) noexcept;
 
 // What refused: counted separately in Stats::refusals_by_reason.
@@ -40,8 +40,9 @@ enum class RefusalReason : std::uint8_t {
   subnet_cap,        // a per-address or per-subnet connection cap
   rate_limit,        // a token bucket was empty
   hook,              // a before_connect / after_handshake hook rejected
+  realm_limit,       // a realm's hard_max or max_members (RealmConnectionManager::bind)
 };
-inline constexpr std::size_t kRefusalReasonCount = 9;
+inline constexpr std::size_t kRefusalReasonCount = 10;
 std::string_view to_string(RefusalReason reason) noexcept;
 
 struct Refusal {

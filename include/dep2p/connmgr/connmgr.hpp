@@ -14,6 +14,7 @@
 #include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/metrics.hpp"
 #include "dep2p/connmgr/protect_store.hpp"
+#include "dep2p/connmgr/realm_manager.hpp"
 #include "dep2p/connmgr/tag_store.hpp"
 #include "dep2p/connmgr/trimmer.hpp"
 #include "dep2p/connmgr/types.hpp"

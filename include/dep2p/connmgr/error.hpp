@@ -29,6 +29,8 @@ enum class Errc : int {
   tag_exists,             // a decaying tag of that name is already registered
   tag_closed,             // the decaying tag handle was closed
   illegal_transition,     // a reported connection state cannot follow the current one
+  unknown_realm,          // no realm of that name
+  realm_exists,           // a realm of that name already exists
 };
 
 const std::error_category& connmgr_category() noexcept;

@@ -83,9 +83,24 @@ struct RefusedEvent {
   Refusal refusal;
 };
 
+// A connection was bound to a realm, or its binding ended (RealmConnectionManager).
+struct RealmBoundEvent {
+  std::string realm;
+  NodeId peer;
+  ConnectionId connection{};
+};
+struct RealmUnboundEvent {
+  enum class Cause { unbound, disconnected, realm_removed };
+  std::string realm;
+  NodeId peer;
+  ConnectionId connection{};
+  Cause cause = Cause::unbound;
+};
+
 using Event =
     std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, ListenEvent, ListenCloseEvent,
-                 StreamOpenedEvent, StreamClosedEvent, RefusedEvent, PathChangedEvent>;
+                 StreamOpenedEvent, StreamClosedEvent, RefusedEvent, PathChangedEvent,
+                 RealmBoundEvent, RealmUnboundEvent>;
 using EventHandler = std::function<void(const Event&)>;
 
 class Subscription {

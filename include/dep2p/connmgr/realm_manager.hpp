@@ -1,0 +1,165 @@
+// RealmConnectionManager: per-application pools ("realms") inside one node's pool, each
+// with its own limits, tags, protections and trimming (DESIGN §3.7).
+//
+// A connection enters the node's pool as usual (add_connection on manager()). Once the
+// host has authenticated the peer into a realm it binds the connection to it; one
+// connection may be bound to several realms and then counts once globally and once in
+// each of them. Bindings end with unbind(), remove_realm(), or by themselves when the
+// connection leaves the pool for any reason.
+//
+//   dep2p::connmgr::RealmConnectionManager node(io, config);
+//   dep2p::connmgr::RealmConfig chat;
+//   chat.hard_max = 64; chat.low_water = 16; chat.high_water = 48; chat.min_reserved = 8;
+//   node.create_realm("chat", chat);
+//   node.manager().add_connection(connection);              // the global pool
+//   if (node.bind(*connection, "chat") == dep2p::connmgr::Errc::realm_full) ...
+//
+// Trimming, in short (docs/architecture.md, "Realms", has the full rules and why):
+// - A realm holding high_water bound connections is trimmed among its own members down
+//   to low_water; only the connections bound to it are closed.
+// - The node's trim (manager().trim(), the background check) ranks peers by value as
+//   usual but takes victims first from unbound connections and from realms above their
+//   share (their low_water), largest excess first; then from realms above their
+//   min_reserved; it never takes a realm below min_reserved. At equal value an unbound
+//   peer goes before a bound one. Only force_trim() may go below the reserves.
+// - Realm tags and protections are namespaced: they count in their own realm's trim only.
+//   In the node's trim a realm defends its members with its share and its reserve.
+//
+// Thread safety: as ConnectionManager; every method may be called from any thread, and
+// no host code runs under the realm layer's lock or the manager's.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "dep2p/connmgr/admission.hpp"
+#include "dep2p/connmgr/config.hpp"
+#include "dep2p/connmgr/connection.hpp"
+#include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr {
+
+// The limits of one realm. Counts are of bound connections unless said otherwise; 0
+// disables a limit (high_water 0: no realm trim).
+struct RealmConfig {
+  // Distinct peers with at least one connection bound to the realm; a bind that would
+  // add one more is refused with Errc::realm_full.
+  std::size_t max_members = 0;
+  // Bound connections; a bind beyond it is refused with Errc::realm_full.
+  std::size_t hard_max = 0;
+  // The realm trim starts at high_water bound connections and brings the realm down to
+  // low_water. low_water is also the realm's share in the node's trim.
+  std::size_t low_water = 0;
+  std::size_t high_water = 0;
+  // Bound connections the node's trim leaves alone (force_trim excepted).
+  std::size_t min_reserved = 0;
+
+  // The first rule broken: min_reserved <= low_water <= high_water <= hard_max (where
+  // set), max_members <= hard_max.
+  std::optional<ConfigError> validate() const;
+};
+
+struct RealmStats {
+  std::size_t connections = 0;  // bound now
+  std::size_t members = 0;      // distinct peers bound now
+  std::uint64_t binds = 0;
+  std::uint64_t unbinds = 0;           // explicit, by disconnect, or by remove_realm
+  std::uint64_t refused_full = 0;      // binds refused with realm_full
+  std::uint64_t trims = 0;             // realm trims that ran
+  std::uint64_t trimmed = 0;           // connections closed by realm trims
+  std::uint64_t trimmed_globally = 0;  // bound connections closed by the node's trims
+};
+
+class RealmConnectionManager {
+ public:
+  using executor_type = ConnectionManager::executor_type;
+
+  // Builds the node's ConnectionManager with a realm-aware trimmer around deps.trimmer.
+  // Throws std::invalid_argument naming the field when config.validate() fails.
+  RealmConnectionManager(executor_type executor, Config config = {}, Dependencies deps = {});
+  template <typename ExecutionContext>
+  requires std::convertible_to<ExecutionContext&, boost::asio::execution_context&>
+  RealmConnectionManager(ExecutionContext& context, Config config = {}, Dependencies deps = {})
+      : RealmConnectionManager(executor_type(context.get_executor()), std::move(config),
+                               std::move(deps)) {}
+  ~RealmConnectionManager();
+  RealmConnectionManager(const RealmConnectionManager&) = delete;
+  RealmConnectionManager& operator=(const RealmConnectionManager&) = delete;
+
+  // The node's pool: connections, admission, global tags and protections, trims. Change
+  // the global watermarks through set_limits() below, which checks them against the
+  // realms' reserves.
+  ConnectionManager& manager() noexcept;
+  const ConnectionManager& manager() const noexcept;
+
+  // --- Realms -----------------------------------------------------------------------
+  // Errc::invalid_argument for an empty name or a config that fails validate() or
+  // contradicts the node (hard_max above the system connection cap, the reserves summing
+  // above the global low water); `error`, if given, names the field. Errc::realm_exists.
+  std::error_code create_realm(std::string_view realm, const RealmConfig& config,
+                               ConfigError* error = nullptr);
+  // Unbinds every connection of the realm (they stay open) and drops its tags and
+  // protections. Errc::unknown_realm.
+  std::error_code remove_realm(std::string_view realm);
+  // Changes a realm's limits, validated as in create_realm. Lowering high_water to or
+  // below the realm's bound connections schedules a trim of the realm on the executor.
+  std::error_code set_realm_limit(std::string_view realm, const RealmConfig& config,
+                                  ConfigError* error = nullptr);
+  std::optional<RealmConfig> realm_config(std::string_view realm) const;
+  std::vector<std::string> realms() const;
+
+  // --- Binding ----------------------------------------------------------------------
+  // Binds a connection tracked by manager() to the realm. Errc::realm_full when the realm
+  // is at hard_max or max_members (refusal says which, with Stage::bind),
+  // Errc::unknown_connection for a connection not in the pool, Errc::unknown_realm.
+  // Binding twice is a no-op. Reaching high_water schedules a trim of the realm.
+  std::error_code bind(const Connection& connection, std::string_view realm,
+                       Refusal* refusal = nullptr);
+  // Errc::unknown_connection when the connection is not bound to the realm.
+  std::error_code unbind(const Connection& connection, std::string_view realm);
+
+  // --- Queries ----------------------------------------------------------------------
+  std::size_t realm_connections(std::string_view realm) const;  // bound now; 0 if unknown
+  std::vector<NodeId> members(std::string_view realm) const;
+  std::vector<std::string> realms_of(const NodeId& peer) const;  // sorted
+  std::optional<RealmStats> realm_stats(std::string_view realm) const;
+
+  // --- Realm tags and protections (namespaced) --------------------------------------
+  // Only for members (Errc::unknown_peer otherwise); they go when the peer's last bound
+  // connection leaves the realm.
+  std::error_code tag_peer(std::string_view realm, const NodeId& peer, std::string_view name,
+                           int value);
+  std::error_code untag_peer(std::string_view realm, const NodeId& peer, std::string_view name);
+  std::optional<std::int64_t> realm_value(std::string_view realm, const NodeId& peer) const;
+  std::error_code protect(std::string_view realm, const NodeId& peer, std::string_view tag);
+  // Returns whether the peer is still protected in the realm by another tag.
+  bool unprotect(std::string_view realm, const NodeId& peer, std::string_view tag);
+  bool is_protected(std::string_view realm, const NodeId& peer) const;
+
+  // --- Trimming ---------------------------------------------------------------------
+  // Trims the realm down to its low_water if it holds more (grace and global or realm
+  // protections respected). Returns connections closed.
+  std::size_t trim_realm(std::string_view realm);
+  // The global watermarks (ConnectionManager::set_limits), refused with
+  // Errc::invalid_argument when the realms' reserves would sum above low_water.
+  std::error_code set_limits(std::size_t low_water, std::size_t high_water,
+                             ConfigError* error = nullptr);
+
+  // Closes manager() and stops realm trims. Idempotent.
+  void close();
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+  std::unique_ptr<ConnectionManager> manager_;
+};
+
+}  // namespace dep2p::connmgr
