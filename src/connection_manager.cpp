@@ -22,6 +22,7 @@
 #include "dep2p/connmgr/gater.hpp"
 #include "detail/event_hub.hpp"
 #include "detail/logging.hpp"
+#include "detail/manager_access.hpp"
 #include "detail/rate_limiter.hpp"
 #include "detail/subnet_counter.hpp"
 #include "detail/tag_table.hpp"
@@ -358,6 +359,14 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (hub_.has_subscribers()) {
       hub_.enqueue(DisconnectedEvent{peer_keys_[slot].id, conn.id, conn.direction, reason, detail});
     }
+    if (detach_observer_) {
+      observer_events_.clear();
+      detach_observer_(conn.id, peer_keys_[slot].id, reason, observer_events_);
+      if (hub_.has_subscribers()) {
+        for (Event& e : observer_events_) hub_.enqueue(std::move(e));
+      }
+      observer_events_.clear();
+    }
     // The handle's owner word is cleared by the caller: at once for a reported closure,
     // in the act phase (next to close(), on the same cache line) for the manager's own.
     std::shared_ptr<Connection> handle = std::move(conn.handle);
@@ -603,6 +612,21 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       if (entry == nullptr || entry->conns.empty()) return Errc::unknown_peer;
       const auto victims = entry->conns;  // detach() edits the slot
       for (std::uint32_t c : victims) closing.push_back({detach(c, reason, text), reason});
+    }
+    act(closing, text);
+    return {};
+  }
+
+  std::error_code close_connection(const Connection& connection, CloseReason reason,
+                                   std::string_view detail) {
+    std::vector<Closing> closing;
+    const std::string text(detail);
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return Errc::closed;
+      auto slot = tracked_slot(connection);
+      if (!slot) return Errc::unknown_connection;
+      closing.push_back({detach(*slot, reason, text), reason});
     }
     act(closing, text);
     return {};
@@ -2262,6 +2286,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (!exact) prune_temporary(now, forced);
     unprotected.snapshot.now = now;
     protected_plan.snapshot.now = now;
+    unprotected.snapshot.forced = forced;
+    protected_plan.snapshot.forced = forced;
     reserve(unprotected, peer_index_.size());
     for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
       const PeerSlot& entry = peers_[slot];
@@ -2520,6 +2546,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   bool housekeeping_armed_ = false;
   TimePoint housekeeping_at_{};  // when the armed housekeeping timer fires
 
+  // Set by the realm layer (detail::ManagerAccess); called by detach() under mutex_. It
+  // is library code, not the host's: it takes only its own leaf lock.
+  detail::ManagerAccess::DetachObserver detach_observer_;
+  std::vector<Event> observer_events_;
+
   detail::EventHub hub_;  // its own lock, taken after mutex_ when both are held
   // Armed and fired on strand_; armed under mutex_ (Timer methods never call us back).
   std::unique_ptr<Timer> background_timer_;
@@ -2538,6 +2569,29 @@ ConnectionManager::ConnectionManager(executor_type executor, Config config, Depe
 
 ConnectionManager::~ConnectionManager() { impl_->close(); }
 
+void detail::ManagerAccess::set_detach_observer(ConnectionManager& manager,
+                                                DetachObserver observer) {
+  std::lock_guard lock(manager.impl_->mutex_);
+  manager.impl_->detach_observer_ = std::move(observer);
+}
+void detail::ManagerAccess::publish(ConnectionManager& manager, Event event) {
+  manager.impl_->publish(std::move(event));
+}
+Refusal detail::ManagerAccess::refuse(ConnectionManager& manager, Stage stage,
+                                      RefusalReason reason, std::string scope, std::string limit,
+                                      std::string message) {
+  Refusal refusal = manager.impl_->refuse(stage, reason, std::move(scope), std::move(limit),
+                                          std::move(message));
+  manager.impl_->hub_.drain();
+  return refusal;
+}
+TimePoint detail::ManagerAccess::now(const ConnectionManager& manager) {
+  return manager.impl_->time_->now();
+}
+spdlog::logger& detail::ManagerAccess::logger(const ConnectionManager& manager) {
+  return *manager.impl_->logger_;
+}
+
 ConnectionManager::executor_type ConnectionManager::get_executor() const noexcept {
   return impl_->executor_;
 }
@@ -2552,6 +2606,10 @@ std::error_code ConnectionManager::remove_connection(const Connection& connectio
 std::error_code ConnectionManager::close_peer(const NodeId& peer, CloseReason reason,
                                               std::string_view detail) {
   return impl_->close_peer(peer, reason, detail);
+}
+std::error_code ConnectionManager::close_connection(const Connection& connection,
+                                                    CloseReason reason, std::string_view detail) {
+  return impl_->close_connection(connection, reason, detail);
 }
 std::error_code ConnectionManager::stream_opened(const Connection& connection, Direction direction,
                                                  Refusal* refusal) {

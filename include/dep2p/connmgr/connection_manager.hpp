@@ -53,6 +53,10 @@ class logger;
 
 namespace dep2p::connmgr {
 
+namespace detail {
+struct ManagerAccess;
+}
+
 // What the manager uses from its environment; every member is optional.
 struct Dependencies {
   // Defaults to a private logger named "connmgr" writing warnings and above to stderr
@@ -108,6 +112,11 @@ class ConnectionManager {
   // Errc::unknown_peer when none is open.
   std::error_code close_peer(const NodeId& peer, CloseReason reason = CloseReason::host,
                              std::string_view detail = "closed by the host");
+  // Closes one connection (calls Connection::close) and forgets it.
+  // Errc::unknown_connection for a handle that is not tracked.
+  std::error_code close_connection(const Connection& connection,
+                                   CloseReason reason = CloseReason::host,
+                                   std::string_view detail = "closed by the host");
   // The host reports stream opens and closes (trimming prefers idle peers; stream limits
   // apply). stream_opened returns Errc::limit_exceeded, counting nothing, when a system or
   // peer stream limit is full; `refusal` (optional) says which.
@@ -251,6 +260,7 @@ class ConnectionManager {
   bool is_closed() const;
 
  private:
+  friend struct detail::ManagerAccess;
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

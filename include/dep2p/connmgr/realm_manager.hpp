@@ -159,7 +159,6 @@ class RealmConnectionManager {
  private:
   struct State;
   std::shared_ptr<State> state_;
-  std::unique_ptr<ConnectionManager> manager_;
 };
 
 }  // namespace dep2p::connmgr

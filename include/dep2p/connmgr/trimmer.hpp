@@ -57,6 +57,8 @@ struct TrimInputs {
 
 struct TrimSnapshot {
   TimePoint now{};
+  // True for force_trim(): an emergency, where reserves (realms' min_reserved) may go.
+  bool forced = false;
   std::vector<PeerSnapshot> peers;
   std::vector<NodeId> peer_ids;                 // peer_ids[i] is the id of peers[i], if asked for
   std::vector<ConnectionSnapshot> connections;  // if asked for

@@ -1,0 +1,32 @@
+// Library-internal access to a ConnectionManager, for the realm layer built on it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/events.hpp"
+
+namespace dep2p::connmgr::detail {
+
+struct ManagerAccess {
+  // Called under the manager's lock each time a connection leaves the pool, for whatever
+  // reason. It must not call the manager or host code; events it appends are published
+  // right after the connection's DisconnectedEvent, in the same order.
+  using DetachObserver =
+      std::function<void(ConnectionId id, const NodeId& peer, CloseReason reason,
+                          std::vector<Event>& events)>;
+  // Set once, before connections are added.
+  static void set_detach_observer(ConnectionManager& manager, DetachObserver observer);
+  // Queues an event in commit order and delivers it (the caller holds no lock).
+  static void publish(ConnectionManager& manager, Event event);
+  // Counts a refusal in the manager's stats, publishes its RefusedEvent and returns it.
+  static Refusal refuse(ConnectionManager& manager, Stage stage, RefusalReason reason,
+                        std::string scope, std::string limit, std::string message);
+  static TimePoint now(const ConnectionManager& manager);
+  static spdlog::logger& logger(const ConnectionManager& manager);
+};
+
+}  // namespace dep2p::connmgr::detail

@@ -1,0 +1,498 @@
+// RealmConnectionManager (DESIGN §3.7): binding, limits, namespaced tags and protections,
+// the realm's own trim, the node's realm-aware trim and its fairness, validation. Virtual
+// time throughout; connections report their closure back synchronously, as hosts do.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dep2p/connmgr/clock.hpp"
+#include "dep2p/connmgr/error.hpp"
+#include "dep2p/connmgr/realm_manager.hpp"
+#include "support/fake_connection.hpp"
+#include "support/manager_harness.hpp"
+
+namespace dep2p::connmgr::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+RealmConfig realm(std::size_t low, std::size_t high, std::size_t hard_max = 0,
+                  std::size_t min_reserved = 0, std::size_t max_members = 0) {
+  RealmConfig c;
+  c.low_water = low;
+  c.high_water = high;
+  c.hard_max = hard_max;
+  c.min_reserved = min_reserved;
+  c.max_members = max_members;
+  return c;
+}
+
+class RealmHarness {
+ public:
+  explicit RealmHarness(Config config = trim_config(100, 1000))
+      : time(std::make_shared<ManualTimeSource>(io)), node(io, std::move(config), deps(time)) {}
+
+  ConnectionManager& manager() { return node.manager(); }
+
+  // A connection to peer_id(n), added to the pool and bound to each realm given.
+  std::shared_ptr<FakeConnection> add(std::uint64_t n, std::initializer_list<const char*> realms = {}) {
+    auto c = reporting_connection(manager(), peer_id(n), n % 2 ? Direction::inbound
+                                                               : Direction::outbound);
+    EXPECT_FALSE(manager().add_connection(c));
+    for (const char* r : realms) EXPECT_FALSE(node.bind(*c, r)) << "bind " << n << " to " << r;
+    return c;
+  }
+  std::vector<std::shared_ptr<FakeConnection>> add_range(std::uint64_t first, std::size_t count,
+                                                         std::initializer_list<const char*> realms = {}) {
+    std::vector<std::shared_ptr<FakeConnection>> added;
+    for (std::size_t i = 0; i < count; ++i) added.push_back(add(first + i, realms));
+    return added;
+  }
+  void create(const char* name, const RealmConfig& config) {
+    ConfigError error;
+    ASSERT_FALSE(node.create_realm(name, config, &error)) << error.message;
+  }
+
+  boost::asio::io_context io;
+  std::shared_ptr<ManualTimeSource> time;
+  RealmConnectionManager node;
+
+ private:
+  static Dependencies deps(std::shared_ptr<ManualTimeSource> t) {
+    Dependencies d;
+    d.time_source = std::move(t);
+    return d;
+  }
+};
+
+// --- Binding and queries ---------------------------------------------------------------
+
+TEST(RealmBinding, ASharedConnectionCountsOnceGloballyAndOnceInEachRealm) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  h.create("files", realm(0, 0));
+  auto shared = h.add(1, {"chat", "files"});
+  auto only_chat = h.add(2, {"chat"});
+  EXPECT_EQ(h.manager().connection_count(), 2u);
+  EXPECT_EQ(h.node.realm_connections("chat"), 2u);
+  EXPECT_EQ(h.node.realm_connections("files"), 1u);
+  EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"chat", "files"}));
+  EXPECT_EQ(h.node.realms_of(peer_id(2)), (std::vector<std::string>{"chat"}));
+  EXPECT_EQ(h.node.members("files"), (std::vector<NodeId>{peer_id(1)}));
+  EXPECT_EQ(h.node.members("chat").size(), 2u);
+  // Binding twice is a no-op.
+  EXPECT_FALSE(h.node.bind(*shared, "chat"));
+  EXPECT_EQ(h.node.realm_connections("chat"), 2u);
+}
+
+TEST(RealmBinding, ADisconnectUnbindsFromEveryRealmAndIsAnnounced) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  h.create("files", realm(0, 0));
+  EventRecorder events(h.manager());
+  auto c = h.add(7, {"chat", "files"});
+  ASSERT_EQ(events.of<RealmBoundEvent>().size(), 2u);
+  EXPECT_FALSE(h.manager().remove_connection(*c));
+  EXPECT_EQ(h.node.realm_connections("chat"), 0u);
+  EXPECT_EQ(h.node.realm_connections("files"), 0u);
+  EXPECT_TRUE(h.node.realms_of(peer_id(7)).empty());
+  EXPECT_TRUE(h.node.members("chat").empty());
+  const auto unbound = events.of<RealmUnboundEvent>();
+  ASSERT_EQ(unbound.size(), 2u);
+  for (const auto& e : unbound) {
+    EXPECT_EQ(e.cause, RealmUnboundEvent::Cause::disconnected);
+    EXPECT_EQ(e.peer, peer_id(7));
+  }
+  EXPECT_EQ(h.node.realm_stats("chat")->unbinds, 1u);
+  // The disconnected event comes first, then the unbinds, in commit order.
+  const auto all = events.events();
+  auto disconnected = std::find_if(all.begin(), all.end(), [](const Event& e) {
+    return std::holds_alternative<DisconnectedEvent>(e);
+  });
+  auto first_unbound = std::find_if(all.begin(), all.end(), [](const Event& e) {
+    return std::holds_alternative<RealmUnboundEvent>(e);
+  });
+  EXPECT_LT(disconnected, first_unbound);
+}
+
+TEST(RealmBinding, UnbindEndsOneBindingAndTheRealmTagsGoWithTheLastOne) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  auto a = h.add(3, {"chat"});
+  auto b = std::make_shared<FakeConnection>(peer_id(3), Direction::outbound);
+  ASSERT_FALSE(h.manager().add_connection(b));
+  ASSERT_FALSE(h.node.bind(*b, "chat"));
+  ASSERT_FALSE(h.node.tag_peer("chat", peer_id(3), "score", 40));
+  EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), 40);
+  EXPECT_FALSE(h.node.unbind(*a, "chat"));
+  EXPECT_EQ(h.node.unbind(*a, "chat"), Errc::unknown_connection);
+  EXPECT_EQ(h.node.realm_connections("chat"), 1u);
+  EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), 40);  // still a member through b
+  EXPECT_FALSE(h.node.unbind(*b, "chat"));
+  EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), std::nullopt);
+  EXPECT_EQ(h.node.tag_peer("chat", peer_id(3), "score", 1), Errc::unknown_peer);
+  EXPECT_EQ(h.manager().connection_count(), 2u);  // unbinding closes nothing
+}
+
+TEST(RealmBinding, BadCallsGetClearErrors) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  auto stranger = std::make_shared<FakeConnection>(peer_id(1), Direction::inbound);
+  EXPECT_EQ(h.node.bind(*stranger, "chat"), Errc::unknown_connection);
+  auto c = h.add(2);
+  EXPECT_EQ(h.node.bind(*c, "nowhere"), Errc::unknown_realm);
+  EXPECT_EQ(h.node.unbind(*c, "nowhere"), Errc::unknown_realm);
+  EXPECT_EQ(h.node.create_realm("chat", realm(0, 0)), Errc::realm_exists);
+  EXPECT_EQ(h.node.create_realm("", realm(0, 0)), Errc::invalid_argument);
+  EXPECT_EQ(h.node.remove_realm("nowhere"), Errc::unknown_realm);
+  EXPECT_EQ(h.node.tag_peer("chat", peer_id(2), "", 1), Errc::invalid_argument);
+  EXPECT_EQ(h.node.protect("nowhere", peer_id(2), "x"), Errc::unknown_realm);
+  EXPECT_EQ(h.node.realm_stats("nowhere"), std::nullopt);
+  h.node.close();
+  EXPECT_EQ(h.node.bind(*c, "chat"), Errc::closed);
+  EXPECT_EQ(h.node.create_realm("late", realm(0, 0)), Errc::closed);
+}
+
+TEST(RealmBinding, RemovingARealmUnbindsItsConnectionsAndKeepsThemOpen) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  h.create("files", realm(0, 0));
+  EventRecorder events(h.manager());
+  auto cs = h.add_range(1, 4, {"chat", "files"});
+  ASSERT_FALSE(h.node.remove_realm("chat"));
+  EXPECT_EQ(h.node.realms(), (std::vector<std::string>{"files"}));
+  EXPECT_EQ(h.node.realm_connections("files"), 4u);
+  EXPECT_EQ(count_closed(cs), 0u);
+  EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"files"}));
+  EXPECT_EQ(events.of<RealmUnboundEvent>().size(), 4u);
+  EXPECT_FALSE(h.node.create_realm("chat", realm(0, 0)));  // the name is free again
+}
+
+// --- Limits ----------------------------------------------------------------------------
+
+TEST(RealmFull, ABindBeyondHardMaxIsRefusedWithTheRealmAndTheLimit) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0, /*hard_max=*/3));
+  EventRecorder events(h.manager());
+  h.add_range(1, 3, {"chat"});
+  auto fourth = h.add(4);
+  Refusal refusal;
+  EXPECT_EQ(h.node.bind(*fourth, "chat", &refusal), Errc::realm_full);
+  EXPECT_EQ(refusal.stage, Stage::bind);
+  EXPECT_EQ(refusal.reason, RefusalReason::realm_limit);
+  EXPECT_EQ(refusal.scope, "realm chat");
+  EXPECT_EQ(refusal.limit, "hard_max");
+  EXPECT_EQ(refusal.message, "bind refused: realm chat holds 3 of 3 connections");
+  EXPECT_EQ(h.node.realm_connections("chat"), 3u);
+  EXPECT_FALSE(fourth->closed());  // it stays in the node's pool, unbound
+  EXPECT_TRUE(h.node.realms_of(peer_id(4)).empty());
+  EXPECT_EQ(h.node.realm_stats("chat")->refused_full, 1u);
+  EXPECT_EQ(h.manager().stats().refusals(RefusalReason::realm_limit), 1u);
+  ASSERT_EQ(events.of<RefusedEvent>().size(), 1u);
+  // Room again after one leaves.
+  ASSERT_FALSE(h.manager().close_peer(peer_id(1)));
+  EXPECT_FALSE(h.node.bind(*fourth, "chat"));
+}
+
+TEST(RealmFull, MaxMembersCountsPeersNotConnections) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0, /*hard_max=*/10, 0, /*max_members=*/2));
+  h.add(1, {"chat"});
+  auto second_path = std::make_shared<FakeConnection>(peer_id(1), Direction::outbound);
+  ASSERT_FALSE(h.manager().add_connection(second_path));
+  EXPECT_FALSE(h.node.bind(*second_path, "chat"));  // same member
+  h.add(2, {"chat"});
+  auto third = h.add(3);
+  Refusal refusal;
+  EXPECT_EQ(h.node.bind(*third, "chat", &refusal), Errc::realm_full);
+  EXPECT_EQ(refusal.limit, "max_members");
+  EXPECT_EQ(h.node.realm_stats("chat")->members, 2u);
+  EXPECT_EQ(h.node.realm_connections("chat"), 3u);
+}
+
+// --- The realm's own trim --------------------------------------------------------------
+
+TEST(RealmTrim, ARealmAtItsHighWaterTrimsOnlyItsOwnMembersToItsLowWater) {
+  RealmHarness h;  // node: low 100, high 1000: the node's trim stays out of it
+  h.create("chat", realm(/*low=*/5, /*high=*/10));
+  h.create("files", realm(5, 10));
+  auto unbound = h.add_range(1, 20);
+  auto files = h.add_range(21, 8, {"files"});
+  auto chat = h.add_range(101, 9, {"chat"});
+  for (std::uint64_t n = 101; n <= 105; ++n) ASSERT_FALSE(h.node.tag_peer("chat", peer_id(n), "useful", 10));
+  chat.push_back(h.add(110, {"chat"}));  // the tenth: high water
+  EXPECT_EQ(count_closed(chat), 0u) << "the trim runs on the executor, not inside bind()";
+  h.time->run_ready();
+  EXPECT_EQ(h.node.realm_connections("chat"), 5u);
+  EXPECT_EQ(count_closed(chat), 5u);
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_FALSE(chat[i]->closed()) << "tagged member " << i;
+  EXPECT_EQ(count_closed(unbound), 0u);
+  EXPECT_EQ(count_closed(files), 0u);
+  expect_closes_carry(chat, CloseReason::trimmed);
+  EXPECT_EQ(h.manager().connection_count(), 20u + 8u + 5u);
+  const auto stats = h.node.realm_stats("chat");
+  EXPECT_EQ(stats->trims, 1u);
+  EXPECT_EQ(stats->trimmed, 5u);
+  EXPECT_EQ(stats->trimmed_globally, 0u);
+}
+
+TEST(RealmTrim, RealmProtectionIsNamespaced) {
+  RealmHarness h;
+  h.create("a", realm(0, 0));
+  h.create("b", realm(1, 3));
+  // Peer 1's connection is in both realms; realm a protects it, realm b does not.
+  auto x = h.add(1, {"a", "b"});
+  auto y = h.add(2, {"b"});
+  ASSERT_FALSE(h.node.protect("a", peer_id(1), "core"));
+  ASSERT_FALSE(h.node.tag_peer("b", peer_id(2), "useful", 5));
+  EXPECT_TRUE(h.node.is_protected("a", peer_id(1)));
+  EXPECT_FALSE(h.node.is_protected("b", peer_id(1)));
+  EXPECT_FALSE(h.manager().is_protected(peer_id(1)));
+  auto z = h.add(3);
+  ASSERT_FALSE(h.node.bind(*z, "b"));
+  ASSERT_FALSE(h.node.protect("b", peer_id(3), "core"));
+  h.time->run_ready();
+  // b: 3 bound, z protected in b; candidates x, y: 2 - low 1 = 1 to close, the cheaper.
+  EXPECT_TRUE(x->closed()) << "a's protection does not shield from b's trim";
+  EXPECT_FALSE(y->closed());
+  EXPECT_FALSE(z->closed()) << "b's own protection does";
+  EXPECT_EQ(h.node.realm_connections("b"), 2u);
+  EXPECT_EQ(h.node.realm_connections("a"), 0u);
+  EXPECT_FALSE(h.node.unprotect("b", peer_id(3), "core"));
+}
+
+TEST(RealmTrim, GraceAndTheNodesProtectionShieldMembersAndDoNotCountTowardTheTarget) {
+  RealmHarness h(trim_config(100, 1000, /*grace=*/10s));
+  h.create("chat", realm(2, 100));
+  auto old_members = h.add_range(1, 4, {"chat"});
+  h.time->advance(10s);
+  auto newcomers = h.add_range(11, 3, {"chat"});  // in grace
+  ASSERT_FALSE(h.manager().protect(peer_id(1), "relay"));
+  // 7 bound: 3 in grace and 1 protected are left alone; 3 candidates - low 2 = 1 closed.
+  EXPECT_EQ(h.node.trim_realm("chat"), 1u);
+  EXPECT_EQ(count_closed(newcomers), 0u);
+  EXPECT_FALSE(old_members[0]->closed());
+  EXPECT_EQ(count_closed(old_members), 1u);
+}
+
+TEST(RealmTrim, ShrinkingARealmAtRunTimeTrimsIt) {
+  RealmHarness h;
+  h.create("chat", realm(10, 20));
+  auto chat = h.add_range(1, 15, {"chat"});
+  h.time->run_ready();
+  EXPECT_EQ(count_closed(chat), 0u);
+  ConfigError error;
+  EXPECT_EQ(h.node.set_realm_limit("chat", realm(9, 5), &error), Errc::invalid_argument);
+  EXPECT_EQ(error.field, "low_water");
+  EXPECT_EQ(h.node.realm_config("chat")->high_water, 20u);  // unchanged
+  ASSERT_FALSE(h.node.set_realm_limit("chat", realm(5, 8)));
+  EXPECT_EQ(count_closed(chat), 0u);
+  h.time->run_ready();
+  EXPECT_EQ(count_closed(chat), 10u);
+  EXPECT_EQ(h.node.realm_connections("chat"), 5u);
+  EXPECT_EQ(h.manager().connection_count(), 5u);
+  EXPECT_EQ(h.node.set_realm_limit("nowhere", realm(1, 2)), Errc::unknown_realm);
+}
+
+// --- The node's trim -------------------------------------------------------------------
+
+TEST(RealmGlobalTrim, AtEqualValueUnboundConnectionsGoFirst) {
+  RealmHarness h(trim_config(10, 1000));
+  h.create("chat", realm(0, 0));
+  auto bound = h.add_range(1, 10, {"chat"});
+  auto unbound = h.add_range(101, 10);
+  EXPECT_EQ(h.manager().trim(), 10u);
+  EXPECT_EQ(count_closed(unbound), 10u);
+  EXPECT_EQ(count_closed(bound), 0u);
+}
+
+TEST(RealmGlobalTrim, ValueStillComesFirst) {
+  RealmHarness h(trim_config(10, 1000));
+  h.create("chat", realm(0, 0));
+  auto bound = h.add_range(1, 10, {"chat"});
+  auto unbound = h.add_range(101, 10);
+  for (std::uint64_t n = 101; n <= 110; ++n) ASSERT_FALSE(h.manager().tag_peer(peer_id(n), "dht", 50));
+  EXPECT_EQ(h.manager().trim(), 10u);
+  EXPECT_EQ(count_closed(bound), 10u);
+  EXPECT_EQ(count_closed(unbound), 0u);
+  EXPECT_EQ(h.node.realm_stats("chat")->trimmed_globally, 10u);
+}
+
+TEST(RealmGlobalTrim, EveryRealmStaysAtOrAboveItsReserve) {
+  RealmHarness h(trim_config(10, 1000));
+  h.create("a", realm(/*low=*/8, 0, 0, /*min_reserved=*/6));
+  h.create("b", realm(4, 0, 0, 4));
+  auto a = h.add_range(1, 20, {"a"});
+  auto b = h.add_range(101, 10, {"b"});
+  for (std::uint64_t n = 1; n <= 20; ++n) ASSERT_FALSE(h.manager().tag_peer(peer_id(n), "dht", 50));
+  // 30 connections down to 10. First the realms' excess over their share, cheapest value
+  // first: b's 6, then a's 12; then 2 more from a's excess over its reserve.
+  EXPECT_EQ(h.manager().trim(), 20u);
+  EXPECT_EQ(h.node.realm_connections("a"), 6u);
+  EXPECT_EQ(h.node.realm_connections("b"), 4u);
+  EXPECT_EQ(h.manager().connection_count(), 10u);
+}
+
+TEST(RealmGlobalTrim, ATrimThatWouldBreakAReserveStopsShort) {
+  RealmHarness h(trim_config(10, 1000, /*grace=*/10s));
+  h.create("a", realm(10, 0, 0, 10));
+  auto a = h.add_range(1, 12, {"a"});
+  h.time->advance(10s);
+  auto young = h.add_range(101, 5);  // in grace: not candidates, yet above low water
+  // Candidates: a's 12; the target is 12 - 10 = 2, which a can give above its reserve.
+  EXPECT_EQ(h.manager().trim(), 2u);
+  EXPECT_EQ(h.node.realm_connections("a"), 10u);
+  // Out of grace, the unbound ones go and a, at its reserve, gives nothing more.
+  h.add_range(201, 3);
+  h.time->advance(10s);
+  EXPECT_EQ(h.manager().trim(), 8u);
+  EXPECT_EQ(h.node.realm_connections("a"), 10u);
+  EXPECT_EQ(h.manager().connection_count(), 10u);
+  EXPECT_EQ(count_closed(young), 5u);
+}
+
+// In an emergency a reserve yields before a protection does: force_trim takes unprotected
+// peers first, realm members included, and protected ones only for what remains.
+TEST(RealmGlobalTrim, ForceTrimMayGoBelowTheReserves) {
+  RealmHarness h(trim_config(4, 1000));
+  h.create("a", realm(4, 0, 0, 4));
+  auto a = h.add_range(1, 8, {"a"});
+  auto guarded = h.add_range(101, 6);
+  for (std::uint64_t n = 101; n <= 106; ++n) ASSERT_FALSE(h.manager().protect(peer_id(n), "keep"));
+  // 14 down to 4: a's 8 unprotected members (reserve or not), then 2 protected peers.
+  EXPECT_EQ(h.manager().force_trim(), 10u);
+  EXPECT_EQ(h.node.realm_connections("a"), 0u);
+  EXPECT_EQ(count_closed(guarded), 2u);
+  expect_closes_carry(a, CloseReason::forced_trim);
+}
+
+// The design's share: a global trim first takes each realm's excess over its low water,
+// levelling the excesses (largest first) so that every realm keeps low_water + e, where
+// the common excess e is what the target leaves; a realm whose demand is below its share
+// keeps all of it. Here: a (50, low 20), b (30, low 20), c (10, low 20), 10 unbound and
+// global low water 60: 100 - 60 = 40 to close: the 10 unbound, then 30 levelled over a
+// (excess 30) and b (excess 10): e = 5, so a = 25, b = 25, c = 10.
+TEST(RealmFairness, ThreeRealmsWithUnequalDemandEndAtTheirShares) {
+  RealmHarness h(trim_config(60, 1000));
+  h.create("a", realm(20, 0));
+  h.create("b", realm(20, 0));
+  h.create("c", realm(20, 0, 0, 10));
+  auto a = h.add_range(1, 50, {"a"});
+  auto b = h.add_range(1001, 30, {"b"});
+  auto c = h.add_range(2001, 10, {"c"});
+  auto unbound = h.add_range(3001, 10);
+  EXPECT_EQ(h.manager().trim(), 40u);
+  EXPECT_EQ(count_closed(unbound), 10u);
+  EXPECT_NEAR(static_cast<double>(h.node.realm_connections("a")), 25.0, 1.0);
+  EXPECT_NEAR(static_cast<double>(h.node.realm_connections("b")), 25.0, 1.0);
+  EXPECT_EQ(h.node.realm_connections("c"), 10u);
+  EXPECT_EQ(h.manager().connection_count(), 60u);
+}
+
+TEST(RealmFairness, ASharedConnectionIsTakenOnlyWhenBothRealmsCanGiveIt) {
+  RealmHarness h(trim_config(4, 1000));
+  h.create("a", realm(2, 0));
+  h.create("b", realm(3, 0));
+  // Three connections in both realms, two only in a.
+  auto both = h.add_range(1, 3, {"a", "b"});
+  auto only_a = h.add_range(11, 2, {"a"});
+  // 5 -> 4: a has excess 3 but b only 0, so the shared ones stay; one of a's own goes.
+  EXPECT_EQ(h.manager().trim(), 1u);
+  EXPECT_EQ(count_closed(both), 0u);
+  EXPECT_EQ(count_closed(only_a), 1u);
+}
+
+TEST(RealmGlobalTrim, WithoutBindingsTheManagersOwnTrimmerDecides) {
+  auto hook = std::make_shared<HookTrimmer>(nullptr);
+  boost::asio::io_context io;
+  auto time = std::make_shared<ManualTimeSource>(io);
+  Dependencies deps;
+  deps.time_source = time;
+  deps.trimmer = hook;
+  RealmConnectionManager node(io, trim_config(2, 100), deps);
+  std::vector<std::shared_ptr<FakeConnection>> cs;
+  for (std::uint64_t n = 1; n <= 5; ++n) {
+    cs.push_back(reporting_connection(node.manager(), peer_id(n), Direction::inbound));
+    ASSERT_FALSE(node.manager().add_connection(cs.back()));
+  }
+  EXPECT_EQ(node.manager().trim(), 3u);
+  EXPECT_EQ(hook->calls.load(), 1);
+}
+
+// --- Validation ------------------------------------------------------------------------
+
+struct Contradiction {
+  const char* name;
+  RealmConfig config;
+  const char* field;
+};
+
+class RealmContradiction : public ::testing::TestWithParam<Contradiction> {};
+
+TEST_P(RealmContradiction, IsRejectedNamingTheField) {
+  Config node = trim_config(20, 100);
+  node.limits.system.connections_total = 500;
+  node.limits.peer.connections_total = 4;
+  RealmHarness h(node);
+  ConfigError error;
+  EXPECT_EQ(h.node.create_realm("r", GetParam().config, &error), Errc::invalid_argument);
+  EXPECT_EQ(error.field, GetParam().field) << error.message;
+  EXPECT_FALSE(error.message.empty());
+  EXPECT_TRUE(h.node.realms().empty());
+  // RealmConfig::validate alone catches the realm's own rules.
+  if (std::string(GetParam().name).rfind("node_", 0) != 0) {
+    ASSERT_TRUE(GetParam().config.validate());
+    EXPECT_EQ(GetParam().config.validate()->field, GetParam().field);
+  } else {
+    EXPECT_FALSE(GetParam().config.validate());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Realm, RealmContradiction,
+    ::testing::Values(
+        Contradiction{"reserve_above_low", realm(5, 10, 0, 6), "min_reserved"},
+        Contradiction{"reserve_without_low", realm(0, 0, 0, 1), "min_reserved"},
+        Contradiction{"low_above_high", realm(11, 10), "low_water"},
+        Contradiction{"high_above_hard_max", realm(5, 30, 20), "high_water"},
+        Contradiction{"low_above_hard_max", realm(25, 0, 20), "low_water"},
+        Contradiction{"members_above_hard_max", realm(0, 0, 20, 0, 21), "max_members"},
+        Contradiction{"node_hard_max_above_system", realm(0, 0, 501), "hard_max"},
+        Contradiction{"node_hard_max_below_peer", realm(0, 0, 3), "hard_max"},
+        Contradiction{"node_reserve_above_global_low", realm(21, 0, 0, 21), "min_reserved"}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST(RealmValidation, TheReservesOfAllRealmsMustFitTheGlobalLowWater) {
+  RealmHarness h(trim_config(20, 100));
+  h.create("a", realm(12, 0, 0, 12));
+  ConfigError error;
+  EXPECT_EQ(h.node.create_realm("b", realm(10, 0, 0, 9), &error), Errc::invalid_argument);
+  EXPECT_EQ(error.field, "min_reserved");
+  EXPECT_NE(error.message.find("21"), std::string::npos) << error.message;
+  EXPECT_FALSE(h.node.create_realm("b", realm(10, 0, 0, 8)));
+  // Raising a reserve at run time is checked the same way, against the others.
+  EXPECT_EQ(h.node.set_realm_limit("a", realm(13, 0, 0, 13), &error), Errc::invalid_argument);
+  EXPECT_FALSE(h.node.set_realm_limit("a", realm(12, 0, 0, 11)));
+  // And the global low water may not drop below the reserves (11 + 8).
+  EXPECT_EQ(h.node.set_limits(18, 100, &error), Errc::invalid_argument);
+  EXPECT_EQ(error.field, "low_water");
+  EXPECT_EQ(h.manager().config().low_water, 20u);
+  EXPECT_FALSE(h.node.set_limits(19, 100));
+  EXPECT_EQ(h.manager().config().low_water, 19u);
+  // Removing a realm gives its reserve back.
+  ASSERT_FALSE(h.node.remove_realm("a"));
+  EXPECT_FALSE(h.node.set_limits(8, 100));
+}
+
+TEST(RealmValidation, ABadNodeConfigIsRefusedAtConstruction) {
+  boost::asio::io_context io;
+  EXPECT_THROW(RealmConnectionManager(io, trim_config(50, 10)), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dep2p::connmgr::testing
