@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Packaging check: the library installs as a CMake package that a consumer finds with
+# find_package(dep2p_connmgr), and it builds inside a consumer's tree with add_subdirectory.
+#
+#   1. builds the library (Release, no tests or examples, Ninja) and installs it to a
+#      staging prefix under a temporary directory;
+#   2. configures, builds and runs tests/consumers/find_package against that prefix only
+#      (CMAKE_PREFIX_PATH; the system's Boost, spdlog and fmt packages are found as usual);
+#   3. configures, builds and runs tests/consumers/add_subdirectory, which adds this
+#      repository's root to its own tree, this time as a shared library
+#      (BUILD_SHARED_LIBS=ON), so both library kinds are built and linked.
+#
+# Environment: DEP2P_JOBS (build parallelism, default nproc), DEP2P_KEEP_WORKDIR=1 keeps
+# the temporary directory for inspection.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+jobs=${DEP2P_JOBS:-$(nproc 2>/dev/null || echo 2)}
+work=$(mktemp -d "${TMPDIR:-/tmp}/dep2p-consumers.XXXXXX")
+if [ "${DEP2P_KEEP_WORKDIR:-0}" = 1 ]; then
+  echo "consumers: work directory $work"
+else
+  trap 'rm -rf "$work"' EXIT
+fi
+prefix=$work/prefix
+common=(-G Ninja -DCMAKE_BUILD_TYPE=Release -Wno-dev)
+
+echo "consumers: building and installing the library to $prefix"
+cmake -S "$root" -B "$work/library" "${common[@]}" \
+  -DDEP2P_CONNMGR_BUILD_TESTS=OFF -DDEP2P_CONNMGR_BUILD_EXAMPLES=OFF \
+  -DDEP2P_CONNMGR_INSTALL=ON -DCMAKE_INSTALL_PREFIX="$prefix" >/dev/null
+cmake --build "$work/library" -j "$jobs"
+cmake --install "$work/library" >/dev/null
+test -f "$prefix/lib/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake" ||
+  test -f "$prefix/lib64/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake" ||
+  { echo "consumers: no package config installed" >&2; exit 1; }
+
+echo "consumers: find_package consumer"
+cmake -S "$root/tests/consumers/find_package" -B "$work/find_package" "${common[@]}" \
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/find_package" -j "$jobs"
+"$work/find_package/consumer"
+
+echo "consumers: add_subdirectory consumer"
+cmake -S "$root/tests/consumers/add_subdirectory" -B "$work/add_subdirectory" "${common[@]}" \
+  -DDEP2P_CONNMGR_SOURCE_DIR="$root" -DBUILD_SHARED_LIBS=ON >/dev/null
+cmake --build "$work/add_subdirectory" -j "$jobs"
+ls "$work/add_subdirectory/dep2p_connmgr"/libdep2p_connmgr.so* >/dev/null ||
+  { echo "consumers: the add_subdirectory build made no shared library" >&2; exit 1; }
+"$work/add_subdirectory/consumer"
+
+echo "consumers: both consumers built and ran"
