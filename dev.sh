@@ -2,7 +2,7 @@
 # One entry point for a fresh Debian 12 machine: installs what is missing, configures,
 # builds and runs.
 #
-#   ./dev.sh demo            build and run the demo
+#   ./dev.sh demo [ARGS]     build and run the swarm demo (ARGS: --nodes N, --svg PATH, --seed S, --verbose)
 #   ./dev.sh test [PRESET]   build and run every test (preset: ci by default; asan, tsan, clang, dev)
 #   ./dev.sh bench [ARGS]    build the benchmarks in Release and run them (ARGS go to Google Benchmark)
 set -euo pipefail
@@ -40,8 +40,8 @@ cmd=${1:-test}; shift || true
 install_missing
 case "$cmd" in
   demo)
-    build dev basic_usage
-    ./build/dev/examples/basic_usage "$@"
+    build dev swarm_demo
+    ./build/dev/examples/swarm_demo "$@"
     ;;
   test)
     preset=${1:-ci}

@@ -1,0 +1,449 @@
+// The swarm's scenarios (see swarm.hpp). Each one sets up its part of the swarm, drives the
+// io_context until what it waits for happens (or its deadline passes), then compares what
+// the nodes observed with what it expected.
+#include "swarm.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <stdexcept>
+#include <variant>
+
+namespace swarm {
+namespace cm = p2p::cm;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kSubnets = 5;  // the mesh's /24s: 127.0.1.0/24 .. 127.0.5.0/24
+constexpr std::size_t kReserved = 10;
+constexpr std::size_t kSubnetCap = 5;  // connections per /24 at each node
+constexpr std::size_t kAttackers = 30;
+
+cm::NodeId make_id(std::uint8_t kind, std::size_t n) {
+  std::array<std::uint8_t, 32> bytes{};
+  bytes[0] = kind;
+  bytes[30] = static_cast<std::uint8_t>(n >> 8);
+  bytes[31] = static_cast<std::uint8_t>(n);
+  return cm::NodeId(bytes);
+}
+
+std::string fixed(double v, int decimals = 1) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  return text;
+}
+
+}  // namespace
+
+Swarm::Swarm(Options options) : options_(std::move(options)), sampler_(io_) {
+  if (options_.nodes < kMinNodes) {
+    throw std::invalid_argument("nodes: at least " + std::to_string(kMinNodes) + " are needed");
+  }
+  if (options_.nodes > kSubnets * 250) throw std::invalid_argument("nodes: at most 1250");
+  // Small watermarks so that a few dials per node overflow them; short timers so that
+  // every rule shows within seconds.
+  config_.low_water = 4;
+  config_.high_water = 8;
+  config_.grace_period = 0ms;  // a trim may take any unprotected peer at once
+  config_.silence_period = 200ms;
+  config_.keepalive_interval = 250ms;
+  config_.keepalive_timeout = 500ms;
+  config_.keepalive_max_missed = 2;
+  config_.redundant_grace = 300ms;
+  config_.handshake_timeout = 3s;
+  config_.limits.system.connections_total = 12;
+  config_.limits.subnets.exempt_loopback = false;  // loopback is our whole internet here
+  config_.limits.subnets.ipv4_32 = 2;
+  config_.limits.subnets.ipv4_24 = kSubnetCap;
+  config_.limits.inbound_rate.exempt_loopback = false;
+  config_.limits.inbound_rate.ipv4_24 = {3.0, 3.0};  // 3 new connections a second, burst 3
+
+  growth_nodes_ = options_.nodes - kReserved;
+  start_ = std::chrono::steady_clock::now();
+  trims_by_node_.assign(options_.nodes, 0);
+  for (std::size_t i = 0; i < options_.nodes; ++i) {
+    const auto address = boost::asio::ip::make_address_v4(
+        "127.0." + std::to_string(1 + i % kSubnets) + "." + std::to_string(1 + i / kSubnets));
+    nodes_.push_back(p2p::Node::create(io_, {.id = make_id(0x12, i),
+                                             .address = address,
+                                             .config = config_,
+                                             .logger = options_.logger}));
+    subscriptions_.push_back(nodes_[i]->manager().subscribe([this, i](const cm::Event& event) {
+      if (const auto* trimmed = std::get_if<cm::TrimmedEvent>(&event)) {
+        ++trims_;
+        ++trims_by_node_[i];
+        max_after_trim_ = std::max(max_after_trim_, trimmed->connections_after);
+        if (trimmed->connections_after > config_.high_water) ++trims_over_high_;
+      } else if (std::holds_alternative<cm::ConnectedEvent>(event)) {
+        peak_ = std::max(peak_, nodes_[i]->manager().connection_count());
+      }
+    }));
+  }
+  sample();
+}
+
+Swarm::~Swarm() {
+  sampler_.cancel();
+  subscriptions_.clear();
+  for (auto& a : attackers_) a->stop();
+  for (auto& n : nodes_) n->stop();
+  // Let the goodbyes go out; what is still pending is dropped with the io_context.
+  for (int i = 0; i < 100 && io_.poll() > 0; ++i) {
+  }
+}
+
+double Swarm::elapsed() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void Swarm::say(const std::string& line) {
+  if (options_.progress) options_.progress("[" + fixed(elapsed()) + " s] " + line);
+}
+
+void Swarm::mark(const std::string& label) { markers_.push_back({elapsed(), label}); }
+
+void Swarm::sample() {
+  Sample s{elapsed(), {}};
+  for (auto& n : nodes_) s.counts.push_back(n->manager().connection_count());
+  samples_.push_back(std::move(s));
+  sampler_.expires_after(100ms);
+  sampler_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) sample();
+  });
+}
+
+bool Swarm::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (io_.stopped()) io_.restart();
+    io_.run_one_for(20ms);
+  }
+  return true;
+}
+
+void Swarm::dial(p2p::Node& from, const p2p::Node& to, cm::PathKind path,
+                 std::function<void(std::error_code, const std::string&)> then) {
+  ++pending_dials_;
+  from.dial(to.id(), to.endpoint(), path,
+            [this, then = std::move(then)](std::error_code ec, const std::string& why) {
+              --pending_dials_;
+              if (then) then(ec, why);
+            });
+}
+
+std::size_t Swarm::connections_between(std::size_t a, std::size_t b) {
+  return node(a).manager().connections(node(b).id()).size();
+}
+
+Result Swarm::finish(Result result, std::chrono::steady_clock::time_point started) {
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  say(result.scenario + ": " + (result.pass ? "PASS" : "FAIL") + " — " + result.observed);
+  return result;
+}
+
+Result Swarm::growth_and_trim() {
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t g = growth_nodes_;
+  const std::size_t per_node = std::min<std::size_t>(6, g - 1);
+  Result result{"growth and trim",
+                "the mesh overflows high water (" + std::to_string(config_.high_water) +
+                    "); every trim leaves its node at or under it; all settle under it",
+                "", false, 0};
+  mark("growth");
+  say("growth: " + std::to_string(g) + " nodes on " + std::to_string(kSubnets) + " /24s dial " +
+      std::to_string(per_node) + " peers each; watermarks " + std::to_string(config_.low_water) +
+      "/" + std::to_string(config_.high_water) + ", hard cap " +
+      std::to_string(config_.limits.system.connections_total));
+  // The hub and its bootstrap peers protect each other, then connect first.
+  for (std::size_t p = 1; p <= 3; ++p) {
+    node(0).manager().protect(node(p).id(), "bootstrap");
+    node(p).manager().protect(node(0).id(), "bootstrap");
+    dial(node(0), node(p), cm::PathKind::direct);
+  }
+  bool ok = run_until([&] { return pending_dials_ == 0; }, 5s);
+  // Random dials spread over 1.5 s, and eight more nodes dialing the hub.
+  std::mt19937 rng(options_.seed);
+  std::vector<std::pair<std::size_t, std::size_t>> plan;
+  for (std::size_t i = 0; i < g; ++i) {
+    std::vector<std::size_t> others;
+    for (std::size_t j = 0; j < g; ++j) {
+      if (j != i) others.push_back(j);
+    }
+    std::shuffle(others.begin(), others.end(), rng);
+    for (std::size_t k = 0; k < per_node; ++k) plan.emplace_back(i, others[k]);
+  }
+  for (std::size_t i = 4; i < std::min<std::size_t>(12, g); ++i) plan.emplace_back(i, 0);
+  std::uniform_int_distribution<int> when(0, 1500);
+  for (auto [from, to] : plan) {
+    ++pending_dials_;
+    auto timer =
+        std::make_shared<boost::asio::steady_timer>(io_, std::chrono::milliseconds(when(rng)));
+    timer->async_wait([this, timer, from, to](boost::system::error_code) {
+      --pending_dials_;
+      dial(node(from), node(to), cm::PathKind::direct);
+    });
+  }
+  ok = run_until([&] { return pending_dials_ == 0; }, 20s) && ok;
+  std::size_t refused = 0;
+  for (std::size_t i = 0; i < g; ++i) refused += node(i).refusals().size();
+  say("growth: " + std::to_string(plan.size()) + " dials done; peak " + std::to_string(peak_) +
+      " connections at one node, " + std::to_string(trims_) + " trims so far, " +
+      std::to_string(refused) + " admissions refused by limits");
+  auto max_now = [&] {
+    std::size_t most = 0;
+    for (std::size_t i = 0; i < g; ++i) most = std::max(most, node(i).manager().connection_count());
+    return most;
+  };
+  const bool settled = run_until([&] { return max_now() <= config_.high_water; }, 10s);
+  std::size_t trimmed_nodes = 0;
+  for (std::size_t i = 0; i < g; ++i) trimmed_nodes += trims_by_node_[i] > 0 ? 1U : 0U;
+  grown_ = true;
+  result.observed = "peak " + std::to_string(peak_) + "; " + std::to_string(trims_) + " trims on " +
+                    std::to_string(trimmed_nodes) + " nodes, max " +
+                    std::to_string(max_after_trim_) + " after a trim; max now " +
+                    std::to_string(max_now());
+  result.pass = ok && settled && trims_ > 0 && trims_over_high_ == 0 && peak_ > config_.high_water;
+  return finish(std::move(result), started);
+}
+
+Result Swarm::protected_peers() {
+  if (!grown_) growth_and_trim();
+  const auto started = std::chrono::steady_clock::now();
+  Result result{"protected peers", "the hub is trimmed yet keeps its 3 protected peers", "", false,
+                0};
+  std::size_t kept = 0;
+  for (std::size_t p = 1; p <= 3; ++p) kept += connections_between(0, p) > 0 ? 1U : 0U;
+  std::size_t trimmed_protected = 0;
+  for (const auto& c : node(0).closes()) {
+    for (std::size_t p = 1; p <= 3; ++p) {
+      if (c.peer == node(p).id() && (c.reason == cm::CloseReason::trimmed)) ++trimmed_protected;
+    }
+  }
+  const auto hub = node(0).manager().stats();
+  result.observed = "hub trimmed " + std::to_string(trims_by_node_[0]) + "x (" +
+                    std::to_string(hub.closes(cm::CloseReason::trimmed)) + " closed); " +
+                    std::to_string(kept) + "/3 protected peers connected";
+  result.pass = trims_by_node_[0] > 0 && kept == 3 && trimmed_protected == 0;
+  return finish(std::move(result), started);
+}
+
+Result Swarm::subnet_flood() {
+  const auto started = std::chrono::steady_clock::now();
+  p2p::Node& victim = node(growth_nodes_);
+  Result result{"subnet flood",
+                "attackers on one /24 get at most " + std::to_string(kSubnetCap) +
+                    " connections; the rest are refused by subnet cap and rate limit",
+                "", false, 0};
+  mark("flood");
+  say("flood: " + std::to_string(kAttackers) + " attackers on 127.66.0.0/24 dial node " +
+      std::to_string(growth_nodes_) + " every 50 ms (cap " + std::to_string(kSubnetCap) +
+      " per /24, 3/s burst 3)");
+  // Shared with the handlers, which may outlive this call if a deadline passes.
+  struct Seen {
+    std::size_t most_open = 0;
+    std::string cap_reason, rate_reason;
+  };
+  auto seen = std::make_shared<Seen>();
+  auto watch = victim.manager().subscribe([seen, &victim](const cm::Event& event) {
+    if (std::holds_alternative<cm::ConnectedEvent>(event)) {
+      seen->most_open = std::max(seen->most_open, victim.manager().connection_count());
+    }
+  });
+  const std::size_t refusals_before = victim.refusals().size();
+  for (std::size_t k = 0; k < kAttackers; ++k) {
+    attackers_.push_back(p2p::Node::create(
+        io_, {.id = make_id(0x66, k),
+              .address = boost::asio::ip::make_address_v4("127.66.0." + std::to_string(1 + k)),
+              .config = config_,
+              .logger = options_.logger,
+              .listen = false}));
+    ++pending_dials_;
+    auto timer = std::make_shared<boost::asio::steady_timer>(io_, k * 50ms);
+    timer->async_wait([this, seen, timer, k](boost::system::error_code) {
+      --pending_dials_;
+      auto told = [this, seen](std::error_code ec, const std::string& why) {
+        if (!ec) return;
+        auto& first =
+            why.find("inbound rate") != std::string::npos ? seen->rate_reason : seen->cap_reason;
+        if (first.empty()) say("flood: an attacker is told \"" + (first = why) + "\"");
+      };
+      dial(*attackers_[k], node(growth_nodes_), cm::PathKind::direct, told);
+    });
+  }
+  const bool ok = run_until([&] { return pending_dials_ == 0; }, 15s);
+  std::size_t by_cap = 0;
+  std::size_t by_rate = 0;
+  for (std::size_t r = refusals_before; r < victim.refusals().size(); ++r) {
+    by_cap += victim.refusals()[r].reason == cm::RefusalReason::subnet_cap ? 1U : 0U;
+    by_rate += victim.refusals()[r].reason == cm::RefusalReason::rate_limit ? 1U : 0U;
+  }
+  const std::size_t most_open = seen->most_open;
+  result.observed = std::to_string(most_open) + " admitted at most; refused " +
+                    std::to_string(by_rate) + " by rate limit, " + std::to_string(by_cap) +
+                    " by subnet cap";
+  result.pass = ok && most_open > 0 && most_open <= kSubnetCap && by_cap > 0 && by_rate > 0 &&
+                !seen->cap_reason.empty() && !seen->rate_reason.empty();
+  watch.reset();
+  for (auto& a : attackers_) a->stop();
+  const bool drained = run_until([&] { return victim.manager().connection_count() == 0; }, 5s);
+  result.pass = result.pass && drained;
+  return finish(std::move(result), started);
+}
+
+Result Swarm::frozen_peer() {
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t frozen = growth_nodes_ + 1;
+  const std::size_t first = growth_nodes_ + 5;
+  Result result{"frozen peer",
+                "a node that stops answering pings loses every connection to keepalive, and "
+                "sees why",
+                "", false, 0};
+  mark("frozen");
+  for (std::size_t d = first; d < first + 3; ++d) dial(node(d), node(frozen), cm::PathKind::direct);
+  auto answered = [&] {
+    for (std::size_t d = first; d < first + 3; ++d) {
+      auto c = node(d).manager().best_connection(node(frozen).id());
+      if (!c || !node(d).manager().rtt(*c)) return false;
+    }
+    return true;
+  };
+  bool ok = run_until([&] { return pending_dials_ == 0 && answered(); }, 5s);
+  say("frozen: node " + std::to_string(frozen) +
+      " answers pings from 3 peers; now it stops answering (keepalive 250 ms, timeout 500 ms, 2 "
+      "misses)");
+  const std::size_t seen_before = node(frozen).closes().size();
+  node(frozen).set_frozen(true);
+  const auto frozen_at = std::chrono::steady_clock::now();
+  ok = run_until([&] { return node(frozen).manager().connection_count() == 0; }, 6s) && ok;
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - frozen_at).count();
+  node(frozen).set_frozen(false);
+  std::size_t by_keepalive = 0;
+  for (std::size_t d = first; d < first + 3; ++d) {
+    for (const auto& c : node(d).closes()) {
+      by_keepalive += c.peer == node(frozen).id() && !c.by_remote &&
+                              c.reason == cm::CloseReason::keepalive_timeout
+                          ? 1U
+                          : 0U;
+    }
+  }
+  std::size_t told = 0;
+  std::string detail;
+  for (std::size_t i = seen_before; i < node(frozen).closes().size(); ++i) {
+    const auto& c = node(frozen).closes()[i];
+    if (c.by_remote && c.reason == cm::CloseReason::keepalive_timeout) {
+      ++told;
+      detail = c.detail;
+    }
+  }
+  if (!detail.empty()) say("frozen: the frozen node is told \"keepalive_timeout: " + detail + "\"");
+  result.observed = std::to_string(by_keepalive) + "/3 closed by keepalive_timeout in " +
+                    fixed(took, 2) + " s; the frozen node got " + std::to_string(told) +
+                    " goodbyes saying so";
+  result.pass = ok && by_keepalive == 3 && told == 3;
+  return finish(std::move(result), started);
+}
+
+Result Swarm::realm_hard_max() {
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t hub = growth_nodes_ + 4;
+  const std::size_t first = growth_nodes_ + 5;
+  Result result{"realm hard max", "realm \"game\" (hard_max 3) binds 3 of 5 members, refuses 2", "",
+                false, 0};
+  mark("realm");
+  say("realm: node " + std::to_string(hub) +
+      " hosts realm \"game\" with hard_max 3; 5 members dial it");
+  cm::RealmConfig limits;
+  limits.hard_max = 3;
+  bool ok = !node(hub).join_realm("game", limits);
+  auto told = std::make_shared<std::vector<std::string>>();  // outlives a missed deadline
+  for (std::size_t d = first; d < first + 5; ++d) {
+    ok = !node(d).join_realm("game", {}) && ok;
+    dial(node(d), node(hub), cm::PathKind::direct,
+         [told](std::error_code ec, const std::string& why) {
+           if (ec && why.find("realm") != std::string::npos) told->push_back(why);
+         });
+  }
+  ok = run_until([&] { return pending_dials_ == 0; }, 5s) && ok;
+  const std::size_t refused = told->size();
+  const std::string reason = refused > 0 ? told->front() : "";
+  if (!reason.empty()) say("realm: a member is told \"" + reason + "\"");
+  const std::size_t bound = node(hub).realms().realm_connections("game");
+  const auto stats = node(hub).realms().realm_stats("game");
+  const std::uint64_t full = stats ? stats->refused_full : 0;
+  result.observed = std::to_string(bound) + " bound; " + std::to_string(full) +
+                    " binds refused realm_full, " + std::to_string(refused) + " members told why";
+  result.pass = ok && bound == 3 && full == 2 && refused == 2;
+  return finish(std::move(result), started);
+}
+
+Result Swarm::relay_upgrade() {
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t a = growth_nodes_ + 2;
+  const std::size_t b = a + 1;
+  Result result{"relay upgrade",
+                "a relay-only peer that gains a direct path loses the relay (redundant_path) "
+                "on both sides",
+                "", false, 0};
+  mark("relay");
+  dial(node(a), node(b), cm::PathKind::relay);
+  auto only_path = [&](std::size_t from, std::size_t to, cm::PathKind kind) {
+    auto conns = node(from).manager().connections(node(to).id());
+    return conns.size() == 1 && conns.front()->path_kind() == kind;
+  };
+  bool ok = run_until(
+      [&] {
+        return pending_dials_ == 0 && only_path(a, b, cm::PathKind::relay) &&
+               only_path(b, a, cm::PathKind::relay);
+      },
+      5s);
+  say("relay: nodes " + std::to_string(a) + " and " + std::to_string(b) +
+      " reach each other only through relay; " + std::to_string(a) + " now dials direct");
+  dial(node(a), node(b), cm::PathKind::direct);
+  const auto direct_at = std::chrono::steady_clock::now();
+  ok = run_until(
+           [&] {
+             return pending_dials_ == 0 && only_path(a, b, cm::PathKind::direct) &&
+                    only_path(b, a, cm::PathKind::direct);
+           },
+           5s) &&
+       ok;
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - direct_at).count();
+  auto relay_closed = [&](std::size_t at, std::size_t peer) {
+    for (const auto& c : node(at).closes()) {
+      if (c.peer == node(peer).id() && c.path == cm::PathKind::relay &&
+          c.reason == cm::CloseReason::redundant_path) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const bool both = relay_closed(a, b) && relay_closed(b, a);
+  result.observed = std::string(both ? "relay closed as redundant_path on both sides"
+                                     : "relay not closed as redundant_path on both sides") +
+                    " " + fixed(took, 2) + " s after the direct dial (grace " +
+                    std::to_string(config_.redundant_grace.count()) + " ms)";
+  result.pass = ok && both;
+  return finish(std::move(result), started);
+}
+
+std::vector<Result> Swarm::run_all() {
+  std::vector<Result> results;
+  results.push_back(growth_and_trim());
+  results.push_back(protected_peers());
+  results.push_back(subnet_flood());
+  results.push_back(frozen_peer());
+  results.push_back(realm_hard_max());
+  results.push_back(relay_upgrade());
+  mark("end");
+  sampler_.cancel();
+  sample();
+  sampler_.cancel();
+  return results;
+}
+
+}  // namespace swarm

@@ -1,0 +1,120 @@
+// Swarm: N p2p_node instances in one process on loopback, spread over several /24s of
+// 127.0.0.0/8, with small watermarks, and the scenarios the demo and the integration test
+// check on real sockets. Each scenario returns what it expected, what it observed and
+// whether that matched.
+//
+//   swarm::Swarm s({.nodes = 40, .progress = [](const std::string& line) { puts(...); }});
+//   for (const swarm::Result& r : s.run_all()) std::cout << r.scenario << (r.pass ? " PASS" : "");
+//   std::ofstream("swarm.svg") << s.svg();
+//
+// Roles: nodes 0..N-11 grow a mesh (node 0 is the hub with three protected peers, 1..3);
+// the last ten are kept out of it so that each later scenario starts from a known state:
+// the flood victim, the frozen node, the relay pair, the realm hub and five realm members.
+// Attackers are extra dial-only nodes on 127.66.0.0/24.
+//
+// Waiting is never a fixed sleep: the io_context runs until a condition holds or a
+// deadline passes, and a missed deadline is reported as the scenario's failure.
+//
+// Thread safety: none; one thread drives the swarm's io_context.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "p2p_node.hpp"
+
+namespace swarm {
+
+struct Options {
+  std::size_t nodes = 40;  // at least kMinNodes
+  std::uint32_t seed = 7;
+  // Progress lines while the scenarios run; null for none.
+  std::function<void(const std::string&)> progress;
+  // Passed to every node and its manager; null: warnings to stderr.
+  std::shared_ptr<spdlog::logger> logger;
+};
+inline constexpr std::size_t kMinNodes = 20;
+
+struct Result {
+  std::string scenario;
+  std::string expectation;
+  std::string observed;
+  bool pass = false;
+  double seconds = 0;
+};
+
+class Swarm {
+ public:
+  // Throws std::invalid_argument for fewer than kMinNodes nodes.
+  explicit Swarm(Options options);
+  ~Swarm();
+  Swarm(const Swarm&) = delete;
+  Swarm& operator=(const Swarm&) = delete;
+
+  // The scenarios, in the demo's order. protected_peers() runs the growth first if it has
+  // not run; the others need nothing before them.
+  Result growth_and_trim();
+  Result protected_peers();
+  Result subnet_flood();
+  Result frozen_peer();
+  Result realm_hard_max();
+  Result relay_upgrade();
+  std::vector<Result> run_all();
+
+  // Connection counts of every node over time against the watermarks, as an SVG document.
+  std::string svg() const;
+  std::size_t low_water() const { return config_.low_water; }
+  std::size_t high_water() const { return config_.high_water; }
+  double elapsed() const;
+
+ private:
+  struct Sample {
+    double t;
+    std::vector<std::size_t> counts;  // per node
+  };
+  struct Marker {
+    double t;
+    std::string label;
+  };
+  p2p::Node& node(std::size_t i) { return *nodes_[i]; }
+  void say(const std::string& line);
+  void mark(const std::string& label);
+  // Runs the io_context until `done` holds; false when `timeout` passed first.
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  // Dials node `to` from node `from`; `pending` counts dials not yet finished.
+  void dial(p2p::Node& from, const p2p::Node& to, p2p::cm::PathKind path,
+            std::function<void(std::error_code, const std::string&)> then = {});
+  std::size_t connections_between(std::size_t a, std::size_t b);
+  void sample();
+  Result finish(Result result, std::chrono::steady_clock::time_point started);
+
+  Options options_;
+  p2p::cm::Config config_;
+  boost::asio::io_context io_;
+  std::chrono::steady_clock::time_point start_;
+  std::vector<std::shared_ptr<p2p::Node>> nodes_;
+  std::vector<std::shared_ptr<p2p::Node>> attackers_;
+  std::vector<p2p::cm::Subscription> subscriptions_;
+  boost::asio::steady_timer sampler_;
+  std::vector<Sample> samples_;
+  std::vector<Marker> markers_;
+  std::size_t growth_nodes_ = 0;
+  bool grown_ = false;
+  std::size_t pending_dials_ = 0;
+  // Observed through the managers' events.
+  std::size_t trims_ = 0;
+  std::size_t trims_over_high_ = 0;  // trims that left a node above high water
+  std::size_t max_after_trim_ = 0;
+  std::size_t peak_ = 0;
+  std::vector<std::size_t> trims_by_node_;
+};
+
+}  // namespace swarm
