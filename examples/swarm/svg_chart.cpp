@@ -66,11 +66,14 @@ std::string Swarm::svg() const {
   svg += "<text x=\"" + num(kLeft + plot_w / 2) + "\" y=\"" + num(kHeight - 10) +
          "\" text-anchor=\"middle\">seconds</text>\n";
   // Scenario starts.
+  double last_x = -100, label_y = kTop + 12;
   for (const auto& m : markers_) {
+    label_y = x(m.t) - last_x < 50 ? label_y + 14 : kTop + 12;  // close starts: stagger
+    last_x = x(m.t);
     svg += "<line x1=\"" + num(x(m.t)) + "\" x2=\"" + num(x(m.t)) + "\" y1=\"" + num(kTop) +
            "\" y2=\"" + num(kTop + plot_h) +
            "\" stroke=\"#999\" stroke-dasharray=\"2 3\"/>\n<text x=\"" + num(x(m.t) + 3) +
-           "\" y=\"" + num(kTop + 12) + "\" fill=\"#666\">" + m.label + "</text>\n";
+           "\" y=\"" + num(label_y) + "\" fill=\"#666\">" + m.label + "</text>\n";
   }
   // Every node, then the median and the maximum across nodes.
   for (std::size_t n = 0; n < nodes_.size(); ++n) {

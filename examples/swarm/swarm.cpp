@@ -150,7 +150,7 @@ Result Swarm::growth_and_trim() {
   const std::size_t per_node = std::min<std::size_t>(6, g - 1);
   Result result{"growth and trim",
                 "the mesh overflows high water (" + std::to_string(config_.high_water) +
-                    "); every trim leaves its node at or under it; all settle under it",
+                    "); every trim leaves its node at or under it; all settle at or under it",
                 "", false, 0};
   mark("growth");
   say("growth: " + std::to_string(g) + " nodes on " + std::to_string(kSubnets) + " /24s dial " +
@@ -439,9 +439,8 @@ std::vector<Result> Swarm::run_all() {
   results.push_back(frozen_peer());
   results.push_back(realm_hard_max());
   results.push_back(relay_upgrade());
-  mark("end");
   sampler_.cancel();
-  sample();
+  sample();  // the final counts
   sampler_.cancel();
   return results;
 }
