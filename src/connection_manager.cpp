@@ -360,11 +360,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       hub_.enqueue(DisconnectedEvent{peer_keys_[slot].id, conn.id, conn.direction, reason, detail});
     }
     if (detach_observer_) {
-      observer_events_.clear();
-      detach_observer_(conn.id, peer_keys_[slot].id, reason, observer_events_);
-      if (hub_.has_subscribers()) {
-        for (Event& e : observer_events_) hub_.enqueue(std::move(e));
-      }
+      const bool wanted = hub_.has_subscribers();
+      detach_observer_(conn.id, peer_keys_[slot].id, reason, wanted ? &observer_events_ : nullptr);
+      for (Event& e : observer_events_) hub_.enqueue(std::move(e));
       observer_events_.clear();
     }
     // The handle's owner word is cleared by the caller: at once for a reported closure,

@@ -65,7 +65,8 @@ std::optional<ConfigError> RealmConfig::validate() const {
 struct RealmConnectionManager::State {
   // A peer with at least one connection bound to a realm, and what the realm knows of it.
   struct Member {
-    std::uint32_t bound = 0;
+    std::uint32_t bound = 0;  // connections.size()
+    boost::container::small_vector<ConnectionId, 1> connections;  // bound to the realm
     std::vector<std::pair<std::string, int>> tags;
     std::int64_t value = 0;
     std::vector<std::string> protections;
@@ -81,9 +82,10 @@ struct RealmConnectionManager::State {
     boost::unordered_flat_set<ConnectionId, IdHash> own_trim;
     std::uint32_t trim_index = 0;  // scratch: the realm's index during a node trim
   };
-  // The realms one connection is bound to.
+  // The realms one connection is bound to. Kept small (no peer id: the observer is told
+  // the peer, and members know their connections) so the node's trim looks up 100k of them
+  // in a table that mostly stays in cache.
   struct Binding {
-    NodeId peer;
     boost::container::small_vector<Realm*, 2> realms;
   };
 
@@ -109,28 +111,51 @@ struct RealmConnectionManager::State {
     return it == realms.end() ? nullptr : it->second.get();
   }
 
+  // Removes one element; the order of a connection's realms does not matter. (Also keeps
+  // g++ from a false -Wstringop-overread on small_vector::erase's memmove.)
+  template <typename List>
+  static void erase_unordered(List& list, typename List::iterator at) {
+    *at = list.back();
+    list.pop_back();
+  }
+
+  // Connection `id` of `peer` is bound to `realm` (REQUIRES: mutex held, not yet bound).
+  static void add(Realm& realm, const NodeId& peer, ConnectionId id) {
+    Member& member = realm.members[peer];
+    member.connections.push_back(id);
+    ++member.bound;
+    ++realm.connections;
+    ++realm.stats.binds;
+  }
   // One binding of `peer` to `realm` ends. REQUIRES: mutex held.
-  static void drop(Realm& realm, const NodeId& peer) {
+  static void drop(Realm& realm, const NodeId& peer, ConnectionId id) {
     --realm.connections;
     ++realm.stats.unbinds;
     auto it = realm.members.find(peer);
-    if (it != realm.members.end() && --it->second.bound == 0) realm.members.erase(it);
+    if (it == realm.members.end()) return;
+    auto& ids = it->second.connections;
+    if (auto found = std::find(ids.begin(), ids.end(), id); found != ids.end()) {
+      erase_unordered(ids, found);
+    }
+    if (--it->second.bound == 0) realm.members.erase(it);
   }
 
   // Under the manager's lock, whenever a connection leaves the pool.
   void on_detached(ConnectionId id, const NodeId& peer, CloseReason reason,
-                   std::vector<Event>& events) {
+                   std::vector<Event>* events) {
     std::lock_guard lock(mutex);
     auto it = bindings.find(id);
     if (it == bindings.end()) return;
     for (Realm* realm : it->second.realms) {
-      drop(*realm, peer);
-      const bool own = realm->own_trim.erase(id) > 0;
+      drop(*realm, peer, id);
+      const bool own = !realm->own_trim.empty() && realm->own_trim.erase(id) > 0;
       if (!own && (reason == CloseReason::trimmed || reason == CloseReason::forced_trim)) {
         ++realm->stats.trimmed_globally;
       }
-      events.push_back(
-          RealmUnboundEvent{realm->name, peer, id, RealmUnboundEvent::Cause::disconnected});
+      if (events != nullptr) {
+        events->push_back(
+            RealmUnboundEvent{realm->name, peer, id, RealmUnboundEvent::Cause::disconnected});
+      }
     }
     bindings.erase(it);
   }
@@ -211,20 +236,17 @@ struct RealmConnectionManager::State {
       first[n] = static_cast<std::uint32_t>(entries.size());
     }
 
-    // Each pool's peers in the default order: sort once, deal out in that order.
-    std::vector<detail::RankKey> keys;
-    keys.reserve(n);
-    for (std::uint32_t i = 0; i < n; ++i) keys.push_back(detail::key_of(snapshot.peers[i], i));
-    std::sort(keys.begin(), keys.end());
-    std::vector<std::vector<std::uint32_t>> members(pools.size());
-    for (std::uint32_t k = 0; k < n; ++k) {
-      const std::uint32_t i = keys[k].index;
+    // Each pool's peers in the default order: keys dealt out, then each pool sorted.
+    std::vector<std::vector<detail::RankKey>> members(pools.size());
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const detail::RankKey key = detail::key_of(snapshot.peers[i], i);
       if (first[i] == first[i + 1]) {
-        members[0].push_back(k);
+        members[0].push_back(key);
       } else {
-        for (std::uint32_t e = first[i]; e < first[i + 1]; ++e) members[entries[e].realm].push_back(k);
+        for (std::uint32_t e = first[i]; e < first[i + 1]; ++e) members[entries[e].realm].push_back(key);
       }
     }
+    for (auto& list : members) std::sort(list.begin(), list.end());
 
     // Greedy: at each step the cheapest head among the pools, by value, then unbound
     // before bound, then the realm with the largest excess over the phase's threshold,
@@ -244,9 +266,9 @@ struct RealmConnectionManager::State {
       };
       std::vector<std::size_t> head(pools.size(), 0);
       auto key_of_pool = [&](std::uint32_t p) -> std::optional<HeapKey> {
-        auto& list = members[p];
+        const auto& list = members[p];
         while (head[p] < list.size()) {
-          const std::uint32_t i = keys[list[head[p]]].index;
+          const std::uint32_t i = list[head[p]].index;
           if (!taken[i] && skipped[i] != phase) break;
           ++head[p];
         }
@@ -257,7 +279,7 @@ struct RealmConnectionManager::State {
           if (pools[p].count <= floor) return std::nullopt;
           inverse_excess = ~static_cast<std::uint64_t>(pools[p].count - floor);
         }
-        const detail::RankKey& k = keys[list[head[p]]];
+        const detail::RankKey& k = list[head[p]];
         return HeapKey{k.value, p == 0 ? 0 : 1, inverse_excess, k.activity, k.newer, k.index};
       };
       std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>> heap;
@@ -273,7 +295,7 @@ struct RealmConnectionManager::State {
           heap.emplace(*current, p);
           continue;
         }
-        const std::uint32_t i = keys[members[p][head[p]]].index;
+        const std::uint32_t i = members[p][head[p]].index;
         bool eligible = true;
         for (std::uint32_t e = first[i]; e < first[i + 1]; ++e) {
           const Pool& pool = pools[entries[e].realm];
@@ -426,7 +448,7 @@ RealmConnectionManager::RealmConnectionManager(executor_type executor, Config co
   State* state = state_.get();
   detail::ManagerAccess::set_detach_observer(
       *state_->manager, [state](ConnectionId id, const NodeId& peer, CloseReason reason,
-                                std::vector<Event>& events) {
+                                std::vector<Event>* events) {
         state->on_detached(id, peer, reason, events);
       });
 }
@@ -468,17 +490,18 @@ std::error_code RealmConnectionManager::remove_realm(std::string_view realm) {
     auto it = state_->realms.find(realm);
     if (it == state_->realms.end()) return Errc::unknown_realm;
     State::Realm* gone = it->second.get();
-    std::vector<ConnectionId> emptied;
-    for (auto& [id, binding] : state_->bindings) {
-      auto& list = binding.realms;
-      auto found = std::find(list.begin(), list.end(), gone);
-      if (found == list.end()) continue;
-      list.erase(found);
-      events.emplace_back(
-          RealmUnboundEvent{gone->name, binding.peer, id, RealmUnboundEvent::Cause::realm_removed});
-      if (list.empty()) emptied.push_back(id);
+    for (const auto& [peer, member] : gone->members) {
+      for (ConnectionId id : member.connections) {
+        auto binding = state_->bindings.find(id);
+        if (binding == state_->bindings.end()) continue;
+        auto& list = binding->second.realms;
+        auto found = std::find(list.begin(), list.end(), gone);
+        if (found != list.end()) State::erase_unordered(list, found);
+        if (list.empty()) state_->bindings.erase(binding);
+        events.emplace_back(
+            RealmUnboundEvent{gone->name, peer, id, RealmUnboundEvent::Cause::realm_removed});
+      }
     }
-    for (ConnectionId id : emptied) state_->bindings.erase(id);
     state_->reserved -= gone->config.min_reserved;
     state_->realms.erase(it);
   }
@@ -534,7 +557,7 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
     if (state_->closed) return Errc::closed;
     State::Realm* entry = state_->find(realm);
     if (entry == nullptr) return Errc::unknown_realm;
-    auto [it, fresh] = state_->bindings.try_emplace(*id, State::Binding{peer, {}});
+    auto [it, fresh] = state_->bindings.try_emplace(*id);
     auto& list = it->second.realms;
     if (std::find(list.begin(), list.end(), entry) != list.end()) return {};
     const bool member = entry->members.contains(peer);
@@ -553,9 +576,7 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
       if (fresh) state_->bindings.erase(it);
     } else {
       list.push_back(entry);
-      ++entry->connections;
-      ++entry->members[peer].bound;
-      ++entry->stats.binds;
+      State::add(*entry, peer, *id);
       if (c.high_water > 0 && entry->connections >= c.high_water) {
         state_->schedule_trim(*entry, state_);
       }
@@ -578,8 +599,8 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
       auto& list = it->second.realms;
       auto found = std::find(list.begin(), list.end(), entry);
       if (found != list.end()) {
-        list.erase(found);
-        State::drop(*entry, peer);
+        State::erase_unordered(list, found);
+        State::drop(*entry, peer, *id);
         --entry->stats.unbinds;  // not a binding that ever held
         --entry->stats.binds;
       }
@@ -596,7 +617,7 @@ std::error_code RealmConnectionManager::unbind(const Connection& connection,
   ConnectionManager& m = *state_->manager;
   const auto id = m.connection_id(connection);
   if (!id) return Errc::unknown_connection;
-  std::optional<NodeId> peer;
+  const NodeId peer = connection.remote_peer();
   {
     std::lock_guard lock(state_->mutex);
     State::Realm* entry = state_->find(realm);
@@ -606,13 +627,12 @@ std::error_code RealmConnectionManager::unbind(const Connection& connection,
     auto& list = it->second.realms;
     auto found = std::find(list.begin(), list.end(), entry);
     if (found == list.end()) return Errc::unknown_connection;
-    peer = it->second.peer;
-    list.erase(found);
-    State::drop(*entry, *peer);
+    State::erase_unordered(list, found);
+    State::drop(*entry, peer, *id);
     if (list.empty()) state_->bindings.erase(it);
   }
   detail::ManagerAccess::publish(
-      m, RealmUnboundEvent{std::string(realm), *peer, *id, RealmUnboundEvent::Cause::unbound});
+      m, RealmUnboundEvent{std::string(realm), peer, *id, RealmUnboundEvent::Cause::unbound});
   return {};
 }
 

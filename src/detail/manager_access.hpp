@@ -13,11 +13,12 @@ namespace dep2p::connmgr::detail {
 
 struct ManagerAccess {
   // Called under the manager's lock each time a connection leaves the pool, for whatever
-  // reason. It must not call the manager or host code; events it appends are published
-  // right after the connection's DisconnectedEvent, in the same order.
+  // reason. It must not call the manager or host code. Events it appends to `events` are
+  // published right after the connection's DisconnectedEvent, in the same order; `events`
+  // is null when nobody subscribes (so nothing need be built).
   using DetachObserver =
       std::function<void(ConnectionId id, const NodeId& peer, CloseReason reason,
-                          std::vector<Event>& events)>;
+                          std::vector<Event>* events)>;
   // Set once, before connections are added.
   static void set_detach_observer(ConnectionManager& manager, DetachObserver observer);
   // Queues an event in commit order and delivers it (the caller holds no lock).

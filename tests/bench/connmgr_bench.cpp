@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "dep2p/connmgr/connmgr.hpp"
@@ -132,6 +133,53 @@ BENCHMARK(BM_Trim)
     ->Arg(1'000'000)
     ->Unit(benchmark::kMillisecond)
     ->Complexity(benchmark::oNLogN);
+
+// The same trim with realms: the N connections spread evenly over 100 realms, each with
+// a share (low water) of half its connections and a reserve of a quarter, so the node's
+// trim from N to N/2 runs the realm rules over every candidate. Compare with BM_Trim.
+struct RealmPool {
+  explicit RealmPool(std::size_t n)
+      : time(std::make_shared<cm::ManualTimeSource>(io)),
+        node(io, bench_config(n), cm::Dependencies{.time_source = time}) {
+    constexpr std::size_t kRealms = 100;
+    cm::RealmConfig realm;
+    realm.low_water = n / kRealms / 2;
+    realm.min_reserved = n / kRealms / 4;
+    for (std::size_t r = 0; r < kRealms; ++r) node.create_realm("realm-" + std::to_string(r), realm);
+    std::mt19937 rng(42);
+    std::uniform_int_distribution<int> value(0, 99);
+    connections.reserve(n);
+    cm::ConnectionManager& manager = node.manager();
+    for (std::size_t i = 0; i < n; ++i) {
+      auto c = std::make_shared<BenchConnection>(
+          manager, peer_id(i), i % 2 == 0 ? cm::Direction::inbound : cm::Direction::outbound);
+      manager.add_connection(c);
+      manager.tag_peer(peer_id(i), "score", value(rng));
+      node.bind(*c, "realm-" + std::to_string(i % kRealms));
+      connections.push_back(std::move(c));
+    }
+  }
+  boost::asio::io_context io;
+  std::shared_ptr<cm::ManualTimeSource> time;
+  cm::RealmConnectionManager node;
+  std::vector<std::shared_ptr<BenchConnection>> connections;
+};
+
+void BM_RealmTrim(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  std::size_t closed = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto pool = std::make_unique<RealmPool>(n);
+    state.ResumeTiming();
+    closed = pool->node.manager().trim();
+    state.PauseTiming();
+    pool.reset();
+    state.ResumeTiming();
+  }
+  state.counters["closed"] = static_cast<double>(closed);
+}
+BENCHMARK(BM_RealmTrim)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
 // One decay tick over N peers that each hold a decaying tag (built-in fixed decay; the
 // values are large so that no tag is removed however many ticks run).
