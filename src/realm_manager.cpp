@@ -111,6 +111,26 @@ struct RealmConnectionManager::State {
     return it == realms.end() ? nullptr : it->second.get();
   }
 
+  // The realm's entry for `peer`, or null with the error to return. REQUIRES: mutex held.
+  Member* find_member(std::string_view realm, const NodeId& peer, std::error_code& ec) const {
+    Realm* entry = find(realm);
+    if (entry == nullptr) {
+      ec = Errc::unknown_realm;
+      return nullptr;
+    }
+    auto it = entry->members.find(peer);
+    if (it == entry->members.end()) {
+      ec = Errc::unknown_peer;
+      return nullptr;
+    }
+    return &it->second;
+  }
+
+  static auto find_tag(Member& member, std::string_view name) {
+    return std::find_if(member.tags.begin(), member.tags.end(),
+                        [&](const auto& t) { return t.first == name; });
+  }
+
   // Removes one element; the order of a connection's realms does not matter. (Also keeps
   // g++ from a false -Wstringop-overread on small_vector::erase's memmove.)
   template <typename List>
@@ -676,36 +696,30 @@ std::error_code RealmConnectionManager::tag_peer(std::string_view realm, const N
   if (name.empty()) return Errc::invalid_argument;
   std::lock_guard lock(state_->mutex);
   if (state_->closed) return Errc::closed;
-  State::Realm* entry = state_->find(realm);
-  if (entry == nullptr) return Errc::unknown_realm;
-  auto it = entry->members.find(peer);
-  if (it == entry->members.end()) return Errc::unknown_peer;
-  State::Member& member = it->second;
-  auto tag = std::find_if(member.tags.begin(), member.tags.end(),
-                          [&](const auto& t) { return t.first == name; });
-  if (tag == member.tags.end()) {
-    member.tags.emplace_back(std::string(name), value);
+  std::error_code ec;
+  State::Member* member = state_->find_member(realm, peer, ec);
+  if (member == nullptr) return ec;
+  auto tag = State::find_tag(*member, name);
+  if (tag == member->tags.end()) {
+    member->tags.emplace_back(std::string(name), value);
   } else {
-    member.value -= tag->second;
+    member->value -= tag->second;
     tag->second = value;
   }
-  member.value += value;
+  member->value += value;
   return {};
 }
 
 std::error_code RealmConnectionManager::untag_peer(std::string_view realm, const NodeId& peer,
                                                    std::string_view name) {
   std::lock_guard lock(state_->mutex);
-  State::Realm* entry = state_->find(realm);
-  if (entry == nullptr) return Errc::unknown_realm;
-  auto it = entry->members.find(peer);
-  if (it == entry->members.end()) return Errc::unknown_peer;
-  State::Member& member = it->second;
-  auto tag = std::find_if(member.tags.begin(), member.tags.end(),
-                          [&](const auto& t) { return t.first == name; });
-  if (tag != member.tags.end()) {
-    member.value -= tag->second;
-    member.tags.erase(tag);
+  std::error_code ec;
+  State::Member* member = state_->find_member(realm, peer, ec);
+  if (member == nullptr) return ec;
+  auto tag = State::find_tag(*member, name);
+  if (tag != member->tags.end()) {
+    member->value -= tag->second;
+    member->tags.erase(tag);
   }
   return {};
 }
@@ -713,11 +727,10 @@ std::error_code RealmConnectionManager::untag_peer(std::string_view realm, const
 std::optional<std::int64_t> RealmConnectionManager::realm_value(std::string_view realm,
                                                                 const NodeId& peer) const {
   std::lock_guard lock(state_->mutex);
-  const State::Realm* entry = state_->find(realm);
-  if (entry == nullptr) return std::nullopt;
-  auto it = entry->members.find(peer);
-  if (it == entry->members.end()) return std::nullopt;
-  return it->second.value;
+  std::error_code ec;
+  const State::Member* member = state_->find_member(realm, peer, ec);
+  if (member == nullptr) return std::nullopt;
+  return member->value;
 }
 
 std::error_code RealmConnectionManager::protect(std::string_view realm, const NodeId& peer,
@@ -725,11 +738,10 @@ std::error_code RealmConnectionManager::protect(std::string_view realm, const No
   if (tag.empty()) return Errc::invalid_argument;
   std::lock_guard lock(state_->mutex);
   if (state_->closed) return Errc::closed;
-  State::Realm* entry = state_->find(realm);
-  if (entry == nullptr) return Errc::unknown_realm;
-  auto it = entry->members.find(peer);
-  if (it == entry->members.end()) return Errc::unknown_peer;
-  auto& tags = it->second.protections;
+  std::error_code ec;
+  State::Member* member = state_->find_member(realm, peer, ec);
+  if (member == nullptr) return ec;
+  auto& tags = member->protections;
   if (std::find(tags.begin(), tags.end(), tag) == tags.end()) tags.emplace_back(tag);
   return {};
 }
@@ -737,21 +749,19 @@ std::error_code RealmConnectionManager::protect(std::string_view realm, const No
 bool RealmConnectionManager::unprotect(std::string_view realm, const NodeId& peer,
                                        std::string_view tag) {
   std::lock_guard lock(state_->mutex);
-  State::Realm* entry = state_->find(realm);
-  if (entry == nullptr) return false;
-  auto it = entry->members.find(peer);
-  if (it == entry->members.end()) return false;
-  auto& tags = it->second.protections;
+  std::error_code ec;
+  State::Member* member = state_->find_member(realm, peer, ec);
+  if (member == nullptr) return false;
+  auto& tags = member->protections;
   if (auto found = std::find(tags.begin(), tags.end(), tag); found != tags.end()) tags.erase(found);
   return !tags.empty();
 }
 
 bool RealmConnectionManager::is_protected(std::string_view realm, const NodeId& peer) const {
   std::lock_guard lock(state_->mutex);
-  const State::Realm* entry = state_->find(realm);
-  if (entry == nullptr) return false;
-  auto it = entry->members.find(peer);
-  return it != entry->members.end() && !it->second.protections.empty();
+  std::error_code ec;
+  const State::Member* member = state_->find_member(realm, peer, ec);
+  return member != nullptr && !member->protections.empty();
 }
 
 std::size_t RealmConnectionManager::trim_realm(std::string_view realm) {

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dep2p/connmgr/clock.hpp"
@@ -422,6 +424,56 @@ TEST(RealmGlobalTrim, WithoutBindingsTheManagersOwnTrimmerDecides) {
   }
   EXPECT_EQ(node.manager().trim(), 3u);
   EXPECT_EQ(hook->calls.load(), 1);
+}
+
+// --- Concurrency -----------------------------------------------------------------------
+
+// One thread connects, binds and disconnects while another trims the node and the realms;
+// afterwards every realm's count equals the connections still open that were bound to it.
+TEST(RealmConcurrency, BindsTrimsAndDisconnectsFromTwoThreadsKeepCountsExact) {
+  RealmHarness h(trim_config(40, 100'000));
+  h.create("a", realm(20, 0, 0, 10));
+  h.create("b", realm(10, 0));
+  struct Added {
+    std::shared_ptr<FakeConnection> connection;
+    bool in_a = false;
+    bool in_b = false;
+  };
+  std::vector<Added> added;
+  std::atomic<bool> done{false};
+  std::thread trimmer([&] {
+    while (!done.load()) {
+      h.manager().trim();
+      h.node.trim_realm("a");
+      (void)h.node.realm_connections("b");
+      (void)h.node.members("a");
+    }
+  });
+  for (std::uint64_t n = 1; n <= 3000; ++n) {
+    auto c = reporting_connection(h.manager(), peer_id(n % 700), Direction::inbound);
+    ASSERT_FALSE(h.manager().add_connection(c));
+    Added entry{c, !h.node.bind(*c, "a"), n % 2 == 0 && !h.node.bind(*c, "b")};
+    if (n % 5 == 0) {
+      (void)h.manager().remove_connection(*c);
+    } else if (n % 7 == 0 && entry.in_b && !h.node.unbind(*c, "b")) {
+      entry.in_b = false;
+    }
+    added.push_back(std::move(entry));
+  }
+  done = true;
+  trimmer.join();
+  std::size_t in_a = 0;
+  std::size_t in_b = 0;
+  for (const Added& e : added) {
+    if (!h.manager().connection_id(*e.connection)) continue;
+    in_a += e.in_a ? 1 : 0;
+    in_b += e.in_b ? 1 : 0;
+  }
+  EXPECT_EQ(h.node.realm_connections("a"), in_a);
+  EXPECT_EQ(h.node.realm_connections("b"), in_b);
+  EXPECT_LE(h.manager().connection_count(), 3000u);
+  const auto stats = h.node.realm_stats("a");
+  EXPECT_EQ(stats->binds - stats->unbinds, in_a);
 }
 
 // --- Validation ------------------------------------------------------------------------
