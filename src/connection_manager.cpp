@@ -23,7 +23,9 @@
 #include "detail/event_hub.hpp"
 #include "detail/logging.hpp"
 #include "detail/manager_access.hpp"
+#include "detail/observability.hpp"
 #include "detail/rate_limiter.hpp"
+#include "detail/score_key.hpp"
 #include "detail/subnet_counter.hpp"
 #include "detail/tag_table.hpp"
 
@@ -2440,6 +2442,22 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     s.memory_reserved = memory_reserved_;
     s.fds_reserved = fds_reserved_;
     s.capped_addresses = subnets_.tracked();
+    // Counts by path and state and the RTT summary: one pass, only when asked.
+    Duration rtt_sum{};
+    for (const ConnEntry& conn : conn_slots_) {
+      if (!conn.handle) continue;  // a free slot
+      ++(conn.path == PathKind::relay ? s.relay : s.direct);
+      ++(conn.closing ? s.closing : s.established);
+      if (conn.srtt == Duration::zero()) continue;  // no ping answered yet
+      s.rtt.min = s.rtt.count == 0 ? conn.srtt : std::min(s.rtt.min, conn.srtt);
+      s.rtt.max = std::max(s.rtt.max, conn.srtt);
+      rtt_sum += conn.srtt;
+      ++s.rtt.count;
+    }
+    if (s.rtt.count > 0) s.rtt.mean = rtt_sum / static_cast<Duration::rep>(s.rtt.count);
+    for (const auto& [key, pending] : handshakes_) {
+      ++(pending.state == ConnectionState::dialing ? s.dialing : s.handshaking);
+    }
     return s;
   }
 
@@ -2555,6 +2573,79 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::unique_ptr<Timer> decay_timer_;
   std::unique_ptr<Timer> housekeeping_timer_;
   std::unique_ptr<Timer> keepalive_timer_;
+
+  // --- Observability (DESIGN §3.8) ---------------------------------------------------
+
+  // The peer as the default trimmer sees it (the fields detail::key_of reads).
+  static PeerSnapshot rank_view(const PeerSlot& entry) {
+    PeerSnapshot peer;
+    peer.value = entry.value();
+    peer.first_seen = entry.first_seen;
+    peer.streams = entry.streams;
+    peer.has_inbound = entry.inbound > 0;
+    peer.connection_count = static_cast<std::uint32_t>(entry.conns.size());
+    return peer;
+  }
+
+  // A trim candidate, by run_trim's rule (REQUIRES: mutex_ held).
+  bool is_candidate(const PeerSlot& entry, TimePoint now) const {
+    return entry.live && !entry.temporary && !entry.is_protected && out_of_grace(entry, now);
+  }
+
+  // explain() without its summary (built by the caller, unlocked). The rank counts the
+  // candidates ahead of the peer under the default key; run_trim indexes candidates in
+  // slot order, so the slot is an equivalent last tie-break. O(peers) under the lock.
+  std::optional<Explanation> explain(const NodeId& peer) const {
+    const TimePoint now = time_->now();
+    std::lock_guard lock(mutex_);
+    const PeerSlot* entry = find_peer(peer);
+    if (entry == nullptr) return std::nullopt;
+    Explanation e{.peer = peer};
+    e.at = now;
+    e.temporary = entry->temporary;
+    for (std::uint32_t c : entry->conns) {
+      const ConnEntry& conn = conn_slots_[c];
+      ConnectionExplanation& out = e.connections.emplace_back();
+      out.id = conn.id;
+      out.direction = conn.direction;
+      out.path = conn.path;
+      out.state = conn.closing ? ConnectionState::closing : ConnectionState::established;
+      out.streams = conn.streams();
+      if (conn.srtt != Duration::zero()) out.rtt = conn.srtt;
+      out.best = entry->best == c;
+    }
+    for (auto& [tag, until] : protections_.protections_until(peer)) {
+      ProtectionExplanation& out = e.protections.emplace_back();
+      out.tag = std::move(tag);
+      if (until != detail::ProtectTable::kForever) out.until = until;
+    }
+    if (entry->temporary) {
+      e.expires_at = entry->expires_at;
+    } else if (!out_of_grace(*entry, now)) {
+      e.grace_until = entry->first_seen + config_.grace_period;
+    }
+    e.value = entry->value();
+    e.tags = entry->tags.list(tag_names_);
+    for (const DecayEntry& d : entry->decaying) {
+      e.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
+    }
+    const bool candidate = is_candidate(*entry, now);
+    if (!candidate) {
+      e.not_candidate = entry->temporary      ? NotCandidateReason::temporary
+                        : entry->is_protected ? NotCandidateReason::protection
+                                              : NotCandidateReason::in_grace;
+    }
+    const detail::RankKey key = detail::key_of(rank_view(*entry), slot_of(*entry));
+    std::size_t ahead = 0;
+    for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
+      const PeerSlot& other = peers_[slot];
+      if (!is_candidate(other, now)) continue;
+      ++e.candidates;
+      if (candidate && detail::key_of(rank_view(other), slot) < key) ++ahead;
+    }
+    if (candidate) e.rank = ahead + 1;
+    return e;
+  }
 };
 
 ConnectionManager::ConnectionManager(executor_type executor, Config config, Dependencies deps) {
@@ -2787,6 +2878,12 @@ void ConnectionManager::close() { impl_->close(); }
 bool ConnectionManager::is_closed() const {
   std::lock_guard lock(impl_->mutex_);
   return impl_->closed_;
+}
+
+std::optional<Explanation> ConnectionManager::explain(const NodeId& peer) const {
+  std::optional<Explanation> explanation = impl_->explain(peer);
+  if (explanation) explanation->summary = detail::explain_summary(*explanation);
+  return explanation;
 }
 
 }  // namespace dep2p::connmgr

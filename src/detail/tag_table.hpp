@@ -249,6 +249,14 @@ class ProtectTable {
     }
     return out;
   }
+  // The peer's protections with their ends (kForever: until unprotected), for explain().
+  std::vector<std::pair<std::string, TimePoint>> protections_until(const NodeId& peer) const {
+    std::vector<std::pair<std::string, TimePoint>> out;
+    if (auto it = peers_.find(peer); it != peers_.end()) {
+      for (const Entry& e : it->second) out.emplace_back(names_.name(e.tag), e.until);
+    }
+    return out;
+  }
   std::size_t size() const { return peers_.size(); }
 
  private:

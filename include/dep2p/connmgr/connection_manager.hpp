@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,7 @@
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/explain.hpp"
 #include "dep2p/connmgr/gater.hpp"
 #include "dep2p/connmgr/keepalive.hpp"
 #include "dep2p/connmgr/limits.hpp"
@@ -251,7 +253,15 @@ class ConnectionManager {
   void listen_close(const Endpoint& address);
 
   // --- Observation ------------------------------------------------------------------
+  // A consistent snapshot of counts and totals (see metrics.hpp); O(connections).
   Stats stats() const;
+  // stats() in the Prometheus text exposition format 0.0.4, metrics named
+  // dep2p_connmgr_*; no lock is held while writing to `out`.
+  void write_prometheus(std::ostream& out) const;
+  // Why the peer is kept or how soon it would be trimmed (see explain.hpp); nullopt for
+  // a peer with neither connections nor a temporary entry. For diagnosis only: O(peers)
+  // under the manager's lock.
+  std::optional<Explanation> explain(const NodeId& peer) const;
   Subscription subscribe(EventHandler handler);
 
   // Stops timers and event delivery and refuses further changes; connections stay open

@@ -9,6 +9,7 @@
 #include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/explain.hpp"
 #include "dep2p/connmgr/gater.hpp"
 #include "dep2p/connmgr/keepalive.hpp"
 #include "dep2p/connmgr/limits.hpp"

@@ -2,6 +2,10 @@
 //
 //   auto s = manager.stats();
 //   std::cout << s.connections << " open, " << s.trims << " trims\n";
+//   manager.write_prometheus(std::cout);  // the same in Prometheus text format
+//
+// The counts by path and state and the RTT summary are computed when stats() is called,
+// in one pass over the pool (O(connections)): call it for monitoring, not per packet.
 //
 // Thread safety: a plain value.
 #pragma once
@@ -24,6 +28,23 @@ struct Stats {
   std::size_t temporary_peers = 0;  // tagged, not connected (never, or kept by tag_retention)
   std::size_t protected_peers = 0;  // peers with at least one protection (connected or not)
   std::size_t streams = 0;
+  // Pooled connections by path kind (direct + relay == connections).
+  std::size_t direct = 0;
+  std::size_t relay = 0;
+  // Connections by lifecycle state: pending ones (track_pending) not yet established, and
+  // pooled ones (established + closing == connections; closing: reported by the host).
+  std::size_t dialing = 0;
+  std::size_t handshaking = 0;
+  std::size_t established = 0;
+  std::size_t closing = 0;
+  // Smoothed keepalive RTTs of the pooled connections that have one (a ping answered).
+  struct RttSummary {
+    std::size_t count = 0;  // connections measured; min, mean and max are zero when 0
+    Duration min{};
+    Duration mean{};
+    Duration max{};
+  };
+  RttSummary rtt;
   // Totals since construction.
   std::uint64_t connections_added = 0;
   std::uint64_t connections_removed = 0;
@@ -35,6 +56,7 @@ struct Stats {
   std::uint64_t decay_ticks = 0;             // ticks that decayed at least one tag
   std::uint64_t pings_sent = 0;              // keepalive pings handed to the host
   std::uint64_t keepalive_misses = 0;        // pings unanswered in time or failed
+                                             // (closes: CloseReason::keepalive_timeout)
   // Connections closed by the manager or reported closed by the host, by reason.
   std::array<std::uint64_t, kCloseReasonCount> closes_by_reason{};
   // Admission now: reservations alive and what they hold.

@@ -32,6 +32,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -131,6 +132,10 @@ class RealmConnectionManager {
   std::vector<NodeId> members(std::string_view realm) const;
   std::vector<std::string> realms_of(const NodeId& peer) const;  // sorted
   std::optional<RealmStats> realm_stats(std::string_view realm) const;
+  // manager().write_prometheus(out), then per-realm metrics labelled by realm name
+  // (dep2p_connmgr_realm_connections{realm="chat"} 5, ...), realms in name order. No lock
+  // is held while writing to `out`.
+  void write_prometheus(std::ostream& out) const;
 
   // --- Realm tags and protections (namespaced) --------------------------------------
   // Only for members (Errc::unknown_peer otherwise); they go when the peer's last bound

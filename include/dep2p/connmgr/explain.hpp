@@ -1,0 +1,81 @@
+// Explanation: why the manager keeps a peer, or how close it is to being trimmed
+// (DESIGN §3.8). Returned by ConnectionManager::explain(peer).
+//
+//   if (auto why = manager.explain(peer)) {
+//     std::cout << why->summary << "\n";  // "peer 1220ab…: next to go: rank 3 of 120, ..."
+//     if (why->rank) ...                  // 1 = the next trim's first victim
+//   }
+//
+// It is for diagnosis (an admin command, a debug page, a test), not for hot paths: computing
+// the rank visits every peer of the pool under the manager's lock (O(peers)).
+//
+// Thread safety: a plain value.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr {
+
+// One of the peer's pooled connections.
+struct ConnectionExplanation {
+  ConnectionId id{};
+  Direction direction = Direction::inbound;
+  PathKind path = PathKind::direct;
+  ConnectionState state = ConnectionState::established;  // established or closing
+  std::uint32_t streams = 0;
+  std::optional<Duration> rtt;  // smoothed keepalive RTT, once a ping was answered
+  bool best = false;            // the PathSelector's choice (best_connection())
+};
+
+struct ProtectionExplanation {
+  std::string tag;
+  std::optional<TimePoint> until;  // nullopt: until unprotected
+};
+
+// Why a peer is not among the trim candidates. A peer both protected and in grace
+// reports `protection` (it outlasts the grace).
+enum class NotCandidateReason : std::uint8_t {
+  protection,  // at least one protection tag holds it
+  in_grace,    // connected more recently than config().grace_period
+  temporary,   // tagged but not connected: nothing to close
+};
+std::string_view to_string(NotCandidateReason reason) noexcept;
+
+struct Explanation {
+  NodeId peer;
+  TimePoint at{};          // the manager's clock when the explanation was taken
+  bool temporary = false;  // tagged but not connected
+  // Pooled connections in the order they were added. Pending ones (track_pending) are not
+  // listed: their peer is not known before the handshake.
+  std::vector<ConnectionExplanation> connections;
+  std::vector<ProtectionExplanation> protections;  // in the order first set
+  std::optional<TimePoint> grace_until;            // set while the peer is in grace
+  std::optional<TimePoint> expires_at;             // a temporary entry's deletion time
+  // The trim value: the sum of plain and decaying tags, and its breakdown.
+  std::int64_t value = 0;
+  std::vector<std::pair<std::string, int>> tags;           // plain, in the order first set
+  std::vector<std::pair<std::string, int>> decaying_tags;  // name, current value
+  // The rank among the current trim candidates (connected, unprotected, out of grace)
+  // under the default score order (make_score_trimmer()): 1 goes first. Independent of
+  // the trimmer actually installed and of the realm layer's reordering.
+  std::optional<std::size_t> rank;
+  std::optional<NotCandidateReason> not_candidate;  // set exactly when rank is not
+  std::size_t candidates = 0;                       // trim candidates in the pool now
+  // One line for humans, e.g.
+  //   "peer 1220ab…: next to go: rank 3 of 120, value 10 (dht 10)"
+  //   "peer 1220ab…: kept: protected by relay, bootstrap (25 s left); value 0 (no tags)"
+  //   "peer 1220ab…: kept: in grace for 15 s more; value 3 (dht 3)"
+  //   "peer 1220ab…: not connected: temporary entry for 15 s more; value 4 (dht 4)"
+  // Its wording may change; read the fields above in code.
+  std::string summary;
+};
+
+}  // namespace dep2p::connmgr

@@ -1,0 +1,30 @@
+// Formatting for the observability API (DESIGN §3.8): explain()'s summary line and the
+// Prometheus text exposition, shared by ConnectionManager and RealmConnectionManager.
+// Pure functions of values: called with no lock held.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dep2p/connmgr/explain.hpp"
+#include "dep2p/connmgr/metrics.hpp"
+#include "dep2p/connmgr/realm_manager.hpp"
+
+namespace dep2p::connmgr::detail {
+
+// "peer 1220ab…: kept: protected by relay, bootstrap", "peer …: next to go: rank 3 of
+// 120, value 10 (dht 10)", ... (times relative to explanation.at).
+std::string explain_summary(const Explanation& explanation);
+
+// Prometheus text format 0.0.4 of one manager's Stats.
+void write_prometheus(std::ostream& out, const Stats& stats);
+// The per-realm metrics, realms in the given order.
+void write_realm_prometheus(std::ostream& out,
+                            const std::vector<std::pair<std::string, RealmStats>>& realms);
+
+// A label value escaped per the format: backslash, double quote and newline.
+std::string escape_label_value(std::string_view value);
+
+}  // namespace dep2p::connmgr::detail

@@ -1,0 +1,81 @@
+// ConnectionManager::explain()'s summary line (see explain.hpp). The data is gathered under
+// the manager's lock in connection_manager.cpp; the text is built here, unlocked.
+#include <chrono>
+#include <string>
+
+#include "dep2p/connmgr/explain.hpp"
+#include "detail/observability.hpp"
+
+namespace dep2p::connmgr {
+
+std::string_view to_string(NotCandidateReason reason) noexcept {
+  switch (reason) {
+    case NotCandidateReason::protection: return "protected";
+    case NotCandidateReason::in_grace: return "in grace";
+    case NotCandidateReason::temporary: return "temporary";
+  }
+  return "unknown";
+}
+
+namespace detail {
+namespace {
+
+// Whole seconds as "20 s", anything finer as "1500 ms"; never negative.
+std::string describe(Duration d) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  if (ms <= 0) return "0 s";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + " s";
+  return std::to_string(ms) + " ms";
+}
+
+// "value 10 (dht 10, relay-hops 3)"; decaying tags after plain ones, as in TagInfo.
+std::string describe_value(const Explanation& e) {
+  std::string text = "value " + std::to_string(e.value) + " (";
+  bool first = true;
+  for (const auto* list : {&e.tags, &e.decaying_tags}) {
+    for (const auto& [name, value] : *list) {
+      if (!first) text += ", ";
+      first = false;
+      text += name + " " + std::to_string(value);
+    }
+  }
+  text += first ? "no tags)" : ")";
+  return text;
+}
+
+std::string describe_protections(const Explanation& e) {
+  std::string text = "protected by ";
+  bool first = true;
+  for (const ProtectionExplanation& p : e.protections) {
+    if (!first) text += ", ";
+    first = false;
+    text += p.tag;
+    if (p.until) text += " (" + describe(*p.until - e.at) + " left)";
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string explain_summary(const Explanation& e) {
+  std::string text = "peer " + e.peer.short_hex() + ": ";
+  if (e.rank) {
+    return text + "next to go: rank " + std::to_string(*e.rank) + " of " +
+           std::to_string(e.candidates) + ", " + describe_value(e);
+  }
+  if (e.temporary) {
+    text += "not connected: temporary entry";
+    if (e.expires_at) text += " for " + describe(*e.expires_at - e.at) + " more";
+    return text + "; " + describe_value(e);
+  }
+  text += "kept: ";
+  if (!e.protections.empty()) {
+    text += describe_protections(e);
+    if (e.grace_until) text += "; ";
+  }
+  if (e.grace_until) text += "in grace for " + describe(*e.grace_until - e.at) + " more";
+  return text + "; " + describe_value(e);
+}
+
+}  // namespace detail
+}  // namespace dep2p::connmgr

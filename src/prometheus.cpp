@@ -1,0 +1,245 @@
+// write_prometheus(): Stats (and realm stats) in the Prometheus text exposition format
+// 0.0.4 (https://prometheus.io/docs/instrumenting/exposition_formats/). Each family gets
+// `# HELP` and `# TYPE` once, then its samples; counters end in `_total`; label values are
+// escaped (backslash, double quote, newline). The text is built from a Stats snapshot and
+// written in one go, with no lock held.
+#include <charconv>
+#include <chrono>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "dep2p/connmgr/admission.hpp"
+#include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/realm_manager.hpp"
+#include "detail/observability.hpp"
+
+namespace dep2p::connmgr {
+namespace detail {
+namespace {
+
+constexpr std::string_view kPrefix = "dep2p_connmgr_";
+
+// HELP text escapes backslash and newline only.
+std::string escape_help(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string format_number(std::uint64_t value) { return std::to_string(value); }
+
+// The shortest text that reads back as the same double (never locale-dependent).
+std::string format_number(double value) {
+  char buffer[32];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return result.ec == std::errc{} ? std::string(buffer, result.ptr) : std::string("NaN");
+}
+
+double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+class Exposition {
+ public:
+  // Starts a family: its HELP and TYPE lines.
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    name_ = std::string(kPrefix) + std::string(name);
+    text_ += "# HELP " + name_ + " " + escape_help(help) + "\n";
+    text_ += "# TYPE " + name_ + " " + std::string(type) + "\n";
+  }
+  // A sample of the current family, unlabelled or with one label.
+  template <typename Number>
+  void sample(Number value) {
+    text_ += name_ + " " + format_number(value) + "\n";
+  }
+  template <typename Number>
+  void sample(std::string_view label, std::string_view label_value, Number value) {
+    text_ += name_ + "{" + std::string(label) + "=\"" + escape_label_value(label_value) + "\"} " +
+             format_number(value) + "\n";
+  }
+
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string name_;
+  std::string text_;
+};
+
+std::uint64_t u64(std::size_t n) { return static_cast<std::uint64_t>(n); }
+
+void gauge(Exposition& x, std::string_view name, std::string_view help, std::size_t value) {
+  x.family(name, "gauge", help);
+  x.sample(u64(value));
+}
+void counter(Exposition& x, std::string_view name, std::string_view help, std::uint64_t value) {
+  x.family(name, "counter", help);
+  x.sample(value);
+}
+
+void write_stats(Exposition& x, const Stats& s) {
+  x.family("connections", "gauge", "Connections in the pool, by direction.");
+  x.sample("direction", to_string(Direction::inbound), u64(s.inbound));
+  x.sample("direction", to_string(Direction::outbound), u64(s.outbound));
+  x.family("connections_by_path", "gauge", "Connections in the pool, by path kind.");
+  x.sample("path", to_string(PathKind::direct), u64(s.direct));
+  x.sample("path", to_string(PathKind::relay), u64(s.relay));
+  x.family("connections_by_state", "gauge",
+           "Connections by lifecycle state; dialing and handshaking ones are pending, not "
+           "yet in the pool.");
+  x.sample("state", to_string(ConnectionState::dialing), u64(s.dialing));
+  x.sample("state", to_string(ConnectionState::handshaking), u64(s.handshaking));
+  x.sample("state", to_string(ConnectionState::established), u64(s.established));
+  x.sample("state", to_string(ConnectionState::closing), u64(s.closing));
+  gauge(x, "peers", "Peers with at least one connection.", s.peers);
+  gauge(x, "temporary_peers", "Peers tagged but not connected.", s.temporary_peers);
+  gauge(x, "protected_peers", "Peers with at least one protection.", s.protected_peers);
+  gauge(x, "streams", "Streams open on pooled connections.", s.streams);
+
+  gauge(x, "rtt_measured_connections",
+        "Pooled connections with a smoothed keepalive RTT (a ping answered).", s.rtt.count);
+  // No sample while nothing is measured: a 0 would read as an instant round trip.
+  struct RttStat {
+    std::string_view name;
+    std::string_view help;
+    Duration value;
+  };
+  const RttStat rtt_stats[] = {
+      {"rtt_min_seconds", "The lowest smoothed keepalive RTT of the measured connections.",
+       s.rtt.min},
+      {"rtt_mean_seconds", "The mean smoothed keepalive RTT of the measured connections.",
+       s.rtt.mean},
+      {"rtt_max_seconds", "The highest smoothed keepalive RTT of the measured connections.",
+       s.rtt.max},
+  };
+  for (const RttStat& rtt : rtt_stats) {
+    x.family(rtt.name, "gauge", rtt.help);
+    if (s.rtt.count > 0) x.sample(seconds(rtt.value));
+  }
+
+  counter(x, "connections_added_total", "Connections added to the pool.", s.connections_added);
+  counter(x, "connections_removed_total", "Connections that left the pool.", s.connections_removed);
+  counter(x, "duplicate_reports_total", "Add or remove reports ignored as duplicate or unknown.",
+          s.duplicate_reports);
+  counter(x, "trims_total", "Trims that ran.", s.trims);
+  counter(x, "trims_joined_total", "trim() calls that joined a running trim.", s.trims_joined);
+  counter(x, "temporary_peers_pruned_total", "Temporary peer entries deleted.",
+          s.temporary_peers_pruned);
+  counter(x, "protections_expired_total", "Peers whose last timed protection ended.",
+          s.protections_expired);
+  counter(x, "decay_ticks_total", "Decay ticks that decayed at least one tag.", s.decay_ticks);
+  counter(x, "keepalive_pings_total", "Keepalive pings sent.", s.pings_sent);
+  counter(x, "keepalive_misses_total", "Keepalive pings unanswered in time or failed.",
+          s.keepalive_misses);
+
+  x.family("closes_total", "counter", "Connections closed, by reason.");
+  for (std::size_t i = 0; i < kCloseReasonCount; ++i) {
+    x.sample("reason", to_string(static_cast<CloseReason>(i)), s.closes_by_reason[i]);
+  }
+  x.family("refusals_total", "counter", "Admissions refused, by reason.");
+  for (std::size_t i = 0; i < kRefusalReasonCount; ++i) {
+    x.sample("reason", to_string(static_cast<RefusalReason>(i)), s.refusals_by_reason[i]);
+  }
+
+  x.family("pending_handshakes", "gauge",
+           "Admission slots held by handshakes in progress, by direction.");
+  x.sample("direction", to_string(Direction::inbound), u64(s.pending_inbound));
+  x.sample("direction", to_string(Direction::outbound), u64(s.pending_outbound));
+  gauge(x, "reservations", "Admission reservations alive.", s.reservations);
+  x.family("reserved_memory_bytes", "gauge", "Memory reserved through reservations.");
+  x.sample(s.memory_reserved);
+  gauge(x, "reserved_fds", "File descriptors reserved through reservations.", s.fds_reserved);
+  gauge(x, "capped_addresses", "Entries in the per-address and per-subnet cap tables.",
+        s.capped_addresses);
+}
+
+}  // namespace
+
+std::string escape_label_value(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void write_prometheus(std::ostream& out, const Stats& stats) {
+  Exposition x;
+  write_stats(x, stats);
+  out << x.text();
+}
+
+void write_realm_prometheus(std::ostream& out,
+                            const std::vector<std::pair<std::string, RealmStats>>& realms) {
+  Exposition x;
+  gauge(x, "realms", "Realms defined.", realms.size());
+  // One family per RealmStats field, one sample per realm.
+  struct Field {
+    std::string_view name;
+    std::string_view type;
+    std::string_view help;
+    std::uint64_t (*get)(const RealmStats&);
+  };
+  static constexpr Field kFields[] = {
+      {"realm_connections", "gauge", "Connections bound to the realm.",
+       [](const RealmStats& r) { return u64(r.connections); }},
+      {"realm_members", "gauge", "Distinct peers bound to the realm.",
+       [](const RealmStats& r) { return u64(r.members); }},
+      {"realm_binds_total", "counter", "Connections bound to the realm.",
+       [](const RealmStats& r) { return r.binds; }},
+      {"realm_unbinds_total", "counter",
+       "Bindings ended: explicitly, by disconnect or by realm removal.",
+       [](const RealmStats& r) { return r.unbinds; }},
+      {"realm_refused_full_total", "counter", "Binds refused because the realm was full.",
+       [](const RealmStats& r) { return r.refused_full; }},
+      {"realm_trims_total", "counter", "Realm trims that ran.",
+       [](const RealmStats& r) { return r.trims; }},
+      {"realm_trimmed_total", "counter", "Connections closed by the realm's own trims.",
+       [](const RealmStats& r) { return r.trimmed; }},
+      {"realm_trimmed_globally_total", "counter", "Bound connections closed by the node's trims.",
+       [](const RealmStats& r) { return r.trimmed_globally; }},
+  };
+  for (const Field& field : kFields) {
+    x.family(field.name, field.type, field.help);
+    for (const auto& [name, stats] : realms) x.sample("realm", name, field.get(stats));
+  }
+  out << x.text();
+}
+
+}  // namespace detail
+
+void ConnectionManager::write_prometheus(std::ostream& out) const {
+  detail::write_prometheus(out, stats());
+}
+
+// Through the public queries: each realm's figures are consistent, the set of realms is
+// the one realms() saw (a realm removed meanwhile is left out).
+void RealmConnectionManager::write_prometheus(std::ostream& out) const {
+  manager().write_prometheus(out);
+  std::vector<std::pair<std::string, RealmStats>> realm_figures;
+  for (std::string& name : realms()) {
+    if (auto figures = realm_stats(name)) realm_figures.emplace_back(std::move(name), *figures);
+  }
+  detail::write_realm_prometheus(out, realm_figures);
+}
+
+}  // namespace dep2p::connmgr
