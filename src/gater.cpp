@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -118,6 +119,8 @@ constexpr std::string_view kFileMagic = "dep2p-connmgr-gater";
 constexpr std::string_view kFileVersion = "1";
 // Longer bans are cut to this, so that `now + duration` cannot overflow the clock.
 constexpr Duration kMaxBan = std::chrono::hours(24 * 365 * 100);
+constexpr std::int64_t kMaxBanMs =
+    std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBan).count();
 
 // Everything the gater knows about one peer or one subnet. An entry with no flag set is
 // removed, so the tables hold only live rules.
@@ -649,9 +652,15 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
           }
           break;
         case FileRule::Kind::ban: {
-          const std::int64_t left_ms = rule.until_ms - wall_ms;
+          // Clamped in milliseconds: a far-off end from the file (up to INT64_MAX ms)
+          // would overflow the nanosecond Duration before min() could clamp it.
+          constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+          const std::int64_t left_ms = wall_ms < 0 && rule.until_ms > kInt64Max + wall_ms
+                                           ? kInt64Max
+                                           : rule.until_ms - wall_ms;
           if (left_ms <= 0) break;  // ended while the node was down
-          const Duration left = std::min<Duration>(std::chrono::milliseconds(left_ms), kMaxBan);
+          const Duration left = left_ms >= kMaxBanMs ? kMaxBan
+                                                     : Duration(std::chrono::milliseconds(left_ms));
           tightened |= peer ? set_ban(peers_, *peer, now + left) : set_ban(nets_, *net, now + left);
           break;
         }

@@ -1022,6 +1022,27 @@ TEST_F(GaterFileTest, AttachingAFileWithBlocksFiresOnTightened) {
   EXPECT_EQ(fired, 1);
 }
 
+// Found by tests/fuzz (fuzz_gater_file): a ban end far in the future overflowed the
+// nanosecond clock while it was converted (undefined behaviour; in practice a ban that
+// had already ended). It loads as the longest ban, 100 years.
+TEST_F(GaterFileTest, BanEndFarInTheFutureLoadsAsTheLongestBan) {
+  write_all(path,
+            "dep2p-connmgr-gater 1\n"
+            "ban-peer " + peer_id(1).to_hex() + " 18000000000000000\n"
+            "ban-peer " + peer_id(2).to_hex() + " 9223372036854775807\n"
+            "ban 10.9.0.0/16 9223372036854775807\n");
+  std::string message;
+  ASSERT_FALSE(gater->attach_file(path, &message)) << message;
+  EXPECT_EQ(gater->rule_count(), 3u);
+  node.advance(hours(24 * 365 * 99));
+  EXPECT_TRUE(gater->is_peer_blocked(peer_id(1)));
+  EXPECT_TRUE(gater->is_peer_blocked(peer_id(2)));
+  EXPECT_FALSE(accepts("10.9.1.1"));
+  node.advance(hours(24 * 366));
+  EXPECT_FALSE(gater->is_peer_blocked(peer_id(1)));
+  EXPECT_TRUE(accepts("10.9.1.1"));
+}
+
 TEST_F(GaterFileTest, SaveWritesNow) {
   gater->block_peer(peer_id(1));
   ASSERT_FALSE(gater->attach_file(path));  // memory had rules: written at once
