@@ -1,0 +1,1452 @@
+// Model-based random testing (issue #8): a deliberately simple reference model of the
+// pool — plain maps of peers, connections, tags, protections, reservations and gater
+// rules — driven by random sequences of the public operations, side by side with a
+// ConnectionManager on virtual time. After every step the library must agree with the
+// model (counts, stats, per-peer state, events) and the invariants of DESIGN §3 must
+// hold: counts equal the sum of the connections; no protected peer is closed by a normal
+// trim; after a trim the pool holds at most low water + protected + in-grace connections;
+// every reservation released; every closed handle released by the manager.
+//
+// Where the library makes a choice the design leaves open (which peer a trim takes, which
+// path the per-peer cap closes, when exactly the keepalive grid fires) the model does not
+// predict it: it observes the choice through FakeConnection::close and checks that it is
+// allowed (the reason fits, the peer was eligible, the count is right), then follows it.
+//
+//   model::SeededChoices choices(seed);
+//   model::Run run(choices);
+//   while (run.steps() < 150) if (!run.step()) FAIL() << run.failure();
+//
+// Half the runs build a RealmConnectionManager with two realms and add its operations
+// (bind, unbind, trim_realm); the model then also checks the realms' counts, their
+// hard_max and max_members, and that a node trim leaves no realm below its min_reserved.
+// The same Run is driven by fuzzer bytes in tests/fuzz (ByteChoices).
+//
+// Thread safety: none; one Run per thread.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "dep2p/connmgr/clock.hpp"
+#include "dep2p/connmgr/config.hpp"
+#include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/error.hpp"
+#include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/gater.hpp"
+#include "dep2p/connmgr/realm_manager.hpp"
+#include "support/fake_connection.hpp"
+
+namespace dep2p::connmgr::model {
+
+// Where a run's choices come from: a seeded generator, or a fuzzer's bytes.
+class Choices {
+ public:
+  virtual ~Choices() = default;
+  // A number in [0, bound). REQUIRES: bound > 0.
+  virtual std::uint64_t below(std::uint64_t bound) = 0;
+  // True once a byte source has nothing left (a seeded one never runs out).
+  virtual bool exhausted() const { return false; }
+
+  bool chance(std::uint64_t one_in) { return below(one_in) == 0; }
+  std::int64_t between(std::int64_t low, std::int64_t high) {  // inclusive
+    return low + static_cast<std::int64_t>(below(static_cast<std::uint64_t>(high - low) + 1));
+  }
+};
+
+// splitmix64: tiny, fast, and the same sequence on every platform and standard library.
+class SeededChoices final : public Choices {
+ public:
+  explicit SeededChoices(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t below(std::uint64_t bound) override { return next() % bound; }
+
+ private:
+  std::uint64_t next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  std::uint64_t state_;
+};
+
+// Reads choices from bytes: as many bytes as the bound needs, zeros once they run out.
+class ByteChoices final : public Choices {
+ public:
+  ByteChoices(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+  std::uint64_t below(std::uint64_t bound) override {
+    std::uint64_t value = 0;
+    std::uint64_t range = 1;
+    for (int i = 0; i < 8 && range < bound && pos_ < size_; ++i) {
+      value = (value << 8) | data_[pos_++];
+      range <<= 8;
+    }
+    return value % bound;
+  }
+  bool exhausted() const override { return pos_ >= size_; }
+
+ private:
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+// Every public operation the model drives. A new one gets a weight in kWeights, a name in
+// op_name and a case in Run::apply.
+enum class Op : std::uint8_t {
+  connect,           // add_connection(handle)
+  connect_admitted,  // admit_inbound / check_dial_addr, on_secured, add_connection(reserved)
+  admit_and_hold,    // the first admission stage; the reservation is kept for later
+  complete_held,     // on_secured + add_connection with a held reservation
+  drop_reservation,  // a handshake failed: the reservation goes
+  reserve_resources,
+  add_duplicate,      // add_connection of a handle already tracked
+  host_disconnect,    // remove_connection of an open connection
+  report_unknown,     // remove_connection of a handle never tracked
+  close_peer,
+  stream_open,
+  stream_close,
+  activity,
+  ping_dies,  // the connection's pings stop being answered (or fail)
+  tag,
+  untag,
+  upsert,
+  protect,
+  protect_for,
+  unprotect,
+  check_dial,
+  block_peer,
+  unblock_peer,
+  ban_peer,
+  advance_small,
+  advance_large,
+  trim,
+  force_trim,
+  trim_connections,
+  set_limits,
+  bind,       // RealmConnectionManager (runs with realms only)
+  unbind,
+  trim_realm,
+  kCount
+};
+
+inline const char* op_name(Op op) {
+  static constexpr const char* kNames[] = {
+      "connect",       "connect_admitted", "admit_and_hold", "complete_held",  "drop_reservation",
+      "reserve_resources", "add_duplicate", "host_disconnect", "report_unknown", "close_peer",
+      "stream_open",   "stream_close",     "activity",       "ping_dies",      "tag",
+      "untag",         "upsert",           "protect",        "protect_for",    "unprotect",
+      "check_dial",    "block_peer",       "unblock_peer",   "ban_peer",       "advance_small",
+      "advance_large", "trim",             "force_trim",     "trim_connections", "set_limits",
+      "bind",          "unbind",           "trim_realm"};
+  static_assert(std::size(kNames) == static_cast<std::size_t>(Op::kCount));
+  return kNames[static_cast<std::size_t>(op)];
+}
+
+class Run {
+ public:
+  // Draws the configuration from `choices`, then builds the manager.
+  explicit Run(Choices& choices) : choices_(choices) { setup(); }
+  ~Run() {
+    events_.reset();
+    held_.clear();
+    node_.reset();  // before the connections, which refer to it from close()
+    own_manager_.reset();
+  }
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+
+  // One random operation and every check after it. False once a check failed.
+  bool step() {
+    if (!failure_.empty()) return false;
+    ++steps_;
+    const Op op = pick_op();
+    op_ = op;
+    detail_.clear();
+    close_log_->clear();
+    trim_ran_ = false;
+    trim_result_ = 0;
+    realm_rules_ = false;
+    bound_before_ = bound_counts();
+    apply(op);
+    if (failure_.empty()) process_closes();
+    if (failure_.empty()) check_all();
+    history_.push_back(std::string(op_name(op)) + detail_);
+    if (history_.size() > 12) history_.pop_front();
+    return failure_.empty();
+  }
+
+  std::size_t steps() const { return steps_; }
+  // The manager under test, for the self-test that changes it behind the model's back.
+  ConnectionManager& manager() { return *manager_; }
+  const std::string& failure() const { return failure_; }
+  // The configuration and the last operations, for failure messages.
+  std::string context() const {
+    std::string text = "config: " + config_.describe() +
+                       " keepalive=" + std::to_string(config_.keepalive_interval.count()) +
+                       "ms idle=" + std::to_string(config_.idle_timeout.count()) +
+                       "ms per_peer=" + std::to_string(config_.max_connections_per_peer) +
+                       " peers=" + std::to_string(ids_.size()) + "\nlast operations:";
+    for (const std::string& h : history_) text += "\n  " + h;
+    return text;
+  }
+
+ private:
+  using PingHandlers = std::vector<Connection::PingHandler>;
+  enum class PingMode : std::uint8_t { answers, silent, fails };
+  static constexpr TimePoint kForever = TimePoint::max();
+
+  struct MConn {
+    std::shared_ptr<testing::FakeConnection> handle;
+    std::size_t peer = 0;
+    Direction direction = Direction::inbound;
+    bool relay = false;
+    std::optional<std::string> capped;  // the address whose cap place it holds
+    std::uint32_t streams_in = 0;
+    std::uint32_t streams_out = 0;
+    TimePoint last_activity{};
+    PingMode ping = PingMode::answers;
+    TimePoint dead_since{};
+    bool report_back = false;  // close() reports the closure to the manager at once
+    std::set<std::size_t> realms;  // indices into realms_ it is bound to
+  };
+  struct MRealm {
+    std::string name;
+    RealmConfig config;
+  };
+  struct MPeer {
+    bool exists = false;
+    bool temporary = false;
+    TimePoint first_seen{};
+    TimePoint expires_at{};                        // temporary entries
+    std::map<std::string, int> tags;               // name -> value
+    std::map<std::string, TimePoint> protections;  // tag -> end (kForever: until unprotected)
+    std::set<std::uint64_t> conns;                 // model ids
+    bool blocked = false;
+    std::optional<TimePoint> ban_until;
+  };
+  struct MReservation {
+    Reservation reservation;
+    Direction direction = Direction::inbound;
+    bool pending = true;                // a handshake slot (false: reserve_resources)
+    std::optional<std::string> capped;  // the address (inbound)
+    std::optional<std::size_t> peer;    // outbound: known from the start
+    std::uint64_t memory = 0;
+    std::size_t fds = 0;
+  };
+  struct Closed {
+    const Connection* handle;
+    CloseReason reason;
+    std::error_code report;  // what remove_connection answered when reported back
+    bool reported;
+  };
+
+  // --- Setup ----------------------------------------------------------------------
+
+  static constexpr std::array<const char*, 6> kAddresses = {
+      "127.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.1.1", "10.0.1.2"};
+  static constexpr std::array<const char*, 3> kTagNames = {"a", "b", "c"};
+  static constexpr std::array<const char*, 2> kProtectTags = {"x", "y"};
+
+  void setup() {
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
+    Config c;
+    c.low_water = static_cast<std::size_t>(choices_.between(1, 8));
+    c.high_water = c.low_water + static_cast<std::size_t>(choices_.between(0, 10));
+    if (choices_.chance(10)) c.low_water = 0;  // trimming off
+    constexpr std::array<milliseconds, 4> graces = {milliseconds(0), seconds(2), seconds(10),
+                                                    seconds(30)};
+    c.grace_period = graces[choices_.below(graces.size())];
+    c.silence_period = choices_.chance(2) ? seconds(3) : seconds(10);
+    c.max_temp_peers = choices_.chance(2) ? 3 : 100;
+    c.max_peers_per_protection_tag = choices_.chance(3) ? 2 : 0;
+    if (choices_.chance(3)) {
+      c.keepalive_interval = milliseconds(0);
+    } else {
+      c.keepalive_interval = seconds(5);
+      c.keepalive_timeout = seconds(5);
+      c.keepalive_max_missed = 2;
+    }
+    c.idle_timeout = choices_.chance(2) ? milliseconds(0) : seconds(60);
+    constexpr std::array<std::size_t, 3> per_peer = {0, 2, 3};
+    c.max_connections_per_peer = per_peer[choices_.below(per_peer.size())];
+    c.limits.subnets.ipv4_32 = 2;
+    c.limits.subnets.ipv4_24 = 3;
+    // Token buckets would need the model to refill them; the caps are modelled instead.
+    c.limits.inbound_rate.ipv4_24 = {0, 0};
+    c.limits.inbound_rate.ipv4_16 = {0, 0};
+    c.limits.inbound_rate.ipv6_64 = {0, 0};
+    c.limits.inbound_rate.ipv6_48 = {0, 0};
+    config_ = c;
+    low_ = c.low_water;
+    high_ = c.high_water;
+
+    const auto peers = static_cast<std::size_t>(choices_.between(3, 12));
+    for (std::size_t i = 0; i < peers; ++i) ids_.push_back(testing::peer_id(i + 1));
+    peers_.resize(peers);
+
+    time_ = std::make_shared<ManualTimeSource>(io_);
+    BasicGaterOptions gater_options;
+    gater_options.time_source = time_;
+    gater_options.close_existing = true;
+    gater_ = std::make_shared<BasicGater>(io_.get_executor(), gater_options);
+    Dependencies deps;
+    deps.time_source = time_;
+    deps.gater = gater_;
+    if (choices_.chance(2)) {
+      node_ = std::make_unique<RealmConnectionManager>(io_, config_, deps);
+      manager_ = &node_->manager();
+      std::size_t reserved = 0;
+      for (const char* name : {"r1", "r2"}) {
+        MRealm realm;
+        realm.name = name;
+        RealmConfig& rc = realm.config;
+        rc.hard_max = static_cast<std::size_t>(choices_.between(2, 6));
+        rc.high_water = static_cast<std::size_t>(choices_.below(rc.hard_max + 1));
+        rc.low_water = rc.high_water == 0 ? 0 : static_cast<std::size_t>(choices_.below(rc.high_water + 1));
+        if (rc.low_water > 0 && reserved + 1 <= low_ && choices_.chance(2)) rc.min_reserved = 1;
+        if (choices_.chance(3)) rc.max_members = static_cast<std::size_t>(choices_.between(1, static_cast<std::int64_t>(rc.hard_max)));
+        reserved += rc.min_reserved;
+        ConfigError error;
+        if (node_->create_realm(name, rc, &error)) {
+          fail(std::string("create_realm ") + name + ": " + error.message);
+          return;
+        }
+        realms_.push_back(std::move(realm));
+      }
+    } else {
+      own_manager_ = std::make_unique<ConnectionManager>(io_, config_, deps);
+      manager_ = own_manager_.get();
+    }
+    events_ = manager_->subscribe([this](const Event& e) {
+      if (std::holds_alternative<ConnectedEvent>(e)) ++connected_events_;
+      if (std::holds_alternative<DisconnectedEvent>(e)) ++disconnected_events_;
+    });
+    now_ = time_->now();
+  }
+
+  // --- Choosing -------------------------------------------------------------------
+
+  Op pick_op() {
+    // Weights, in Op order: the pool's own operations most, admission and time often.
+    static constexpr std::array<std::uint32_t, static_cast<std::size_t>(Op::kCount)> kWeights = {
+        14, 6, 3, 3, 2, 1, 1, 6, 1, 1,  // connect .. close_peer
+        3,  2, 2, 1, 5, 2, 2, 3, 2, 2,  // stream_open .. unprotect
+        1,  1, 1, 1, 5, 3, 4, 1, 2, 1,  // check_dial .. set_limits
+        8,  2, 1                        // bind .. trim_realm (with realms only)
+    };
+    std::uint64_t total = 0;
+    for (std::uint32_t w : kWeights) total += w;
+    std::uint64_t pick = choices_.below(total);
+    for (std::size_t i = 0; i < kWeights.size(); ++i) {
+      if (pick < kWeights[i]) {
+        const auto op = static_cast<Op>(i);
+        if (op >= Op::bind && realms_.empty()) return Op::connect;
+        return op;
+      }
+      pick -= kWeights[i];
+    }
+    return Op::connect;
+  }
+
+  std::size_t pick_peer() { return static_cast<std::size_t>(choices_.below(ids_.size())); }
+
+  // A random open connection's model id, or nothing when none is open.
+  std::optional<std::uint64_t> pick_conn() {
+    if (conns_.empty()) return std::nullopt;
+    auto it = conns_.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(choices_.below(conns_.size())));
+    return it->first;
+  }
+
+  // --- Failing --------------------------------------------------------------------
+
+  void fail(const std::string& what) {
+    if (!failure_.empty()) return;
+    failure_ = "step " + std::to_string(steps_) + " (" + op_name(op_) + detail_ + "): " + what;
+  }
+  template <class A, class B>
+  void expect_eq(const A& actual, const B& expected, const std::string& what) {
+    if (!(actual == expected)) {
+      fail(what + ": library " + show(actual) + ", model " + show(expected));
+    }
+  }
+  static std::string show(const std::error_code& ec) {
+    return ec ? ec.message() : std::string("success");
+  }
+  static std::string show(bool b) { return b ? "true" : "false"; }
+  template <class T>
+  static std::string show(const T& v) {
+    if constexpr (std::is_integral_v<T>) {
+      return std::to_string(v);
+    } else {
+      return "(value)";
+    }
+  }
+  std::string peer_name(std::size_t p) const { return "peer " + std::to_string(p + 1); }
+
+  // --- Model helpers --------------------------------------------------------------
+
+  bool live_protection(const MPeer& peer) const {
+    for (const auto& [tag, until] : peer.protections) {
+      if (until > now_) return true;
+    }
+    return false;
+  }
+  bool denied(const MPeer& peer) const {
+    return peer.blocked || (peer.ban_until && now_ < *peer.ban_until);
+  }
+  bool out_of_grace(const MPeer& peer) const {
+    return config_.grace_period.count() == 0 || now_ - peer.first_seen >= config_.grace_period;
+  }
+  std::size_t temp_count() const {
+    std::size_t n = 0;
+    for (const MPeer& p : peers_) if (p.exists && p.temporary) ++n;
+    return n;
+  }
+  bool watermarks_on() const { return low_ != 0 && high_ != 0; }
+  static std::string subnet24(const std::string& address) {
+    return address.substr(0, address.rfind('.'));
+  }
+  static bool loopback(const std::string& address) { return address.rfind("127.", 0) == 0; }
+  // Whether the per-address or per-subnet cap refuses one more from `address`.
+  bool cap_full(const std::string& address) const {
+    if (loopback(address)) return false;
+    std::size_t same = 0;
+    std::size_t subnet = 0;
+    auto count = [&](const std::optional<std::string>& held) {
+      if (!held) return;
+      if (*held == address) ++same;
+      if (subnet24(*held) == subnet24(address)) ++subnet;
+    };
+    for (const auto& [id, c] : conns_) count(c.capped);
+    for (const MReservation& r : held_) count(r.capped);
+    return same >= config_.limits.subnets.ipv4_32 || subnet >= config_.limits.subnets.ipv4_24;
+  }
+
+  // A tag or upsert on a peer: the entry it lands on, created temporary when needed.
+  // Returns false (temp_peer_limit) when no entry may be created.
+  bool entry_for_tagging(std::size_t p) {
+    MPeer& peer = peers_[p];
+    if (peer.exists) return true;
+    if (temp_count() >= config_.max_temp_peers) return false;
+    peer.exists = true;
+    peer.temporary = true;
+    peer.first_seen = now_;
+    peer.expires_at = now_ + config_.grace_period;
+    peer.tags.clear();
+    return true;
+  }
+  void release_peer(MPeer& peer) {
+    peer.exists = false;
+    peer.temporary = false;
+    peer.tags.clear();
+  }
+
+  std::shared_ptr<testing::FakeConnection> make_connection(std::size_t p, Direction direction,
+                                                           const std::string& address,
+                                                           bool relay, bool report_back) {
+    auto handle = std::make_shared<testing::FakeConnection>(
+        ids_[p], direction, testing::endpoint(address.c_str()),
+        relay ? PathKind::relay : PathKind::direct);
+    auto log = close_log_;
+    ConnectionManager* manager = manager_;
+    handle->on_close = [log, manager, report_back](testing::FakeConnection& self,
+                                                   CloseReason reason) {
+      Closed closed{&self, reason, {}, report_back};
+      if (report_back) closed.report = manager->remove_connection(self, reason);
+      log->push_back(closed);
+    };
+    auto unanswered = std::make_shared<PingHandlers>();
+    auto mode = std::make_shared<PingMode>(PingMode::answers);
+    handle->on_ping = [unanswered, mode](Connection::PingHandler done) {
+      switch (*mode) {
+        case PingMode::answers: done({}); break;
+        case PingMode::fails: done(std::make_error_code(std::errc::timed_out)); break;
+        case PingMode::silent: unanswered->push_back(std::move(done)); break;
+      }
+    };
+    ping_modes_[handle.get()] = mode;
+    return handle;
+  }
+
+  // The model's side of a connection joining the pool.
+  std::uint64_t join(std::shared_ptr<testing::FakeConnection> handle, std::size_t p,
+                     Direction direction, bool relay, std::optional<std::string> capped,
+                     bool report_back) {
+    const std::uint64_t id = ++next_conn_;
+    MPeer& peer = peers_[p];
+    if (!peer.exists || peer.temporary) {
+      if (!peer.exists) peer.tags.clear();
+      peer.exists = true;
+      peer.temporary = false;
+      peer.first_seen = now_;
+    }
+    peer.conns.insert(id);
+    MConn c;
+    c.handle = std::move(handle);
+    c.peer = p;
+    c.direction = direction;
+    c.relay = relay;
+    c.capped = std::move(capped);
+    c.last_activity = now_;
+    c.report_back = report_back;
+    by_handle_[c.handle.get()] = id;
+    conns_.emplace(id, std::move(c));
+    ++added_;
+    return id;
+  }
+
+  // The model's side of a connection leaving the pool (closed by either side).
+  void leave(std::uint64_t id, CloseReason reason) {
+    auto it = conns_.find(id);
+    MConn& c = it->second;
+    MPeer& peer = peers_[c.peer];
+    peer.conns.erase(id);
+    if (peer.conns.empty()) release_peer(peer);
+    ++removed_;
+    ++closes_[static_cast<std::size_t>(reason)];
+    released_.push_back(c.handle);
+    ping_modes_.erase(c.handle.get());
+    by_handle_.erase(c.handle.get());
+    conns_.erase(it);
+  }
+
+  // Time moved (or a trim pruned): the model's own time rules.
+  void expire_at_now() {
+    for (MPeer& peer : peers_) {
+      for (auto it = peer.protections.begin(); it != peer.protections.end();) {
+        it = it->second <= now_ ? peer.protections.erase(it) : std::next(it);
+      }
+      if (peer.ban_until && *peer.ban_until <= now_) peer.ban_until.reset();
+      if (peer.exists && peer.temporary && peer.expires_at <= now_) release_peer(peer);
+    }
+  }
+
+  // --- Operations -----------------------------------------------------------------
+
+  void apply(Op op) {
+    switch (op) {
+      case Op::connect: return do_connect();
+      case Op::connect_admitted: return do_admitted(/*hold=*/false);
+      case Op::admit_and_hold: return do_admitted(/*hold=*/true);
+      case Op::complete_held: return do_complete_held();
+      case Op::drop_reservation: return do_drop_reservation();
+      case Op::reserve_resources: return do_reserve_resources();
+      case Op::add_duplicate: return do_add_duplicate();
+      case Op::host_disconnect: return do_host_disconnect();
+      case Op::report_unknown: return do_report_unknown();
+      case Op::close_peer: return do_close_peer();
+      case Op::stream_open: return do_stream(true);
+      case Op::stream_close: return do_stream(false);
+      case Op::activity: return do_activity();
+      case Op::ping_dies: return do_ping_dies();
+      case Op::tag: return do_tag();
+      case Op::untag: return do_untag();
+      case Op::upsert: return do_upsert();
+      case Op::protect: return do_protect(false);
+      case Op::protect_for: return do_protect(true);
+      case Op::unprotect: return do_unprotect();
+      case Op::check_dial: return do_check_dial();
+      case Op::block_peer: return do_block(false);
+      case Op::unblock_peer: return do_unblock();
+      case Op::ban_peer: return do_block(true);
+      case Op::advance_small: return do_advance(false);
+      case Op::advance_large: return do_advance(true);
+      case Op::trim: return do_trim();
+      case Op::force_trim: return do_force_trim();
+      case Op::trim_connections: return do_trim_connections();
+      case Op::set_limits: return do_set_limits();
+      case Op::bind: return do_bind();
+      case Op::unbind: return do_unbind();
+      case Op::trim_realm: return do_trim_realm();
+      case Op::kCount: break;
+    }
+  }
+
+  void do_connect() {
+    const std::size_t p = pick_peer();
+    const Direction direction = choices_.chance(2) ? Direction::inbound : Direction::outbound;
+    const bool relay = choices_.chance(8);
+    const bool report_back = choices_.chance(2);
+    detail_ = " " + peer_name(p) + (relay ? " relay" : "");
+    auto handle = make_connection(p, direction, "127.0.0.1", relay, report_back);
+    cap_before_ = peers_[p].conns.size() + 1;
+    expect_eq(manager_->add_connection(handle), std::error_code{}, "add_connection");
+    join(std::move(handle), p, direction, relay, std::nullopt, report_back);
+    cap_peer_ = p;
+  }
+
+  // Runs the first stage for a new inbound (from a random address) or outbound connection.
+  // Returns the reservation when admitted; counts and checks refusals.
+  std::optional<MReservation> first_stage(std::size_t p, Direction direction,
+                                          const std::string& address) {
+    MReservation held;
+    held.direction = direction;
+    if (direction == Direction::inbound) {
+      Admission a = manager_->admit_inbound(testing::endpoint(address.c_str()));
+      if (cap_full(address)) {
+        expect_eq(a.error, make_error_code(Errc::limit_exceeded), "admit_inbound over the cap");
+        if (a.refusal.reason != RefusalReason::subnet_cap) fail("refusal not subnet_cap");
+        ++refusals_[static_cast<std::size_t>(RefusalReason::subnet_cap)];
+        return std::nullopt;
+      }
+      expect_eq(a.error, std::error_code{}, "admit_inbound from " + address);
+      held.reservation = std::move(a.reservation);
+      if (!loopback(address)) held.capped = address;
+      return held;
+    }
+    Admission a = manager_->check_dial_addr(ids_[p], testing::endpoint(address.c_str()));
+    if (denied(peers_[p])) {
+      expect_eq(a.error, make_error_code(Errc::connection_denied), "check_dial_addr of a blocked peer");
+      ++refusals_[static_cast<std::size_t>(RefusalReason::gater)];
+      return std::nullopt;
+    }
+    expect_eq(a.error, std::error_code{}, "check_dial_addr");
+    held.reservation = std::move(a.reservation);
+    held.peer = p;
+    return held;
+  }
+
+  // on_secured and add_connection with a reservation; the reservation is consumed.
+  void complete(MReservation held, std::size_t p, const std::string& address) {
+    const bool report_back = choices_.chance(2);
+    const Endpoint remote = testing::endpoint(address.c_str());
+    std::error_code ec = manager_->on_secured(held.reservation, held.direction, ids_[p], remote);
+    if (denied(peers_[p])) {
+      expect_eq(ec, make_error_code(Errc::peer_blocked), "on_secured of a blocked peer");
+      ++refusals_[static_cast<std::size_t>(RefusalReason::gater)];
+      return;  // `held` goes: the reservation releases its charges
+    }
+    expect_eq(ec, std::error_code{}, "on_secured");
+    auto handle = make_connection(p, held.direction, address, false, report_back);
+    cap_before_ = peers_[p].conns.size() + 1;
+    ec = manager_->add_connection(handle, std::move(held.reservation));
+    expect_eq(ec, std::error_code{}, "add_connection(reserved)");
+    join(std::move(handle), p, held.direction, false, held.capped, report_back);
+    cap_peer_ = p;
+  }
+
+  void do_admitted(bool hold) {
+    const std::size_t p = pick_peer();
+    const Direction direction = choices_.chance(2) ? Direction::inbound : Direction::outbound;
+    const std::string address = kAddresses[choices_.below(kAddresses.size())];
+    detail_ = " " + peer_name(p) + " " + std::string(to_string(direction)) + " from " + address;
+    auto held = first_stage(p, direction, address);
+    if (!held || !failure_.empty()) return;
+    if (hold) {
+      addresses_.push_back(address);
+      held_.push_back(std::move(*held));
+      return;
+    }
+    complete(std::move(*held), p, address);
+  }
+
+  void do_complete_held() {
+    std::vector<std::size_t> pending;
+    for (std::size_t i = 0; i < held_.size(); ++i) {
+      if (held_[i].pending) pending.push_back(i);
+    }
+    if (pending.empty()) return;
+    const std::size_t i = pending[choices_.below(pending.size())];
+    MReservation held = std::move(held_[i]);
+    const std::string address = addresses_[i];
+    held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+    addresses_.erase(addresses_.begin() + static_cast<std::ptrdiff_t>(i));
+    const std::size_t p = held.peer ? *held.peer : pick_peer();
+    detail_ = " " + peer_name(p) + " from " + address;
+    complete(std::move(held), p, address);
+  }
+
+  void do_drop_reservation() {
+    if (held_.empty()) return;
+    const auto i = static_cast<std::ptrdiff_t>(choices_.below(held_.size()));
+    held_.erase(held_.begin() + i);
+    addresses_.erase(addresses_.begin() + i);
+  }
+
+  void do_reserve_resources() {
+    std::optional<NodeId> peer;
+    if (choices_.chance(2)) peer = ids_[pick_peer()];
+    MReservation held;
+    held.pending = false;
+    held.memory = choices_.below(1 << 20);
+    held.fds = static_cast<std::size_t>(choices_.below(4));
+    Admission a = manager_->reserve_resources(peer, held.memory, held.fds);
+    expect_eq(a.error, std::error_code{}, "reserve_resources");
+    held.reservation = std::move(a.reservation);
+    held_.push_back(std::move(held));
+    addresses_.emplace_back();
+  }
+
+  void do_add_duplicate() {
+    auto id = pick_conn();
+    if (!id) return;
+    expect_eq(manager_->add_connection(conns_[*id].handle),
+              make_error_code(Errc::duplicate_connection), "add_connection of a tracked handle");
+    ++duplicate_reports_;
+  }
+
+  void do_host_disconnect() {
+    auto id = pick_conn();
+    if (!id) return;
+    detail_ = " " + peer_name(conns_[*id].peer);
+    expect_eq(manager_->remove_connection(*conns_[*id].handle, CloseReason::host),
+              std::error_code{}, "remove_connection");
+    leave(*id, CloseReason::host);
+  }
+
+  void do_report_unknown() {
+    testing::FakeConnection stranger(ids_[pick_peer()], Direction::inbound);
+    expect_eq(manager_->remove_connection(stranger), make_error_code(Errc::unknown_connection),
+              "remove_connection of a stranger");
+    ++duplicate_reports_;
+  }
+
+  void do_close_peer() {
+    const std::size_t p = pick_peer();
+    detail_ = " " + peer_name(p);
+    close_target_ = p;
+    expected_host_closes_ = peers_[p].conns.size();
+    const std::error_code ec = manager_->close_peer(ids_[p]);
+    if (peers_[p].conns.empty()) {
+      expect_eq(ec, make_error_code(Errc::unknown_peer), "close_peer without connections");
+    } else {
+      expect_eq(ec, std::error_code{}, "close_peer");
+    }
+  }
+
+  void do_stream(bool open) {
+    auto id = pick_conn();
+    if (!id) return;
+    MConn& c = conns_[*id];
+    const Direction direction = choices_.chance(2) ? Direction::inbound : Direction::outbound;
+    std::uint32_t& count = direction == Direction::inbound ? c.streams_in : c.streams_out;
+    if (open) {
+      expect_eq(manager_->stream_opened(*c.handle, direction), std::error_code{}, "stream_opened");
+      ++count;
+    } else if (count > 0) {
+      expect_eq(manager_->stream_closed(*c.handle, direction), std::error_code{}, "stream_closed");
+      --count;
+    } else {
+      expect_eq(manager_->stream_closed(*c.handle, direction),
+                make_error_code(Errc::invalid_argument), "stream_closed without a stream");
+    }
+  }
+
+  void do_activity() {
+    auto id = pick_conn();
+    if (!id) return;
+    MConn& c = conns_[*id];
+    expect_eq(manager_->record_activity(*c.handle, 100, 100), std::error_code{}, "record_activity");
+    c.last_activity = now_;
+  }
+
+  void do_ping_dies() {
+    auto id = pick_conn();
+    if (!id) return;
+    MConn& c = conns_[*id];
+    if (c.ping != PingMode::answers) return;
+    c.ping = choices_.chance(2) ? PingMode::silent : PingMode::fails;
+    c.dead_since = now_;
+    *ping_modes_[c.handle.get()] = c.ping;
+    detail_ = " " + peer_name(c.peer) + (c.ping == PingMode::silent ? " silent" : " failing");
+  }
+
+  void do_tag() {
+    const std::size_t p = pick_peer();
+    const std::string name = kTagNames[choices_.below(kTagNames.size())];
+    const int value = static_cast<int>(choices_.between(-5, 20));
+    detail_ = " " + peer_name(p) + " " + name + "=" + std::to_string(value);
+    const std::error_code ec = manager_->tag_peer(ids_[p], name, value);
+    if (!entry_for_tagging(p)) {
+      expect_eq(ec, make_error_code(Errc::temp_peer_limit), "tag_peer over max_temp_peers");
+      return;
+    }
+    expect_eq(ec, std::error_code{}, "tag_peer");
+    peers_[p].tags[name] = value;
+  }
+
+  void do_untag() {
+    const std::size_t p = pick_peer();
+    const std::string name = kTagNames[choices_.below(kTagNames.size())];
+    detail_ = " " + peer_name(p) + " " + name;
+    const std::error_code ec = manager_->untag_peer(ids_[p], name);
+    MPeer& peer = peers_[p];
+    if (!peer.exists) {
+      expect_eq(ec, make_error_code(Errc::unknown_peer), "untag_peer of an unknown peer");
+      return;
+    }
+    expect_eq(ec, std::error_code{}, "untag_peer");
+    peer.tags.erase(name);
+    if (peer.temporary && peer.tags.empty()) release_peer(peer);
+  }
+
+  void do_upsert() {
+    const std::size_t p = pick_peer();
+    const std::string name = kTagNames[choices_.below(kTagNames.size())];
+    const int delta = static_cast<int>(choices_.between(-3, 7));
+    detail_ = " " + peer_name(p) + " " + name + "+=" + std::to_string(delta);
+    const std::error_code ec =
+        manager_->upsert_tag(ids_[p], name, [delta](int old) { return old + delta; });
+    const int old = peers_[p].exists && peers_[p].tags.count(name) ? peers_[p].tags[name] : 0;
+    if (!entry_for_tagging(p)) {
+      expect_eq(ec, make_error_code(Errc::temp_peer_limit), "upsert_tag over max_temp_peers");
+      return;
+    }
+    expect_eq(ec, std::error_code{}, "upsert_tag");
+    peers_[p].tags[name] = old + delta;
+  }
+
+  void do_protect(bool timed) {
+    const std::size_t p = pick_peer();
+    const std::string tag = kProtectTags[choices_.below(kProtectTags.size())];
+    const auto duration = std::chrono::milliseconds(choices_.between(1, 30'000));
+    detail_ = " " + peer_name(p) + " " + tag + (timed ? " for " + std::to_string(duration.count()) + "ms" : "");
+    const std::error_code ec = timed ? manager_->protect_for(ids_[p], tag, duration)
+                                     : manager_->protect(ids_[p], tag);
+    MPeer& peer = peers_[p];
+    const bool has = peer.protections.count(tag) != 0;
+    if (!has && config_.max_peers_per_protection_tag != 0) {
+      std::size_t holders = 0;
+      for (const MPeer& other : peers_) holders += other.protections.count(tag);
+      if (holders >= config_.max_peers_per_protection_tag) {
+        expect_eq(ec, make_error_code(Errc::protection_limit), "protect over the cap");
+        return;
+      }
+    }
+    expect_eq(ec, std::error_code{}, "protect");
+    TimePoint& until = peer.protections[tag];
+    if (!timed) {
+      until = kForever;
+    } else if (!has || until < now_ + duration) {
+      until = now_ + duration;
+    }
+  }
+
+  void do_unprotect() {
+    const std::size_t p = pick_peer();
+    const std::string tag = kProtectTags[choices_.below(kProtectTags.size())];
+    detail_ = " " + peer_name(p) + " " + tag;
+    const bool still = manager_->unprotect(ids_[p], tag);
+    peers_[p].protections.erase(tag);
+    expect_eq(still, live_protection(peers_[p]), "unprotect's answer");
+  }
+
+  void do_check_dial() {
+    const std::size_t p = pick_peer();
+    detail_ = " " + peer_name(p);
+    DialCheck check = manager_->check_dial(ids_[p]);
+    const MPeer& peer = peers_[p];
+    if (!peer.conns.empty()) {
+      // An open connection is offered for reuse before the gater is asked.
+      expect_eq(check.error, std::error_code{}, "check_dial with a connection open");
+      if (!check.existing || by_handle_.count(check.existing.get()) == 0 ||
+          conns_[by_handle_[check.existing.get()]].peer != p) {
+        fail("check_dial did not offer one of the peer's open connections");
+      }
+      return;
+    }
+    if (denied(peer)) {
+      expect_eq(check.error, make_error_code(Errc::peer_blocked), "check_dial of a blocked peer");
+      ++refusals_[static_cast<std::size_t>(RefusalReason::gater)];
+      return;
+    }
+    expect_eq(check.error, std::error_code{}, "check_dial");
+    if (check.existing) fail("check_dial offered a connection to a peer without one");
+  }
+
+  void do_block(bool ban) {
+    const std::size_t p = pick_peer();
+    MPeer& peer = peers_[p];
+    // Re-blocking a blocked peer tightens nothing, so it closes nothing: connections added
+    // meanwhile through the plain add_connection (which asks no gater) stay.
+    newly_denied_ = !denied(peer);
+    if (ban) {
+      const auto duration = std::chrono::milliseconds(choices_.between(1, 60'000));
+      detail_ = " " + peer_name(p) + " for " + std::to_string(duration.count()) + "ms";
+      gater_->ban_peer(ids_[p], duration);
+      if (!peer.ban_until || *peer.ban_until < now_ + duration) peer.ban_until = now_ + duration;
+    } else {
+      detail_ = " " + peer_name(p);
+      gater_->block_peer(ids_[p]);
+      peer.blocked = true;
+    }
+    gated_peer_ = p;
+    time_->run_ready();  // the manager re-checks its connections on its strand
+  }
+
+  void do_unblock() {
+    const std::size_t p = pick_peer();
+    detail_ = " " + peer_name(p);
+    gater_->unblock_peer(ids_[p]);
+    peers_[p].blocked = false;
+    peers_[p].ban_until.reset();
+  }
+
+  void do_advance(bool large) {
+    using std::chrono::milliseconds;
+    const milliseconds by = large ? milliseconds(choices_.between(1'000, 40'000))
+                                  : milliseconds(choices_.between(0, 999));
+    detail_ = " " + std::to_string(by.count()) + "ms";
+    time_->advance(by);
+    now_ += by;
+    if (time_->now() != now_) fail("the virtual clock and the model disagree");
+  }
+
+  // The trim's view of the pool before it runs.
+  struct TrimPlan {
+    std::size_t count = 0;
+    std::size_t candidate_connections = 0;  // unprotected, out of grace
+    std::size_t unprotected_connections = 0;
+    std::size_t max_peer_connections = 0;
+  };
+  TrimPlan plan_trim() const {
+    TrimPlan plan;
+    plan.count = conns_.size();
+    for (const MPeer& peer : peers_) {
+      if (!peer.exists || peer.temporary) continue;
+      const bool prot = live_protection(peer);
+      if (!prot) plan.unprotected_connections += peer.conns.size();
+      if (!prot && out_of_grace(peer)) plan.candidate_connections += peer.conns.size();
+      plan.max_peer_connections = std::max(plan.max_peer_connections, peer.conns.size());
+    }
+    return plan;
+  }
+
+  void do_trim() {
+    trim_plan_ = plan_trim();
+    bound_before_ = bound_counts();
+    realm_rules_ = any_bound();
+    trim_ran_ = watermarks_on() && trim_plan_.count > low_;
+    trim_result_ = manager_->trim();
+    if (trim_ran_) prune_expired_temporaries();
+  }
+
+  void do_force_trim() {
+    trim_plan_ = plan_trim();
+    trim_ran_ = watermarks_on() && trim_plan_.count > low_;
+    trim_result_ = manager_->force_trim();
+    if (trim_ran_) {
+      for (MPeer& peer : peers_) {
+        if (peer.exists && peer.temporary) release_peer(peer);
+      }
+    }
+  }
+
+  void do_trim_connections() {
+    trim_plan_ = plan_trim();
+    exact_count_ = static_cast<std::size_t>(choices_.below(6));
+    bound_before_ = bound_counts();
+    realm_rules_ = any_bound();
+    detail_ = " " + std::to_string(exact_count_);
+    trim_result_ = manager_->trim_connections(exact_count_);
+  }
+
+  void do_set_limits() {
+    std::size_t low = static_cast<std::size_t>(choices_.below(10));
+    std::size_t high = low + static_cast<std::size_t>(choices_.below(12));
+    if (choices_.chance(8)) std::swap(low, high);  // sometimes invalid
+    detail_ = " " + std::to_string(low) + "/" + std::to_string(high);
+    const std::error_code ec = node_ ? node_->set_limits(low, high) : manager_->set_limits(low, high);
+    std::size_t reserved = 0;
+    for (const MRealm& r : realms_) reserved += r.config.min_reserved;
+    const bool valid = low == 0 || high == 0 || (low <= high && reserved <= low);
+    if (!valid) {
+      expect_eq(ec, make_error_code(Errc::invalid_argument), "set_limits low > high");
+      return;
+    }
+    expect_eq(ec, std::error_code{}, "set_limits");
+    low_ = low;
+    high_ = high;
+    trim_plan_ = plan_trim();
+    bound_before_ = bound_counts();
+    realm_rules_ = any_bound();
+    trim_ran_ = watermarks_on() && trim_plan_.count >= high_;
+    time_->run_ready();  // the trim it schedules runs on the manager's strand
+    if (trim_ran_) prune_expired_temporaries();
+  }
+
+  // --- Realms ---------------------------------------------------------------------
+
+  std::size_t bound_count(std::size_t r) const {
+    std::size_t n = 0;
+    for (const auto& [id, c] : conns_) n += c.realms.count(r);
+    return n;
+  }
+  std::set<std::size_t> realm_members(std::size_t r) const {
+    std::set<std::size_t> members;
+    for (const auto& [id, c] : conns_) {
+      if (c.realms.count(r) != 0) members.insert(c.peer);
+    }
+    return members;
+  }
+
+  void do_bind() {
+    auto id = pick_conn();
+    if (!id) return;
+    const std::size_t r = static_cast<std::size_t>(choices_.below(realms_.size()));
+    MConn& c = conns_[*id];
+    const RealmConfig& rc = realms_[r].config;
+    detail_ = " " + peer_name(c.peer) + " to " + realms_[r].name;
+    realm_target_ = r;
+    bound_before_ = bound_counts();
+    const std::error_code ec = node_->bind(*c.handle, realms_[r].name);
+    if (c.realms.count(r) != 0) {
+      expect_eq(ec, std::error_code{}, "bind twice");
+      return;
+    }
+    const bool full = (rc.hard_max > 0 && bound_count(r) >= rc.hard_max) ||
+                      (rc.max_members > 0 && realm_members(r).count(c.peer) == 0 &&
+                       realm_members(r).size() >= rc.max_members);
+    if (full) {
+      expect_eq(ec, make_error_code(Errc::realm_full), "bind to a full realm");
+      return;
+    }
+    expect_eq(ec, std::error_code{}, "bind");
+    c.realms.insert(r);
+    time_->run_ready();  // reaching high water schedules the realm's trim
+  }
+
+  void do_unbind() {
+    auto id = pick_conn();
+    if (!id) return;
+    const std::size_t r = static_cast<std::size_t>(choices_.below(realms_.size()));
+    MConn& c = conns_[*id];
+    detail_ = " " + peer_name(c.peer) + " from " + realms_[r].name;
+    const std::error_code ec = node_->unbind(*c.handle, realms_[r].name);
+    if (c.realms.erase(r) != 0) {
+      expect_eq(ec, std::error_code{}, "unbind");
+    } else {
+      expect_eq(ec, make_error_code(Errc::unknown_connection), "unbind of an unbound connection");
+    }
+  }
+
+  void do_trim_realm() {
+    const std::size_t r = static_cast<std::size_t>(choices_.below(realms_.size()));
+    detail_ = " " + realms_[r].name;
+    realm_target_ = r;
+    bound_before_ = bound_counts();
+    trim_result_ = node_->trim_realm(realms_[r].name);
+  }
+
+  std::vector<std::size_t> bound_counts() const {
+    std::vector<std::size_t> counts;
+    for (std::size_t r = 0; r < realms_.size(); ++r) counts.push_back(bound_count(r));
+    return counts;
+  }
+  bool any_bound() const {
+    for (const auto& [id, c] : conns_) {
+      if (!c.realms.empty()) return true;
+    }
+    return false;
+  }
+
+  void prune_expired_temporaries() {
+    for (MPeer& peer : peers_) {
+      if (peer.exists && peer.temporary && peer.expires_at <= now_) release_peer(peer);
+    }
+  }
+
+  // --- Closes the manager made ----------------------------------------------------
+
+  // Checks each close() the manager called against the rules of its reason, then applies
+  // it to the model.
+  void process_closes() {
+    std::size_t trimmed = 0;
+    std::size_t forced = 0;
+    std::size_t host = 0;
+    std::size_t protected_forced = 0;
+    std::map<std::size_t, std::size_t> trimmed_peers;  // peer -> connections closed
+    std::int64_t max_victim_value = std::numeric_limits<std::int64_t>::min();
+    const bool time_moved = op_ == Op::advance_small || op_ == Op::advance_large;
+    if (time_moved) expire_at_now();
+    const std::vector<Closed> log = *close_log_;
+    for (const Closed& closed : log) {
+      auto found = by_handle_.find(closed.handle);
+      if (found == by_handle_.end()) {
+        fail("close() called on a connection the model does not hold open (closed twice?)");
+        return;
+      }
+      const std::uint64_t id = found->second;
+      MConn& c = conns_[id];
+      const MPeer& peer = peers_[c.peer];
+      const std::string who = peer_name(c.peer) + " closed with " +
+                              std::string(to_string(closed.reason));
+      if (c.handle->close_count() != 1) fail(who + ": close() called " + std::to_string(c.handle->close_count()) + " times");
+      if (closed.reported) {
+        expect_eq(closed.report, make_error_code(Errc::unknown_connection),
+                  "a closure reported back from close()");
+        ++duplicate_reports_;
+      }
+      const bool prot = live_protection(peer);
+      switch (closed.reason) {
+        case CloseReason::trimmed:
+          if (op_ == Op::bind || op_ == Op::trim_realm) {
+            if (c.realms.count(realm_target_) == 0) fail(who + ": a realm trim took a connection not bound to it");
+          } else if (!(op_ == Op::trim || op_ == Op::set_limits || time_moved)) {
+            fail(who + " outside a trim");
+          }
+          if (prot) fail(who + ": a protected peer closed by a normal trim");
+          if (!out_of_grace(peer)) fail(who + ": a peer in grace closed by a normal trim");
+          ++trimmed;
+          if (op_ != Op::bind && op_ != Op::trim_realm) ++trimmed_peers[c.peer];
+          max_victim_value = std::max(max_victim_value, value_of(peer));
+          break;
+        case CloseReason::forced_trim:
+          if (op_ == Op::trim_connections) {
+            if (prot || !out_of_grace(peer)) fail(who + ": trim_connections took an ineligible peer");
+          } else if (op_ != Op::force_trim) {
+            fail(who + " outside force_trim / trim_connections");
+          }
+          if (prot) ++protected_forced;
+          ++forced;
+          break;
+        case CloseReason::keepalive_timeout:
+          if (!time_moved || c.ping == PingMode::answers) fail(who + ": its pings were answered");
+          break;
+        case CloseReason::idle_timeout:
+          if (!time_moved || config_.idle_timeout.count() == 0) fail(who + " unexpectedly");
+          if (c.streams_in + c.streams_out != 0) fail(who + " while it had streams");
+          if (prot) fail(who + " while its peer is protected");
+          if (now_ - c.last_activity < config_.idle_timeout) fail(who + " before its idle timeout");
+          break;
+        case CloseReason::gated:
+          if (!denied(peer)) fail(who + " but the gater allows the peer");
+          break;
+        case CloseReason::redundant_path: {
+          const bool over_cap = (op_ == Op::connect || op_ == Op::connect_admitted ||
+                                 op_ == Op::complete_held) &&
+                                cap_peer_ == c.peer && config_.max_connections_per_peer != 0 &&
+                                cap_before_ > config_.max_connections_per_peer;
+          if (!over_cap && !(c.relay && time_moved)) fail(who + " but no path made it redundant");
+          break;
+        }
+        case CloseReason::host:
+          if (op_ != Op::close_peer || c.peer != close_target_) fail(who + " by no close_peer");
+          ++host;
+          break;
+        default:
+          fail(who + ": a reason the model never causes");
+      }
+      if (!failure_.empty()) return;
+      leave(id, closed.reason);
+    }
+
+    // Counts and order of the trims.
+    if (op_ == Op::trim || op_ == Op::set_limits) check_trim(trimmed, trimmed_peers, max_victim_value);
+    if (op_ == Op::trim_realm) expect_eq(trim_result_, trimmed, "trim_realm()'s result");
+    if (op_ == Op::bind || op_ == Op::trim_realm) {
+      const RealmConfig& rc = realms_[realm_target_].config;
+      if (rc.low_water != 0 && rc.high_water != 0 && trimmed > 0 &&
+          bound_count(realm_target_) < rc.low_water) {
+        fail("a realm trim took " + realms_[realm_target_].name + " below its low water");
+      }
+    }
+    if (op_ == Op::force_trim) check_force_trim(forced, protected_forced);
+    if (op_ == Op::trim_connections) {
+      const std::size_t expected = std::min(exact_count_, trim_plan_.candidate_connections);
+      expect_eq(trim_result_, forced, "trim_connections' result");
+      if (realm_rules_) {
+        // The realm rules keep the reserves (and may rank fewer victims than asked).
+        if (forced > expected) fail("trim_connections closed more than asked");
+        check_reserves("trim_connections");
+      } else {
+        expect_eq(forced, expected, "connections closed by trim_connections");
+      }
+    }
+    if (op_ == Op::close_peer) expect_eq(host, expected_host_closes_, "connections closed by close_peer");
+    if (op_ == Op::block_peer || op_ == Op::ban_peer) {
+      if (newly_denied_ && denied(peers_[gated_peer_]) && !peers_[gated_peer_].conns.empty()) {
+        fail(peer_name(gated_peer_) + " is blocked but its connections stay open");
+      }
+    }
+    if ((op_ == Op::connect || op_ == Op::connect_admitted || op_ == Op::complete_held) &&
+        config_.max_connections_per_peer != 0 &&
+        peers_[cap_peer_].conns.size() > config_.max_connections_per_peer) {
+      fail(peer_name(cap_peer_) + " holds more connections than max_connections_per_peer");
+    }
+    // Whole peers: a normal trim never leaves part of a peer behind.
+    for (const auto& [p, n] : trimmed_peers) {
+      if (!peers_[p].conns.empty()) fail(peer_name(p) + " only partly trimmed");
+    }
+  }
+
+  std::int64_t value_of(const MPeer& peer) const {
+    std::int64_t sum = 0;
+    for (const auto& [name, v] : peer.tags) sum += v;
+    return sum;
+  }
+
+  void check_trim(std::size_t closed, const std::map<std::size_t, std::size_t>& victims,
+                  std::int64_t max_victim_value) {
+    if (op_ == Op::trim) expect_eq(trim_result_, closed, "trim()'s result");
+    if (!trim_ran_) {
+      expect_eq(closed, std::size_t{0}, "connections closed by a trim that had no reason to run");
+      return;
+    }
+    const std::size_t cc = trim_plan_.candidate_connections;
+    const std::size_t target = cc >= low_ ? cc - low_ : 0;
+    check_reserves("a node trim");
+    // With bound connections the realm rules rank and may keep more (shares, reserves):
+    // the ScoreTrimmer checks below do not apply.
+    if (realm_rules_) {
+      std::size_t largest = 0;
+      for (const auto& [p, n] : victims) largest = std::max(largest, n);
+      if (closed > 0 && closed - largest >= target) fail("a realm-aware trim closed more than its target needs");
+      return;
+    }
+    if (closed < target) {
+      fail("trim closed " + std::to_string(closed) + " connections, target " +
+           std::to_string(target));
+    }
+    std::size_t largest = 0;
+    for (const auto& [p, n] : victims) largest = std::max(largest, n);
+    if (closed > 0 && closed - largest >= target) {
+      fail("trim closed " + std::to_string(closed) + " connections, more whole peers than the target " +
+           std::to_string(target) + " needs");
+    }
+    // The default trimmer evicts lower values first: no surviving candidate is worth less
+    // than a victim.
+    if (!victims.empty()) {
+      for (std::size_t p = 0; p < peers_.size(); ++p) {
+        const MPeer& peer = peers_[p];
+        if (!peer.exists || peer.temporary || peer.conns.empty() || live_protection(peer) ||
+            !out_of_grace(peer)) {
+          continue;
+        }
+        if (value_of(peer) < max_victim_value) {
+          fail(peer_name(p) + " (value " + std::to_string(value_of(peer)) +
+               ") kept while a peer of value " + std::to_string(max_victim_value) + " was trimmed");
+        }
+      }
+    }
+    // After a trim: at most low water + protected + in grace.
+    std::size_t kept_anyway = 0;
+    for (const MPeer& peer : peers_) {
+      if (peer.exists && !peer.temporary && (live_protection(peer) || !out_of_grace(peer))) {
+        kept_anyway += peer.conns.size();
+      }
+    }
+    if (conns_.size() > low_ + kept_anyway) {
+      fail("after a trim " + std::to_string(conns_.size()) + " connections > low water " +
+           std::to_string(low_) + " + protected/in grace " + std::to_string(kept_anyway));
+    }
+  }
+
+  // No realm below its reserve after a node trim (only force_trim may go below).
+  void check_reserves(const std::string& what) {
+    for (std::size_t r = 0; r < realms_.size(); ++r) {
+      const std::size_t floor = std::min(realms_[r].config.min_reserved, bound_before_[r]);
+      if (bound_count(r) < floor) {
+        fail(what + " took realm " + realms_[r].name + " below its min_reserved");
+      }
+    }
+  }
+
+  void check_force_trim(std::size_t closed, std::size_t protected_closed) {
+    expect_eq(trim_result_, closed, "force_trim()'s result");
+    if (!trim_ran_) {
+      expect_eq(closed, std::size_t{0}, "connections closed by a force_trim with no reason to run");
+      return;
+    }
+    const std::size_t target = trim_plan_.count - low_;
+    if (closed < target) {
+      fail("force_trim closed " + std::to_string(closed) + ", target " + std::to_string(target));
+    }
+    if (conns_.size() > low_) fail("force_trim left more than low water");
+    if (protected_closed > 0 && trim_plan_.unprotected_connections >= target) {
+      fail("force_trim closed a protected peer although unprotected ones covered the target");
+    }
+  }
+
+  // --- Comparing ------------------------------------------------------------------
+
+  void check_all() {
+    std::size_t inbound = 0;
+    std::size_t streams = 0;
+    for (const auto& [id, c] : conns_) {
+      if (c.direction == Direction::inbound) ++inbound;
+      streams += c.streams_in + c.streams_out;
+      if (c.handle->closed()) fail(peer_name(c.peer) + ": an open connection was closed");
+      if (manager_->state(*c.handle) != ConnectionState::established) {
+        fail(peer_name(c.peer) + ": an open connection is not established");
+      }
+      // Keepalive finds a dead connection within max_missed * interval + timeout; the
+      // bound here leaves room for the timer grid.
+      if (c.ping != PingMode::answers && config_.keepalive_interval.count() != 0 &&
+          now_ - c.dead_since > 4 * config_.keepalive_interval + config_.keepalive_timeout) {
+        fail(peer_name(c.peer) + ": a connection whose pings go unanswered is still open");
+      }
+    }
+    const std::size_t count = conns_.size();
+    expect_eq(manager_->connection_count(), count, "connection_count()");
+    expect_eq(manager_->connection_count(Direction::inbound), inbound, "inbound count");
+    expect_eq(manager_->connection_count(Direction::outbound), count - inbound, "outbound count");
+
+    std::size_t peers = 0;
+    std::size_t temps = 0;
+    std::size_t protected_peers = 0;
+    for (std::size_t p = 0; p < peers_.size() && failure_.empty(); ++p) {
+      const MPeer& peer = peers_[p];
+      if (peer.exists) (peer.temporary ? temps : peers) += 1;
+      if (!peer.protections.empty()) ++protected_peers;
+      const NodeId& id = ids_[p];
+      expect_eq(manager_->is_protected(id), live_protection(peer), peer_name(p) + " is_protected");
+      expect_eq(gater_->is_peer_blocked(id), denied(peer), peer_name(p) + " blocked in the gater");
+      const std::optional<TagInfo> info = manager_->tag_info(id);
+      expect_eq(info.has_value(), peer.exists, peer_name(p) + " has an entry");
+      if (info && peer.exists) {
+        expect_eq(info->temporary, peer.temporary, peer_name(p) + " temporary");
+        expect_eq(info->connections, peer.conns.size(), peer_name(p) + " connections");
+        expect_eq(info->value, value_of(peer), peer_name(p) + " value");
+        expect_eq(info->tags.size(), peer.tags.size(), peer_name(p) + " tag count");
+        for (const auto& [name, v] : info->tags) {
+          auto it = peer.tags.find(name);
+          if (it == peer.tags.end() || it->second != v) fail(peer_name(p) + " tag " + name);
+        }
+        if (info->first_seen != peer.first_seen) fail(peer_name(p) + " first_seen");
+      }
+      const auto open = manager_->connections(id);
+      expect_eq(open.size(), peer.conns.size(), peer_name(p) + " connections()");
+      for (const auto& handle : open) {
+        auto it = by_handle_.find(handle.get());
+        if (it == by_handle_.end() || conns_[it->second].peer != p) {
+          fail(peer_name(p) + ": connections() lists a handle the model does not hold");
+        }
+      }
+    }
+    expect_eq(manager_->peer_count(), peers, "peer_count()");
+
+    const Stats s = manager_->stats();
+    expect_eq(s.connections, count, "stats.connections");
+    expect_eq(s.inbound, inbound, "stats.inbound");
+    expect_eq(s.outbound, count - inbound, "stats.outbound");
+    expect_eq(s.peers, peers, "stats.peers");
+    expect_eq(s.temporary_peers, temps, "stats.temporary_peers");
+    expect_eq(s.protected_peers, protected_peers, "stats.protected_peers");
+    expect_eq(s.streams, streams, "stats.streams");
+    expect_eq(s.connections_added, added_, "stats.connections_added");
+    expect_eq(s.connections_removed, removed_, "stats.connections_removed");
+    expect_eq(s.connections_added - s.connections_removed, std::uint64_t{count},
+              "added - removed = open");
+    expect_eq(s.duplicate_reports, duplicate_reports_, "stats.duplicate_reports");
+    for (std::size_t r = 0; r < kCloseReasonCount; ++r) {
+      expect_eq(s.closes_by_reason[r], closes_[r],
+                "stats.closes_by_reason[" + std::string(to_string(static_cast<CloseReason>(r))) + "]");
+    }
+    expect_eq(s.refusals(RefusalReason::subnet_cap),
+              refusals_[static_cast<std::size_t>(RefusalReason::subnet_cap)], "refusals subnet_cap");
+    expect_eq(s.refusals(RefusalReason::gater),
+              refusals_[static_cast<std::size_t>(RefusalReason::gater)], "refusals gater");
+    std::size_t pending_in = 0;
+    std::size_t pending_out = 0;
+    std::uint64_t memory = 0;
+    std::size_t fds = 0;
+    for (const MReservation& r : held_) {
+      if (r.pending) (r.direction == Direction::inbound ? pending_in : pending_out) += 1;
+      memory += r.memory;
+      fds += r.fds;
+    }
+    expect_eq(s.reservations, held_.size(), "stats.reservations");
+    expect_eq(s.pending_inbound, pending_in, "stats.pending_inbound");
+    expect_eq(s.pending_outbound, pending_out, "stats.pending_outbound");
+    expect_eq(s.memory_reserved, memory, "stats.memory_reserved");
+    expect_eq(s.fds_reserved, fds, "stats.fds_reserved");
+
+    for (std::size_t r = 0; r < realms_.size(); ++r) {
+      const std::string& name = realms_[r].name;
+      const std::size_t bound = bound_count(r);
+      expect_eq(node_->realm_connections(name), bound, "realm_connections(" + name + ")");
+      expect_eq(node_->members(name).size(), realm_members(r).size(), "members(" + name + ")");
+      const RealmConfig& rc = realms_[r].config;
+      if (rc.hard_max != 0 && bound > rc.hard_max) fail(name + " holds more than hard_max");
+      if (rc.max_members != 0 && realm_members(r).size() > rc.max_members) fail(name + " has more than max_members");
+    }
+
+    // Events: exactly one per change, delivered by now.
+    expect_eq(connected_events_, added_, "ConnectedEvents delivered");
+    expect_eq(disconnected_events_, removed_, "DisconnectedEvents delivered");
+
+    // The manager let go of every handle that left the pool.
+    for (auto& handle : released_) {
+      std::weak_ptr<testing::FakeConnection> weak = handle;
+      handle.reset();
+      if (!weak.expired()) fail("the manager still holds a closed connection's handle");
+    }
+    released_.clear();
+  }
+
+  Choices& choices_;
+  Config config_;
+  std::size_t low_ = 0;
+  std::size_t high_ = 0;
+  std::vector<NodeId> ids_;
+
+  // The model.
+  TimePoint now_{};
+  std::vector<MPeer> peers_;
+  std::map<std::uint64_t, MConn> conns_;
+  std::unordered_map<const Connection*, std::uint64_t> by_handle_;
+  std::unordered_map<const Connection*, std::shared_ptr<PingMode>> ping_modes_;
+  std::vector<MReservation> held_;
+  std::vector<std::string> addresses_;  // parallel to held_: the address a handshake uses
+  std::uint64_t next_conn_ = 0;
+  std::uint64_t added_ = 0;
+  std::uint64_t removed_ = 0;
+  std::uint64_t duplicate_reports_ = 0;
+  std::array<std::uint64_t, kCloseReasonCount> closes_{};
+  std::array<std::uint64_t, kRefusalReasonCount> refusals_{};
+  std::vector<std::shared_ptr<testing::FakeConnection>> released_;
+
+  // The step in progress.
+  Op op_ = Op::connect;
+  std::string detail_;
+  std::size_t steps_ = 0;
+  std::string failure_;
+  std::deque<std::string> history_;
+  TrimPlan trim_plan_;
+  bool trim_ran_ = false;
+  std::size_t trim_result_ = 0;
+  std::size_t exact_count_ = 0;
+  std::size_t close_target_ = 0;
+  std::size_t expected_host_closes_ = 0;
+  std::size_t gated_peer_ = 0;
+  bool newly_denied_ = false;
+  std::size_t cap_peer_ = 0;
+  std::size_t cap_before_ = 0;
+  std::size_t realm_target_ = 0;
+  std::vector<std::size_t> bound_before_;
+  bool realm_rules_ = false;
+  std::shared_ptr<std::vector<Closed>> close_log_ = std::make_shared<std::vector<Closed>>();
+
+  // The library, declared last so it goes first (the destructor resets the manager).
+  boost::asio::io_context io_;
+  std::shared_ptr<ManualTimeSource> time_;
+  std::shared_ptr<BasicGater> gater_;
+  std::unique_ptr<RealmConnectionManager> node_;  // with realms; manager_ is its manager()
+  std::unique_ptr<ConnectionManager> own_manager_;  // without
+  ConnectionManager* manager_ = nullptr;
+  std::vector<MRealm> realms_;
+  Subscription events_;
+  std::uint64_t connected_events_ = 0;
+  std::uint64_t disconnected_events_ = 0;
+};
+
+}  // namespace dep2p::connmgr::model
