@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# CI: builds the libFuzzer targets (the `fuzz` preset: clang, -fsanitize=fuzzer,address,
+# undefined) and runs each for a bounded time from its seed corpus in tests/fuzz/corpus/.
+# Any crash, sanitizer report, leak or failed check is a finding and fails the build;
+# the input is kept under build/fuzz/findings/ to replay (./fuzz_<target> <file>).
+#
+#   bash .ci/fuzz.sh [seconds per target]     (default 20)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+seconds=${1:-20}
+targets=(operations cidr gater_file node_id)
+
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j "$(nproc 2>/dev/null || echo 2)"
+
+findings=build/fuzz/findings
+mkdir -p "$findings"
+status=0
+for target in "${targets[@]}"; do
+  # A scratch copy of the corpus: what the run discovers stays out of the repository.
+  work=$(mktemp -d "${TMPDIR:-/tmp}/dep2p-fuzz-$target.XXXXXX")
+  cp tests/fuzz/corpus/"$target"/* "$work"/
+  echo "fuzz: $target for ${seconds}s"
+  if ! ./build/fuzz/tests/fuzz/fuzz_"$target" -max_total_time="$seconds" -max_len=4096 \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$findings/$target-" "$work" >"$findings/$target.log" 2>&1; then
+    echo "fuzz: $target FOUND SOMETHING; see $findings/$target.log" >&2
+    grep -a -E "ERROR|fuzz check failed|model disagreement|runtime error|Test unit written" \
+      "$findings/$target.log" | head -20 >&2 || true
+    status=1
+  else
+    grep -a -E "^stat::number_of_executed_units|^Done" "$findings/$target.log" | tail -1 || true
+  fi
+  rm -rf "$work"
+done
+exit $status
