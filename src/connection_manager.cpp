@@ -415,6 +415,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     } catch (const std::exception& e) {
       logger_->warn("connmgr: add_connection: the connection's properties threw: {}", e.what());
       return std::nullopt;
+    } catch (...) {
+      logger_->warn("connmgr: add_connection: the connection's properties threw");
+      return std::nullopt;
     }
   }
 
@@ -962,6 +965,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       } catch (const std::exception& e) {
         logger_->warn("connmgr: bump function of a decaying tag threw: {}", e.what());
         return Errc::invalid_argument;
+      } catch (...) {
+        logger_->warn("connmgr: bump function of a decaying tag threw");
+        return Errc::invalid_argument;
       }
       std::lock_guard lock(mutex_);
       if (closed_) return Errc::closed;
@@ -1073,6 +1079,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         work.result = custom_decay[work.tag].apply(work.value);
       } catch (const std::exception& e) {
         logger_->warn("connmgr: decay function threw, value kept: {}", e.what());
+        work.result = DecayResult{work.value.value, false};
+      } catch (...) {
+        logger_->warn("connmgr: decay function threw, value kept");
         work.result = DecayResult{work.value.value, false};
       }
     }
@@ -1276,6 +1285,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         });
       } catch (const std::exception& e) {
         logger_->warn("connmgr: Connection::ping threw (counted as a miss): {}", e.what());
+        on_pong(ping.slot, ping.id, ping.sequence, make_error_code(Errc::invalid_argument));
+      } catch (...) {
+        logger_->warn("connmgr: Connection::ping threw a non-standard exception (a miss)");
         on_pong(ping.slot, ping.id, ping.sequence, make_error_code(Errc::invalid_argument));
       }
     }
@@ -1573,6 +1585,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       choice = path_selector_->select(candidates, current);
     } catch (const std::exception& e) {
       logger_->warn("connmgr: path selector threw, keeping the current path: {}", e.what());
+    } catch (...) {
+      logger_->warn("connmgr: path selector threw a non-standard exception, keeping the path");
     }
     if (choice >= candidates.size()) choice = current.value_or(0);
     {

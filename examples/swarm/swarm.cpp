@@ -177,7 +177,11 @@ Result Swarm::growth_and_trim() {
   }
   for (std::size_t i = 4; i < std::min<std::size_t>(12, g); ++i) plan.emplace_back(i, 0);
   std::uniform_int_distribution<int> when(0, 1500);
-  for (auto [from, to] : plan) {
+  for (const auto& step : plan) {
+    // Named copies, not structured bindings: C++20 lambdas may capture bindings, but
+    // clang 14 does not implement that yet.
+    const std::size_t from = step.first;
+    const std::size_t to = step.second;
     ++pending_dials_;
     auto timer =
         std::make_shared<boost::asio::steady_timer>(io_, std::chrono::milliseconds(when(rng)));

@@ -268,11 +268,9 @@ TEST(KeepaliveFault, PingThatThrowsCountsAsAMiss) {
   expect_consistent(h.manager, 0);
 }
 
-// Library bug (reported to the lead): keepalive_round() in src/connection_manager.cpp
-// (the loop calling ping->handle->ping(...), ~line 1274) catches only std::exception, so a
-// ping() that throws anything else escapes the timer handler and the io_context's run().
-// CONVENTIONS: "Nothing throws out of a timer handler". Enable once fixed.
-TEST(KeepaliveFault, DISABLED_PingThatThrowsANonStandardExceptionStaysInTheManager) {
+// A ping() that throws something that is not a std::exception stays inside the timer
+// handler (CONVENTIONS: nothing throws out of a timer handler) and counts as a miss.
+TEST(KeepaliveFault, PingThatThrowsANonStandardExceptionStaysInTheManager) {
   ManagerHarness h(keepalive_config());
   auto c = h.add(1);
   c->on_ping = [](Connection::PingHandler) { throw NonStandardFailure{}; };
@@ -456,11 +454,9 @@ void expect_selector_fault_contained(bool non_standard) {
 
 TEST(PolicyFault, ThrowingPathSelectorKeepsTheCurrentPath) { expect_selector_fault_contained(false); }
 
-// Library bug (reported to the lead): reselect() in src/connection_manager.cpp (~line 1572)
-// catches only std::exception around PathSelector::select, so a selector throwing anything
-// else escapes add_connection / remove_connection (and on_pong, i.e. a timer handler).
-// Enable once fixed.
-TEST(PolicyFault, DISABLED_PathSelectorThrowingANonStandardExceptionIsContained) {
+// Likewise a selector throwing something that is not a std::exception: it escapes neither
+// add_connection / remove_connection nor on_pong (a timer handler).
+TEST(PolicyFault, PathSelectorThrowingANonStandardExceptionIsContained) {
   expect_selector_fault_contained(true);
 }
 
