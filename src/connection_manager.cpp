@@ -363,7 +363,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
     if (detach_observer_) {
       const bool wanted = hub_.has_subscribers();
-      detach_observer_(conn.id, peer_keys_[slot].id, reason, wanted ? &observer_events_ : nullptr);
+      detach_observer_(conn_slot, conn.id, peer_keys_[slot].id, reason,
+                       wanted ? &observer_events_ : nullptr);
       for (Event& e : observer_events_) hub_.enqueue(std::move(e));
       observer_events_.clear();
     }
@@ -2141,7 +2142,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         const ConnEntry& conn = conn_slots_[c];
         plan.snapshot.connections.push_back(
             ConnectionSnapshot{conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at,
-                               true, conn.last_activity, conn.download_rate, conn.upload_rate});
+                               true, conn.last_activity, conn.download_rate, conn.upload_rate, c});
       }
     }
     if (trim_inputs_.peer_ids) plan.snapshot.peer_ids.push_back(peer_keys_[slot].id);
@@ -2679,6 +2680,13 @@ void detail::ManagerAccess::set_detach_observer(ConnectionManager& manager,
 }
 void detail::ManagerAccess::publish(ConnectionManager& manager, Event event) {
   manager.impl_->publish(std::move(event));
+}
+std::optional<std::pair<std::uint32_t, ConnectionId>> detail::ManagerAccess::locate(
+    const ConnectionManager& manager, const Connection& connection) {
+  std::lock_guard lock(manager.impl_->mutex_);
+  auto slot = manager.impl_->tracked_slot(connection);
+  if (!slot) return std::nullopt;
+  return std::pair{*slot, manager.impl_->conn_slots_[*slot].id};
 }
 Refusal detail::ManagerAccess::refuse(ConnectionManager& manager, Stage stage,
                                       RefusalReason reason, std::string scope, std::string limit,

@@ -66,35 +66,109 @@ struct RealmConnectionManager::State {
   // A peer with at least one connection bound to a realm, and what the realm knows of it.
   struct Member {
     std::uint32_t bound = 0;  // connections.size()
-    boost::container::small_vector<ConnectionId, 1> connections;  // bound to the realm
+    // The bound connections, as (manager slot, id).
+    boost::container::small_vector<std::pair<std::uint32_t, ConnectionId>, 1> connections;
     std::vector<std::pair<std::string, int>> tags;
     std::int64_t value = 0;
     std::vector<std::string> protections;
   };
+
+  // A realm's members: entries in a slab (stable indices, so bindings point at them) found
+  // by peer id through an index. An entry whose last binding went is emptied at once but
+  // leaves the index lazily, in sweeps, so that closing a connection looks nothing up by
+  // peer id. Every method REQUIRES the state's mutex.
+  class MemberTable {
+   public:
+    Member* find(const NodeId& peer) {
+      auto it = index_.find(peer);
+      return it == index_.end() || slab_[it->second].bound == 0 ? nullptr : &slab_[it->second];
+    }
+    const Member* find(const NodeId& peer) const {
+      auto it = index_.find(peer);
+      return it == index_.end() || slab_[it->second].bound == 0 ? nullptr : &slab_[it->second];
+    }
+    // The entry for `peer`, created or revived.
+    std::uint32_t acquire(const NodeId& peer) {
+      auto [it, fresh] = index_.try_emplace(peer, 0);
+      if (fresh) {
+        if (free_.empty()) {
+          it->second = static_cast<std::uint32_t>(slab_.size());
+          slab_.emplace_back();
+        } else {
+          it->second = free_.back();
+          free_.pop_back();
+        }
+      } else if (slab_[it->second].bound == 0) {
+        --dead_;
+      }
+      return it->second;
+    }
+    Member& at(std::uint32_t slot) { return slab_[slot]; }
+    // The member's last binding went: its tags and protections go with it.
+    void retire(std::uint32_t slot) {
+      Member& member = slab_[slot];
+      member = Member{};
+      if (++dead_ > 64 + live()) sweep();
+    }
+    std::size_t live() const { return index_.size() - dead_; }
+    template <typename F>
+    void for_each(F&& f) const {
+      for (const auto& [peer, slot] : index_) {
+        if (slab_[slot].bound > 0) f(peer, slab_[slot]);
+      }
+    }
+
+   private:
+    void sweep() {
+      std::vector<NodeId> gone;
+      for (const auto& [peer, slot] : index_) {
+        if (slab_[slot].bound == 0) gone.push_back(peer);
+      }
+      for (const NodeId& peer : gone) {
+        auto it = index_.find(peer);
+        free_.push_back(it->second);
+        index_.erase(it);
+      }
+      dead_ = 0;
+    }
+
+    std::vector<Member> slab_;
+    std::vector<std::uint32_t> free_;
+    boost::unordered_flat_map<NodeId, std::uint32_t, NodeIdHash> index_;
+    std::size_t dead_ = 0;
+  };
+
   struct Realm {
     std::string name;
     RealmConfig config;
     std::size_t connections = 0;  // bound now
-    boost::unordered_flat_map<NodeId, Member, NodeIdHash> members;
+    MemberTable members;
     RealmStats stats;
     bool trim_scheduled = false;
     // Connections this realm's own trim is closing (their closure is not "global").
     boost::unordered_flat_set<ConnectionId, IdHash> own_trim;
     std::uint32_t trim_index = 0;  // scratch: the realm's index during a node trim
   };
-  // The realms one connection is bound to. Kept small (no peer id: the observer is told
-  // the peer, and members know their connections) so the node's trim looks up 100k of them
-  // in a table that mostly stays in cache.
+
+  // The realms one connection is bound to, at the connection's slot in the manager
+  // (ConnectionSnapshot::slot): the node's trim and the detach observer reach it by index,
+  // with no lookup. `id` tells the slot's current connection from an earlier one.
+  struct BoundTo {
+    Realm* realm;
+    std::uint32_t member;  // in realm->members
+  };
   struct Binding {
-    boost::container::small_vector<Realm*, 2> realms;
+    ConnectionId id{};
+    boost::container::small_vector<BoundTo, 2> realms;
   };
 
   // A leaf lock: never held while calling the manager or host code. The manager calls
   // on_detached() under its own lock, so the order is always manager, then this one.
   mutable std::mutex mutex;
   std::map<std::string, std::unique_ptr<Realm>, std::less<>> realms;
-  boost::unordered_flat_map<ConnectionId, Binding, IdHash> bindings;
-  std::size_t reserved = 0;  // sum of the realms' min_reserved
+  std::vector<Binding> bindings;  // by manager slot
+  std::size_t bound_slots = 0;    // bindings with at least one realm
+  std::size_t reserved = 0;       // sum of the realms' min_reserved
   bool closed = false;
   // Declared last, destroyed first: its observer points into this State.
   std::unique_ptr<ConnectionManager> manager;
@@ -111,19 +185,16 @@ struct RealmConnectionManager::State {
     return it == realms.end() ? nullptr : it->second.get();
   }
 
-  // The realm's entry for `peer`, or null with the error to return. REQUIRES: mutex held.
+  // The live member entry for `peer`, or null with the error to return. REQUIRES: mutex.
   Member* find_member(std::string_view realm, const NodeId& peer, std::error_code& ec) const {
     Realm* entry = find(realm);
     if (entry == nullptr) {
       ec = Errc::unknown_realm;
       return nullptr;
     }
-    auto it = entry->members.find(peer);
-    if (it == entry->members.end()) {
-      ec = Errc::unknown_peer;
-      return nullptr;
-    }
-    return &it->second;
+    Member* member = entry->members.find(peer);
+    if (member == nullptr) ec = Errc::unknown_peer;
+    return member;
   }
 
   static auto find_tag(Member& member, std::string_view name) {
@@ -131,43 +202,67 @@ struct RealmConnectionManager::State {
                         [&](const auto& t) { return t.first == name; });
   }
 
-  // Removes one element; the order of a connection's realms does not matter. (Also keeps
-  // g++ from a false -Wstringop-overread on small_vector::erase's memmove.)
+  // The binding of the connection now at `slot`, if it is `id` and bound. REQUIRES: mutex.
+  Binding* binding_at(std::uint32_t slot, ConnectionId id) {
+    if (slot >= bindings.size()) return nullptr;
+    Binding& b = bindings[slot];
+    return b.id == id && !b.realms.empty() ? &b : nullptr;
+  }
+  static std::optional<std::size_t> position(const Binding& b, const Realm* realm) {
+    for (std::size_t k = 0; k < b.realms.size(); ++k) {
+      if (b.realms[k].realm == realm) return k;
+    }
+    return std::nullopt;
+  }
+
+  // Removes element k; the order of a connection's realms does not matter.
   template <typename List>
-  static void erase_unordered(List& list, typename List::iterator at) {
-    *at = list.back();
+  static void erase_at(List& list, std::size_t k) {
+    list[k] = list.back();
     list.pop_back();
   }
 
-  // Connection `id` of `peer` is bound to `realm` (REQUIRES: mutex held, not yet bound).
-  static void add(Realm& realm, const NodeId& peer, ConnectionId id) {
-    Member& member = realm.members[peer];
-    member.connections.push_back(id);
+  // Binds connection (slot, id) of `peer` to `realm`. REQUIRES: mutex; b.id == id.
+  void add(Binding& b, Realm& realm, const NodeId& peer, std::uint32_t slot, ConnectionId id) {
+    if (b.realms.empty()) ++bound_slots;
+    const std::uint32_t m = realm.members.acquire(peer);
+    Member& member = realm.members.at(m);
+    member.connections.emplace_back(slot, id);
     ++member.bound;
+    b.realms.push_back(BoundTo{&realm, m});
     ++realm.connections;
     ++realm.stats.binds;
   }
-  // One binding of `peer` to `realm` ends. REQUIRES: mutex held.
-  static void drop(Realm& realm, const NodeId& peer, ConnectionId id) {
+  // Ends the binding b.realms[k] of the connection at `slot`. REQUIRES: mutex.
+  void drop(Binding& b, std::size_t k, std::uint32_t slot) {
+    const BoundTo entry = b.realms[k];
+    Realm& realm = *entry.realm;
+    Member& member = realm.members.at(entry.member);
+    for (std::size_t i = 0; i < member.connections.size(); ++i) {
+      if (member.connections[i].first == slot) {
+        erase_at(member.connections, i);
+        break;
+      }
+    }
+    if (--member.bound == 0) realm.members.retire(entry.member);
     --realm.connections;
     ++realm.stats.unbinds;
-    auto it = realm.members.find(peer);
-    if (it == realm.members.end()) return;
-    auto& ids = it->second.connections;
-    if (auto found = std::find(ids.begin(), ids.end(), id); found != ids.end()) {
-      erase_unordered(ids, found);
+    erase_at(b.realms, k);
+    if (b.realms.empty()) {
+      b.id = ConnectionId{};
+      --bound_slots;
     }
-    if (--it->second.bound == 0) realm.members.erase(it);
   }
 
   // Under the manager's lock, whenever a connection leaves the pool.
-  void on_detached(ConnectionId id, const NodeId& peer, CloseReason reason,
+  void on_detached(std::uint32_t slot, ConnectionId id, const NodeId& peer, CloseReason reason,
                    std::vector<Event>* events) {
     std::lock_guard lock(mutex);
-    auto it = bindings.find(id);
-    if (it == bindings.end()) return;
-    for (Realm* realm : it->second.realms) {
-      drop(*realm, peer, id);
+    Binding* b = binding_at(slot, id);
+    if (b == nullptr) return;
+    while (!b->realms.empty()) {
+      Realm* realm = b->realms.back().realm;
+      drop(*b, b->realms.size() - 1, slot);
       const bool own = !realm->own_trim.empty() && realm->own_trim.erase(id) > 0;
       if (!own && (reason == CloseReason::trimmed || reason == CloseReason::forced_trim)) {
         ++realm->stats.trimmed_globally;
@@ -177,7 +272,6 @@ struct RealmConnectionManager::State {
             RealmUnboundEvent{realm->name, peer, id, RealmUnboundEvent::Cause::disconnected});
       }
     }
-    bindings.erase(it);
   }
 
   // The node-level rules of a realm's config: system ⊇ realm ⊇ peer, and the reserves of
@@ -227,7 +321,7 @@ struct RealmConnectionManager::State {
     std::vector<Entry> entries;
     {
       std::lock_guard lock(mutex);
-      if (bindings.empty()) return false;
+      if (bound_slots == 0) return false;
       pools.resize(realms.size() + 1);
       std::uint32_t index = 1;
       for (auto& [name, realm] : realms) {
@@ -239,9 +333,9 @@ struct RealmConnectionManager::State {
       for (std::uint32_t i = 0; i < n; ++i) {
         first[i] = static_cast<std::uint32_t>(entries.size());
         for (const ConnectionSnapshot& conn : snapshot.connections_of(snapshot.peers[i])) {
-          auto it = bindings.find(conn.id);
-          if (it == bindings.end()) continue;
-          for (const Realm* realm : it->second.realms) {
+          if (conn.slot >= bindings.size() || bindings[conn.slot].id != conn.id) continue;
+          for (const BoundTo& bound : bindings[conn.slot].realms) {
+            const Realm* realm = bound.realm;
             auto begin = entries.begin() + first[i];
             auto same = std::find_if(begin, entries.end(),
                                      [&](const Entry& e) { return e.realm == realm->trim_index; });
@@ -256,14 +350,32 @@ struct RealmConnectionManager::State {
       first[n] = static_cast<std::uint32_t>(entries.size());
     }
 
-    // Each pool's peers in the default order: keys dealt out, then each pool sorted.
-    std::vector<std::vector<detail::RankKey>> members(pools.size());
+    // Each pool's peers in the default order: keys dealt out, then each pool sorted. An
+    // entry carries what the greedy needs of its peer, so that taking a victim reads no
+    // other array at random.
+    struct Candidate {
+      std::uint64_t value;
+      std::uint64_t activity;
+      std::uint64_t newer;
+      std::uint32_t index;  // into snapshot.peers
+      std::uint32_t connections;
+      std::uint32_t first;  // the peer's realm entries: [first, last)
+      std::uint32_t last;
+      bool operator<(const Candidate& o) const {
+        return std::tie(value, activity, newer, index) <
+               std::tie(o.value, o.activity, o.newer, o.index);
+      }
+    };
+    std::vector<std::vector<Candidate>> members(pools.size());
+    for (std::size_t p = 1; p < pools.size(); ++p) members[p].reserve(pools[p].count);
     for (std::uint32_t i = 0; i < n; ++i) {
       const detail::RankKey key = detail::key_of(snapshot.peers[i], i);
-      if (first[i] == first[i + 1]) {
-        members[0].push_back(key);
+      const Candidate c{key.value, key.activity, key.newer, i,
+                        snapshot.peers[i].connection_count, first[i], first[i + 1]};
+      if (c.first == c.last) {
+        members[0].push_back(c);
       } else {
-        for (std::uint32_t e = first[i]; e < first[i + 1]; ++e) members[entries[e].realm].push_back(key);
+        for (std::uint32_t e = c.first; e < c.last; ++e) members[entries[e].realm].push_back(c);
       }
     }
     for (auto& list : members) std::sort(list.begin(), list.end());
@@ -274,10 +386,11 @@ struct RealmConnectionManager::State {
     // shrink, heads move down their sorted pools), so stale heap entries are re-keyed
     // lazily when they surface.
     using HeapKey = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t,
-                               std::uint64_t, std::uint32_t>;
+                               std::uint32_t>;
     using HeapEntry = std::pair<HeapKey, std::uint32_t>;
-    std::vector<bool> taken(n, false);
-    std::vector<std::uint8_t> skipped(n, 0);  // the phase in which the peer was found ineligible
+    // Per peer: 0 while it may go, kTaken once it went, else the phase that skipped it.
+    constexpr std::uint8_t kTaken = 0xFF;
+    std::vector<std::uint8_t> fate(n, 0);
     std::size_t covered = 0;
     const int phases = snapshot.forced ? 3 : 2;
     for (int phase = 1; phase <= phases && covered < target; ++phase) {
@@ -287,20 +400,20 @@ struct RealmConnectionManager::State {
       std::vector<std::size_t> head(pools.size(), 0);
       auto key_of_pool = [&](std::uint32_t p) -> std::optional<HeapKey> {
         const auto& list = members[p];
-        while (head[p] < list.size()) {
-          const std::uint32_t i = list[head[p]].index;
-          if (!taken[i] && skipped[i] != phase) break;
+        while (head[p] < list.size() && fate[list[head[p]].index] != 0 &&
+               (fate[list[head[p]].index] == kTaken || fate[list[head[p]].index] == phase)) {
           ++head[p];
         }
         if (head[p] == list.size()) return std::nullopt;
-        std::uint64_t inverse_excess = 0;
+        // (bound << 63) | ~excess: unbound first, then the largest excess first.
+        std::uint64_t standing = 0;
         if (p != 0) {
           const std::size_t floor = threshold(pools[p]);
           if (pools[p].count <= floor) return std::nullopt;
-          inverse_excess = ~static_cast<std::uint64_t>(pools[p].count - floor);
+          standing = (1ULL << 63) | (~static_cast<std::uint64_t>(pools[p].count - floor) >> 1);
         }
-        const detail::RankKey& k = list[head[p]];
-        return HeapKey{k.value, p == 0 ? 0 : 1, inverse_excess, k.activity, k.newer, k.index};
+        const Candidate& k = list[head[p]];
+        return HeapKey{k.value, standing, k.activity, k.newer, k.index};
       };
       std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>> heap;
       for (std::uint32_t p = 0; p < pools.size(); ++p) {
@@ -315,21 +428,21 @@ struct RealmConnectionManager::State {
           heap.emplace(*current, p);
           continue;
         }
-        const std::uint32_t i = members[p][head[p]].index;
+        const Candidate& c = members[p][head[p]];
         bool eligible = true;
-        for (std::uint32_t e = first[i]; e < first[i + 1]; ++e) {
+        for (std::uint32_t e = c.first; e < c.last; ++e) {
           const Pool& pool = pools[entries[e].realm];
           if (pool.count < threshold(pool) + entries[e].bound) eligible = false;
         }
         if (eligible) {
-          taken[i] = true;
-          order.push_back(i);
-          covered += snapshot.peers[i].connection_count;
-          for (std::uint32_t e = first[i]; e < first[i + 1]; ++e) {
+          fate[c.index] = kTaken;
+          order.push_back(c.index);
+          covered += c.connections;
+          for (std::uint32_t e = c.first; e < c.last; ++e) {
             pools[entries[e].realm].count -= entries[e].bound;
           }
         } else {
-          skipped[i] = static_cast<std::uint8_t>(phase);
+          fate[c.index] = static_cast<std::uint8_t>(phase);
         }
         if (auto key = key_of_pool(p)) heap.emplace(*key, p);
       }
@@ -357,11 +470,11 @@ struct RealmConnectionManager::State {
       realm->trim_scheduled = false;
       low = realm->config.low_water;
       if (low == 0 || realm->config.high_water == 0 || realm->connections <= low) return 0;
-      members.reserve(realm->members.size());
-      for (const auto& [peer, member] : realm->members) {
-        if (!member.protections.empty()) continue;  // protected in the realm
+      members.reserve(realm->members.live());
+      realm->members.for_each([&](const NodeId& peer, const Member& member) {
+        if (!member.protections.empty()) return;  // protected in the realm
         members.push_back(Candidate{peer, member.value, 0, {}, member.bound});
-      }
+      });
     }
     // Global facts, asked outside our lock: grace and the node's protections.
     const TimePoint now = detail::ManagerAccess::now(m);
@@ -391,25 +504,22 @@ struct RealmConnectionManager::State {
       if (closed_count >= target) break;
       for (const auto& handle : m.connections(c.peer)) {
         if (closed_count >= target) break;
-        const auto id = m.connection_id(*handle);
-        if (!id) continue;
+        const auto located = detail::ManagerAccess::locate(m, *handle);
+        if (!located) continue;
+        const auto [slot, connection] = *located;
         {
           std::lock_guard lock(mutex);
           Realm* realm = find(name);
           if (realm == nullptr) return closed_count;
-          auto it = bindings.find(*id);
-          if (it == bindings.end() ||
-              std::find(it->second.realms.begin(), it->second.realms.end(), realm) ==
-                  it->second.realms.end()) {
-            continue;
-          }
-          realm->own_trim.insert(*id);
+          Binding* b = binding_at(slot, connection);
+          if (b == nullptr || !position(*b, realm)) continue;
+          realm->own_trim.insert(connection);
         }
         if (!m.close_connection(*handle, CloseReason::trimmed, detail)) {
           ++closed_count;
         } else {
           std::lock_guard lock(mutex);
-          if (Realm* realm = find(name)) realm->own_trim.erase(*id);
+          if (Realm* realm = find(name)) realm->own_trim.erase(connection);
         }
       }
     }
@@ -467,9 +577,9 @@ RealmConnectionManager::RealmConnectionManager(executor_type executor, Config co
       std::make_unique<ConnectionManager>(std::move(executor), std::move(config), std::move(deps));
   State* state = state_.get();
   detail::ManagerAccess::set_detach_observer(
-      *state_->manager, [state](ConnectionId id, const NodeId& peer, CloseReason reason,
-                                std::vector<Event>* events) {
-        state->on_detached(id, peer, reason, events);
+      *state_->manager, [state](std::uint32_t slot, ConnectionId id, const NodeId& peer,
+                                CloseReason reason, std::vector<Event>* events) {
+        state->on_detached(slot, id, peer, reason, events);
       });
 }
 
@@ -510,18 +620,19 @@ std::error_code RealmConnectionManager::remove_realm(std::string_view realm) {
     auto it = state_->realms.find(realm);
     if (it == state_->realms.end()) return Errc::unknown_realm;
     State::Realm* gone = it->second.get();
-    for (const auto& [peer, member] : gone->members) {
-      for (ConnectionId id : member.connections) {
-        auto binding = state_->bindings.find(id);
-        if (binding == state_->bindings.end()) continue;
-        auto& list = binding->second.realms;
-        auto found = std::find(list.begin(), list.end(), gone);
-        if (found != list.end()) State::erase_unordered(list, found);
-        if (list.empty()) state_->bindings.erase(binding);
+    gone->members.for_each([&](const NodeId& peer, const State::Member& member) {
+      for (const auto& [slot, id] : member.connections) {
+        State::Binding* b = state_->binding_at(slot, id);
+        if (b == nullptr) continue;
+        if (auto k = State::position(*b, gone)) State::erase_at(b->realms, *k);
+        if (b->realms.empty()) {
+          b->id = ConnectionId{};
+          --state_->bound_slots;
+        }
         events.emplace_back(
             RealmUnboundEvent{gone->name, peer, id, RealmUnboundEvent::Cause::realm_removed});
       }
-    }
+    });
     state_->reserved -= gone->config.min_reserved;
     state_->realms.erase(it);
   }
@@ -568,8 +679,9 @@ std::vector<std::string> RealmConnectionManager::realms() const {
 std::error_code RealmConnectionManager::bind(const Connection& connection, std::string_view realm,
                                              Refusal* refusal) {
   ConnectionManager& m = *state_->manager;
-  const auto id = m.connection_id(connection);
-  if (!id) return m.is_closed() ? Errc::closed : Errc::unknown_connection;
+  const auto located = detail::ManagerAccess::locate(m, connection);
+  if (!located) return m.is_closed() ? Errc::closed : Errc::unknown_connection;
+  const auto [slot, id] = *located;
   const NodeId peer = connection.remote_peer();
   std::optional<std::pair<std::string, std::string>> full;  // limit, message
   {
@@ -577,26 +689,31 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
     if (state_->closed) return Errc::closed;
     State::Realm* entry = state_->find(realm);
     if (entry == nullptr) return Errc::unknown_realm;
-    auto [it, fresh] = state_->bindings.try_emplace(*id);
-    auto& list = it->second.realms;
-    if (std::find(list.begin(), list.end(), entry) != list.end()) return {};
-    const bool member = entry->members.contains(peer);
+    if (slot >= state_->bindings.size()) state_->bindings.resize(slot + 1);
+    State::Binding& b = state_->bindings[slot];
+    if (b.id != id) {
+      // Left by an earlier connection in this slot whose bind raced its closure (that
+      // bind undoes nothing once it sees the slot reused): end those bindings properly.
+      while (!b.realms.empty()) state_->drop(b, b.realms.size() - 1, slot);
+      b.id = id;
+    }
+    if (State::position(b, entry)) return {};
+    const bool member = entry->members.find(peer) != nullptr;
     const RealmConfig& c = entry->config;
     if (c.hard_max > 0 && entry->connections >= c.hard_max) {
       full.emplace("hard_max", "bind refused: realm " + entry->name + " holds " +
                                    std::to_string(entry->connections) + " of " +
                                    std::to_string(c.hard_max) + " connections");
-    } else if (c.max_members > 0 && !member && entry->members.size() >= c.max_members) {
+    } else if (c.max_members > 0 && !member && entry->members.live() >= c.max_members) {
       full.emplace("max_members", "bind refused: realm " + entry->name + " has " +
-                                      std::to_string(entry->members.size()) + " of " +
+                                      std::to_string(entry->members.live()) + " of " +
                                       std::to_string(c.max_members) + " members");
     }
     if (full) {
       ++entry->stats.refused_full;
-      if (fresh) state_->bindings.erase(it);
+      if (b.realms.empty()) b.id = ConnectionId{};
     } else {
-      list.push_back(entry);
-      State::add(*entry, peer, *id);
+      state_->add(b, *entry, peer, slot, id);
       if (c.high_water > 0 && entry->connections >= c.high_water) {
         state_->schedule_trim(*entry, state_);
       }
@@ -611,48 +728,40 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
   }
   // The connection may have left the pool while we bound it, before our binding existed
   // for the detach observer to see: undo it then.
-  if (m.connection_id(connection) != id) {
+  if (detail::ManagerAccess::locate(m, connection) != located) {
     std::lock_guard lock(state_->mutex);
-    auto it = state_->bindings.find(*id);
     State::Realm* entry = state_->find(realm);
-    if (it != state_->bindings.end() && entry != nullptr) {
-      auto& list = it->second.realms;
-      auto found = std::find(list.begin(), list.end(), entry);
-      if (found != list.end()) {
-        State::erase_unordered(list, found);
-        State::drop(*entry, peer, *id);
+    State::Binding* b = state_->binding_at(slot, id);
+    if (b != nullptr && entry != nullptr) {
+      if (auto k = State::position(*b, entry)) {
+        state_->drop(*b, *k, slot);
         --entry->stats.unbinds;  // not a binding that ever held
         --entry->stats.binds;
       }
-      if (list.empty()) state_->bindings.erase(it);
     }
     return Errc::unknown_connection;
   }
-  detail::ManagerAccess::publish(m, RealmBoundEvent{std::string(realm), peer, *id});
+  detail::ManagerAccess::publish(m, RealmBoundEvent{std::string(realm), peer, id});
   return {};
 }
 
 std::error_code RealmConnectionManager::unbind(const Connection& connection,
                                                std::string_view realm) {
   ConnectionManager& m = *state_->manager;
-  const auto id = m.connection_id(connection);
-  if (!id) return Errc::unknown_connection;
-  const NodeId peer = connection.remote_peer();
+  const auto located = detail::ManagerAccess::locate(m, connection);
+  if (!located) return Errc::unknown_connection;
+  const auto [slot, id] = *located;
   {
     std::lock_guard lock(state_->mutex);
     State::Realm* entry = state_->find(realm);
     if (entry == nullptr) return Errc::unknown_realm;
-    auto it = state_->bindings.find(*id);
-    if (it == state_->bindings.end()) return Errc::unknown_connection;
-    auto& list = it->second.realms;
-    auto found = std::find(list.begin(), list.end(), entry);
-    if (found == list.end()) return Errc::unknown_connection;
-    State::erase_unordered(list, found);
-    State::drop(*entry, peer, *id);
-    if (list.empty()) state_->bindings.erase(it);
+    State::Binding* b = state_->binding_at(slot, id);
+    const auto k = b == nullptr ? std::nullopt : State::position(*b, entry);
+    if (!k) return Errc::unknown_connection;
+    state_->drop(*b, *k, slot);
   }
-  detail::ManagerAccess::publish(
-      m, RealmUnboundEvent{std::string(realm), peer, *id, RealmUnboundEvent::Cause::unbound});
+  detail::ManagerAccess::publish(m, RealmUnboundEvent{std::string(realm), connection.remote_peer(),
+                                                      id, RealmUnboundEvent::Cause::unbound});
   return {};
 }
 
@@ -666,8 +775,8 @@ std::vector<NodeId> RealmConnectionManager::members(std::string_view realm) cons
   std::lock_guard lock(state_->mutex);
   std::vector<NodeId> peers;
   if (const State::Realm* entry = state_->find(realm)) {
-    peers.reserve(entry->members.size());
-    for (const auto& [peer, member] : entry->members) peers.push_back(peer);
+    peers.reserve(entry->members.live());
+    entry->members.for_each([&](const NodeId& peer, const State::Member&) { peers.push_back(peer); });
   }
   return peers;
 }
@@ -676,7 +785,7 @@ std::vector<std::string> RealmConnectionManager::realms_of(const NodeId& peer) c
   std::lock_guard lock(state_->mutex);
   std::vector<std::string> names;
   for (const auto& [name, realm] : state_->realms) {
-    if (realm->members.contains(peer)) names.push_back(name);
+    if (realm->members.find(peer) != nullptr) names.push_back(name);
   }
   return names;
 }
@@ -687,7 +796,7 @@ std::optional<RealmStats> RealmConnectionManager::realm_stats(std::string_view r
   if (entry == nullptr) return std::nullopt;
   RealmStats stats = entry->stats;
   stats.connections = entry->connections;
-  stats.members = entry->members.size();
+  stats.members = entry->members.live();
   return stats;
 }
 

@@ -3,6 +3,8 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -16,13 +18,17 @@ struct ManagerAccess {
   // reason. It must not call the manager or host code. Events it appends to `events` are
   // published right after the connection's DisconnectedEvent, in the same order; `events`
   // is null when nobody subscribes (so nothing need be built).
+  // `slot` is the connection's index in the manager (ConnectionSnapshot::slot).
   using DetachObserver =
-      std::function<void(ConnectionId id, const NodeId& peer, CloseReason reason,
-                          std::vector<Event>* events)>;
+      std::function<void(std::uint32_t slot, ConnectionId id, const NodeId& peer,
+                         CloseReason reason, std::vector<Event>* events)>;
   // Set once, before connections are added.
   static void set_detach_observer(ConnectionManager& manager, DetachObserver observer);
   // Queues an event in commit order and delivers it (the caller holds no lock).
   static void publish(ConnectionManager& manager, Event event);
+  // The connection's index in the manager and its id, if it is in the pool.
+  static std::optional<std::pair<std::uint32_t, ConnectionId>> locate(
+      const ConnectionManager& manager, const Connection& connection);
   // Counts a refusal in the manager's stats, publishes its RefusedEvent and returns it.
   static Refusal refuse(ConnectionManager& manager, Stage stage, RefusalReason reason,
                         std::string scope, std::string limit, std::string message);

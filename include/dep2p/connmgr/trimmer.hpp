@@ -34,6 +34,10 @@ struct ConnectionSnapshot {
   TimePoint last_activity{};  // the last reported bytes, or opened_at
   double download_rate = 0;   // bytes per second received, smoothed
   double upload_rate = 0;     // bytes per second sent, smoothed
+  // The manager's index of the connection: small, and stable while the connection is
+  // open (reused after it closes), so a layer over the manager can keep per-connection
+  // data in an array instead of a table keyed by id. RealmConnectionManager does.
+  std::uint32_t slot = 0;
 };
 
 struct PeerSnapshot {
