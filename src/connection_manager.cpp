@@ -330,8 +330,29 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     entry.temporary = false;
     ++entry.generation;
     entry.tags_stamp = 0;
-    peer_index_.erase(slot);
+    if (batch_unindex_) {
+      unindexed_.push_back(slot);  // leaves peer_index_ in end_batch_unindex()
+    } else {
+      peer_index_.erase(slot);
+    }
     free_peer_slots_.push_back(slot);
+  }
+
+  // A commit that releases a large share of the peers takes their slots out of
+  // peer_index_ in one pass over the index at the end, instead of one hashed erase each
+  // (a cache miss into the index and one into peer_keys_ per victim). In between, the
+  // released slots are still indexed: nothing may look peers up by id or add peers.
+  // REQUIRES: mutex_ held, from begin to end.
+  void begin_batch_unindex(std::size_t releases_expected) {
+    batch_unindex_ = releases_expected >= 1024 && releases_expected >= peer_index_.size() / 8;
+  }
+  void end_batch_unindex() {
+    batch_unindex_ = false;
+    if (unindexed_.empty()) return;
+    std::vector<bool> gone(peers_.size(), false);
+    for (std::uint32_t slot : unindexed_) gone[slot] = true;
+    boost::unordered::erase_if(peer_index_, [&](std::uint32_t slot) { return gone[slot]; });
+    unindexed_.clear();
   }
 
   // Removes one connection from the pool and returns its handle, for closing or release
@@ -2216,6 +2237,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     closing.reserve(closing.size() + victims.peers.size());
     std::size_t closed = 0;
     const std::size_t n = in_slot_order.size();
+    begin_batch_unindex(n);
     for (std::size_t k = 0; k < n; ++k) {
       // The victims are scattered over the pool: fetch the peer entries a few victims
       // ahead, then their first connection entries, so the loads overlap.
@@ -2237,6 +2259,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         if (last) ++peers_closed;  // detach() released the slot with its last connection
       }
     }
+    end_batch_unindex();
     return closed;
   }
 
@@ -2510,6 +2533,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::vector<PeerKey> peer_keys_;  // parallel to peers_
   boost::unordered_flat_set<std::uint32_t, SlotHash, SlotEqual> peer_index_;
   std::vector<std::uint32_t> free_peer_slots_;
+  // Released during a batch (see begin_batch_unindex) and still in peer_index_.
+  bool batch_unindex_ = false;
+  std::vector<std::uint32_t> unindexed_;
   // Every tracked connection at its Connection::slot_; free_conn_slots_ lists free ones.
   std::vector<ConnEntry> conn_slots_;
   std::vector<std::uint32_t> free_conn_slots_;
