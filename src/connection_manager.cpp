@@ -2240,11 +2240,27 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     begin_batch_unindex(n);
     for (std::size_t k = 0; k < n; ++k) {
       // The victims are scattered over the pool: fetch the peer entries a few victims
-      // ahead, then their first connection entries, so the loads overlap.
-      if (k + 16 < n) __builtin_prefetch(&peers_[plan.slots[in_slot_order[k + 16]]]);
+      // ahead, then their first connection entries, so the loads overlap. Every line the
+      // commit touches is fetched (prefetching only the first line of each entry left
+      // the commit waiting on the others: 5.3 -> 4.6 ms and 7.4 -> 5.8 ms at 100k).
+      if (k + 16 < n) {
+        // A peer slot spans four cache lines, and releasing it writes to all of them.
+        const auto* far =
+            reinterpret_cast<const char*>(&peers_[plan.slots[in_slot_order[k + 16]]]);
+        for (std::size_t line = 0; line < sizeof(PeerSlot); line += 64) {
+          __builtin_prefetch(far + line, 1);
+        }
+      }
       if (k + 8 < n) {
         const PeerSlot& ahead = peers_[plan.slots[in_slot_order[k + 8]]];
-        if (!ahead.conns.empty()) __builtin_prefetch(&conn_slots_[ahead.conns.front()]);
+        if (!ahead.conns.empty()) {
+          // detach() reads a connection entry from its start to its capped address.
+          const ConnEntry& conn = conn_slots_[ahead.conns.front()];
+          const auto* first = reinterpret_cast<const char*>(&conn);
+          const auto* last = reinterpret_cast<const char*>(&conn.capped_address + 1) - 1;
+          for (const char* line = first; line < last; line += 64) __builtin_prefetch(line, 1);
+          __builtin_prefetch(last, 1);
+        }
       }
       const std::uint32_t index = in_slot_order[k];
       PeerSlot& entry = peers_[plan.slots[index]];
