@@ -700,7 +700,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   // Calls close() on each handle and delivers the queued events; no lock held.
   void act(std::vector<Closing>& closing, const std::string& detail) {
-    for (Closing& c : closing) {
+    for (std::size_t i = 0; i < closing.size(); ++i) {
+      // A trim closes thousands of handles: fetch the host's objects (whose tracking word
+      // is written here and read again when close() reports back) a few ahead.
+      if (i + 8 < closing.size()) __builtin_prefetch(closing[i + 8].handle.get(), 1);
+      Closing& c = closing[i];
       ConnectionAccess::release(*c.handle);
       try {
         c.handle->close(c.reason, c.own_detail.empty() ? detail : c.own_detail);
