@@ -13,33 +13,103 @@ namespace {
 using detail::key_of;
 using detail::RankKey;
 
+// RankKey::value alone (the first field of detail::key_of): the tag sum in unsigned order.
+std::uint64_t value_key(const PeerSnapshot& peer) {
+  return static_cast<std::uint64_t>(peer.value) ^ (1ULL << 63);
+}
+
+// The k-th smallest (1-based) of `values`, 1 <= k <= values.size(), in O(n): a histogram
+// over the values' range (one pass) finds the bucket holding it, and only that bucket's
+// values are selected among. Tag sums usually span a small range, so each value then
+// has a bucket of its own and no selection is needed at all.
+std::uint64_t kth_smallest(const std::vector<std::uint64_t>& values, std::size_t k) {
+  const auto [lo_it, hi_it] = std::minmax_element(values.begin(), values.end());
+  const std::uint64_t lo = *lo_it;
+  const std::uint64_t range = *hi_it - lo;
+  // At most 2^16 buckets, and no more than about one per value.
+  const int bits = std::min(16, static_cast<int>(std::bit_width(values.size())));
+  const int shift = std::max(0, static_cast<int>(std::bit_width(range)) - bits);
+  std::vector<std::uint32_t> counts(static_cast<std::size_t>(range >> shift) + 1, 0);
+  for (const std::uint64_t v : values) ++counts[static_cast<std::size_t>((v - lo) >> shift)];
+  std::size_t below = 0;  // values in the buckets before `bucket`
+  std::size_t bucket = 0;
+  while (below + counts[bucket] < k) below += counts[bucket++];
+  if (shift == 0) return lo + bucket;
+  std::vector<std::uint64_t> inside;
+  inside.reserve(counts[bucket]);
+  for (const std::uint64_t v : values) {
+    if (((v - lo) >> shift) == bucket) inside.push_back(v);
+  }
+  const auto kth = inside.begin() + static_cast<std::ptrdiff_t>(k - 1 - below);
+  std::nth_element(inside.begin(), kth, inside.end());
+  return *kth;
+}
+
 class ScoreTrimmer final : public Trimmer {
  public:
   TrimInputs inputs() const override { return {.peer_ids = false, .connections = false}; }
 
+  // Every peer holds at least one connection, so the victims are among the first
+  // `target_connections` peers in rank order. The value decides almost every place in that
+  // order, so the k-th smallest value is found first on 8-byte keys; the full keys are
+  // built only for the peers tied on that value (to pick which of them fall within the
+  // target) and, when some peer holds several connections, for the k victims (whose
+  // order then matters, since the manager stops part-way). The set chosen is exactly the
+  // first k by full key, as if all n full keys had been selected.
   void rank(const TrimSnapshot& snapshot, std::size_t target_connections,
             std::vector<std::uint32_t>& order) override {
     const std::size_t n = snapshot.peers.size();
     if (n == 0 || target_connections == 0) return;
-    std::vector<RankKey> keys;
-    keys.reserve(n);
-    for (std::uint32_t i = 0; i < n; ++i) keys.push_back(key_of(snapshot.peers[i], i));
-
-    // Every peer holds at least one connection, so the victims are among the first
-    // `target_connections` peers in rank order: select those in O(n).
     const std::size_t k = std::min(target_connections, n);
-    if (k < n) {
-      std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(k), keys.end());
+
+    std::vector<std::uint32_t> prefix;  // indices of the k peers first in rank order
+    prefix.reserve(k);
+    bool some_multi = false;  // whether any peer at all holds several connections
+    if (k == n) {
+      for (std::uint32_t i = 0; i < n; ++i) prefix.push_back(i);
+      some_multi = true;  // not looked at: the prefix is checked below
+    } else {
+      std::vector<std::uint64_t> values(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        values[i] = value_key(snapshot.peers[i]);
+        some_multi = some_multi || snapshot.peers[i].connection_count > 1;
+      }
+      const std::uint64_t boundary = kth_smallest(values, k);
+      // Fewer than k values lie below the boundary. Values are in random order, so the
+      // prefix is written without a branch (an unpredictable one costs more than the store).
+      std::vector<RankKey> tied;
+      prefix.resize(k);
+      std::size_t below = 0;
+      for (std::uint32_t i = 0; i < n; ++i) {
+        prefix[below] = i;
+        below += static_cast<std::size_t>(values[i] < boundary);
+        if (values[i] == boundary) tied.push_back(key_of(snapshot.peers[i], i));
+      }
+      prefix.resize(below);
+      // k - prefix.size() >= 1 of the tied peers fall within the target.
+      const auto wanted = static_cast<std::ptrdiff_t>(k - prefix.size());
+      if (wanted < static_cast<std::ptrdiff_t>(tied.size())) {
+        std::nth_element(tied.begin(), tied.begin() + wanted, tied.end());
+      }
+      for (auto it = tied.begin(); it != tied.begin() + wanted; ++it) prefix.push_back(it->index);
     }
-    const auto prefix_end = keys.begin() + static_cast<std::ptrdiff_t>(k);
+
     // With one connection each, exactly those k peers go whatever their order. With
     // several, the manager stops part-way, so the order within the prefix matters.
-    const bool multi = std::any_of(keys.begin(), prefix_end, [&](const RankKey& key) {
-      return snapshot.peers[key.index].connection_count > 1;
-    });
-    if (multi) std::sort(keys.begin(), prefix_end);
+    const bool multi =
+        some_multi && std::any_of(prefix.begin(), prefix.end(), [&](std::uint32_t i) {
+          return snapshot.peers[i].connection_count > 1;
+        });
     order.reserve(order.size() + k);
-    for (auto it = keys.begin(); it != prefix_end; ++it) order.push_back(it->index);
+    if (!multi) {
+      order.insert(order.end(), prefix.begin(), prefix.end());
+      return;
+    }
+    std::vector<RankKey> keys;
+    keys.reserve(k);
+    for (std::uint32_t i : prefix) keys.push_back(key_of(snapshot.peers[i], i));
+    std::sort(keys.begin(), keys.end());
+    for (const RankKey& key : keys) order.push_back(key.index);
   }
 };
 
