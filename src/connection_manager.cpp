@@ -2250,8 +2250,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       // the commit waiting on the others: 5.3 -> 4.6 ms and 7.4 -> 5.8 ms at 100k).
       if (k + 16 < n) {
         // A peer slot spans four cache lines, and releasing it writes to all of them.
-        const auto* far =
-            reinterpret_cast<const char*>(&peers_[plan.slots[in_slot_order[k + 16]]]);
+        const auto* far = reinterpret_cast<const char*>(&peers_[plan.slots[in_slot_order[k + 16]]]);
         for (std::size_t line = 0; line < sizeof(PeerSlot); line += 64) {
           __builtin_prefetch(far + line, 1);
         }
@@ -2734,11 +2733,10 @@ std::optional<std::pair<std::uint32_t, ConnectionId>> detail::ManagerAccess::loc
   if (!slot) return std::nullopt;
   return std::pair{*slot, manager.impl_->conn_slots_[*slot].id};
 }
-Refusal detail::ManagerAccess::refuse(ConnectionManager& manager, Stage stage,
-                                      RefusalReason reason, std::string scope, std::string limit,
-                                      std::string message) {
-  Refusal refusal = manager.impl_->refuse(stage, reason, std::move(scope), std::move(limit),
-                                          std::move(message));
+Refusal detail::ManagerAccess::refuse(ConnectionManager& manager, Stage stage, RefusalReason reason,
+                                      std::string scope, std::string limit, std::string message) {
+  Refusal refusal =
+      manager.impl_->refuse(stage, reason, std::move(scope), std::move(limit), std::move(message));
   manager.impl_->hub_.drain();
   return refusal;
 }

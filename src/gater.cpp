@@ -659,8 +659,8 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
                                            ? kInt64Max
                                            : rule.until_ms - wall_ms;
           if (left_ms <= 0) break;  // ended while the node was down
-          const Duration left = left_ms >= kMaxBanMs ? kMaxBan
-                                                     : Duration(std::chrono::milliseconds(left_ms));
+          const Duration left =
+              left_ms >= kMaxBanMs ? kMaxBan : Duration(std::chrono::milliseconds(left_ms));
           tightened |= peer ? set_ban(peers_, *peer, now + left) : set_ban(nets_, *net, now + left);
           break;
         }

@@ -316,7 +316,7 @@ struct RealmConnectionManager::State {
       std::uint32_t realm;
       std::uint32_t bound;
     };
-    std::vector<Pool> pools;  // pools[0] is the unbound connections
+    std::vector<Pool> pools;                     // pools[0] is the unbound connections
     std::vector<std::uint32_t> first(n + 1, 0);  // peer i's entries: [first[i], first[i+1])
     std::vector<Entry> entries;
     {
@@ -326,8 +326,8 @@ struct RealmConnectionManager::State {
       std::uint32_t index = 1;
       for (auto& [name, realm] : realms) {
         realm->trim_index = index;
-        pools[index] = Pool{realm->connections, realm->config.low_water,
-                            realm->config.min_reserved};
+        pools[index] =
+            Pool{realm->connections, realm->config.low_water, realm->config.min_reserved};
         ++index;
       }
       for (std::uint32_t i = 0; i < n; ++i) {
@@ -370,8 +370,8 @@ struct RealmConnectionManager::State {
     for (std::size_t p = 1; p < pools.size(); ++p) members[p].reserve(pools[p].count);
     for (std::uint32_t i = 0; i < n; ++i) {
       const detail::RankKey key = detail::key_of(snapshot.peers[i], i);
-      const Candidate c{key.value, key.activity, key.newer, i,
-                        snapshot.peers[i].connection_count, first[i], first[i + 1]};
+      const Candidate c{key.value, key.activity, key.newer, i, snapshot.peers[i].connection_count,
+                        first[i],  first[i + 1]};
       if (c.first == c.last) {
         members[0].push_back(c);
       } else {
@@ -385,8 +385,8 @@ struct RealmConnectionManager::State {
     // then the rest of the default order. Keys only grow as victims are taken (excesses
     // shrink, heads move down their sorted pools), so stale heap entries are re-keyed
     // lazily when they surface.
-    using HeapKey = std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t,
-                               std::uint32_t>;
+    using HeapKey =
+        std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint32_t>;
     using HeapEntry = std::pair<HeapKey, std::uint32_t>;
     // Per peer: 0 while it may go, kTaken once it went, else the phase that skipped it.
     constexpr std::uint8_t kTaken = 0xFF;
@@ -577,10 +577,9 @@ RealmConnectionManager::RealmConnectionManager(executor_type executor, Config co
       std::make_unique<ConnectionManager>(std::move(executor), std::move(config), std::move(deps));
   State* state = state_.get();
   detail::ManagerAccess::set_detach_observer(
-      *state_->manager, [state](std::uint32_t slot, ConnectionId id, const NodeId& peer,
-                                CloseReason reason, std::vector<Event>* events) {
-        state->on_detached(slot, id, peer, reason, events);
-      });
+      *state_->manager,
+      [state](std::uint32_t slot, ConnectionId id, const NodeId& peer, CloseReason reason,
+              std::vector<Event>* events) { state->on_detached(slot, id, peer, reason, events); });
 }
 
 RealmConnectionManager::~RealmConnectionManager() { close(); }
@@ -720,9 +719,9 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
     }
   }
   if (full) {
-    Refusal r = detail::ManagerAccess::refuse(m, Stage::bind, RefusalReason::realm_limit,
-                                              "realm " + std::string(realm), full->first,
-                                              full->second);
+    Refusal r =
+        detail::ManagerAccess::refuse(m, Stage::bind, RefusalReason::realm_limit,
+                                      "realm " + std::string(realm), full->first, full->second);
     if (refusal != nullptr) *refusal = std::move(r);
     return Errc::realm_full;
   }
@@ -776,7 +775,8 @@ std::vector<NodeId> RealmConnectionManager::members(std::string_view realm) cons
   std::vector<NodeId> peers;
   if (const State::Realm* entry = state_->find(realm)) {
     peers.reserve(entry->members.live());
-    entry->members.for_each([&](const NodeId& peer, const State::Member&) { peers.push_back(peer); });
+    entry->members.for_each(
+        [&](const NodeId& peer, const State::Member&) { peers.push_back(peer); });
   }
   return peers;
 }

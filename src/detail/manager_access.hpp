@@ -4,8 +4,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dep2p/connmgr/connection_manager.hpp"
@@ -19,9 +19,8 @@ struct ManagerAccess {
   // published right after the connection's DisconnectedEvent, in the same order; `events`
   // is null when nobody subscribes (so nothing need be built).
   // `slot` is the connection's index in the manager (ConnectionSnapshot::slot).
-  using DetachObserver =
-      std::function<void(std::uint32_t slot, ConnectionId id, const NodeId& peer,
-                         CloseReason reason, std::vector<Event>* events)>;
+  using DetachObserver = std::function<void(std::uint32_t slot, ConnectionId id, const NodeId& peer,
+                                            CloseReason reason, std::vector<Event>* events)>;
   // Set once, before connections are added.
   static void set_detach_observer(ConnectionManager& manager, DetachObserver observer);
   // Queues an event in commit order and delivers it (the caller holds no lock).

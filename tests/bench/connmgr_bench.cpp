@@ -145,7 +145,8 @@ struct RealmPool {
     cm::RealmConfig realm;
     realm.low_water = n / kRealms / 2;
     realm.min_reserved = n / kRealms / 4;
-    for (std::size_t r = 0; r < kRealms; ++r) node.create_realm("realm-" + std::to_string(r), realm);
+    for (std::size_t r = 0; r < kRealms; ++r)
+      node.create_realm("realm-" + std::to_string(r), realm);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int> value(0, 99);
     connections.reserve(n);

@@ -302,8 +302,7 @@ TEST(ConfigDocs, EveryLimitIsDocumentedWithItsDefault) {
   expect_documented("Limits", limits_fields(), limits);
   // The documented Config defaults include these limits.
   const Config config{};
-  EXPECT_EQ(count(config.limits.system.connections_total),
-            count(limits.system.connections_total));
+  EXPECT_EQ(count(config.limits.system.connections_total), count(limits.system.connections_total));
 }
 
 TEST(ConfigDocs, EveryRealmSettingIsDocumentedWithItsDefault) {
@@ -312,8 +311,7 @@ TEST(ConfigDocs, EveryRealmSettingIsDocumentedWithItsDefault) {
 
 TEST(ConfigDocs, PolicyOptionsAreDocumentedWithTheirDefaults) {
   expect_documented("PathSelectorOptions", path_selector_fields(), PathSelectorOptions{});
-  expect_documented("ActivityTrimmerOptions", activity_trimmer_fields(),
-                    ActivityTrimmerOptions{});
+  expect_documented("ActivityTrimmerOptions", activity_trimmer_fields(), ActivityTrimmerOptions{});
 }
 
 // A field added to one of these structs must be added to this test and to the docs.
@@ -325,8 +323,7 @@ TEST(ConfigDocs, TheTestKnowsEveryFieldOfTheDocumentedStructs) {
   EXPECT_EQ(boost::pfr::tuple_size_v<Limits>, limits_fields().size() + kLimitsStructFields);
   EXPECT_EQ(boost::pfr::tuple_size_v<RealmConfig>, realm_fields().size());
   EXPECT_EQ(boost::pfr::tuple_size_v<PathSelectorOptions>, path_selector_fields().size());
-  EXPECT_EQ(boost::pfr::tuple_size_v<ActivityTrimmerOptions>,
-            activity_trimmer_fields().size());
+  EXPECT_EQ(boost::pfr::tuple_size_v<ActivityTrimmerOptions>, activity_trimmer_fields().size());
 }
 
 // The presets table: one row per preset, one column per Config field the preset changes;
@@ -359,8 +356,8 @@ TEST(ConfigDocs, PresetsAreDocumentedAsConfigPresetBuildsThem) {
       EXPECT_EQ(actual(built), want) << "preset " << name << ", field " << field;
     }
     for (const auto& [column, cell] : columns) {
-      EXPECT_TRUE(fields.count(column) != 0) << "presets column '" << column
-                                             << "' is not a Config field";
+      EXPECT_TRUE(fields.count(column) != 0)
+          << "presets column '" << column << "' is not a Config field";
     }
   }
   EXPECT_EQ(seen.size(), presets.size()) << "every preset has a row";

@@ -8,6 +8,7 @@
 
 #include <sys/resource.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -23,7 +24,6 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
-#include <unistd.h>
 #include <variant>
 #include <vector>
 
@@ -61,7 +61,8 @@ std::size_t leaked_after_dropping_closed(Connections& connections) {
   }
   std::erase(connections, nullptr);
   std::size_t leaked = 0;
-  for (const auto& w : closed) if (!w.expired()) ++leaked;
+  for (const auto& w : closed)
+    if (!w.expired()) ++leaked;
   return leaked;
 }
 
@@ -106,8 +107,10 @@ TEST(HostCloseFault, CloseThatThrowsLosesNothingAndTheTrimFinishes) {
   EXPECT_EQ(leaked_after_dropping_closed(all), 0u);
 
   // The manager still works: force_trim and close_peer with throwing closes too.
-  for (std::uint64_t n = 100; n < 104; ++n) h.add(n, Direction::outbound, false)->on_close =
-      [](FakeConnection&, CloseReason) { throw std::logic_error("again"); };
+  for (std::uint64_t n = 100; n < 104; ++n)
+    h.add(n, Direction::outbound, false)->on_close = [](FakeConnection&, CloseReason) {
+      throw std::logic_error("again");
+    };
   EXPECT_EQ(h.manager.force_trim(), 4u);
   expect_consistent(h.manager, 4);
 }
@@ -154,15 +157,17 @@ TEST(HostCloseFault, CloseThatReentersTheManagerLosesNothing) {
   EXPECT_GE(closed, 10u);
   const std::size_t open = h.manager.connection_count();
   std::size_t still_open = 0;
-  for (const auto& c : all) if (!c->closed()) ++still_open;
-  for (const auto& c : added_in_close) if (!c->closed()) ++still_open;
+  for (const auto& c : all)
+    if (!c->closed()) ++still_open;
+  for (const auto& c : added_in_close)
+    if (!c->closed()) ++still_open;
   EXPECT_EQ(open, still_open);
   for (const auto& c : all) EXPECT_LE(c->close_count(), 1);
   expect_consistent(h.manager, open);
   const Stats s = h.manager.stats();
-  EXPECT_EQ(s.duplicate_reports, 2u * static_cast<std::size_t>(std::count_if(
-                                          all.begin(), all.end(),
-                                          [](const auto& c) { return c->closed(); })));
+  EXPECT_EQ(s.duplicate_reports,
+            2u * static_cast<std::size_t>(std::count_if(
+                     all.begin(), all.end(), [](const auto& c) { return c->closed(); })));
   EXPECT_EQ(events.of<ConnectedEvent>().size(), s.connections_added);
   EXPECT_EQ(events.of<DisconnectedEvent>().size(), s.connections_removed);
   EXPECT_EQ(leaked_after_dropping_closed(all), 0u);
@@ -176,7 +181,8 @@ TEST(HostCloseFault, CloseThatReentersTheManagerLosesNothing) {
 TEST(HostCloseFault, CloseThatNeverReportsTheClosureLeavesNothingTracked) {
   ManagerHarness h(trim_config(3, 100));
   Connections all = h.add_peers(1, 10, Direction::inbound, /*reporting=*/false);
-  Connections of_peer = {h.add(50, Direction::inbound, false), h.add(50, Direction::outbound, false)};
+  Connections of_peer = {h.add(50, Direction::inbound, false),
+                         h.add(50, Direction::outbound, false)};
 
   EXPECT_EQ(h.manager.trim(), 9u);  // 12 candidates - low water 3
   ASSERT_FALSE(h.manager.close_peer(peer_id(50)));
@@ -452,7 +458,9 @@ void expect_selector_fault_contained(bool non_standard) {
   expect_consistent(h.manager, 2);
 }
 
-TEST(PolicyFault, ThrowingPathSelectorKeepsTheCurrentPath) { expect_selector_fault_contained(false); }
+TEST(PolicyFault, ThrowingPathSelectorKeepsTheCurrentPath) {
+  expect_selector_fault_contained(false);
+}
 
 // Likewise a selector throwing something that is not a std::exception: it escapes neither
 // add_connection / remove_connection nor on_pong (a timer handler).
@@ -493,8 +501,8 @@ std::string read_whole(const std::filesystem::path& path) {
 }
 
 TEST(PersistenceFault, WriteFailingMidwayKeepsTheOldFileAndEveryAcknowledgedBan) {
-  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
-                                    ("dep2p_fault_" + std::to_string(::getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / ("dep2p_fault_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "gater.rules").string();

@@ -6,11 +6,11 @@
 #include <cstdlib>
 #include <string>
 
-#define DEP2P_FUZZ_CHECK(condition, what)                                              \
-  do {                                                                                 \
-    if (!(condition)) {                                                                \
-      std::fprintf(stderr, "fuzz check failed: %s (%s) at %s:%d\n", #condition,       \
-                   std::string(what).c_str(), __FILE__, __LINE__);                     \
-      std::abort();                                                                    \
-    }                                                                                  \
+#define DEP2P_FUZZ_CHECK(condition, what)                                       \
+  do {                                                                          \
+    if (!(condition)) {                                                         \
+      std::fprintf(stderr, "fuzz check failed: %s (%s) at %s:%d\n", #condition, \
+                   std::string(what).c_str(), __FILE__, __LINE__);              \
+      std::abort();                                                             \
+    }                                                                           \
   } while (false)

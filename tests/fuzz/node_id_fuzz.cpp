@@ -38,8 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                    "try_from_bytes size rule");
   if (from_bytes) {
     DEP2P_FUZZ_CHECK(from_bytes->size() == size, "size");
-    DEP2P_FUZZ_CHECK(std::equal(bytes.begin(), bytes.end(), from_bytes->bytes().begin()),
-                     "bytes");
+    DEP2P_FUZZ_CHECK(std::equal(bytes.begin(), bytes.end(), from_bytes->bytes().begin()), "bytes");
     const auto round = cm::NodeId::try_from_hex(from_bytes->to_hex());
     DEP2P_FUZZ_CHECK(round && *round == *from_bytes, "hex round trip");
     DEP2P_FUZZ_CHECK(round->hash() == from_bytes->hash(), "hash of equal ids");

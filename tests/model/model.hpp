@@ -115,9 +115,9 @@ enum class Op : std::uint8_t {
   complete_held,     // on_secured + add_connection with a held reservation
   drop_reservation,  // a handshake failed: the reservation goes
   reserve_resources,
-  add_duplicate,      // add_connection of a handle already tracked
-  host_disconnect,    // remove_connection of an open connection
-  report_unknown,     // remove_connection of a handle never tracked
+  add_duplicate,    // add_connection of a handle already tracked
+  host_disconnect,  // remove_connection of an open connection
+  report_unknown,   // remove_connection of a handle never tracked
   close_peer,
   stream_open,
   stream_close,
@@ -139,21 +139,24 @@ enum class Op : std::uint8_t {
   force_trim,
   trim_connections,
   set_limits,
-  bind,       // RealmConnectionManager (runs with realms only)
+  bind,  // RealmConnectionManager (runs with realms only)
   unbind,
   trim_realm,
   kCount
 };
 
 inline const char* op_name(Op op) {
-  static constexpr const char* kNames[] = {
-      "connect",       "connect_admitted", "admit_and_hold", "complete_held",  "drop_reservation",
-      "reserve_resources", "add_duplicate", "host_disconnect", "report_unknown", "close_peer",
-      "stream_open",   "stream_close",     "activity",       "ping_dies",      "tag",
-      "untag",         "upsert",           "protect",        "protect_for",    "unprotect",
-      "check_dial",    "block_peer",       "unblock_peer",   "ban_peer",       "advance_small",
-      "advance_large", "trim",             "force_trim",     "trim_connections", "set_limits",
-      "bind",          "unbind",           "trim_realm"};
+  static constexpr const char* kNames[] = {"connect",       "connect_admitted", "admit_and_hold",
+                                           "complete_held", "drop_reservation", "reserve_resources",
+                                           "add_duplicate", "host_disconnect",  "report_unknown",
+                                           "close_peer",    "stream_open",      "stream_close",
+                                           "activity",      "ping_dies",        "tag",
+                                           "untag",         "upsert",           "protect",
+                                           "protect_for",   "unprotect",        "check_dial",
+                                           "block_peer",    "unblock_peer",     "ban_peer",
+                                           "advance_small", "advance_large",    "trim",
+                                           "force_trim",    "trim_connections", "set_limits",
+                                           "bind",          "unbind",           "trim_realm"};
   static_assert(std::size(kNames) == static_cast<std::size_t>(Op::kCount));
   return kNames[static_cast<std::size_t>(op)];
 }
@@ -222,7 +225,7 @@ class Run {
     TimePoint last_activity{};
     PingMode ping = PingMode::answers;
     TimePoint dead_since{};
-    bool report_back = false;  // close() reports the closure to the manager at once
+    bool report_back = false;      // close() reports the closure to the manager at once
     std::set<std::size_t> realms;  // indices into realms_ it is bound to
   };
   struct MRealm {
@@ -258,8 +261,8 @@ class Run {
 
   // --- Setup ----------------------------------------------------------------------
 
-  static constexpr std::array<const char*, 6> kAddresses = {
-      "127.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.1.1", "10.0.1.2"};
+  static constexpr std::array<const char*, 6> kAddresses = {"127.0.0.1", "10.0.0.1", "10.0.0.2",
+                                                            "10.0.0.3",  "10.0.1.1", "10.0.1.2"};
   static constexpr std::array<const char*, 3> kTagNames = {"a", "b", "c"};
   static constexpr std::array<const char*, 2> kProtectTags = {"x", "y"};
 
@@ -319,9 +322,12 @@ class Run {
         RealmConfig& rc = realm.config;
         rc.hard_max = static_cast<std::size_t>(choices_.between(2, 6));
         rc.high_water = static_cast<std::size_t>(choices_.below(rc.hard_max + 1));
-        rc.low_water = rc.high_water == 0 ? 0 : static_cast<std::size_t>(choices_.below(rc.high_water + 1));
+        rc.low_water =
+            rc.high_water == 0 ? 0 : static_cast<std::size_t>(choices_.below(rc.high_water + 1));
         if (rc.low_water > 0 && reserved + 1 <= low_ && choices_.chance(2)) rc.min_reserved = 1;
-        if (choices_.chance(3)) rc.max_members = static_cast<std::size_t>(choices_.between(1, static_cast<std::int64_t>(rc.hard_max)));
+        if (choices_.chance(3))
+          rc.max_members =
+              static_cast<std::size_t>(choices_.between(1, static_cast<std::int64_t>(rc.hard_max)));
         reserved += rc.min_reserved;
         ConfigError error;
         if (node_->create_realm(name, rc, &error)) {
@@ -417,7 +423,8 @@ class Run {
   }
   std::size_t temp_count() const {
     std::size_t n = 0;
-    for (const MPeer& p : peers_) if (p.exists && p.temporary) ++n;
+    for (const MPeer& p : peers_)
+      if (p.exists && p.temporary) ++n;
     return n;
   }
   bool watermarks_on() const { return low_ != 0 && high_ != 0; }
@@ -460,8 +467,8 @@ class Run {
   }
 
   std::shared_ptr<testing::FakeConnection> make_connection(std::size_t p, Direction direction,
-                                                           const std::string& address,
-                                                           bool relay, bool report_back) {
+                                                           const std::string& address, bool relay,
+                                                           bool report_back) {
     auto handle = std::make_shared<testing::FakeConnection>(
         ids_[p], direction, testing::endpoint(address.c_str()),
         relay ? PathKind::relay : PathKind::direct);
@@ -614,7 +621,8 @@ class Run {
     }
     Admission a = manager_->check_dial_addr(ids_[p], testing::endpoint(address.c_str()));
     if (denied(peers_[p])) {
-      expect_eq(a.error, make_error_code(Errc::connection_denied), "check_dial_addr of a blocked peer");
+      expect_eq(a.error, make_error_code(Errc::connection_denied),
+                "check_dial_addr of a blocked peer");
       ++refusals_[static_cast<std::size_t>(RefusalReason::gater)];
       return std::nullopt;
     }
@@ -818,9 +826,10 @@ class Run {
     const std::size_t p = pick_peer();
     const std::string tag = kProtectTags[choices_.below(kProtectTags.size())];
     const auto duration = std::chrono::milliseconds(choices_.between(1, 30'000));
-    detail_ = " " + peer_name(p) + " " + tag + (timed ? " for " + std::to_string(duration.count()) + "ms" : "");
-    const std::error_code ec = timed ? manager_->protect_for(ids_[p], tag, duration)
-                                     : manager_->protect(ids_[p], tag);
+    detail_ = " " + peer_name(p) + " " + tag +
+              (timed ? " for " + std::to_string(duration.count()) + "ms" : "");
+    const std::error_code ec =
+        timed ? manager_->protect_for(ids_[p], tag, duration) : manager_->protect(ids_[p], tag);
     MPeer& peer = peers_[p];
     const bool has = peer.protections.count(tag) != 0;
     if (!has && config_.max_peers_per_protection_tag != 0) {
@@ -964,7 +973,8 @@ class Run {
     std::size_t high = low + static_cast<std::size_t>(choices_.below(12));
     if (choices_.chance(8)) std::swap(low, high);  // sometimes invalid
     detail_ = " " + std::to_string(low) + "/" + std::to_string(high);
-    const std::error_code ec = node_ ? node_->set_limits(low, high) : manager_->set_limits(low, high);
+    const std::error_code ec =
+        node_ ? node_->set_limits(low, high) : manager_->set_limits(low, high);
     std::size_t reserved = 0;
     for (const MRealm& r : realms_) reserved += r.config.min_reserved;
     const bool valid = low == 0 || high == 0 || (low <= high && reserved <= low);
@@ -1087,9 +1097,10 @@ class Run {
       const std::uint64_t id = found->second;
       MConn& c = conns_[id];
       const MPeer& peer = peers_[c.peer];
-      const std::string who = peer_name(c.peer) + " closed with " +
-                              std::string(to_string(closed.reason));
-      if (c.handle->close_count() != 1) fail(who + ": close() called " + std::to_string(c.handle->close_count()) + " times");
+      const std::string who =
+          peer_name(c.peer) + " closed with " + std::string(to_string(closed.reason));
+      if (c.handle->close_count() != 1)
+        fail(who + ": close() called " + std::to_string(c.handle->close_count()) + " times");
       if (closed.reported) {
         expect_eq(closed.report, make_error_code(Errc::unknown_connection),
                   "a closure reported back from close()");
@@ -1099,7 +1110,8 @@ class Run {
       switch (closed.reason) {
         case CloseReason::trimmed:
           if (op_ == Op::bind || op_ == Op::trim_realm) {
-            if (c.realms.count(realm_target_) == 0) fail(who + ": a realm trim took a connection not bound to it");
+            if (c.realms.count(realm_target_) == 0)
+              fail(who + ": a realm trim took a connection not bound to it");
           } else if (!(op_ == Op::trim || op_ == Op::set_limits || time_moved)) {
             fail(who + " outside a trim");
           }
@@ -1111,7 +1123,8 @@ class Run {
           break;
         case CloseReason::forced_trim:
           if (op_ == Op::trim_connections) {
-            if (prot || !out_of_grace(peer)) fail(who + ": trim_connections took an ineligible peer");
+            if (prot || !out_of_grace(peer))
+              fail(who + ": trim_connections took an ineligible peer");
           } else if (op_ != Op::force_trim) {
             fail(who + " outside force_trim / trim_connections");
           }
@@ -1131,10 +1144,10 @@ class Run {
           if (!denied(peer)) fail(who + " but the gater allows the peer");
           break;
         case CloseReason::redundant_path: {
-          const bool over_cap = (op_ == Op::connect || op_ == Op::connect_admitted ||
-                                 op_ == Op::complete_held) &&
-                                cap_peer_ == c.peer && config_.max_connections_per_peer != 0 &&
-                                cap_before_ > config_.max_connections_per_peer;
+          const bool over_cap =
+              (op_ == Op::connect || op_ == Op::connect_admitted || op_ == Op::complete_held) &&
+              cap_peer_ == c.peer && config_.max_connections_per_peer != 0 &&
+              cap_before_ > config_.max_connections_per_peer;
           if (!over_cap && !(c.relay && time_moved)) fail(who + " but no path made it redundant");
           break;
         }
@@ -1142,15 +1155,15 @@ class Run {
           if (op_ != Op::close_peer || c.peer != close_target_) fail(who + " by no close_peer");
           ++host;
           break;
-        default:
-          fail(who + ": a reason the model never causes");
+        default: fail(who + ": a reason the model never causes");
       }
       if (!failure_.empty()) return;
       leave(id, closed.reason);
     }
 
     // Counts and order of the trims.
-    if (op_ == Op::trim || op_ == Op::set_limits) check_trim(trimmed, trimmed_peers, max_victim_value);
+    if (op_ == Op::trim || op_ == Op::set_limits)
+      check_trim(trimmed, trimmed_peers, max_victim_value);
     if (op_ == Op::trim_realm) expect_eq(trim_result_, trimmed, "trim_realm()'s result");
     if (op_ == Op::bind || op_ == Op::trim_realm) {
       const RealmConfig& rc = realms_[realm_target_].config;
@@ -1171,7 +1184,8 @@ class Run {
         expect_eq(forced, expected, "connections closed by trim_connections");
       }
     }
-    if (op_ == Op::close_peer) expect_eq(host, expected_host_closes_, "connections closed by close_peer");
+    if (op_ == Op::close_peer)
+      expect_eq(host, expected_host_closes_, "connections closed by close_peer");
     if (op_ == Op::block_peer || op_ == Op::ban_peer) {
       if (newly_denied_ && denied(peers_[gated_peer_]) && !peers_[gated_peer_].conns.empty()) {
         fail(peer_name(gated_peer_) + " is blocked but its connections stay open");
@@ -1209,7 +1223,8 @@ class Run {
     if (realm_rules_) {
       std::size_t largest = 0;
       for (const auto& [p, n] : victims) largest = std::max(largest, n);
-      if (closed > 0 && closed - largest >= target) fail("a realm-aware trim closed more than its target needs");
+      if (closed > 0 && closed - largest >= target)
+        fail("a realm-aware trim closed more than its target needs");
       return;
     }
     if (closed < target) {
@@ -1219,8 +1234,8 @@ class Run {
     std::size_t largest = 0;
     for (const auto& [p, n] : victims) largest = std::max(largest, n);
     if (closed > 0 && closed - largest >= target) {
-      fail("trim closed " + std::to_string(closed) + " connections, more whole peers than the target " +
-           std::to_string(target) + " needs");
+      fail("trim closed " + std::to_string(closed) +
+           " connections, more whole peers than the target " + std::to_string(target) + " needs");
     }
     // The default trimmer evicts lower values first: no surviving candidate is worth less
     // than a victim.
@@ -1348,11 +1363,13 @@ class Run {
               "added - removed = open");
     expect_eq(s.duplicate_reports, duplicate_reports_, "stats.duplicate_reports");
     for (std::size_t r = 0; r < kCloseReasonCount; ++r) {
-      expect_eq(s.closes_by_reason[r], closes_[r],
-                "stats.closes_by_reason[" + std::string(to_string(static_cast<CloseReason>(r))) + "]");
+      expect_eq(
+          s.closes_by_reason[r], closes_[r],
+          "stats.closes_by_reason[" + std::string(to_string(static_cast<CloseReason>(r))) + "]");
     }
     expect_eq(s.refusals(RefusalReason::subnet_cap),
-              refusals_[static_cast<std::size_t>(RefusalReason::subnet_cap)], "refusals subnet_cap");
+              refusals_[static_cast<std::size_t>(RefusalReason::subnet_cap)],
+              "refusals subnet_cap");
     expect_eq(s.refusals(RefusalReason::gater),
               refusals_[static_cast<std::size_t>(RefusalReason::gater)], "refusals gater");
     std::size_t pending_in = 0;
@@ -1377,7 +1394,8 @@ class Run {
       expect_eq(node_->members(name).size(), realm_members(r).size(), "members(" + name + ")");
       const RealmConfig& rc = realms_[r].config;
       if (rc.hard_max != 0 && bound > rc.hard_max) fail(name + " holds more than hard_max");
-      if (rc.max_members != 0 && realm_members(r).size() > rc.max_members) fail(name + " has more than max_members");
+      if (rc.max_members != 0 && realm_members(r).size() > rc.max_members)
+        fail(name + " has more than max_members");
     }
 
     // Events: exactly one per change, delivered by now.
@@ -1440,7 +1458,7 @@ class Run {
   boost::asio::io_context io_;
   std::shared_ptr<ManualTimeSource> time_;
   std::shared_ptr<BasicGater> gater_;
-  std::unique_ptr<RealmConnectionManager> node_;  // with realms; manager_ is its manager()
+  std::unique_ptr<RealmConnectionManager> node_;    // with realms; manager_ is its manager()
   std::unique_ptr<ConnectionManager> own_manager_;  // without
   ConnectionManager* manager_ = nullptr;
   std::vector<MRealm> realms_;

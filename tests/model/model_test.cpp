@@ -97,7 +97,8 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   for (std::uint64_t seed = 0; seed < 200; ++seed) {
     model::SeededChoices choices(seed);
     model::Run run(choices);
-    while (run.steps() < kStepsPerSeed) ASSERT_TRUE(run.step()) << "seed " << seed << ", " << run.failure();
+    while (run.steps() < kStepsPerSeed)
+      ASSERT_TRUE(run.step()) << "seed " << seed << ", " << run.failure();
     const Stats s = run.manager().stats();
     for (std::size_t r = 0; r < kCloseReasonCount; ++r) closes[r] += s.closes_by_reason[r];
     cap_refusals += s.refusals(RefusalReason::subnet_cap);

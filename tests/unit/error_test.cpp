@@ -21,7 +21,8 @@ const std::vector<Errc>& all_errc() {
       Errc::realm_full,         Errc::closed,
       Errc::invalid_argument,   Errc::temp_peer_limit,
       Errc::protection_limit,   Errc::tag_exists,
-      Errc::tag_closed,         Errc::illegal_transition, Errc::unknown_realm, Errc::realm_exists,
+      Errc::tag_closed,         Errc::illegal_transition,
+      Errc::unknown_realm,      Errc::realm_exists,
   };
   return all;
 }

@@ -1028,9 +1028,13 @@ TEST_F(GaterFileTest, AttachingAFileWithBlocksFiresOnTightened) {
 TEST_F(GaterFileTest, BanEndFarInTheFutureLoadsAsTheLongestBan) {
   write_all(path,
             "dep2p-connmgr-gater 1\n"
-            "ban-peer " + peer_id(1).to_hex() + " 18000000000000000\n"
-            "ban-peer " + peer_id(2).to_hex() + " 9223372036854775807\n"
-            "ban 10.9.0.0/16 9223372036854775807\n");
+            "ban-peer " +
+                peer_id(1).to_hex() +
+                " 18000000000000000\n"
+                "ban-peer " +
+                peer_id(2).to_hex() +
+                " 9223372036854775807\n"
+                "ban 10.9.0.0/16 9223372036854775807\n");
   std::string message;
   ASSERT_FALSE(gater->attach_file(path, &message)) << message;
   EXPECT_EQ(gater->rule_count(), 3u);

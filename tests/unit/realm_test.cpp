@@ -42,15 +42,16 @@ class RealmHarness {
   ConnectionManager& manager() { return node.manager(); }
 
   // A connection to peer_id(n), added to the pool and bound to each realm given.
-  std::shared_ptr<FakeConnection> add(std::uint64_t n, std::initializer_list<const char*> realms = {}) {
-    auto c = reporting_connection(manager(), peer_id(n), n % 2 ? Direction::inbound
-                                                               : Direction::outbound);
+  std::shared_ptr<FakeConnection> add(std::uint64_t n,
+                                      std::initializer_list<const char*> realms = {}) {
+    auto c = reporting_connection(manager(), peer_id(n),
+                                  n % 2 ? Direction::inbound : Direction::outbound);
     EXPECT_FALSE(manager().add_connection(c));
     for (const char* r : realms) EXPECT_FALSE(node.bind(*c, r)) << "bind " << n << " to " << r;
     return c;
   }
-  std::vector<std::shared_ptr<FakeConnection>> add_range(std::uint64_t first, std::size_t count,
-                                                         std::initializer_list<const char*> realms = {}) {
+  std::vector<std::shared_ptr<FakeConnection>> add_range(
+      std::uint64_t first, std::size_t count, std::initializer_list<const char*> realms = {}) {
     std::vector<std::shared_ptr<FakeConnection>> added;
     for (std::size_t i = 0; i < count; ++i) added.push_back(add(first + i, realms));
     return added;
@@ -226,7 +227,8 @@ TEST(RealmTrim, ARealmAtItsHighWaterTrimsOnlyItsOwnMembersToItsLowWater) {
   auto unbound = h.add_range(1, 20);
   auto files = h.add_range(21, 8, {"files"});
   auto chat = h.add_range(101, 9, {"chat"});
-  for (std::uint64_t n = 101; n <= 105; ++n) ASSERT_FALSE(h.node.tag_peer("chat", peer_id(n), "useful", 10));
+  for (std::uint64_t n = 101; n <= 105; ++n)
+    ASSERT_FALSE(h.node.tag_peer("chat", peer_id(n), "useful", 10));
   chat.push_back(h.add(110, {"chat"}));  // the tenth: high water
   EXPECT_EQ(count_closed(chat), 0u) << "the trim runs on the executor, not inside bind()";
   h.time->run_ready();
@@ -318,7 +320,8 @@ TEST(RealmGlobalTrim, ValueStillComesFirst) {
   h.create("chat", realm(0, 0));
   auto bound = h.add_range(1, 10, {"chat"});
   auto unbound = h.add_range(101, 10);
-  for (std::uint64_t n = 101; n <= 110; ++n) ASSERT_FALSE(h.manager().tag_peer(peer_id(n), "dht", 50));
+  for (std::uint64_t n = 101; n <= 110; ++n)
+    ASSERT_FALSE(h.manager().tag_peer(peer_id(n), "dht", 50));
   EXPECT_EQ(h.manager().trim(), 10u);
   EXPECT_EQ(count_closed(bound), 10u);
   EXPECT_EQ(count_closed(unbound), 0u);

@@ -97,10 +97,9 @@ struct RealmUnboundEvent {
   Cause cause = Cause::unbound;
 };
 
-using Event =
-    std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, ListenEvent, ListenCloseEvent,
-                 StreamOpenedEvent, StreamClosedEvent, RefusedEvent, PathChangedEvent,
-                 RealmBoundEvent, RealmUnboundEvent>;
+using Event = std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, ListenEvent,
+                           ListenCloseEvent, StreamOpenedEvent, StreamClosedEvent, RefusedEvent,
+                           PathChangedEvent, RealmBoundEvent, RealmUnboundEvent>;
 using EventHandler = std::function<void(const Event&)>;
 
 class Subscription {
