@@ -24,6 +24,8 @@
 #include "detail/logging.hpp"
 #include "detail/manager_access.hpp"
 #include "detail/observability.hpp"
+#include "detail/paged_vector.hpp"
+#include "detail/peer_id_table.hpp"
 #include "detail/rate_limiter.hpp"
 #include "detail/score_key.hpp"
 #include "detail/subnet_counter.hpp"
@@ -64,34 +66,43 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                  Reservation::Owner,
                                  KeepAliveHold::Owner {
   // One tracked connection, at index Connection::slot_ of conn_slots_. A free slot has a
-  // null handle and sits in free_conn_slots_.
+  // null handle and sits in free_conn_slots_. Packed to 104 bytes (docs/performance.md,
+  // "Memory per connection"): the remote endpoint as raw bytes (remote_of() rebuilds
+  // it), flags as bits, the rare extras (an IPv6 scope id, a capped address other than
+  // the remote one) in side maps keyed by the slot.
   struct ConnEntry {
     std::shared_ptr<Connection> handle;
     ConnectionId id{};
+    TimePoint opened_at{};
+    // Activity: the last reported bytes, and exponentially smoothed rates (bytes/s;
+    // estimates, so a float's 24-bit mantissa is plenty).
+    TimePoint last_activity{};
+    // Keepalive: the ping in flight (if any) by sequence number, misses in a row, and the
+    // smoothed RTT (zero until the first answer).
+    TimePoint ping_sent_at{};
+    Duration srtt{};
+    float download_rate = 0;
+    float upload_rate = 0;
     std::uint32_t peer_slot = 0;
+    std::uint32_t streams_in = 0;
+    std::uint32_t streams_out = 0;
+    std::uint32_t ping_sequence = 0;
+    std::uint16_t missed = 0;                // saturates at 65535
+    std::uint16_t port = 0;                  // of the remote endpoint
+    std::array<std::uint8_t, 16> address{};  // the remote address (IPv4: the first 4)
     Direction direction = Direction::inbound;
     PathKind path = PathKind::direct;
     Transport transport = Transport::tcp;
-    bool ipv6 = false;
-    bool redundant = false;  // a relay scheduled to close after a direct path arrived
-    bool closing = false;    // the host reported ConnectionState::closing
-    std::uint32_t streams_in = 0;
-    std::uint32_t streams_out = 0;
-    TimePoint opened_at{};
-    Endpoint remote;
-    // The place this connection holds under the per-address caps (released with it).
-    std::optional<boost::asio::ip::address> capped_address;
-    // Activity: the last reported bytes, and exponentially smoothed rates (bytes/s).
-    TimePoint last_activity{};
-    double download_rate = 0;
-    double upload_rate = 0;
-    // Keepalive: the ping in flight (if any) by sequence number, misses in a row, and the
-    // smoothed RTT (zero until the first answer).
-    std::uint32_t ping_sequence = 0;
-    bool ping_in_flight = false;
-    std::uint32_t missed = 0;
-    TimePoint ping_sent_at{};
-    Duration srtt{};
+    bool address_v6 : 1 = false;  // `address` is IPv6
+    bool has_scope : 1 = false;   // its scope id is in scope_ids_
+    bool ipv6 : 1 = false;        // reached over IPv6 proper (not v4-mapped)
+    bool redundant : 1 = false;   // a relay scheduled to close after a direct path arrived
+    bool closing : 1 = false;     // the host reported ConnectionState::closing
+    bool ping_in_flight : 1 = false;
+    // Holds a place under the per-address caps (released with it): at the remote
+    // address, or with cap_elsewhere at the one in odd_caps_.
+    bool capped : 1 = false;
+    bool cap_elsewhere : 1 = false;
 
     std::uint32_t streams() const { return streams_in + streams_out; }
   };
@@ -126,6 +137,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     TimePoint added{};
     TimePoint last_visit{};
   };
+  // The decaying tags of one peer, at PeerSlot::decay in decay_sets_. Only peers that
+  // hold decaying tags have one, so the rest do not pay for the list.
+  struct DecaySet {
+    std::int64_t sum = 0;  // of the entries' values
+    boost::container::small_vector<DecayEntry, 1> entries;
+  };
 
   // A registered decaying tag, at its id's index in decay_defs_. Closed ones are reused
   // for later registrations; `generation` tells the handles of the old one apart.
@@ -139,7 +156,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     bool open = false;
   };
 
-  // When a temporary entry is due to expire (see PeerSlot::expires_at).
+  // When a temporary entry is due to expire (see expiry_of_).
   struct Expiry {
     TimePoint at;
     std::uint32_t slot;
@@ -150,10 +167,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // One peer entry: connected (conns non-empty) or temporary (tagged, no connections;
   // either never connected or kept for tag_retention after its last connection).
   // Slots are recycled through free_peer_slots_; `generation` changes on each release so
-  // a trim plan can tell a slot that was reused since it looked.
+  // a trim plan can tell a slot that was reused since it looked. 96 bytes: the id lives
+  // in peer_ids_, decaying tags in decay_sets_, a temporary entry's end in expiry_of_.
   struct PeerSlot {
-    // What a trim reads comes first and ids live apart (peer_keys_), so the plan's scan
-    // and the commit's visits touch as few cache lines and pages as possible.
+    // What a trim reads comes first, so the plan's scan and the commit's visits touch as
+    // few cache lines as possible.
     bool live = false;
     bool temporary = false;
     bool is_protected = false;  // mirrors protections_ for a live slot
@@ -161,44 +179,38 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::uint32_t streams = 0;
     std::uint32_t streams_in = 0;
     std::uint32_t inbound = 0;
-    TimePoint first_seen{};
-    boost::container::small_vector<std::uint32_t, 2> conns;  // conn_slots_ indices
-    detail::PeerTags tags;
-    std::uint64_t tags_stamp = 0;     // tag_clock_ at the last tag change; 0 when none
     std::uint32_t best = kNoSlot;     // conn slot of the chosen path, if chosen
-    ConnectionId last_best{};         // the chosen path's id, kept after it closes
     std::uint32_t paths_version = 0;  // bumped when a connection comes or goes
-    std::int64_t decaying_sum = 0;    // sum of `decaying` values
-    boost::container::small_vector<DecayEntry, 1> decaying;
-    TimePoint expires_at{};  // a temporary entry is deleted at this time
+    std::uint32_t decay = kNoSlot;    // index into decay_sets_, if any decaying tag
+    TimePoint first_seen{};
+    detail::PeerTags tags;
+    detail::CompactVector<std::uint32_t, 2> conns;  // conn_slots_ indices
+    std::uint64_t tags_stamp = 0;  // tag_clock_ at the last tag change; 0 when none
+    ConnectionId last_best{};      // the chosen path's id, kept after it closes
+  };
 
-    std::int64_t value() const { return tags.sum() + decaying_sum; }
-    bool holds_tags() const { return !tags.empty() || !decaying.empty(); }
-  };
-  // The identity of the peer in the slot of the same index.
-  struct PeerKey {
-    NodeId id;
-    std::size_t hash;  // id.hash(), cached: the index rehashes through it
-  };
+  // The sizes docs/performance.md counts (LP64): a change that grows them shows here.
+  static_assert(sizeof(void*) != 8 || sizeof(ConnEntry) == 104);
+  static_assert(sizeof(void*) != 8 || sizeof(PeerSlot) == 96);
 
   // The peer index stores only slot numbers (4 bytes each, so it stays cache-resident at
   // 100k peers) and looks ids up through the slots; NodeId keys work transparently.
   struct SlotHash {
     using is_transparent = void;
     using is_avalanching = void;  // NodeId::hash already mixes every byte
-    const std::vector<PeerKey>* keys;
-    std::size_t operator()(std::uint32_t slot) const noexcept { return (*keys)[slot].hash; }
+    const detail::PeerIdTable* ids;
+    std::size_t operator()(std::uint32_t slot) const noexcept { return ids->hash(slot); }
     std::size_t operator()(const NodeId& id) const noexcept { return id.hash(); }
   };
   struct SlotEqual {
     using is_transparent = void;
-    const std::vector<PeerKey>* keys;
+    const detail::PeerIdTable* ids;
     bool operator()(std::uint32_t a, std::uint32_t b) const noexcept { return a == b; }
     bool operator()(const NodeId& id, std::uint32_t slot) const noexcept {
-      return (*keys)[slot].id == id;
+      return ids->equals(slot, id);
     }
     bool operator()(std::uint32_t slot, const NodeId& id) const noexcept {
-      return (*keys)[slot].id == id;
+      return ids->equals(slot, id);
     }
   };
 
@@ -216,7 +228,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         path_selector_(deps.path_selector ? std::move(deps.path_selector)
                                           : make_default_path_selector()),
         config_(std::move(config)),
-        peer_index_(0, SlotHash{&peer_keys_}, SlotEqual{&peer_keys_}),
+        peer_index_(0, SlotHash{&peer_ids_}, SlotEqual{&peer_ids_}),
         subnets_(config_.limits.subnets),
         inbound_rates_(config_.limits.inbound_rate),
         outbound_dials_(config_.limits.outbound_dials),
@@ -279,8 +291,55 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     auto it = peer_index_.find(peer);
     return it == peer_index_.end() ? nullptr : &peers_[*it];
   }
-  std::uint32_t slot_of(const PeerSlot& entry) const {
-    return static_cast<std::uint32_t>(&entry - peers_.data());
+  std::int64_t value_of(const PeerSlot& entry) const {
+    return entry.tags.sum() + (entry.decay == kNoSlot ? 0 : decay_sets_[entry.decay].sum);
+  }
+  bool holds_tags(const PeerSlot& entry) const {
+    return !entry.tags.empty() || entry.decay != kNoSlot;  // a set exists while non-empty
+  }
+  // A temporary entry's end (see schedule_expiry).
+  TimePoint expiry_at(std::uint32_t slot) const {
+    auto it = expiry_of_.find(slot);
+    return it == expiry_of_.end() ? TimePoint::max() : it->second;
+  }
+
+  // The remote endpoint of a connection, packed into its entry and rebuilt on demand.
+  void pack_remote(ConnEntry& conn, std::uint32_t conn_slot, const Endpoint& remote) {
+    conn.port = remote.port;
+    if (remote.address.is_v6()) {
+      const boost::asio::ip::address_v6 v6 = remote.address.to_v6();
+      const auto bytes = v6.to_bytes();
+      std::copy(bytes.begin(), bytes.end(), conn.address.begin());
+      conn.address_v6 = true;
+      if (v6.scope_id() != 0) {
+        conn.has_scope = true;
+        scope_ids_.insert_or_assign(conn_slot, v6.scope_id());
+      }
+    } else {
+      const auto bytes = remote.address.to_v4().to_bytes();
+      std::copy(bytes.begin(), bytes.end(), conn.address.begin());
+    }
+  }
+  boost::asio::ip::address remote_address(const ConnEntry& conn, std::uint32_t conn_slot) const {
+    if (!conn.address_v6) {
+      boost::asio::ip::address_v4::bytes_type bytes;
+      std::copy_n(conn.address.begin(), bytes.size(), bytes.begin());
+      return boost::asio::ip::address_v4(bytes);
+    }
+    boost::asio::ip::address_v6::bytes_type bytes;
+    std::copy_n(conn.address.begin(), bytes.size(), bytes.begin());
+    return boost::asio::ip::address_v6(bytes,
+                                       conn.has_scope ? scope_ids_.find(conn_slot)->second : 0);
+  }
+  Endpoint remote_of(std::uint32_t conn_slot) const {
+    const ConnEntry& conn = conn_slots_[conn_slot];
+    return Endpoint{remote_address(conn, conn_slot), conn.port};
+  }
+
+  // The live slot of `peer`, or kNoSlot.
+  std::uint32_t find_slot(const NodeId& peer) const {
+    auto it = peer_index_.find(peer);
+    return it == peer_index_.end() ? kNoSlot : *it;
   }
 
   // The conn_slots_ index of a connection this manager tracks, or nullopt.
@@ -298,12 +357,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (!free_peer_slots_.empty()) {
       slot = free_peer_slots_.back();
       free_peer_slots_.pop_back();
-      peer_keys_[slot] = PeerKey{peer, peer.hash()};
     } else {
       slot = static_cast<std::uint32_t>(peers_.size());
       peers_.emplace_back();
-      peer_keys_.push_back(PeerKey{peer, peer.hash()});
     }
+    peer_ids_.assign(slot, peer);
     PeerSlot& entry = peers_[slot];
     entry.first_seen = now;
     entry.live = true;
@@ -321,8 +379,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     entry.streams_in = 0;
     entry.best = kNoSlot;
     entry.last_best = ConnectionId{};
-    entry.decaying.clear();
-    entry.decaying_sum = 0;
+    drop_decay_set(entry);
+    if (!expiry_of_.empty()) expiry_of_.erase(slot);
     entry.conns.clear();
     entry.streams = 0;
     entry.inbound = 0;
@@ -340,7 +398,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   // A commit that releases a large share of the peers takes their slots out of
   // peer_index_ in one pass over the index at the end, instead of one hashed erase each
-  // (a cache miss into the index and one into peer_keys_ per victim). In between, the
+  // (a cache miss into the index and one into peer_ids_ per victim). In between, the
   // released slots are still indexed: nothing may look peers up by id or add peers.
   // REQUIRES: mutex_ held, from begin to end.
   void begin_batch_unindex(std::size_t releases_expected) {
@@ -369,7 +427,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     peer.streams_in -= conn.streams_in;
     streams_by_direction_[0] -= conn.streams_in;
     streams_by_direction_[1] -= conn.streams_out;
-    if (conn.capped_address) subnets_.remove(*conn.capped_address);
+    if (conn.capped) {
+      if (conn.cap_elsewhere) {
+        auto it = odd_caps_.find(conn_slot);
+        subnets_.remove(it->second);
+        odd_caps_.erase(it);
+      } else {
+        subnets_.remove(remote_address(conn, conn_slot));
+      }
+    }
+    if (conn.has_scope) scope_ids_.erase(conn_slot);
     if (conn.direction == Direction::inbound) {
       --peer.inbound;
       --inbound_;
@@ -380,11 +447,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     ++stats_.connections_removed;
     ++stats_.closes_by_reason[static_cast<std::size_t>(reason)];
     if (hub_.has_subscribers()) {
-      hub_.enqueue(DisconnectedEvent{peer_keys_[slot].id, conn.id, conn.direction, reason, detail});
+      hub_.enqueue(DisconnectedEvent{peer_ids_.get(slot), conn.id, conn.direction, reason, detail});
     }
     if (detach_observer_) {
       const bool wanted = hub_.has_subscribers();
-      detach_observer_(conn_slot, conn.id, peer_keys_[slot].id, reason,
+      detach_observer_(conn_slot, conn.id, peer_ids_.get(slot), reason,
                        wanted ? &observer_events_ : nullptr);
       for (Event& e : observer_events_) hub_.enqueue(std::move(e));
       observer_events_.clear();
@@ -402,7 +469,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // temporary entry (if the temporary bound allows), otherwise the entry goes.
   void retain_or_release(std::uint32_t slot) {
     PeerSlot& entry = peers_[slot];
-    if (config_.tag_retention.count() > 0 && entry.holds_tags() &&
+    if (config_.tag_retention.count() > 0 && holds_tags(entry) &&
         temp_peers_ < config_.max_temp_peers) {
       entry.temporary = true;
       ++temp_peers_;
@@ -418,7 +485,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // A temporary entry that no longer holds any tag has no reason to exist.
   void release_if_empty_temporary(std::uint32_t slot) {
     const PeerSlot& entry = peers_[slot];
-    if (entry.live && entry.temporary && !entry.holds_tags()) release_peer(slot);
+    if (entry.live && entry.temporary && !holds_tags(entry)) release_peer(slot);
   }
 
   // What add_connection reads from the host's handle, outside the lock.
@@ -538,6 +605,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         // period starts now.
         existing.temporary = false;
         existing.first_seen = now;
+        expiry_of_.erase(slot);
         --temp_peers_;
       }
     } else {
@@ -565,8 +633,14 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     fresh.streams_in = in ? facts.streams : 0;
     fresh.streams_out = in ? 0 : facts.streams;
     fresh.opened_at = now;
-    fresh.remote = facts.remote;
-    fresh.capped_address = std::move(capped_address);
+    pack_remote(fresh, conn_slot, facts.remote);
+    if (capped_address) {
+      fresh.capped = true;
+      if (*capped_address != remote_address(fresh, conn_slot)) {
+        fresh.cap_elsewhere = true;
+        odd_caps_.insert_or_assign(conn_slot, *capped_address);
+      }
+    }
     PeerSlot& entry = peers_[slot];
     entry.conns.push_back(conn_slot);
     entry.streams += facts.streams;
@@ -618,7 +692,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       ConnectionAccess::release(*released);
       if (peers_[peer_slot].live && !peers_[peer_slot].conns.empty() &&
           peers_[peer_slot].best == kNoSlot) {
-        reselect_peer = peer_keys_[peer_slot].id;
+        reselect_peer = peer_ids_.get(peer_slot);
       }
     }
     hub_.drain();
@@ -669,10 +743,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       const bool in = direction == Direction::inbound;
       std::uint32_t& mine = in ? conn.streams_in : conn.streams_out;
       if (opened) {
-        refused = check_streams(peer, direction);
+        refused = check_streams(conn.peer_slot, direction);
         if (!refused) {
           if (hub_.has_subscribers()) {
-            hub_.enqueue(StreamOpenedEvent{peer_keys_[conn.peer_slot].id, conn.id, direction});
+            hub_.enqueue(StreamOpenedEvent{peer_ids_.get(conn.peer_slot), conn.id, direction});
           }
           ++mine;
           ++peer.streams;
@@ -681,7 +755,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         }
       } else if (mine > 0) {
         if (hub_.has_subscribers()) {
-          hub_.enqueue(StreamClosedEvent{peer_keys_[conn.peer_slot].id, conn.id, direction});
+          hub_.enqueue(StreamClosedEvent{peer_ids_.get(conn.peer_slot), conn.id, direction});
         }
         --mine;
         --peer.streams;
@@ -752,12 +826,13 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::error_code untag_peer(const NodeId& peer, std::string_view name) {
     std::lock_guard lock(mutex_);
     if (closed_) return Errc::closed;
-    PeerSlot* entry = find_peer(peer);
-    if (entry == nullptr) return Errc::unknown_peer;
+    const std::uint32_t slot = find_slot(peer);
+    if (slot == kNoSlot) return Errc::unknown_peer;
+    PeerSlot* entry = &peers_[slot];
     if (auto id = tag_names_.find(name)) {
       if (entry->tags.remove(tag_names_, *id)) entry->tags_stamp = ++tag_clock_;
     }
-    release_if_empty_temporary(slot_of(*entry));
+    release_if_empty_temporary(slot);
     return {};
   }
 
@@ -795,10 +870,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::lock_guard lock(mutex_);
     const PeerSlot* entry = find_peer(peer);
     if (entry == nullptr) return std::nullopt;
-    TagInfo info{entry->first_seen,   entry->value(),  entry->tags.list(tag_names_), {},
+    TagInfo info{entry->first_seen,   value_of(*entry), entry->tags.list(tag_names_), {},
                  entry->conns.size(), entry->temporary};
-    for (const DecayEntry& d : entry->decaying) {
-      info.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
+    if (const DecaySet* set = decay_set(*entry)) {
+      for (const DecayEntry& d : set->entries) {
+        info.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
+      }
     }
     return info;
   }
@@ -830,7 +907,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // --- Expiry of temporary entries and timed protections --------------------------
 
   void schedule_expiry(std::uint32_t slot, TimePoint at) {
-    peers_[slot].expires_at = at;
+    expiry_of_.insert_or_assign(slot, at);
     expiries_.push(Expiry{at, slot, peers_[slot].generation});
     arm_housekeeping(at);
   }
@@ -857,7 +934,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       // Stale records (the peer connected, was released, or got a later expiry) are
       // skipped here rather than searched for when they go stale.
       if (entry.live && entry.temporary && entry.generation == due.generation &&
-          entry.expires_at <= now) {
+          expiry_at(due.slot) <= now) {
         release_peer(due.slot);
         ++stats_.temporary_peers_pruned;
       }
@@ -928,30 +1005,63 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     return def.open && def.generation == generation ? &def : nullptr;
   }
 
-  static DecayEntry* find_decaying(PeerSlot& entry, std::uint32_t tag) {
-    for (DecayEntry& d : entry.decaying) {
-      if (d.tag == tag) return &d;
+  DecaySet* decay_set(const PeerSlot& entry) {
+    return entry.decay == kNoSlot ? nullptr : &decay_sets_[entry.decay];
+  }
+  const DecaySet* decay_set(const PeerSlot& entry) const {
+    return entry.decay == kNoSlot ? nullptr : &decay_sets_[entry.decay];
+  }
+  // Gives the set back once its last entry went (holds_tags relies on it).
+  void settle_decay_set(PeerSlot& entry) {
+    if (entry.decay == kNoSlot || !decay_sets_[entry.decay].entries.empty()) return;
+    drop_decay_set(entry);
+  }
+  void drop_decay_set(PeerSlot& entry) {
+    if (entry.decay == kNoSlot) return;
+    decay_sets_[entry.decay] = DecaySet{};
+    free_decay_sets_.push_back(entry.decay);
+    entry.decay = kNoSlot;
+  }
+
+  DecayEntry* find_decaying(const PeerSlot& entry, std::uint32_t tag) {
+    if (DecaySet* set = decay_set(entry)) {
+      for (DecayEntry& d : set->entries) {
+        if (d.tag == tag) return &d;
+      }
     }
     return nullptr;
   }
 
   void set_decaying(PeerSlot& entry, std::uint32_t tag, int value, TimePoint now) {
     if (DecayEntry* d = find_decaying(entry, tag)) {
-      entry.decaying_sum += static_cast<std::int64_t>(value) - d->value;
+      decay_sets_[entry.decay].sum += static_cast<std::int64_t>(value) - d->value;
       d->value = value;
       d->last_visit = now;
       ++d->version;
-    } else {
-      entry.decaying.push_back(DecayEntry{tag, 1, value, now, now});
-      entry.decaying_sum += value;
+      return;
     }
+    if (entry.decay == kNoSlot) {
+      if (free_decay_sets_.empty()) {
+        entry.decay = static_cast<std::uint32_t>(decay_sets_.size());
+        decay_sets_.emplace_back();
+      } else {
+        entry.decay = free_decay_sets_.back();
+        free_decay_sets_.pop_back();
+      }
+    }
+    DecaySet& set = decay_sets_[entry.decay];
+    set.entries.push_back(DecayEntry{tag, 1, value, now, now});
+    set.sum += value;
   }
 
   void erase_decaying(PeerSlot& entry, std::uint32_t tag) {
-    for (auto it = entry.decaying.begin(); it != entry.decaying.end(); ++it) {
+    DecaySet* set = decay_set(entry);
+    if (set == nullptr) return;
+    for (auto it = set->entries.begin(); it != set->entries.end(); ++it) {
       if (it->tag == tag) {
-        entry.decaying_sum -= it->value;
-        entry.decaying.erase(it);
+        set->sum -= it->value;
+        set->entries.erase(it);
+        settle_decay_set(entry);
         return;
       }
     }
@@ -1016,10 +1126,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::lock_guard lock(mutex_);
     if (closed_) return Errc::closed;
     if (open_def(tag, generation) == nullptr) return Errc::tag_closed;
-    PeerSlot* entry = find_peer(peer);
-    if (entry == nullptr || find_decaying(*entry, tag) == nullptr) return Errc::unknown_peer;
-    erase_decaying(*entry, tag);
-    release_if_empty_temporary(slot_of(*entry));
+    const std::uint32_t slot = find_slot(peer);
+    if (slot == kNoSlot || find_decaying(peers_[slot], tag) == nullptr) return Errc::unknown_peer;
+    erase_decaying(peers_[slot], tag);
+    release_if_empty_temporary(slot);
     return {};
   }
 
@@ -1029,21 +1139,21 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     decay_defs_[tag].open = false;
     for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
       PeerSlot& entry = peers_[slot];
-      if (!entry.live || entry.decaying.empty()) continue;
+      if (!entry.live || entry.decay == kNoSlot) continue;
       erase_decaying(entry, tag);
       release_if_empty_temporary(slot);
     }
   }
 
-  // Applies one decay result to the entry at `index` of the slot's list.
-  void apply_decay(std::uint32_t slot, std::size_t index, const DecayResult& result) {
-    PeerSlot& entry = peers_[slot];
-    DecayEntry& d = entry.decaying[index];
+  // Applies one decay result to the entry at `index` of a peer's set (the caller
+  // settles the set afterwards).
+  static void apply_decay(DecaySet& set, std::size_t index, const DecayResult& result) {
+    DecayEntry& d = set.entries[index];
     if (result.remove) {
-      entry.decaying_sum -= d.value;
-      entry.decaying.erase(entry.decaying.begin() + static_cast<std::ptrdiff_t>(index));
+      set.sum -= d.value;
+      set.entries.erase(set.entries.begin() + static_cast<std::ptrdiff_t>(index));
     } else {
-      entry.decaying_sum += static_cast<std::int64_t>(result.value) - d.value;
+      set.sum += static_cast<std::int64_t>(result.value) - d.value;
       d.value = result.value;
     }
   }
@@ -1079,19 +1189,21 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       ++stats_.decay_ticks;
       for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
         PeerSlot& entry = peers_[slot];
-        if (!entry.live || entry.decaying.empty()) continue;
-        for (std::size_t i = 0; i < entry.decaying.size();) {
-          const DecayEntry& d = entry.decaying[i];
+        if (!entry.live || entry.decay == kNoSlot) continue;
+        DecaySet& set = decay_sets_[entry.decay];
+        for (std::size_t i = 0; i < set.entries.size();) {
+          const DecayEntry& d = set.entries[i];
           const DecayingValue value{d.value, d.added, d.last_visit, now};
           if (due[d.tag] == 2) {
             custom.push_back({slot, entry.generation, d.tag, d.version, value, {}});
           } else if (due[d.tag] == 1) {
             const DecayResult result = decay_defs_[d.tag].decay.apply(value);
-            apply_decay(slot, i, result);
+            apply_decay(set, i, result);
             if (result.remove) continue;  // the next entry moved into position i
           }
           ++i;
         }
+        settle_decay_set(entry);
         release_if_empty_temporary(slot);
       }
       if (custom.empty()) return;
@@ -1115,13 +1227,15 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (closed_) return;
     for (const CustomWork& work : custom) {
       PeerSlot& entry = peers_[work.slot];
-      if (!entry.live || entry.generation != work.generation) continue;
-      for (std::size_t i = 0; i < entry.decaying.size(); ++i) {
-        if (entry.decaying[i].tag == work.tag) {
-          if (entry.decaying[i].version == work.version) apply_decay(work.slot, i, work.result);
+      if (!entry.live || entry.generation != work.generation || entry.decay == kNoSlot) continue;
+      DecaySet& set = decay_sets_[entry.decay];
+      for (std::size_t i = 0; i < set.entries.size(); ++i) {
+        if (set.entries[i].tag == work.tag) {
+          if (set.entries[i].version == work.version) apply_decay(set, i, work.result);
           break;
         }
       }
+      settle_decay_set(entry);
       release_if_empty_temporary(work.slot);
     }
   }
@@ -1231,9 +1345,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::optional<Closing> miss(std::uint32_t slot, std::string& detail) {
     ConnEntry& conn = conn_slots_[slot];
     conn.ping_in_flight = false;
-    ++conn.missed;
+    if (conn.missed < UINT16_MAX) ++conn.missed;
     ++stats_.keepalive_misses;
-    if (conn.missed < config_.keepalive_max_missed) return std::nullopt;
+    if (conn.missed < std::min<std::uint32_t>(config_.keepalive_max_missed, UINT16_MAX)) {
+      return std::nullopt;
+    }
     detail = "keepalive: " + std::to_string(conn.missed) + " pings in a row unanswered within " +
              std::to_string(config_.keepalive_timeout.count()) + " ms";
     return Closing{detach(slot, CloseReason::keepalive_timeout, detail),
@@ -1285,7 +1401,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         if (idle_at > now) {
           idle_due_.push({idle_at, due.slot, due.id, 0});
         } else if (conn->streams() > 0 || peer.is_protected ||
-                   held(peer_keys_[conn->peer_slot].id)) {
+                   held(peer_ids_.get(conn->peer_slot))) {
           idle_due_.push({now + config_.idle_timeout, due.slot, due.id, 0});
         } else {
           std::string detail = "idle: no streams and no activity for " +
@@ -1338,7 +1454,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         const Duration sample = now - conn->ping_sent_at;
         conn->srtt = conn->srtt == Duration::zero() ? sample : (conn->srtt * 7 + sample) / 8;
         if (peers_[conn->peer_slot].conns.size() > 1) {
-          reselect_peer = peer_keys_[conn->peer_slot].id;
+          reselect_peer = peer_ids_.get(conn->peer_slot);
         }
       }
     }
@@ -1359,8 +1475,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     constexpr double kTau = 10.0;
     const double dt = std::chrono::duration<double>(now - conn.last_activity).count();
     const double fade = dt > 0 ? std::exp(-dt / kTau) : 1.0;
-    conn.download_rate = conn.download_rate * fade + static_cast<double>(bytes_in) / kTau;
-    conn.upload_rate = conn.upload_rate * fade + static_cast<double>(bytes_out) / kTau;
+    conn.download_rate =
+        static_cast<float>(conn.download_rate * fade + static_cast<double>(bytes_in) / kTau);
+    conn.upload_rate =
+        static_cast<float>(conn.upload_rate * fade + static_cast<double>(bytes_out) / kTau);
     conn.last_activity = now;
     return {};
   }
@@ -1505,7 +1623,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (!added_slot) return false;
     const std::uint32_t peer_slot = conn_slots_[*added_slot].peer_slot;
     if (peers_[peer_slot].conns.size() < 2) return false;
-    const NodeId peer_id = peer_keys_[peer_slot].id;
+    const NodeId peer_id = peer_ids_.get(peer_slot);
     const TimePoint now = time_->now();
     auto close_conn = [&](std::uint32_t c, CloseReason reason, std::string detail) {
       closing.push_back({detach(c, reason, detail), reason, std::move(detail)});
@@ -1803,7 +1921,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                 RefusalReason::connection_limit, scope, "connections_total", "connections");
   }
 
-  std::optional<Refusal> check_streams(const PeerSlot& peer, Direction direction) {
+  std::optional<Refusal> check_streams(std::uint32_t slot, Direction direction) {
+    const PeerSlot& peer = peers_[slot];
     const bool in = direction == Direction::inbound;
     const char* dir_name = in ? "streams_inbound" : "streams_outbound";
     const char* what = in ? "inbound streams" : "outbound streams";
@@ -1811,7 +1930,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const ScopeLimits& per = config_.limits.peer;
     const std::size_t sys_dir = streams_by_direction_[in ? 0 : 1];
     const std::size_t peer_dir = in ? peer.streams_in : peer.streams - peer.streams_in;
-    const std::string peer_scope = "peer " + peer_keys_[slot_of(peer)].id.short_hex();
+    const std::string peer_scope = "peer " + peer_ids_.get(slot).short_hex();
     std::optional<Check> c = over(sys_dir, in ? sys.streams_inbound : sys.streams_outbound,
                                   RefusalReason::stream_limit, "system", dir_name, what);
     if (!c) {
@@ -2113,9 +2232,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       std::lock_guard lock(mutex_);
       if (closed_) return;
       open.reserve(connections_);
-      for (const ConnEntry& conn : conn_slots_) {
+      for (std::uint32_t slot = 0; slot < conn_slots_.size(); ++slot) {
+        const ConnEntry& conn = conn_slots_[slot];
         if (conn.handle) {
-          open.push_back({conn.handle, peer_keys_[conn.peer_slot].id, conn.direction, conn.remote});
+          open.push_back(
+              {conn.handle, peer_ids_.get(conn.peer_slot), conn.direction, remote_of(slot)});
         }
       }
     }
@@ -2155,7 +2276,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   void add_candidate(Plan& plan, std::uint32_t slot) const {
     const PeerSlot& entry = peers_[slot];
     PeerSnapshot peer;
-    peer.value = entry.value();
+    peer.value = value_of(entry);
     peer.first_seen = entry.first_seen;
     peer.streams = entry.streams;
     peer.has_inbound = entry.inbound > 0;
@@ -2170,7 +2291,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                true, conn.last_activity, conn.download_rate, conn.upload_rate, c});
       }
     }
-    if (trim_inputs_.peer_ids) plan.snapshot.peer_ids.push_back(peer_keys_[slot].id);
+    if (trim_inputs_.peer_ids) plan.snapshot.peer_ids.push_back(peer_ids_.get(slot));
     plan.snapshot.peers.push_back(peer);
     plan.slots.push_back(slot);
     plan.generations.push_back(entry.generation);
@@ -2249,19 +2370,20 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       // commit touches is fetched (prefetching only the first line of each entry left
       // the commit waiting on the others: 5.3 -> 4.6 ms and 7.4 -> 5.8 ms at 100k).
       if (k + 16 < n) {
-        // A peer slot spans four cache lines, and releasing it writes to all of them.
+        // A peer slot spans two or three cache lines, and releasing it writes to all.
         const auto* far = reinterpret_cast<const char*>(&peers_[plan.slots[in_slot_order[k + 16]]]);
         for (std::size_t line = 0; line < sizeof(PeerSlot); line += 64) {
           __builtin_prefetch(far + line, 1);
         }
+        __builtin_prefetch(far + sizeof(PeerSlot) - 1, 1);
       }
       if (k + 8 < n) {
         const PeerSlot& ahead = peers_[plan.slots[in_slot_order[k + 8]]];
         if (!ahead.conns.empty()) {
-          // detach() reads a connection entry from its start to its capped address.
+          // detach() reads a connection entry from its start to its end.
           const ConnEntry& conn = conn_slots_[ahead.conns.front()];
           const auto* first = reinterpret_cast<const char*>(&conn);
-          const auto* last = reinterpret_cast<const char*>(&conn.capped_address + 1) - 1;
+          const auto* last = first + sizeof(ConnEntry) - 1;
           for (const char* line = first; line < last; line += 64) __builtin_prefetch(line, 1);
           __builtin_prefetch(last, 1);
         }
@@ -2288,7 +2410,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (temp_peers_ == 0) return;
     for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
       const PeerSlot& entry = peers_[slot];
-      if (entry.live && entry.temporary && (ignore_grace || now >= entry.expires_at)) {
+      if (entry.live && entry.temporary && (ignore_grace || now >= expiry_at(slot))) {
         release_peer(slot);
         ++stats_.temporary_peers_pruned;
       }
@@ -2549,16 +2671,25 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   bool closed_ = false;
   // Peer entries by slot; peer_index_ holds the slot of every live peer; free_peer_slots_
   // lists slots to reuse. A slot is live iff it is in peer_index_.
-  std::vector<PeerSlot> peers_;
-  std::vector<PeerKey> peer_keys_;  // parallel to peers_
+  detail::PagedVector<PeerSlot> peers_;
+  detail::PeerIdTable peer_ids_;  // the id of the peer in each slot
+  // A temporary entry's end, by slot (see schedule_expiry); erased with the entry.
+  boost::unordered_flat_map<std::uint32_t, TimePoint> expiry_of_;
+  // Decaying tags of the peers that hold any (PeerSlot::decay); free ones are listed.
+  std::vector<DecaySet> decay_sets_;
+  std::vector<std::uint32_t> free_decay_sets_;
   boost::unordered_flat_set<std::uint32_t, SlotHash, SlotEqual> peer_index_;
   std::vector<std::uint32_t> free_peer_slots_;
   // Released during a batch (see begin_batch_unindex) and still in peer_index_.
   bool batch_unindex_ = false;
   std::vector<std::uint32_t> unindexed_;
   // Every tracked connection at its Connection::slot_; free_conn_slots_ lists free ones.
-  std::vector<ConnEntry> conn_slots_;
+  detail::PagedVector<ConnEntry> conn_slots_;
   std::vector<std::uint32_t> free_conn_slots_;
+  // The rare per-connection extras, by conn slot: IPv6 scope ids (link-local remotes)
+  // and capped addresses other than the remote one (ConnEntry::cap_elsewhere).
+  boost::unordered_flat_map<std::uint32_t, boost::asio::ip::scope_id_type> scope_ids_;
+  boost::unordered_flat_map<std::uint32_t, boost::asio::ip::address> odd_caps_;
   detail::TagNames tag_names_;
   detail::ProtectTable protections_;
   // Source of PeerSlot::tags_stamp values: every tag change of a peer stamps it with a
@@ -2637,9 +2768,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // --- Observability (DESIGN §3.8) ---------------------------------------------------
 
   // The peer as the default trimmer sees it (the fields detail::key_of reads).
-  static PeerSnapshot rank_view(const PeerSlot& entry) {
+  PeerSnapshot rank_view(const PeerSlot& entry) const {
     PeerSnapshot peer;
-    peer.value = entry.value();
+    peer.value = value_of(entry);
     peer.first_seen = entry.first_seen;
     peer.streams = entry.streams;
     peer.has_inbound = entry.inbound > 0;
@@ -2658,8 +2789,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::optional<Explanation> explain(const NodeId& peer) const {
     const TimePoint now = time_->now();
     std::lock_guard lock(mutex_);
-    const PeerSlot* entry = find_peer(peer);
-    if (entry == nullptr) return std::nullopt;
+    const std::uint32_t entry_slot = find_slot(peer);
+    if (entry_slot == kNoSlot) return std::nullopt;
+    const PeerSlot* entry = &peers_[entry_slot];
     Explanation e{.peer = peer};
     e.at = now;
     e.temporary = entry->temporary;
@@ -2680,14 +2812,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       if (until != detail::ProtectTable::kForever) out.until = until;
     }
     if (entry->temporary) {
-      e.expires_at = entry->expires_at;
+      e.expires_at = expiry_at(entry_slot);
     } else if (!out_of_grace(*entry, now)) {
       e.grace_until = entry->first_seen + config_.grace_period;
     }
-    e.value = entry->value();
+    e.value = value_of(*entry);
     e.tags = entry->tags.list(tag_names_);
-    for (const DecayEntry& d : entry->decaying) {
-      e.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
+    if (const DecaySet* set = decay_set(*entry)) {
+      for (const DecayEntry& d : set->entries) {
+        e.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
+      }
     }
     const bool candidate = is_candidate(*entry, now);
     if (!candidate) {
@@ -2695,7 +2829,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                         : entry->is_protected ? NotCandidateReason::protection
                                               : NotCandidateReason::in_grace;
     }
-    const detail::RankKey key = detail::key_of(rank_view(*entry), slot_of(*entry));
+    const detail::RankKey key = detail::key_of(rank_view(*entry), entry_slot);
     std::size_t ahead = 0;
     for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
       const PeerSlot& other = peers_[slot];

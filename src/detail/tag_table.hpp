@@ -14,6 +14,7 @@
 #include <boost/unordered/unordered_flat_map.hpp>
 
 #include "dep2p/connmgr/types.hpp"
+#include "detail/compact_vector.hpp"
 
 namespace dep2p::connmgr::detail {
 
@@ -145,8 +146,8 @@ class PeerTags {
   bool empty() const { return tags_.empty(); }
 
  private:
-  std::int64_t sum_ = 0;  // first: a trim reads the sum, rarely the tags
-  boost::container::small_vector<Tag, 2> tags_;
+  std::int64_t sum_ = 0;        // first: a trim reads the sum, rarely the tags
+  CompactVector<Tag, 1> tags_;  // one inline: most peers carry one tag, if any
 };
 
 // Which protection tags hold each peer, each until when. Protection is independent of

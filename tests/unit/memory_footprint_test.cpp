@@ -3,12 +3,10 @@
 // handles excluded (tests/support/memory_footprint.hpp says exactly what is counted).
 // Allocation is deterministic, so these are exact checks, not timings.
 //
-// The target is under 256 bytes. Today's layout needs 625 at 100k: 176 bytes of
-// connection entry, 216 of peer entry and 80 of peer id per connection, times the spare
-// capacity of tables that double (131,072 slots for 100k), plus about 6 for the peer
-// index; docs/performance.md ("Memory per connection") gives the breakdown and the layout
-// changes that would reach the target. Until they land, the target's test is disabled and
-// a bound just above today's figure keeps the layout from growing unnoticed.
+// The target is under 256 bytes, and the pool meets it: a 104-byte connection entry, a
+// 96-byte peer entry and a 40-byte packed peer id per connection, in tables that grow in
+// pages of 1,024 (so the spare room is under one page), plus about 6 for the peer index.
+// docs/performance.md ("Memory per connection") gives the breakdown.
 #include <gtest/gtest.h>
 
 #include "support/memory_footprint.hpp"
@@ -28,19 +26,12 @@ TEST(MemoryFootprint, CountsTheManagersBytesButNotTheHostsHandles) {
   EXPECT_EQ(testing::measure_plain_pool(kConnections).bytes, footprint.bytes);
 }
 
-TEST(MemoryFootprint, APlainConnectionStaysWithinTodaysLayoutAt100k) {
+// The acceptance target of issue #8.
+TEST(MemoryFootprint, APlainConnectionCostsUnder256BytesAt100k) {
   const testing::Footprint footprint = testing::measure_plain_pool(kConnections);
   ASSERT_EQ(footprint.failures, 0u);
-  EXPECT_LE(footprint.bytes_per_connection(), 640.0)
+  EXPECT_LT(footprint.bytes_per_connection(), 256.0)
       << "the manager's tables grew: update docs/performance.md (Memory per connection)";
-}
-
-// The acceptance target of issue #8, not met yet (625 bytes today; see the file comment).
-// Enable it with the layout change that meets it.
-TEST(MemoryFootprint, DISABLED_APlainConnectionCostsUnder256BytesAt100k) {
-  const testing::Footprint footprint = testing::measure_plain_pool(kConnections);
-  ASSERT_EQ(footprint.failures, 0u);
-  EXPECT_LT(footprint.bytes_per_connection(), 256.0);
 }
 
 }  // namespace

@@ -55,18 +55,22 @@ class NodeId {
   // Word-at-a-time multiply-xorshift: ids are usually 32+ bytes of hash output, so a
   // cheap mix per 8 bytes is enough (hash tables mix the result once more). Inline: it
   // sits on every pool lookup.
-  std::size_t hash() const noexcept {
-    std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ size_;
+  std::size_t hash() const noexcept { return hash_bytes({data_.data(), size_}); }
+  // The same hash over an id's bytes held elsewhere (a table that stores ids packed):
+  // hash_bytes(id.bytes()) == id.hash() for every id.
+  static std::size_t hash_bytes(std::span<const std::uint8_t> bytes) noexcept {
+    const std::size_t size = bytes.size();
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ size;
     std::size_t i = 0;
-    for (; i + 8 <= size_; i += 8) {
+    for (; i + 8 <= size; i += 8) {
       std::uint64_t word;
-      std::memcpy(&word, data_.data() + i, 8);
+      std::memcpy(&word, bytes.data() + i, 8);
       h = (h ^ word) * 0xff51afd7ed558ccdULL;
       h ^= h >> 32;
     }
-    if (i < size_) {
+    if (i < size) {
       std::uint64_t word = 0;
-      std::memcpy(&word, data_.data() + i, size_ - i);
+      std::memcpy(&word, bytes.data() + i, size - i);
       h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
       h ^= h >> 29;
     }
