@@ -2273,8 +2273,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::size_t target = 0;
   };
 
-  void add_candidate(Plan& plan, std::uint32_t slot) const {
-    const PeerSlot& entry = peers_[slot];
+  void add_candidate(Plan& plan, std::uint32_t slot, const PeerSlot& entry) const {
     PeerSnapshot peer;
     peer.value = value_of(entry);
     peer.first_seen = entry.first_seen;
@@ -2468,17 +2467,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     unprotected.snapshot.forced = forced;
     protected_plan.snapshot.forced = forced;
     reserve(unprotected, peer_index_.size());
-    for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
-      const PeerSlot& entry = peers_[slot];
-      if (!entry.live || entry.temporary) continue;
+    peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
+      if (!entry.live || entry.temporary) return;
+      const auto slot = static_cast<std::uint32_t>(index);
       if (forced) {
-        add_candidate(entry.is_protected ? protected_plan : unprotected, slot);
-        continue;
+        add_candidate(entry.is_protected ? protected_plan : unprotected, slot, entry);
+        return;
       }
-      if (entry.is_protected || !out_of_grace(entry, now)) continue;
-      add_candidate(unprotected, slot);
+      if (entry.is_protected || !out_of_grace(entry, now)) return;
+      add_candidate(unprotected, slot, entry);
       candidate_connections += entry.conns.size();
-    }
+    });
     if (exact) {
       unprotected.target = exact_count;
     } else if (forced) {

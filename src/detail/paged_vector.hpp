@@ -41,6 +41,17 @@ class PagedVector {
   }
   void push_back(T value) { emplace_back() = std::move(value); }
 
+  // Calls f(index, element) for each element in index order, a page at a time so that
+  // the inner loop runs on a plain pointer. f must not add elements.
+  template <class F>
+  void for_each(F&& f) {
+    for_each_in(*this, f);
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    for_each_in(*this, f);
+  }
+
   template <bool Const>
   class Iterator {
    public:
@@ -77,6 +88,16 @@ class PagedVector {
 
  private:
   static constexpr std::size_t kFirstPage = kPageSize < 16 ? kPageSize : 16;
+
+  template <class Self, class F>
+  static void for_each_in(Self& self, F& f) {
+    const std::size_t size = self.size_;
+    for (std::size_t first = 0; first < size; first += kPageSize) {
+      auto* page = self.pages_[first >> PageBits].get();
+      const std::size_t count = size - first < kPageSize ? size - first : kPageSize;
+      for (std::size_t i = 0; i < count; ++i) f(first + i, page[i]);
+    }
+  }
 
   void grow() {
     if (capacity_ < kPageSize) {

@@ -1,6 +1,9 @@
 // The ids of the pool's peers, by peer slot, packed.
 #pragma once
 
+#include <array>
+#include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -29,7 +32,8 @@ class PeerIdTable {
     if (packed.size > kInline) long_.erase(slot);
     packed.size = static_cast<std::uint8_t>(id.size());
     if (id.size() <= kInline) {
-      std::memcpy(packed.bytes, id.bytes().data(), id.size());
+      // With the zeros after a short id: equals() compares all kInline bytes.
+      std::memcpy(packed.bytes, id.padded_bytes().data(), kInline);
     } else {
       long_.insert_or_assign(slot, id);
     }
@@ -45,7 +49,13 @@ class PeerIdTable {
     const Packed& packed = ids_[slot];
     if (packed.size != id.size()) return false;
     if (packed.size > kInline) return long_.find(slot)->second == id;
-    return std::memcmp(packed.bytes, id.bytes().data(), packed.size) == 0;
+    // Both sides are zero after the id's bytes, so comparing all 39 bytes is exact: five
+    // 8-byte words, the last one without its eighth byte (the packed side's size).
+    const auto* a = reinterpret_cast<const std::uint8_t*>(&packed);  // 40 bytes, bytes first
+    const std::uint8_t* b = id.padded_bytes().data();
+    std::uint64_t diff = (word(a + 32) ^ word(b + 32)) & kFirstSevenBytes;
+    for (std::size_t at = 0; at < 32; at += 8) diff |= word(a + at) ^ word(b + at);
+    return diff == 0;
   }
 
   // NodeId::hash() of the slot's id.
@@ -58,11 +68,19 @@ class PeerIdTable {
   std::size_t long_ids() const noexcept { return long_.size(); }
 
  private:
+  static std::uint64_t word(const std::uint8_t* p) noexcept {
+    std::uint64_t w;
+    std::memcpy(&w, p, sizeof w);
+    return w;
+  }
+  static constexpr std::uint64_t kFirstSevenBytes = std::bit_cast<std::uint64_t>(
+      std::array<std::uint8_t, 8>{255, 255, 255, 255, 255, 255, 255, 0});
+
   struct Packed {
+    std::uint8_t bytes[kInline];  // the id, then zeros; unused when size > kInline
     std::uint8_t size = 0;
-    std::uint8_t bytes[kInline];
   };
-  static_assert(sizeof(Packed) == 40);
+  static_assert(sizeof(Packed) == 40 && offsetof(Packed, size) == kInline);
 
   PagedVector<Packed> ids_;
   boost::unordered_flat_map<std::uint32_t, NodeId> long_;

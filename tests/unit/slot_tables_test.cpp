@@ -58,6 +58,21 @@ TEST(PagedVector, KeepsEveryElementAcrossPagesAndTheFirstPagesGrowth) {
   EXPECT_EQ(sum, 7u * 999u * 1000u / 2u);
 }
 
+TEST(PagedVector, ForEachVisitsEveryElementOnceInIndexOrder) {
+  detail::PagedVector<std::uint32_t, 3> table;  // pages of 8
+  for (const std::size_t size : {0u, 1u, 8u, 9u, 23u, 24u, 25u}) {
+    while (table.size() < size) table.push_back(static_cast<std::uint32_t>(table.size() * 3));
+    std::vector<std::size_t> seen;
+    table.for_each([&](std::size_t index, std::uint32_t& value) {
+      EXPECT_EQ(value, index * 3) << "size " << size;
+      seen.push_back(index);
+    });
+    std::vector<std::size_t> expected(size);
+    for (std::size_t i = 0; i < size; ++i) expected[i] = i;
+    EXPECT_EQ(seen, expected) << "size " << size;
+  }
+}
+
 TEST(PagedVector, ElementsBeyondTheFirstPageNeverMove) {
   detail::PagedVector<std::string, 3> table;  // pages of 8
   for (int i = 0; i < 8; ++i) table.push_back(std::to_string(i));

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -56,6 +57,22 @@ TEST(NodeId, ConstructsFromSixtyFourBytes) {
   const NodeId id(bytes);
   EXPECT_EQ(id.size(), std::size_t{64});
   EXPECT_TRUE(std::ranges::equal(id.bytes(), bytes));
+}
+
+// Every way of making an id leaves zeros after its bytes (tables compare fixed lengths).
+TEST(NodeId, PaddedBytesAreTheIdThenZerosHoweverItWasMade) {
+  const auto bytes = bytes_of_size(5);
+  std::vector<NodeId> ids{NodeId(bytes), *NodeId::try_from_bytes(bytes),
+                          NodeId::from_hex("0102030405"), *NodeId::try_from_hex("0102030405")};
+  NodeId reassigned(bytes_of_size(NodeId::kMaxSize));
+  reassigned = ids[0];
+  ids.push_back(reassigned);
+  for (const NodeId& id : ids) {
+    const auto& padded = id.padded_bytes();
+    EXPECT_TRUE(std::ranges::equal(std::span(padded).first(5), id.bytes()));
+    EXPECT_TRUE(
+        std::ranges::all_of(std::span(padded).subspan(5), [](std::uint8_t b) { return b == 0; }));
+  }
 }
 
 TEST(NodeId, EmptyBytesThrowInvalidArgument) {

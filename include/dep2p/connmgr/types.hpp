@@ -49,6 +49,9 @@ class NodeId {
 
   std::span<const std::uint8_t> bytes() const noexcept { return {data_.data(), size_}; }
   std::size_t size() const noexcept { return size_; }
+  // The id's bytes followed by zeros up to kMaxSize, so that a table holding ids can
+  // copy and compare a fixed number of bytes instead of a length-dependent one.
+  const std::array<std::uint8_t, kMaxSize>& padded_bytes() const noexcept { return data_; }
   std::string to_hex() const;
   // A short form for logs: the first 6 bytes in hex followed by "…" when longer.
   std::string short_hex() const;
