@@ -343,13 +343,6 @@ struct RealmConnectionManager::State {
     std::uint64_t newer;
     std::uint32_t index;  // into snapshot.peers
     std::uint32_t connections;
-    // The peer's first realm (its pool, 0 if unbound) and its connections bound there,
-    // then its other realms in entries[more, last): most peers have one realm or none,
-    // and reading it here spares the greedy a cache miss per step.
-    std::uint32_t pool;
-    std::uint32_t bound;
-    std::uint32_t more;
-    std::uint32_t last;
     // The default order (detail::RankKey).
     bool operator<(const Contender& o) const {
       if (value != o.value) return value < o.value;
@@ -357,6 +350,16 @@ struct RealmConnectionManager::State {
       if (newer != o.newer) return newer < o.newer;
       return index < o.index;
     }
+  };
+
+  // A candidate's realms: its first (pool 0 if it has none) and its connections bound
+  // there, then its other realms in entries[more, last). Most peers have one realm or none,
+  // so the greedy reads one entry, fetched ahead, per step.
+  struct Stake {
+    std::uint32_t pool;
+    std::uint32_t bound;
+    std::uint32_t more;
+    std::uint32_t last;
   };
 
   // The unbound connections, or one realm's, in a node trim. Its candidates lie in
@@ -370,6 +373,9 @@ struct RealmConnectionManager::State {
     std::uint32_t end = 0;
     std::uint32_t sorted = 0;
     std::uint32_t head = 0;  // the next candidate this phase, in [begin, sorted]
+    // [sorted, end) is in value order already (counting_sort): only its runs of equal
+    // value are left to sort.
+    bool by_value = false;
   };
 
   // The greedy's order of pool heads: by value, then unbound before bound, then the realm
@@ -389,18 +395,55 @@ struct RealmConnectionManager::State {
     }
   };
 
-  // Sorts the next stretch of a pool, found by nth_element and then sorted: first `want`
-  // candidates (what the pool can likely give), then each time at least as many as are
-  // sorted already, so that the selections cost O(pool) in all.
-  static void sort_more(Pool& pool, Contender* candidates, std::size_t want) {
-    const std::uint32_t done = pool.sorted - pool.begin;
-    const std::uint32_t left = pool.end - pool.sorted;
+  // Scratch for the sorts of one ranking.
+  struct SortScratch {
+    std::vector<Contender> spare;
+    std::vector<std::uint32_t> counts;
+  };
+
+  // Puts [from, to) in value order by counting, when its values span no more than twice
+  // its size (tag values usually do); returns whether it did. Ties stay unsorted.
+  static bool counting_sort(Contender* from, Contender* to, SortScratch& scratch) {
+    constexpr std::size_t kSmall = 64;  // below this, std::sort is as quick
+    const auto size = static_cast<std::size_t>(to - from);
+    if (size < kSmall) return false;
+    const auto [lo, hi] = std::minmax_element(
+        from, to, [](const Contender& a, const Contender& b) { return a.value < b.value; });
+    const std::uint64_t low = lo->value;
+    const std::uint64_t range = hi->value - low;
+    if (range > 2 * size) return false;
+    auto& counts = scratch.counts;
+    counts.assign(range + 2, 0);
+    for (const Contender* c = from; c != to; ++c) ++counts[c->value - low + 1];
+    for (std::size_t k = 1; k < counts.size(); ++k) counts[k] += counts[k - 1];
+    if (scratch.spare.size() < size) scratch.spare.resize(size);
+    for (const Contender* c = from; c != to; ++c) scratch.spare[counts[c->value - low]++] = *c;
+    std::copy_n(scratch.spare.begin(), size, from);
+    return true;
+  }
+
+  // Sorts the next stretch of a pool. On first use a counting sort may put the whole pool
+  // in value order; then only the run of equal values at `sorted` needs sorting. Otherwise
+  // (or within a long run) nth_element selects the stretch to sort: first `want` candidates
+  // (what the pool can likely give), then each time at least as many as are sorted
+  // already, so that the selections cost O(pool) in all.
+  static void sort_more(Pool& pool, Contender* candidates, std::size_t want, SortScratch& scratch) {
+    Contender* const from = candidates + pool.sorted;
+    Contender* end = candidates + pool.end;
+    if (pool.sorted == pool.begin && !pool.by_value) {
+      pool.by_value = counting_sort(from, end, scratch);
+    }
+    if (pool.by_value) {
+      Contender* run = from + 1;
+      while (run != end && run->value == from->value) ++run;
+      end = run;
+    }
+    const std::size_t done = pool.sorted - pool.begin;
     const std::size_t stretch = done == 0 ? std::max<std::size_t>(want, 16) : done;
-    Contender* from = candidates + pool.sorted;
-    Contender* to = candidates + pool.end;
-    if (stretch < left) {
+    Contender* to = end;
+    if (stretch < static_cast<std::size_t>(end - from)) {
       to = from + stretch;
-      std::nth_element(from, to, candidates + pool.end);
+      std::nth_element(from, to, end);
     }
     std::sort(from, to);
     pool.sorted = static_cast<std::uint32_t>(to - candidates);
@@ -414,8 +457,8 @@ struct RealmConnectionManager::State {
       std::uint32_t pool;
       std::uint32_t bound;
     };
-    std::vector<Pool> pools;                     // pools[0] is the unbound connections
-    std::vector<std::uint32_t> first(n + 1, 0);  // peer i's entries: [first[i], first[i+1])
+    std::vector<Pool> pools;  // pools[0] is the unbound connections
+    const auto stakes = std::make_unique_for_overwrite<Stake[]>(n);  // by peer
     std::vector<Entry> entries;
     {
       std::lock_guard lock(mutex);
@@ -432,12 +475,12 @@ struct RealmConnectionManager::State {
       }
       entries.reserve(n);
       for (std::uint32_t i = 0; i < n; ++i) {
-        first[i] = static_cast<std::uint32_t>(entries.size());
+        const auto start = static_cast<std::uint32_t>(entries.size());
         for (const ConnectionRef& conn : snapshot.connection_refs_of(snapshot.peers[i])) {
           if (conn.slot >= bindings.size() || bindings[conn.slot].id != conn.id) continue;
           for (const BoundTo& bound : bindings[conn.slot].realms) {
             const std::uint32_t p = bound.realm->trim_index;
-            auto begin = entries.begin() + first[i];
+            auto begin = entries.begin() + start;
             auto same =
                 std::find_if(begin, entries.end(), [&](const Entry& e) { return e.pool == p; });
             if (same != entries.end()) {
@@ -448,9 +491,14 @@ struct RealmConnectionManager::State {
             }
           }
         }
-        if (first[i] == entries.size()) ++pools[0].end;
+        const auto stop = static_cast<std::uint32_t>(entries.size());
+        if (start == stop) {
+          ++pools[0].end;
+          stakes[i] = Stake{0, 0, stop, stop};
+        } else {
+          stakes[i] = Stake{entries[start].pool, entries[start].bound, start + 1, stop};
+        }
       }
-      first[n] = static_cast<std::uint32_t>(entries.size());
     }
 
     // Deal the candidates into their pools, each pool a stretch of one array.
@@ -464,20 +512,15 @@ struct RealmConnectionManager::State {
     // Every element is written while dealing: no need to clear 100k of them first.
     const auto dealt = std::make_unique_for_overwrite<Contender[]>(offset);
     Contender* const candidates = dealt.get();
+    SortScratch scratch;
     for (std::uint32_t i = 0; i < n; ++i) {
       const detail::RankKey key = detail::key_of(snapshot.peers[i], i);
-      const std::uint32_t from = first[i];
-      const std::uint32_t to = first[i + 1];
-      if (from == to) {
-        candidates[pools[0].end++] =
-            Contender{key.value, key.activity, key.newer, i, snapshot.peers[i].connection_count, 0,
-                      0,         to,           to};
-        continue;
+      const Contender c{key.value, key.activity, key.newer, i, snapshot.peers[i].connection_count};
+      const Stake& stake = stakes[i];
+      candidates[pools[stake.pool].end++] = c;
+      for (std::uint32_t e = stake.more; e < stake.last; ++e) {
+        candidates[pools[entries[e].pool].end++] = c;
       }
-      const Contender c{
-          key.value,          key.activity,        key.newer, i, snapshot.peers[i].connection_count,
-          entries[from].pool, entries[from].bound, from + 1,  to};
-      for (std::uint32_t e = from; e < to; ++e) candidates[pools[entries[e].pool].end++] = c;
     }
 
     // Greedy: at each step the cheapest head among the pools (HeadKey). The heads are kept
@@ -518,13 +561,14 @@ struct RealmConnectionManager::State {
             // they hold several connections, a few more if some are skipped); the unbound
             // pool at most the target. A little slack saves a second selection.
             const std::size_t can_give = p == 0 ? target : pool.count - threshold(pool);
-            sort_more(pool, candidates, can_give + can_give / 16 + 8);
+            sort_more(pool, candidates, can_give + can_give / 16 + 8, scratch);
           }
           const std::uint8_t f = fate[candidates[pool.head].index];
           if (f == 0 || (f != kTaken && f != phase)) break;
         }
         const Contender& c = candidates[pool.head];
         keys[p] = HeadKey{c.value, standing, c.activity, c.newer, c.index};
+        __builtin_prefetch(&stakes[c.index]);
         // The pool's next visit comes only after the other pools' turns, by which time its
         // candidates would have left the cache: fetch the next ones now.
         if (pool.head + 2 < pool.sorted) {
@@ -548,33 +592,35 @@ struct RealmConnectionManager::State {
       }
       while (covered < target && tree[1] != kNone) {
         const std::uint32_t p = tree[1];
-        // A copy: `c` may move when a pool sorts more.
+        // Copies: `c` may move when a pool sorts more.
         const Contender c = candidates[pools[p].head];
+        const Stake stake = stakes[c.index];
         auto fits = [&](std::uint32_t q, std::uint32_t bound) {
           return pools[q].count >= threshold(pools[q]) + bound;
         };
-        bool eligible = c.pool == 0 || fits(c.pool, c.bound);
-        for (std::uint32_t e = c.more; e < c.last; ++e) {
+        bool eligible = stake.pool == 0 || fits(stake.pool, stake.bound);
+        for (std::uint32_t e = stake.more; e < stake.last; ++e) {
           eligible = eligible && fits(entries[e].pool, entries[e].bound);
         }
         if (eligible) {
           fate[c.index] = kTaken;
           order.push_back(c.index);
           covered += c.connections;
-          pools[c.pool].count -= c.bound;
-          for (std::uint32_t e = c.more; e < c.last; ++e) {
+          pools[stake.pool].count -= stake.bound;
+          for (std::uint32_t e = stake.more; e < stake.last; ++e) {
             pools[entries[e].pool].count -= entries[e].bound;
           }
         } else {
           fate[c.index] = static_cast<std::uint8_t>(phase);
         }
-        update(c.pool);
-        for (std::uint32_t e = c.more; e < c.last; ++e) update(entries[e].pool);
+        update(stake.pool);
+        for (std::uint32_t e = stake.more; e < stake.last; ++e) update(entries[e].pool);
       }
     }
 
     std::lock_guard lock(mutex);
     upcoming.clear();
+    upcoming.reserve(covered);
     upcoming_next = 0;
     for (std::uint32_t i = 0; i < n; ++i) {
       if (fate[i] != kTaken) continue;
