@@ -2290,6 +2290,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                true, conn.last_activity, conn.download_rate, conn.upload_rate, c});
       }
     }
+    if (trim_inputs_.connection_refs) {
+      peer.first_connection = static_cast<std::uint32_t>(plan.snapshot.connection_refs.size());
+      for (std::uint32_t c : entry.conns) {
+        plan.snapshot.connection_refs.push_back(ConnectionRef{conn_slots_[c].id, c});
+      }
+    }
     if (trim_inputs_.peer_ids) plan.snapshot.peer_ids.push_back(peer_ids_.get(slot));
     plan.snapshot.peers.push_back(peer);
     plan.slots.push_back(slot);
@@ -2302,6 +2308,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     plan.generations.reserve(peers);
     if (trim_inputs_.peer_ids) plan.snapshot.peer_ids.reserve(peers);
     if (trim_inputs_.connections) plan.snapshot.connections.reserve(connections_);
+    if (trim_inputs_.connection_refs) plan.snapshot.connection_refs.reserve(connections_);
   }
 
   // Asks the trimmer for an order; an exception aborts the trim (nothing closed).

@@ -1,9 +1,10 @@
 #include "dep2p/connmgr/realm_manager.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <map>
+#include <memory>
 #include <mutex>
-#include <queue>
 #include <stdexcept>
 #include <tuple>
 
@@ -64,12 +65,12 @@ std::optional<ConfigError> RealmConfig::validate() const {
 
 struct RealmConnectionManager::State {
   // A peer with at least one connection bound to a realm, and what the realm knows of it.
-  struct Member {
-    std::uint32_t bound = 0;  // connections.size()
-    // The bound connections, as (manager slot, id).
-    boost::container::small_vector<std::pair<std::uint32_t, ConnectionId>, 1> connections;
-    std::vector<std::pair<std::string, int>> tags;
+  // One cache line: closing a connection touches its member, at random, and that should
+  // cost one miss. Which connections are bound is kept by the bindings alone.
+  struct alignas(64) Member {
+    std::uint32_t bound = 0;  // connections bound to the realm
     std::int64_t value = 0;
+    std::vector<std::pair<std::string, int>> tags;
     std::vector<std::string> protections;
   };
 
@@ -104,17 +105,22 @@ struct RealmConnectionManager::State {
       return it->second;
     }
     Member& at(std::uint32_t slot) { return slab_[slot]; }
-    // The member's last binding went: its tags and protections go with it.
+    // The member's last binding went: its tags and protections go with it. Most members
+    // never held either, and their empty vectors are left as they are.
     void retire(std::uint32_t slot) {
       Member& member = slab_[slot];
-      member = Member{};
+      member.value = 0;
+      if (member.tags.capacity() != 0) std::vector<std::pair<std::string, int>>().swap(member.tags);
+      if (member.protections.capacity() != 0) std::vector<std::string>().swap(member.protections);
       if (++dead_ > 64 + live()) sweep();
     }
     std::size_t live() const { return index_.size() - dead_; }
+    std::size_t slots() const { return slab_.size(); }
+    // f(peer, slot, member) for each live member.
     template <typename F>
     void for_each(F&& f) const {
       for (const auto& [peer, slot] : index_) {
-        if (slab_[slot].bound > 0) f(peer, slab_[slot]);
+        if (slab_[slot].bound > 0) f(peer, slot, slab_[slot]);
       }
     }
 
@@ -169,6 +175,12 @@ struct RealmConnectionManager::State {
   std::vector<Binding> bindings;  // by manager slot
   std::size_t bound_slots = 0;    // bindings with at least one realm
   std::size_t reserved = 0;       // sum of the realms' min_reserved
+  // The connections the node's trim just ranked will detach, in the order the manager's
+  // commit visits them (victims in snapshot order, each peer's connections from the last).
+  // Only a hint: on_detached fetches the bindings and members a few detaches ahead, as the
+  // manager's commit does for its own entries; a detach out of this order gets no fetch.
+  std::vector<std::uint32_t> upcoming;
+  std::size_t upcoming_next = 0;
   bool closed = false;
   // Declared last, destroyed first: its observer points into this State.
   std::unique_ptr<ConnectionManager> manager;
@@ -222,29 +234,20 @@ struct RealmConnectionManager::State {
     list.pop_back();
   }
 
-  // Binds connection (slot, id) of `peer` to `realm`. REQUIRES: mutex; b.id == id.
-  void add(Binding& b, Realm& realm, const NodeId& peer, std::uint32_t slot, ConnectionId id) {
+  // Binds the connection of binding `b`, to `peer`, to `realm`. REQUIRES: mutex; b.id set.
+  void add(Binding& b, Realm& realm, const NodeId& peer) {
     if (b.realms.empty()) ++bound_slots;
     const std::uint32_t m = realm.members.acquire(peer);
-    Member& member = realm.members.at(m);
-    member.connections.emplace_back(slot, id);
-    ++member.bound;
+    ++realm.members.at(m).bound;
     b.realms.push_back(BoundTo{&realm, m});
     ++realm.connections;
     ++realm.stats.binds;
   }
-  // Ends the binding b.realms[k] of the connection at `slot`. REQUIRES: mutex.
-  void drop(Binding& b, std::size_t k, std::uint32_t slot) {
+  // Ends the binding b.realms[k]. REQUIRES: mutex.
+  void drop(Binding& b, std::size_t k) {
     const BoundTo entry = b.realms[k];
     Realm& realm = *entry.realm;
-    Member& member = realm.members.at(entry.member);
-    for (std::size_t i = 0; i < member.connections.size(); ++i) {
-      if (member.connections[i].first == slot) {
-        erase_at(member.connections, i);
-        break;
-      }
-    }
-    if (--member.bound == 0) realm.members.retire(entry.member);
+    if (--realm.members.at(entry.member).bound == 0) realm.members.retire(entry.member);
     --realm.connections;
     ++realm.stats.unbinds;
     erase_at(b.realms, k);
@@ -254,15 +257,44 @@ struct RealmConnectionManager::State {
     }
   }
 
+  // Follows `upcoming` to the detach of `slot` and fetches what later detaches will touch:
+  // the binding 16 ahead, and the members of the binding 8 ahead (loaded by then).
+  // REQUIRES: mutex.
+  void prefetch_ahead(std::uint32_t slot) {
+    constexpr std::size_t kWindow = 4;  // detaches the commit may skip (peers that changed)
+    constexpr std::size_t kBindingAhead = 16;
+    constexpr std::size_t kMemberAhead = 8;
+    std::size_t k = upcoming_next;
+    const std::size_t stop = std::min(upcoming.size(), k + kWindow);
+    while (k < stop && upcoming[k] != slot) ++k;
+    if (k == stop) return;
+    upcoming_next = k + 1;
+    if (k + kBindingAhead < upcoming.size() && upcoming[k + kBindingAhead] < bindings.size()) {
+      const auto* binding = reinterpret_cast<const char*>(&bindings[upcoming[k + kBindingAhead]]);
+      __builtin_prefetch(binding);
+      __builtin_prefetch(binding + sizeof(Binding) - 1);
+    }
+    if (k + kMemberAhead < upcoming.size() && upcoming[k + kMemberAhead] < bindings.size()) {
+      for (const BoundTo& to : bindings[upcoming[k + kMemberAhead]].realms) {
+        __builtin_prefetch(&to.realm->members.at(to.member), 1);
+      }
+    }
+    if (upcoming_next == upcoming.size()) {
+      upcoming.clear();
+      upcoming_next = 0;
+    }
+  }
+
   // Under the manager's lock, whenever a connection leaves the pool.
   void on_detached(std::uint32_t slot, ConnectionId id, const NodeId& peer, CloseReason reason,
                    std::vector<Event>* events) {
     std::lock_guard lock(mutex);
+    prefetch_ahead(slot);
     Binding* b = binding_at(slot, id);
     if (b == nullptr) return;
     while (!b->realms.empty()) {
       Realm* realm = b->realms.back().realm;
-      drop(*b, b->realms.size() - 1, slot);
+      drop(*b, b->realms.size() - 1);
       const bool own = !realm->own_trim.empty() && realm->own_trim.erase(id) > 0;
       if (!own && (reason == CloseReason::trimmed || reason == CloseReason::forced_trim)) {
         ++realm->stats.trimmed_globally;
@@ -303,21 +335,130 @@ struct RealmConnectionManager::State {
 
   // --- The node's trim, realm-aware (see realm_manager.hpp and docs/architecture.md) ---
 
+  // A candidate of the node's trim, as the greedy reads it from its pool: everything it needs of
+  // its peer, so that taking a victim reads no other array at random.
+  struct Contender {
+    std::uint64_t value;
+    std::uint64_t activity;
+    std::uint64_t newer;
+    std::uint32_t index;  // into snapshot.peers
+    std::uint32_t connections;
+    // The default order (detail::RankKey).
+    bool operator<(const Contender& o) const {
+      if (value != o.value) return value < o.value;
+      if (activity != o.activity) return activity < o.activity;
+      if (newer != o.newer) return newer < o.newer;
+      return index < o.index;
+    }
+  };
+
+  // A candidate's realms: its first (pool 0 if it has none) and its connections bound
+  // there, then its other realms in entries[more, last). Most peers have one realm or none,
+  // so the greedy reads one entry, fetched ahead, per step.
+  struct Stake {
+    std::uint32_t pool;
+    std::uint32_t bound;
+    std::uint32_t more;
+    std::uint32_t last;
+  };
+
+  // The unbound connections, or one realm's, in a node trim. Its candidates lie in
+  // candidates[begin, end); only a prefix [begin, sorted) is in order, grown on demand,
+  // since the greedy takes only what a pool can give above its floor.
+  struct Pool {
+    std::size_t count = 0;  // bound connections of the realm, candidates or not
+    std::size_t share = 0;
+    std::size_t reserve = 0;
+    std::uint32_t begin = 0;
+    std::uint32_t end = 0;
+    std::uint32_t sorted = 0;
+    std::uint32_t head = 0;  // the next candidate this phase, in [begin, sorted]
+    // [sorted, end) is in value order already (counting_sort): only its runs of equal
+    // value are left to sort.
+    bool by_value = false;
+  };
+
+  // The greedy's order of pool heads: by value, then unbound before bound, then the realm
+  // with the largest excess over its floor, then the rest of the default order.
+  struct HeadKey {
+    std::uint64_t value;
+    std::uint64_t standing;  // 0 unbound; else (1 << 63) | (~excess >> 1)
+    std::uint64_t activity;
+    std::uint64_t newer;
+    std::uint32_t index;
+    bool operator<(const HeadKey& o) const {
+      if (value != o.value) return value < o.value;
+      if (standing != o.standing) return standing < o.standing;
+      if (activity != o.activity) return activity < o.activity;
+      if (newer != o.newer) return newer < o.newer;
+      return index < o.index;
+    }
+  };
+
+  // Scratch for the sorts of one ranking.
+  struct SortScratch {
+    std::vector<Contender> spare;
+    std::vector<std::uint32_t> counts;
+  };
+
+  // Puts [from, to) in value order by counting, when its values span no more than twice
+  // its size (tag values usually do); returns whether it did. Ties stay unsorted.
+  static bool counting_sort(Contender* from, Contender* to, SortScratch& scratch) {
+    constexpr std::size_t kSmall = 64;  // below this, std::sort is as quick
+    const auto size = static_cast<std::size_t>(to - from);
+    if (size < kSmall) return false;
+    const auto [lo, hi] = std::minmax_element(
+        from, to, [](const Contender& a, const Contender& b) { return a.value < b.value; });
+    const std::uint64_t low = lo->value;
+    const std::uint64_t range = hi->value - low;
+    if (range > 2 * size) return false;
+    auto& counts = scratch.counts;
+    counts.assign(range + 2, 0);
+    for (const Contender* c = from; c != to; ++c) ++counts[c->value - low + 1];
+    for (std::size_t k = 1; k < counts.size(); ++k) counts[k] += counts[k - 1];
+    if (scratch.spare.size() < size) scratch.spare.resize(size);
+    for (const Contender* c = from; c != to; ++c) scratch.spare[counts[c->value - low]++] = *c;
+    std::copy_n(scratch.spare.begin(), size, from);
+    return true;
+  }
+
+  // Sorts the next stretch of a pool. On first use a counting sort may put the whole pool
+  // in value order; then only the run of equal values at `sorted` needs sorting. Otherwise
+  // (or within a long run) nth_element selects the stretch to sort: first `want` candidates
+  // (what the pool can likely give), then each time at least as many as are sorted
+  // already, so that the selections cost O(pool) in all.
+  static void sort_more(Pool& pool, Contender* candidates, std::size_t want, SortScratch& scratch) {
+    Contender* const from = candidates + pool.sorted;
+    Contender* end = candidates + pool.end;
+    if (pool.sorted == pool.begin && !pool.by_value) {
+      pool.by_value = counting_sort(from, end, scratch);
+    }
+    if (pool.by_value) {
+      Contender* run = from + 1;
+      while (run != end && run->value == from->value) ++run;
+      end = run;
+    }
+    const std::size_t done = pool.sorted - pool.begin;
+    const std::size_t stretch = done == 0 ? std::max<std::size_t>(want, 16) : done;
+    Contender* to = end;
+    if (stretch < static_cast<std::size_t>(end - from)) {
+      to = from + stretch;
+      std::nth_element(from, to, end);
+    }
+    std::sort(from, to);
+    pool.sorted = static_cast<std::uint32_t>(to - candidates);
+  }
+
   // Fills `order` and returns true, or returns false when no connection is bound (the
   // manager's own trimmer then decides alone).
   bool rank(const TrimSnapshot& snapshot, std::size_t target, std::vector<std::uint32_t>& order) {
-    const std::size_t n = snapshot.peers.size();
-    struct Pool {
-      std::size_t count = 0;  // bound connections of the realm, candidates or not
-      std::size_t share = 0;
-      std::size_t reserve = 0;
-    };
+    const auto n = static_cast<std::uint32_t>(snapshot.peers.size());
     struct Entry {
-      std::uint32_t realm;
+      std::uint32_t pool;
       std::uint32_t bound;
     };
-    std::vector<Pool> pools;                     // pools[0] is the unbound connections
-    std::vector<std::uint32_t> first(n + 1, 0);  // peer i's entries: [first[i], first[i+1])
+    std::vector<Pool> pools;  // pools[0] is the unbound connections
+    const auto stakes = std::make_unique_for_overwrite<Stake[]>(n);  // by peer
     std::vector<Entry> entries;
     {
       std::lock_guard lock(mutex);
@@ -326,126 +467,165 @@ struct RealmConnectionManager::State {
       std::uint32_t index = 1;
       for (auto& [name, realm] : realms) {
         realm->trim_index = index;
-        pools[index] =
-            Pool{realm->connections, realm->config.low_water, realm->config.min_reserved};
+        Pool& pool = pools[index];
+        pool.count = realm->connections;
+        pool.share = realm->config.low_water;
+        pool.reserve = realm->config.min_reserved;
         ++index;
       }
+      entries.reserve(n);
       for (std::uint32_t i = 0; i < n; ++i) {
-        first[i] = static_cast<std::uint32_t>(entries.size());
-        for (const ConnectionSnapshot& conn : snapshot.connections_of(snapshot.peers[i])) {
+        const auto start = static_cast<std::uint32_t>(entries.size());
+        for (const ConnectionRef& conn : snapshot.connection_refs_of(snapshot.peers[i])) {
           if (conn.slot >= bindings.size() || bindings[conn.slot].id != conn.id) continue;
           for (const BoundTo& bound : bindings[conn.slot].realms) {
-            const Realm* realm = bound.realm;
-            auto begin = entries.begin() + first[i];
-            auto same = std::find_if(begin, entries.end(),
-                                     [&](const Entry& e) { return e.realm == realm->trim_index; });
+            const std::uint32_t p = bound.realm->trim_index;
+            auto begin = entries.begin() + start;
+            auto same =
+                std::find_if(begin, entries.end(), [&](const Entry& e) { return e.pool == p; });
             if (same != entries.end()) {
               ++same->bound;
             } else {
-              entries.push_back(Entry{realm->trim_index, 1});
+              entries.push_back(Entry{p, 1});
+              ++pools[p].end;  // for now, the pool's number of candidates
             }
           }
         }
+        const auto stop = static_cast<std::uint32_t>(entries.size());
+        if (start == stop) {
+          ++pools[0].end;
+          stakes[i] = Stake{0, 0, stop, stop};
+        } else {
+          stakes[i] = Stake{entries[start].pool, entries[start].bound, start + 1, stop};
+        }
       }
-      first[n] = static_cast<std::uint32_t>(entries.size());
     }
 
-    // Each pool's peers in the default order: keys dealt out, then each pool sorted. An
-    // entry carries what the greedy needs of its peer, so that taking a victim reads no
-    // other array at random.
-    struct Candidate {
-      std::uint64_t value;
-      std::uint64_t activity;
-      std::uint64_t newer;
-      std::uint32_t index;  // into snapshot.peers
-      std::uint32_t connections;
-      std::uint32_t first;  // the peer's realm entries: [first, last)
-      std::uint32_t last;
-      bool operator<(const Candidate& o) const {
-        return std::tie(value, activity, newer, index) <
-               std::tie(o.value, o.activity, o.newer, o.index);
-      }
-    };
-    std::vector<std::vector<Candidate>> members(pools.size());
-    for (std::size_t p = 1; p < pools.size(); ++p) members[p].reserve(pools[p].count);
+    // Deal the candidates into their pools, each pool a stretch of one array.
+    std::uint32_t offset = 0;
+    for (Pool& pool : pools) {
+      const std::uint32_t size = pool.end;
+      pool.begin = pool.sorted = pool.head = offset;
+      pool.end = offset;  // the fill position while dealing, the end after
+      offset += size;
+    }
+    // Every element is written while dealing: no need to clear 100k of them first.
+    const auto dealt = std::make_unique_for_overwrite<Contender[]>(offset);
+    Contender* const candidates = dealt.get();
+    SortScratch scratch;
     for (std::uint32_t i = 0; i < n; ++i) {
       const detail::RankKey key = detail::key_of(snapshot.peers[i], i);
-      const Candidate c{key.value, key.activity, key.newer, i, snapshot.peers[i].connection_count,
-                        first[i],  first[i + 1]};
-      if (c.first == c.last) {
-        members[0].push_back(c);
-      } else {
-        for (std::uint32_t e = c.first; e < c.last; ++e) members[entries[e].realm].push_back(c);
+      const Contender c{key.value, key.activity, key.newer, i, snapshot.peers[i].connection_count};
+      const Stake& stake = stakes[i];
+      candidates[pools[stake.pool].end++] = c;
+      for (std::uint32_t e = stake.more; e < stake.last; ++e) {
+        candidates[pools[entries[e].pool].end++] = c;
       }
     }
-    for (auto& list : members) std::sort(list.begin(), list.end());
 
-    // Greedy: at each step the cheapest head among the pools, by value, then unbound
-    // before bound, then the realm with the largest excess over the phase's threshold,
-    // then the rest of the default order. Keys only grow as victims are taken (excesses
-    // shrink, heads move down their sorted pools), so stale heap entries are re-keyed
-    // lazily when they surface.
-    using HeapKey =
-        std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint32_t>;
-    using HeapEntry = std::pair<HeapKey, std::uint32_t>;
+    // Greedy: at each step the cheapest head among the pools (HeadKey). The heads are kept
+    // in a tournament tree over the pools; a step changes only the pools of the peer it
+    // takes or skips (their counts, and their heads if the peer was one), so only their
+    // paths are replayed.
     // Per peer: 0 while it may go, kTaken once it went, else the phase that skipped it.
     constexpr std::uint8_t kTaken = 0xFF;
+    constexpr std::uint32_t kNone = UINT32_MAX;
     std::vector<std::uint8_t> fate(n, 0);
+    const auto leaves = static_cast<std::uint32_t>(std::bit_ceil(pools.size()));
+    std::vector<HeadKey> keys(pools.size());
+    std::vector<std::uint32_t> tree(2 * std::size_t{leaves}, kNone);  // the winning pool
+    auto winner = [&](std::uint32_t a, std::uint32_t b) {
+      if (a == kNone) return b;
+      if (b == kNone) return a;
+      return keys[b] < keys[a] ? b : a;
+    };
     std::size_t covered = 0;
     const int phases = snapshot.forced ? 3 : 2;
     for (int phase = 1; phase <= phases && covered < target; ++phase) {
       auto threshold = [&](const Pool& pool) {
         return phase == 1 ? std::max(pool.share, pool.reserve) : phase == 2 ? pool.reserve : 0;
       };
-      std::vector<std::size_t> head(pools.size(), 0);
-      auto key_of_pool = [&](std::uint32_t p) -> std::optional<HeapKey> {
-        const auto& list = members[p];
-        while (head[p] < list.size() && fate[list[head[p]].index] != 0 &&
-               (fate[list[head[p]].index] == kTaken || fate[list[head[p]].index] == phase)) {
-          ++head[p];
-        }
-        if (head[p] == list.size()) return std::nullopt;
-        // (bound << 63) | ~excess: unbound first, then the largest excess first.
+      // Re-keys pool p; false when it has nothing more to give this phase.
+      auto rekey = [&](std::uint32_t p) {
+        Pool& pool = pools[p];
         std::uint64_t standing = 0;
         if (p != 0) {
-          const std::size_t floor = threshold(pools[p]);
-          if (pools[p].count <= floor) return std::nullopt;
-          standing = (1ULL << 63) | (~static_cast<std::uint64_t>(pools[p].count - floor) >> 1);
+          const std::size_t floor = threshold(pool);
+          if (pool.count <= floor) return false;
+          standing = (1ULL << 63) | (~static_cast<std::uint64_t>(pool.count - floor) >> 1);
         }
-        const Candidate& k = list[head[p]];
-        return HeapKey{k.value, standing, k.activity, k.newer, k.index};
+        for (;; ++pool.head) {
+          if (pool.head == pool.sorted) {
+            if (pool.sorted == pool.end) return false;
+            // A realm's pool gives at most its excess over the floor (fewer candidates if
+            // they hold several connections, a few more if some are skipped); the unbound
+            // pool at most the target. A little slack saves a second selection.
+            const std::size_t can_give = p == 0 ? target : pool.count - threshold(pool);
+            sort_more(pool, candidates, can_give + can_give / 16 + 8, scratch);
+          }
+          const std::uint8_t f = fate[candidates[pool.head].index];
+          if (f == 0 || (f != kTaken && f != phase)) break;
+        }
+        const Contender& c = candidates[pool.head];
+        keys[p] = HeadKey{c.value, standing, c.activity, c.newer, c.index};
+        __builtin_prefetch(&stakes[c.index]);
+        // The pool's next visit comes only after the other pools' turns, by which time its
+        // candidates would have left the cache: fetch the next ones now.
+        if (pool.head + 2 < pool.sorted) {
+          __builtin_prefetch(&candidates[pool.head + 1]);
+          __builtin_prefetch(&candidates[pool.head + 2]);
+        }
+        return true;
       };
-      std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>> heap;
+      auto update = [&](std::uint32_t p) {
+        std::uint32_t node = leaves + p;
+        tree[node] = rekey(p) ? p : kNone;
+        for (node /= 2; node > 0; node /= 2)
+          tree[node] = winner(tree[2 * node], tree[2 * node + 1]);
+      };
+      for (Pool& pool : pools) pool.head = pool.begin;
       for (std::uint32_t p = 0; p < pools.size(); ++p) {
-        if (auto key = key_of_pool(p)) heap.emplace(*key, p);
+        tree[leaves + p] = rekey(p) ? p : kNone;
       }
-      while (covered < target && !heap.empty()) {
-        const auto [stored, p] = heap.top();
-        heap.pop();
-        const auto current = key_of_pool(p);
-        if (!current) continue;
-        if (*current != stored) {
-          heap.emplace(*current, p);
-          continue;
-        }
-        const Candidate& c = members[p][head[p]];
-        bool eligible = true;
-        for (std::uint32_t e = c.first; e < c.last; ++e) {
-          const Pool& pool = pools[entries[e].realm];
-          if (pool.count < threshold(pool) + entries[e].bound) eligible = false;
+      for (std::uint32_t node = leaves - 1; node > 0; --node) {
+        tree[node] = winner(tree[2 * node], tree[2 * node + 1]);
+      }
+      while (covered < target && tree[1] != kNone) {
+        const std::uint32_t p = tree[1];
+        // Copies: `c` may move when a pool sorts more.
+        const Contender c = candidates[pools[p].head];
+        const Stake stake = stakes[c.index];
+        auto fits = [&](std::uint32_t q, std::uint32_t bound) {
+          return pools[q].count >= threshold(pools[q]) + bound;
+        };
+        bool eligible = stake.pool == 0 || fits(stake.pool, stake.bound);
+        for (std::uint32_t e = stake.more; e < stake.last; ++e) {
+          eligible = eligible && fits(entries[e].pool, entries[e].bound);
         }
         if (eligible) {
           fate[c.index] = kTaken;
           order.push_back(c.index);
           covered += c.connections;
-          for (std::uint32_t e = c.first; e < c.last; ++e) {
-            pools[entries[e].realm].count -= entries[e].bound;
+          pools[stake.pool].count -= stake.bound;
+          for (std::uint32_t e = stake.more; e < stake.last; ++e) {
+            pools[entries[e].pool].count -= entries[e].bound;
           }
         } else {
           fate[c.index] = static_cast<std::uint8_t>(phase);
         }
-        if (auto key = key_of_pool(p)) heap.emplace(*key, p);
+        update(stake.pool);
+        for (std::uint32_t e = stake.more; e < stake.last; ++e) update(entries[e].pool);
       }
+    }
+
+    std::lock_guard lock(mutex);
+    upcoming.clear();
+    upcoming.reserve(covered);
+    upcoming_next = 0;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      if (fate[i] != kTaken) continue;
+      const auto refs = snapshot.connection_refs_of(snapshot.peers[i]);
+      for (auto ref = refs.rbegin(); ref != refs.rend(); ++ref) upcoming.push_back(ref->slot);
     }
     return true;
   }
@@ -471,7 +651,7 @@ struct RealmConnectionManager::State {
       low = realm->config.low_water;
       if (low == 0 || realm->config.high_water == 0 || realm->connections <= low) return 0;
       members.reserve(realm->members.live());
-      realm->members.for_each([&](const NodeId& peer, const Member& member) {
+      realm->members.for_each([&](const NodeId& peer, std::uint32_t, const Member& member) {
         if (!member.protections.empty()) return;  // protected in the realm
         members.push_back(Candidate{peer, member.value, 0, {}, member.bound});
       });
@@ -540,7 +720,7 @@ struct RealmConnectionManager::State {
 
     TrimInputs inputs() const override {
       TrimInputs in = inner_->inputs();
-      in.connections = true;  // the realm rules map connections to their bindings
+      in.connection_refs = true;  // the realm rules map connections to their bindings
       return in;
     }
     void rank(const TrimSnapshot& snapshot, std::size_t target,
@@ -619,19 +799,25 @@ std::error_code RealmConnectionManager::remove_realm(std::string_view realm) {
     auto it = state_->realms.find(realm);
     if (it == state_->realms.end()) return Errc::unknown_realm;
     State::Realm* gone = it->second.get();
-    gone->members.for_each([&](const NodeId& peer, const State::Member& member) {
-      for (const auto& [slot, id] : member.connections) {
-        State::Binding* b = state_->binding_at(slot, id);
-        if (b == nullptr) continue;
-        if (auto k = State::position(*b, gone)) State::erase_at(b->realms, *k);
-        if (b->realms.empty()) {
-          b->id = ConnectionId{};
-          --state_->bound_slots;
-        }
-        events.emplace_back(
-            RealmUnboundEvent{gone->name, peer, id, RealmUnboundEvent::Cause::realm_removed});
-      }
+    // The bindings do not name peers: find each member's through the realm's index. A
+    // walk over all bindings, but removing a realm is rare, and it keeps the members small.
+    std::vector<const NodeId*> peer_of(gone->members.slots(), nullptr);
+    gone->members.for_each([&](const NodeId& peer, std::uint32_t slot, const State::Member&) {
+      peer_of[slot] = &peer;
     });
+    for (State::Binding& b : state_->bindings) {
+      const auto k = State::position(b, gone);
+      if (!k) continue;
+      const NodeId& peer = *peer_of[b.realms[*k].member];
+      const ConnectionId id = b.id;
+      State::erase_at(b.realms, *k);
+      if (b.realms.empty()) {
+        b.id = ConnectionId{};
+        --state_->bound_slots;
+      }
+      events.emplace_back(
+          RealmUnboundEvent{gone->name, peer, id, RealmUnboundEvent::Cause::realm_removed});
+    }
     state_->reserved -= gone->config.min_reserved;
     state_->realms.erase(it);
   }
@@ -693,7 +879,7 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
     if (b.id != id) {
       // Left by an earlier connection in this slot whose bind raced its closure (that
       // bind undoes nothing once it sees the slot reused): end those bindings properly.
-      while (!b.realms.empty()) state_->drop(b, b.realms.size() - 1, slot);
+      while (!b.realms.empty()) state_->drop(b, b.realms.size() - 1);
       b.id = id;
     }
     if (State::position(b, entry)) return {};
@@ -712,7 +898,7 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
       ++entry->stats.refused_full;
       if (b.realms.empty()) b.id = ConnectionId{};
     } else {
-      state_->add(b, *entry, peer, slot, id);
+      state_->add(b, *entry, peer);
       if (c.high_water > 0 && entry->connections >= c.high_water) {
         state_->schedule_trim(*entry, state_);
       }
@@ -733,7 +919,7 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
     State::Binding* b = state_->binding_at(slot, id);
     if (b != nullptr && entry != nullptr) {
       if (auto k = State::position(*b, entry)) {
-        state_->drop(*b, *k, slot);
+        state_->drop(*b, *k);
         --entry->stats.unbinds;  // not a binding that ever held
         --entry->stats.binds;
       }
@@ -757,7 +943,7 @@ std::error_code RealmConnectionManager::unbind(const Connection& connection,
     State::Binding* b = state_->binding_at(slot, id);
     const auto k = b == nullptr ? std::nullopt : State::position(*b, entry);
     if (!k) return Errc::unknown_connection;
-    state_->drop(*b, *k, slot);
+    state_->drop(*b, *k);
   }
   detail::ManagerAccess::publish(m, RealmUnboundEvent{std::string(realm), connection.remote_peer(),
                                                       id, RealmUnboundEvent::Cause::unbound});
@@ -776,7 +962,7 @@ std::vector<NodeId> RealmConnectionManager::members(std::string_view realm) cons
   if (const State::Realm* entry = state_->find(realm)) {
     peers.reserve(entry->members.live());
     entry->members.for_each(
-        [&](const NodeId& peer, const State::Member&) { peers.push_back(peer); });
+        [&](const NodeId& peer, std::uint32_t, const State::Member&) { peers.push_back(peer); });
   }
   return peers;
 }
