@@ -145,6 +145,18 @@ enum class Op : std::uint8_t {
   kCount
 };
 
+// The run's peers have ids of several lengths, so that every run covers the pool's packed
+// ids (up to 39 bytes inline) and the longer ones it keeps apart, with slots reused
+// between them. The number sits in the last 8 bytes, so ids stay distinct.
+inline NodeId model_peer_id(std::uint64_t n) {
+  static constexpr std::array<std::size_t, 4> kSizes{32, 38, 40, 64};
+  std::vector<std::uint8_t> bytes(kSizes[n % kSizes.size()], 0x12);
+  for (std::size_t i = 0; i < 8; ++i) {
+    bytes[bytes.size() - 1 - i] = static_cast<std::uint8_t>(n >> (8 * i));
+  }
+  return NodeId(bytes);
+}
+
 inline const char* op_name(Op op) {
   static constexpr const char* kNames[] = {"connect",       "connect_admitted", "admit_and_hold",
                                            "complete_held", "drop_reservation", "reserve_resources",
@@ -301,7 +313,7 @@ class Run {
     high_ = c.high_water;
 
     const auto peers = static_cast<std::size_t>(choices_.between(3, 12));
-    for (std::size_t i = 0; i < peers; ++i) ids_.push_back(testing::peer_id(i + 1));
+    for (std::size_t i = 0; i < peers; ++i) ids_.push_back(model_peer_id(i + 1));
     peers_.resize(peers);
 
     time_ = std::make_shared<ManualTimeSource>(io_);
