@@ -292,6 +292,29 @@ TEST(NodeIdHash, IdsDifferingOnlyInTheirLastBytesHashApart) {
   EXPECT_GE(hashes.size(), kIds - 5);
 }
 
+// Hash tables take a bucket from some bits of the hash and a fingerprint from others (the
+// pool's index uses the hash as is): every part of it must spread, low and high bits alike,
+// whichever bytes of the ids differ.
+TEST(NodeIdHash, EveryByteOfTheHashSpreadsWhicheverBytesOfTheIdsDiffer) {
+  constexpr std::size_t kIds = 4096;
+  for (const std::size_t differing : {0u, 7u, 24u, 31u}) {  // first, middle, last word
+    std::array<std::set<std::uint8_t>, 8> byte_values;
+    for (std::size_t n = 0; n < kIds; ++n) {
+      auto bytes = bytes_of_size(32);
+      bytes[differing] = static_cast<std::uint8_t>(n);
+      bytes[differing == 0 ? 1 : differing - 1] = static_cast<std::uint8_t>(n >> 8);
+      const std::size_t h = NodeId(bytes).hash();
+      for (std::size_t b = 0; b < 8; ++b) {
+        byte_values[b].insert(static_cast<std::uint8_t>(h >> (8 * b)));
+      }
+    }
+    for (std::size_t b = 0; b < 8; ++b) {
+      // 4,096 random bytes take about 256 values; a byte the ids do not reach takes one.
+      EXPECT_GE(byte_values[b].size(), 250u) << "hash byte " << b << ", id byte " << differing;
+    }
+  }
+}
+
 // --- enum names ------------------------------------------------------------------------
 
 static_assert(static_cast<std::size_t>(CloseReason::handshake_timeout) + 1 == kCloseReasonCount,

@@ -77,6 +77,16 @@ class NodeId {
       h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
       h ^= h >> 29;
     }
+    // A full finalizer (MurmurHash3's fmix64): every input bit reaches every output bit.
+    // The rounds above only carry bits upwards (a product's low bits depend only on its
+    // factors' low bits), so ids differing in the high bytes of their last word would
+    // otherwise differ only in the hash's high bits, and tables that take their
+    // fingerprint from the low bits would see them all alike.
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
     return static_cast<std::size_t>(h);
   }
 
