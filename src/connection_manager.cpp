@@ -284,12 +284,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   // The live slot of `peer`, or nullptr. REQUIRES: mutex_ held (for all helpers below).
   PeerSlot* find_peer(const NodeId& peer) {
-    auto it = peer_index_.find(peer);
-    return it == peer_index_.end() ? nullptr : &peers_[*it];
+    const std::uint32_t slot = find_slot(peer);
+    return slot == kNoSlot ? nullptr : &peers_[slot];
   }
   const PeerSlot* find_peer(const NodeId& peer) const {
-    auto it = peer_index_.find(peer);
-    return it == peer_index_.end() ? nullptr : &peers_[*it];
+    const std::uint32_t slot = find_slot(peer);
+    return slot == kNoSlot ? nullptr : &peers_[slot];
   }
   std::int64_t value_of(const PeerSlot& entry) const {
     return entry.tags.sum() + (entry.decay == kNoSlot ? 0 : decay_sets_[entry.decay].sum);
@@ -446,13 +446,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     --connections_;
     ++stats_.connections_removed;
     ++stats_.closes_by_reason[static_cast<std::size_t>(reason)];
-    if (hub_.has_subscribers()) {
-      hub_.enqueue(DisconnectedEvent{peer_ids_.get(slot), conn.id, conn.direction, reason, detail});
+    const bool wanted = hub_.has_subscribers();
+    if (wanted || detach_observer_) {
+      const NodeId peer_id = peer_ids_.get(slot);  // rebuilt from the packed table once
+      if (wanted) {
+        hub_.enqueue(DisconnectedEvent{peer_id, conn.id, conn.direction, reason, detail});
+      }
+      if (detach_observer_) {
+        detach_observer_(conn_slot, conn.id, peer_id, reason, wanted ? &observer_events_ : nullptr);
+      }
     }
-    if (detach_observer_) {
-      const bool wanted = hub_.has_subscribers();
-      detach_observer_(conn_slot, conn.id, peer_ids_.get(slot), reason,
-                       wanted ? &observer_events_ : nullptr);
+    if (!observer_events_.empty()) {
       for (Event& e : observer_events_) hub_.enqueue(std::move(e));
       observer_events_.clear();
     }
@@ -636,7 +640,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     pack_remote(fresh, conn_slot, facts.remote);
     if (capped_address) {
       fresh.capped = true;
-      if (*capped_address != remote_address(fresh, conn_slot)) {
+      if (*capped_address != facts.remote.address) {
         fresh.cap_elsewhere = true;
         odd_caps_.insert_or_assign(conn_slot, *capped_address);
       }
