@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -66,30 +67,18 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                  Reservation::Owner,
                                  KeepAliveHold::Owner {
   // One tracked connection, at index Connection::slot_ of conn_slots_. A free slot has a
-  // null handle and sits in free_conn_slots_. Packed to 104 bytes (docs/performance.md,
-  // "Memory per connection"): the remote endpoint as raw bytes (remote_of() rebuilds
-  // it), flags as bits, the rare extras (an IPv6 scope id, a capped address other than
-  // the remote one) in side maps keyed by the slot.
+  // null handle and sits in the free list (free_conn_head_). Packed to 104 bytes
+  // (docs/performance.md, "Memory per connection"): the remote endpoint as raw bytes (remote_of()
+  // rebuilds it), flags as bits, the rare extras (an IPv6 scope id, a capped address other than the
+  // remote one) in side maps keyed by the slot.
   struct ConnEntry {
+    // What detach() reads and writes comes first (40 bytes), so a trim that detaches
+    // thousands of entries touches one or two cache lines of each, not all of them.
     std::shared_ptr<Connection> handle;
     ConnectionId id{};
-    TimePoint opened_at{};
-    // Activity: the last reported bytes, and exponentially smoothed rates (bytes/s;
-    // estimates, so a float's 24-bit mantissa is plenty).
-    TimePoint last_activity{};
-    // Keepalive: the ping in flight (if any) by sequence number, misses in a row, and the
-    // smoothed RTT (zero until the first answer).
-    TimePoint ping_sent_at{};
-    Duration srtt{};
-    float download_rate = 0;
-    float upload_rate = 0;
-    std::uint32_t peer_slot = 0;
+    std::uint32_t peer_slot = 0;  // in a free entry: the next free entry (kNoSlot: none)
     std::uint32_t streams_in = 0;
     std::uint32_t streams_out = 0;
-    std::uint32_t ping_sequence = 0;
-    std::uint16_t missed = 0;                // saturates at 65535
-    std::uint16_t port = 0;                  // of the remote endpoint
-    std::array<std::uint8_t, 16> address{};  // the remote address (IPv4: the first 4)
     Direction direction = Direction::inbound;
     PathKind path = PathKind::direct;
     Transport transport = Transport::tcp;
@@ -103,6 +92,20 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     // address, or with cap_elsewhere at the one in odd_caps_.
     bool capped : 1 = false;
     bool cap_elsewhere : 1 = false;
+    TimePoint opened_at{};
+    // Activity: the last reported bytes, and exponentially smoothed rates (bytes/s;
+    // estimates, so a float's 24-bit mantissa is plenty).
+    TimePoint last_activity{};
+    // Keepalive: the ping in flight (if any) by sequence number, misses in a row, and the
+    // smoothed RTT (zero until the first answer).
+    TimePoint ping_sent_at{};
+    Duration srtt{};
+    float download_rate = 0;
+    float upload_rate = 0;
+    std::uint32_t ping_sequence = 0;
+    std::uint16_t missed = 0;                // saturates at 65535
+    std::uint16_t port = 0;                  // of the remote endpoint
+    std::array<std::uint8_t, 16> address{};  // the remote address (IPv4: the first 4)
 
     std::uint32_t streams() const { return streams_in + streams_out; }
   };
@@ -166,9 +169,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   // One peer entry: connected (conns non-empty) or temporary (tagged, no connections;
   // either never connected or kept for tag_retention after its last connection).
-  // Slots are recycled through free_peer_slots_; `generation` changes on each release so
-  // a trim plan can tell a slot that was reused since it looked. 96 bytes: the id lives
-  // in peer_ids_, decaying tags in decay_sets_, a temporary entry's end in expiry_of_.
+  // Slots are recycled through a free list (free_peer_head_); `generation` changes on each release
+  // so a trim plan can tell a slot that was reused since it looked. 96 bytes: the id lives in
+  // peer_ids_, decaying tags in decay_sets_, a temporary entry's end in expiry_of_.
   struct PeerSlot {
     // What a trim reads comes first, so the plan's scan and the commit's visits touch as
     // few cache lines as possible.
@@ -179,7 +182,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::uint32_t streams = 0;
     std::uint32_t streams_in = 0;
     std::uint32_t inbound = 0;
-    std::uint32_t best = kNoSlot;     // conn slot of the chosen path, if chosen
+    std::uint32_t best = kNoSlot;     // conn slot of the chosen path; free slot: next free
     std::uint32_t paths_version = 0;  // bumped when a connection comes or goes
     std::uint32_t decay = kNoSlot;    // index into decay_sets_, if any decaying tag
     TimePoint first_seen{};
@@ -224,6 +227,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         logger_(deps.logger ? std::move(deps.logger) : detail::make_default_logger()),
         trimmer_(deps.trimmer ? std::move(deps.trimmer) : make_score_trimmer()),
         trim_inputs_(trimmer_->inputs()),
+        score_in_place_(detail::is_score_trimmer(*trimmer_)),
         gater_(std::move(deps.gater)),
         path_selector_(deps.path_selector ? std::move(deps.path_selector)
                                           : make_default_path_selector()),
@@ -354,9 +358,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   std::uint32_t create_peer(const NodeId& peer, TimePoint now, bool temporary) {
     std::uint32_t slot;
-    if (!free_peer_slots_.empty()) {
-      slot = free_peer_slots_.back();
-      free_peer_slots_.pop_back();
+    if (free_peer_head_ != kNoSlot) {
+      slot = free_peer_head_;
+      free_peer_head_ = peers_[slot].best;
+      peers_[slot].best = kNoSlot;
     } else {
       slot = static_cast<std::uint32_t>(peers_.size());
       peers_.emplace_back();
@@ -389,11 +394,13 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     ++entry.generation;
     entry.tags_stamp = 0;
     if (batch_unindex_) {
-      unindexed_.push_back(slot);  // leaves peer_index_ in end_batch_unindex()
+      unindexed_[slot] = true;  // leaves peer_index_ in end_batch_unindex()
+      ++unindexed_count_;
     } else {
       peer_index_.erase(slot);
     }
-    free_peer_slots_.push_back(slot);
+    entry.best = free_peer_head_;  // a free slot links to the next free one
+    free_peer_head_ = slot;
   }
 
   // A commit that releases a large share of the peers takes their slots out of
@@ -403,14 +410,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // REQUIRES: mutex_ held, from begin to end.
   void begin_batch_unindex(std::size_t releases_expected) {
     batch_unindex_ = releases_expected >= 1024 && releases_expected >= peer_index_.size() / 8;
+    if (batch_unindex_) unindexed_.assign(peers_.size(), false);
   }
   void end_batch_unindex() {
+    if (!batch_unindex_) return;
     batch_unindex_ = false;
-    if (unindexed_.empty()) return;
-    std::vector<bool> gone(peers_.size(), false);
-    for (std::uint32_t slot : unindexed_) gone[slot] = true;
-    boost::unordered::erase_if(peer_index_, [&](std::uint32_t slot) { return gone[slot]; });
-    unindexed_.clear();
+    if (unindexed_count_ > 0) {
+      boost::unordered::erase_if(peer_index_, [&](std::uint32_t slot) { return unindexed_[slot]; });
+    }
+    unindexed_count_ = 0;
+    unindexed_ = {};
   }
 
   // Removes one connection from the pool and returns its handle, for closing or release
@@ -463,7 +472,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     // The handle's owner word is cleared by the caller: at once for a reported closure,
     // in the act phase (next to close(), on the same cache line) for the manager's own.
     std::shared_ptr<Connection> handle = std::move(conn.handle);
-    free_conn_slots_.push_back(conn_slot);
+    conn.peer_slot = free_conn_head_;  // a free entry links to the next free one
+    free_conn_head_ = conn_slot;
     compact_schedules_if_stale();
     if (peer.conns.empty()) retain_or_release(slot);
     return handle;
@@ -616,9 +626,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       slot = create_peer(facts.peer, now, false);
     }
     std::uint32_t conn_slot;
-    if (!free_conn_slots_.empty()) {
-      conn_slot = free_conn_slots_.back();
-      free_conn_slots_.pop_back();
+    if (free_conn_head_ != kNoSlot) {
+      conn_slot = free_conn_head_;
+      free_conn_head_ = conn_slots_[conn_slot].peer_slot;
     } else {
       conn_slot = static_cast<std::uint32_t>(conn_slots_.size());
       conn_slots_.emplace_back();
@@ -784,17 +794,35 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       // is written here and read again when close() reports back) a few ahead.
       if (i + 8 < closing.size()) __builtin_prefetch(closing[i + 8].handle.get(), 1);
       Closing& c = closing[i];
-      ConnectionAccess::release(*c.handle);
-      try {
-        c.handle->close(c.reason, c.own_detail.empty() ? detail : c.own_detail);
-      } catch (const std::exception& e) {
-        logger_->warn("connmgr: Connection::close threw: {}", e.what());
-      } catch (...) {
-        logger_->warn("connmgr: Connection::close threw a non-standard exception");
-      }
+      close_handle(*c.handle, c.reason, c.own_detail.empty() ? detail : c.own_detail);
     }
     hub_.drain();
     closing.clear();  // releases the handles, still unlocked
+  }
+
+  // act() for a batch that shares its reason and detail (a trim's): 16 bytes per handle
+  // instead of a Closing's 56, which at 50k victims is 2 MB less memory touched for the
+  // first time inside the trim.
+  void act(std::vector<std::shared_ptr<Connection>>& handles, CloseReason reason,
+           const std::string& detail) {
+    for (std::size_t i = 0; i < handles.size(); ++i) {
+      if (i + 16 < handles.size()) __builtin_prefetch(handles[i + 16].get(), 1);
+      close_handle(*handles[i], reason, detail);
+      handles[i].reset();  // while the object's lines are still in cache
+    }
+    hub_.drain();
+    handles.clear();
+  }
+
+  void close_handle(Connection& handle, CloseReason reason, const std::string& detail) {
+    ConnectionAccess::release(handle);
+    try {
+      handle.close(reason, detail);
+    } catch (const std::exception& e) {
+      logger_->warn("connmgr: Connection::close threw: {}", e.what());
+    } catch (...) {
+      logger_->warn("connmgr: Connection::close threw a non-standard exception");
+    }
   }
 
   // --- Tags -------------------------------------------------------------------------
@@ -2353,26 +2381,52 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     return victims;
   }
 
-  // Closes the victims (whole peers; the partial one in part, newest connections first),
-  // skipping peers that went, were replaced or became protected since the plan.
-  // Victims are visited in plan order, which is slot order: the walk goes forward through
-  // the pool's memory instead of jumping around it in rank order.
+  // Closes the victims of a plan (whole peers; the partial one in part, newest
+  // connections first), skipping peers that went, were replaced or became protected since
+  // the plan. Victims are visited in plan order, which is slot order: the walk goes forward
+  // through the pool's memory instead of jumping around it in rank order.
   std::size_t commit(const Plan& plan, const Victims& victims, bool allow_protected,
-                     CloseReason reason, const std::string& detail, std::vector<Closing>& closing,
-                     std::size_t& peers_closed) {
+                     CloseReason reason, const std::string& detail,
+                     std::vector<std::shared_ptr<Connection>>& closing, std::size_t& peers_closed) {
     if (victims.peers.empty()) return 0;
-    const std::uint32_t partial_peer =
+    const std::uint32_t partial_index =
         victims.last_partial != 0 ? victims.peers.back() : UINT32_MAX;
     std::vector<bool> chosen(plan.snapshot.peers.size(), false);
     for (std::uint32_t index : victims.peers) chosen[index] = true;
-    std::vector<std::uint32_t> in_slot_order;
-    in_slot_order.reserve(victims.peers.size());
+    VictimSlots in_slot_order;
+    in_slot_order.slots.reserve(victims.peers.size());
+    in_slot_order.generations.reserve(victims.peers.size());
     for (std::uint32_t index = 0; index < chosen.size(); ++index) {
-      if (chosen[index]) in_slot_order.push_back(index);
+      if (!chosen[index]) continue;
+      if (index == partial_index) {
+        in_slot_order.partial_slot = plan.slots[index];
+        in_slot_order.partial_count = victims.last_partial;
+      }
+      in_slot_order.slots.push_back(plan.slots[index]);
+      in_slot_order.generations.push_back(plan.generations[index]);
     }
-    closing.reserve(closing.size() + victims.peers.size());
+    return close_peers(in_slot_order, allow_protected, reason, detail, closing, peers_closed);
+  }
+
+  // Peers to close, by slot in ascending order. `generations`, when not empty, holds each
+  // slot's generation when it was chosen: a slot released or reused since is skipped.
+  struct VictimSlots {
+    std::vector<std::uint32_t> slots;
+    std::vector<std::uint32_t> generations;
+    std::uint32_t partial_slot = kNoSlot;  // gives up only partial_count connections
+    std::size_t partial_count = 0;
+  };
+
+  // Detaches the victims' connections into `closing` (REQUIRES: mutex_ held).
+  std::size_t close_peers(const VictimSlots& victims, bool allow_protected, CloseReason reason,
+                          const std::string& detail,
+                          std::vector<std::shared_ptr<Connection>>& closing,
+                          std::size_t& peers_closed) {
+    const std::vector<std::uint32_t>& slots = victims.slots;
+    const bool check_generation = !victims.generations.empty();
+    closing.reserve(closing.size() + slots.size());
     std::size_t closed = 0;
-    const std::size_t n = in_slot_order.size();
+    const std::size_t n = slots.size();
     begin_batch_unindex(n);
     for (std::size_t k = 0; k < n; ++k) {
       // The victims are scattered over the pool: fetch the peer entries a few victims
@@ -2381,38 +2435,168 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       // the commit waiting on the others: 5.3 -> 4.6 ms and 7.4 -> 5.8 ms at 100k).
       if (k + 16 < n) {
         // A peer slot spans two or three cache lines, and releasing it writes to all.
-        const auto* far = reinterpret_cast<const char*>(&peers_[plan.slots[in_slot_order[k + 16]]]);
+        const auto* far = reinterpret_cast<const char*>(&peers_[slots[k + 16]]);
         for (std::size_t line = 0; line < sizeof(PeerSlot); line += 64) {
           __builtin_prefetch(far + line, 1);
         }
         __builtin_prefetch(far + sizeof(PeerSlot) - 1, 1);
       }
       if (k + 8 < n) {
-        const PeerSlot& ahead = peers_[plan.slots[in_slot_order[k + 8]]];
+        const PeerSlot& ahead = peers_[slots[k + 8]];
         if (!ahead.conns.empty()) {
-          // detach() reads a connection entry from its start to its end.
-          const ConnEntry& conn = conn_slots_[ahead.conns.front()];
-          const auto* first = reinterpret_cast<const char*>(&conn);
-          const auto* last = first + sizeof(ConnEntry) - 1;
-          for (const char* line = first; line < last; line += 64) __builtin_prefetch(line, 1);
-          __builtin_prefetch(last, 1);
+          // detach() touches the entry's first 40 bytes (more only for a capped one).
+          const auto* first = reinterpret_cast<const char*>(&conn_slots_[ahead.conns.front()]);
+          __builtin_prefetch(first, 1);
+          __builtin_prefetch(first + 39, 1);
         }
       }
-      const std::uint32_t index = in_slot_order[k];
-      PeerSlot& entry = peers_[plan.slots[index]];
-      if (!entry.live || entry.temporary || entry.generation != plan.generations[index]) continue;
+      PeerSlot& entry = peers_[slots[k]];
+      if (!entry.live || entry.temporary) continue;
+      if (check_generation && entry.generation != victims.generations[k]) continue;
       if (entry.is_protected && !allow_protected) continue;
       std::size_t count = entry.conns.size();
-      if (index == partial_peer) count = std::min(count, victims.last_partial);
+      if (slots[k] == victims.partial_slot) count = std::min(count, victims.partial_count);
       for (std::size_t i = 0; i < count; ++i) {
         const bool last = entry.conns.size() == 1;
-        closing.push_back({detach(entry.conns.back(), reason, detail), reason});
+        closing.push_back(detach(entry.conns.back(), reason, detail));
         ++closed;
         if (last) ++peers_closed;  // detach() released the slot with its last connection
       }
     }
     end_batch_unindex();
     return closed;
+  }
+
+  // The default trimmer's choice, made on the pool itself (REQUIRES: mutex_ held, and
+  // held on until the victims are detached, so no generation check is needed).
+  //
+  // ScoreTrimmer is library code, so the manager need not hand it a snapshot: copying
+  // every candidate out (32 bytes each, plus the trimmer's own arrays) means several
+  // megabytes touched for the first time, and at 100k peers those page faults alone cost
+  // more than the ranking. Instead one pass over the pool notes each slot's value key
+  // and connection count (9 bytes a slot), and the rest works on those:
+  //  1. connections per bucket of values find the bucket where the target is reached
+  //     (tag sums usually span a small range: then each value is a bucket of its own);
+  //  2. every candidate below that bucket is a victim; the ones in it are ordered by
+  //     their full key (DESIGN §3.3) and taken until the target is covered.
+  // The victims are exactly those ScoreTrimmer and select() would choose from a
+  // snapshot, in slot order; tests compare the two on random pools.
+  VictimSlots score_victims(TimePoint now, bool exact, std::size_t exact_count,
+                            std::size_t& target) const {
+    VictimSlots out;
+    const std::size_t slots = peers_.size();
+    // weight[slot]: the candidate's connections, saturated at 255 (0: not a candidate;
+    // a candidate is connected, so it holds at least one).
+    std::vector<std::uint8_t> weight(slots, 0);
+    std::vector<std::uint64_t> keys(slots);
+    std::uint64_t lo = UINT64_MAX;
+    std::uint64_t hi = 0;
+    std::size_t candidates = 0;
+    std::size_t candidate_connections = 0;
+    bool saturated = false;
+    peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
+      if (!is_candidate(entry, now) || entry.conns.empty()) return;
+      const std::uint64_t key = detail::value_key(value_of(entry));
+      keys[index] = key;
+      lo = std::min(lo, key);
+      hi = std::max(hi, key);
+      ++candidates;
+      const std::size_t count = entry.conns.size();
+      candidate_connections += count;
+      weight[index] = static_cast<std::uint8_t>(std::min<std::size_t>(count, 255));
+      saturated = saturated || count >= 255;
+    });
+    auto connections_of = [&](std::size_t slot) -> std::size_t {
+      return weight[slot] == 255 ? peers_[slot].conns.size() : weight[slot];
+    };
+    if (exact) {
+      target = exact_count;
+    } else {
+      // Protected and in-grace connections do not count toward the target.
+      target = candidate_connections >= config_.low_water
+                   ? candidate_connections - config_.low_water
+                   : 0;
+    }
+    if (candidates == 0 || target == 0) return out;
+    if (target >= candidate_connections) {  // every candidate goes, whole
+      out.slots.reserve(candidates);
+      for (std::size_t slot = 0; slot < slots; ++slot) {
+        if (weight[slot] != 0) out.slots.push_back(static_cast<std::uint32_t>(slot));
+      }
+      return out;
+    }
+    // At most 2^16 buckets, and no more than about one per candidate.
+    const std::uint64_t range = hi - lo;
+    const int bits = std::min(16, static_cast<int>(std::bit_width(candidates)));
+    const int shift = std::max(0, static_cast<int>(std::bit_width(range)) - bits);
+    std::vector<std::size_t> counts(static_cast<std::size_t>(range >> shift) + 1, 0);
+    for (std::size_t slot = 0; slot < slots; ++slot) {
+      // Non-candidates add 0 to bucket 0: no branch to mispredict.
+      const std::uint64_t key = weight[slot] != 0 ? keys[slot] : lo;
+      counts[static_cast<std::size_t>((key - lo) >> shift)] +=
+          saturated ? connections_of(slot) : weight[slot];
+    }
+    std::size_t below = 0;  // connections in the buckets before `boundary`
+    std::size_t boundary = 0;
+    while (below + counts[boundary] < target) below += counts[boundary++];
+
+    // Each victim holds at least one connection: at most `target` of them. Values are in
+    // random order, so the victims are written without a branch (one that fails half the
+    // time costs more than the store); the bucket's own peers are few.
+    out.slots.resize(std::min(target, candidates) + 1);
+    std::size_t victims = 0;
+    std::vector<detail::RankKey> tied;
+    bool tied_multi = false;
+    for (std::size_t slot = 0; slot < slots; ++slot) {
+      const auto bucket = static_cast<std::size_t>((keys[slot] - lo) >> shift);
+      out.slots[victims] = static_cast<std::uint32_t>(slot);
+      victims += static_cast<std::size_t>(weight[slot] != 0 && bucket < boundary);
+      if (bucket == boundary && weight[slot] != 0) {
+        tied.push_back(detail::key_of(rank_view(peers_[slot]), static_cast<std::uint32_t>(slot)));
+        tied_multi = tied_multi || weight[slot] > 1;
+      }
+    }
+    out.slots.resize(victims);
+
+    // The bucket's first peers in key order, until they hold `wanted` connections.
+    const std::size_t wanted = target - below;  // 1 <= wanted <= counts[boundary]
+    std::size_t taken = 0;
+    if (!tied_multi) {
+      // One connection each: exactly `wanted` of them go, in any order.
+      taken = std::min(wanted, tied.size());
+      if (taken < tied.size()) {
+        std::nth_element(tied.begin(), tied.begin() + static_cast<std::ptrdiff_t>(taken),
+                         tied.end());
+      }
+    } else {
+      std::sort(tied.begin(), tied.end());
+      std::size_t covered = 0;
+      while (taken < tied.size() && covered < wanted) {
+        const std::size_t count = connections_of(tied[taken].index);
+        if (exact && covered + count > wanted) {
+          out.partial_slot = tied[taken].index;
+          out.partial_count = wanted - covered;
+        }
+        covered += count;
+        ++taken;
+      }
+    }
+    // Merge the bucket's victims into the slot-ordered list, from the back, in place.
+    std::sort(tied.begin(), tied.begin() + static_cast<std::ptrdiff_t>(taken),
+              [](const detail::RankKey& a, const detail::RankKey& b) { return a.index < b.index; });
+    std::size_t from = out.slots.size();
+    std::size_t to = from + taken;
+    out.slots.resize(to);
+    while (taken > 0) {
+      const std::uint32_t next = tied[taken - 1].index;
+      if (from > 0 && out.slots[from - 1] > next) {
+        out.slots[--to] = out.slots[--from];
+      } else {
+        out.slots[--to] = next;
+        --taken;
+      }
+    }
+    return out;
   }
 
   // Deletes temporary entries whose grace has passed.
@@ -2429,6 +2613,87 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   bool out_of_grace(const PeerSlot& entry, TimePoint now) const {
     return config_.grace_period.count() == 0 || now - entry.first_seen >= config_.grace_period;
+  }
+
+  // A trim through the trimmer's snapshot: plan under the lock, rank outside it (the
+  // trimmer may be host code), commit under it again. Returns the detail text; `lock` is
+  // held on entry and on return.
+  std::string trim_with_snapshot(std::unique_lock<std::mutex>& lock, TrimKind kind,
+                                 std::size_t exact_count, TimePoint now, std::size_t before,
+                                 CloseReason reason,
+                                 std::vector<std::shared_ptr<Connection>>& closing,
+                                 std::size_t& closed, std::size_t& peers_closed) {
+    const bool forced = kind == TrimKind::forced;
+    const bool exact = kind == TrimKind::exact_count;
+    Plan unprotected;
+    Plan protected_plan;
+    std::size_t candidate_connections = 0;
+    unprotected.snapshot.now = now;
+    protected_plan.snapshot.now = now;
+    unprotected.snapshot.forced = forced;
+    protected_plan.snapshot.forced = forced;
+    reserve(unprotected, peer_index_.size());
+    peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
+      if (!entry.live || entry.temporary) return;
+      const auto slot = static_cast<std::uint32_t>(index);
+      if (forced) {
+        add_candidate(entry.is_protected ? protected_plan : unprotected, slot, entry);
+        return;
+      }
+      if (entry.is_protected || !out_of_grace(entry, now)) return;
+      add_candidate(unprotected, slot, entry);
+      candidate_connections += entry.conns.size();
+    });
+    if (exact) {
+      unprotected.target = exact_count;
+    } else if (forced) {
+      unprotected.target = connections_ - config_.low_water;
+      protected_plan.target = unprotected.target;
+    } else {
+      // Protected and in-grace connections do not count toward the target.
+      unprotected.target = candidate_connections >= config_.low_water
+                               ? candidate_connections - config_.low_water
+                               : 0;
+    }
+    std::string detail = describe(kind, before, unprotected.target);
+    lock.unlock();
+
+    // Rank outside the lock: the trimmer is pluggable host code.
+    std::vector<std::uint32_t> order;
+    std::vector<std::uint32_t> protected_order;
+    bool ok = rank(unprotected, order);
+    if (ok && forced) ok = rank(protected_plan, protected_order);
+    Victims victims;
+    if (ok) victims = select(unprotected, order, unprotected.target, exact);
+
+    // Commit: apply the decisions to the pool.
+    lock.lock();
+    if (!ok || closed_) return detail;
+    closed = commit(unprotected, victims, false, reason, detail, closing, peers_closed);
+    // Protected peers go only for what the unprotected ones could not cover even in
+    // the plan: unprotected victims that changed meanwhile, or connections added while
+    // the trimmer ran, are never a reason to close a protected peer.
+    std::size_t shortfall = 0;
+    if (forced) {
+      std::size_t unprotected_held = 0;
+      for (const PeerSnapshot& p : unprotected.snapshot.peers) {
+        unprotected_held += p.connection_count;
+      }
+      if (unprotected.target > unprotected_held) {
+        shortfall = unprotected.target - unprotected_held;
+      }
+    }
+    if (shortfall > 0 && connections_ > config_.low_water) {
+      closed += commit(protected_plan,
+                       select(protected_plan, protected_order,
+                              std::min(shortfall, connections_ - config_.low_water), false),
+                       true, reason, detail, closing, peers_closed);
+    }
+    ++stats_.trims;
+    if (closed > 0 && hub_.has_subscribers()) {
+      hub_.enqueue(TrimmedEvent{event_kind(kind), peers_closed, closed, connections_});
+    }
+    return detail;
   }
 
   std::size_t run_trim(TrimKind kind, std::size_t exact_count) {
@@ -2467,86 +2732,32 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const std::size_t before = connections_;
     const bool forced = kind == TrimKind::forced;
     const bool exact = kind == TrimKind::exact_count;
-
-    // Plan: snapshot the candidates under the lock.
-    Plan unprotected;
-    Plan protected_plan;
-    std::size_t candidate_connections = 0;
-    if (!exact) prune_temporary(now, forced);
-    unprotected.snapshot.now = now;
-    protected_plan.snapshot.now = now;
-    unprotected.snapshot.forced = forced;
-    protected_plan.snapshot.forced = forced;
-    reserve(unprotected, peer_index_.size());
-    peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
-      if (!entry.live || entry.temporary) return;
-      const auto slot = static_cast<std::uint32_t>(index);
-      if (forced) {
-        add_candidate(entry.is_protected ? protected_plan : unprotected, slot, entry);
-        return;
-      }
-      if (entry.is_protected || !out_of_grace(entry, now)) return;
-      add_candidate(unprotected, slot, entry);
-      candidate_connections += entry.conns.size();
-    });
-    if (exact) {
-      unprotected.target = exact_count;
-    } else if (forced) {
-      unprotected.target = connections_ - config_.low_water;
-      protected_plan.target = unprotected.target;
-    } else {
-      // Protected and in-grace connections do not count toward the target.
-      unprotected.target = candidate_connections >= config_.low_water
-                               ? candidate_connections - config_.low_water
-                               : 0;
-    }
     const CloseReason reason = forced || exact ? CloseReason::forced_trim : CloseReason::trimmed;
-    const std::string detail = describe(kind, before, unprotected.target);
-    lock.unlock();
+    if (!exact) prune_temporary(now, forced);
 
-    // Rank outside the lock: the trimmer is pluggable host code.
-    std::vector<std::uint32_t> order;
-    std::vector<std::uint32_t> protected_order;
-    bool ok = rank(unprotected, order);
-    if (ok && forced) ok = rank(protected_plan, protected_order);
-    Victims victims;
-    if (ok) victims = select(unprotected, order, unprotected.target, exact);
-
-    // Commit: apply the decisions to the pool.
-    std::vector<Closing> closing;
+    std::vector<std::shared_ptr<Connection>> closing;
     std::size_t closed = 0;
     std::size_t peers_closed = 0;
-    lock.lock();
-    if (ok && !closed_) {
-      closed = commit(unprotected, victims, false, reason, detail, closing, peers_closed);
-      // Protected peers go only for what the unprotected ones could not cover even in
-      // the plan: unprotected victims that changed meanwhile, or connections added while
-      // the trimmer ran, are never a reason to close a protected peer.
-      std::size_t shortfall = 0;
-      if (forced) {
-        std::size_t unprotected_held = 0;
-        for (const PeerSnapshot& p : unprotected.snapshot.peers) {
-          unprotected_held += p.connection_count;
-        }
-        if (unprotected.target > unprotected_held) {
-          shortfall = unprotected.target - unprotected_held;
-        }
-      }
-      if (shortfall > 0 && connections_ > config_.low_water) {
-        closed += commit(protected_plan,
-                         select(protected_plan, protected_order,
-                                std::min(shortfall, connections_ - config_.low_water), false),
-                         true, reason, detail, closing, peers_closed);
-      }
+    std::string detail;
+    if (score_in_place_ && !forced) {
+      // The default trimmer: plan, rank and commit in one hold of the lock (see
+      // score_victims). No host code runs in between.
+      std::size_t target = 0;
+      const VictimSlots victims = score_victims(now, exact, exact_count, target);
+      detail = describe(kind, before, target);
+      closed = close_peers(victims, false, reason, detail, closing, peers_closed);
       ++stats_.trims;
       if (closed > 0 && hub_.has_subscribers()) {
         hub_.enqueue(TrimmedEvent{event_kind(kind), peers_closed, closed, connections_});
       }
+    } else {
+      detail = trim_with_snapshot(lock, kind, exact_count, now, before, reason, closing, closed,
+                                  peers_closed);
     }
     lock.unlock();
 
     // Act: close the victims, deliver events — all unlocked.
-    act(closing, detail);
+    act(closing, reason, detail);
 
     lock.lock();
     trim_running_ = false;
@@ -2672,6 +2883,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<Trimmer> trimmer_;
   TrimInputs trim_inputs_;
+  bool score_in_place_;           // the trimmer is ScoreTrimmer: trims rank the pool in place
   std::shared_ptr<Gater> gater_;  // null: every intercept allows
   std::shared_ptr<PathSelector> path_selector_;
   Subscription gater_subscription_;  // re-gating on Gater::on_tightened
@@ -2679,8 +2891,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   mutable std::mutex mutex_;  // guards everything below, unless noted
   Config config_;
   bool closed_ = false;
-  // Peer entries by slot; peer_index_ holds the slot of every live peer; free_peer_slots_
-  // lists slots to reuse. A slot is live iff it is in peer_index_.
+  // Peer entries by slot; peer_index_ holds the slot of every live peer. A slot is live
+  // iff it is in peer_index_ (or, during a batch release, not marked in unindexed_).
   detail::PagedVector<PeerSlot> peers_;
   detail::PeerIdTable peer_ids_;  // the id of the peer in each slot
   // A temporary entry's end, by slot (see schedule_expiry); erased with the entry.
@@ -2689,13 +2901,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::vector<DecaySet> decay_sets_;
   std::vector<std::uint32_t> free_decay_sets_;
   boost::unordered_flat_set<std::uint32_t, SlotHash, SlotEqual> peer_index_;
-  std::vector<std::uint32_t> free_peer_slots_;
-  // Released during a batch (see begin_batch_unindex) and still in peer_index_.
+  // The free slots of peers_, a stack linked through PeerSlot::best (kNoSlot ends it).
+  std::uint32_t free_peer_head_ = kNoSlot;
+  // Slots released during a batch (see begin_batch_unindex), still in peer_index_.
   bool batch_unindex_ = false;
-  std::vector<std::uint32_t> unindexed_;
-  // Every tracked connection at its Connection::slot_; free_conn_slots_ lists free ones.
+  std::vector<bool> unindexed_;
+  std::size_t unindexed_count_ = 0;
+  // Every tracked connection at its Connection::slot_.
   detail::PagedVector<ConnEntry> conn_slots_;
-  std::vector<std::uint32_t> free_conn_slots_;
+  // The free entries of conn_slots_, a stack linked through ConnEntry::peer_slot.
+  std::uint32_t free_conn_head_ = kNoSlot;
   // The rare per-connection extras, by conn slot: IPv6 scope ids (link-local remotes)
   // and capped addresses other than the remote one (ConnEntry::cap_elsewhere).
   boost::unordered_flat_map<std::uint32_t, boost::asio::ip::scope_id_type> scope_ids_;

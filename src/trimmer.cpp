@@ -14,9 +14,7 @@ using detail::key_of;
 using detail::RankKey;
 
 // RankKey::value alone (the first field of detail::key_of): the tag sum in unsigned order.
-std::uint64_t value_key(const PeerSnapshot& peer) {
-  return static_cast<std::uint64_t>(peer.value) ^ (1ULL << 63);
-}
+std::uint64_t value_key(const PeerSnapshot& peer) { return detail::value_key(peer.value); }
 
 // The k-th smallest (1-based) of `values`, 1 <= k <= values.size(), in O(n): a histogram
 // over the values' range (one pass) finds the bucket holding it, and only that bucket's
@@ -228,6 +226,10 @@ class ActivityTrimmer final : public Trimmer {
 }  // namespace
 
 std::shared_ptr<Trimmer> make_score_trimmer() { return std::make_shared<ScoreTrimmer>(); }
+
+bool detail::is_score_trimmer(const Trimmer& trimmer) noexcept {
+  return dynamic_cast<const ScoreTrimmer*>(&trimmer) != nullptr;
+}
 
 std::shared_ptr<Trimmer> make_activity_trimmer(ActivityTrimmerOptions options) {
   return std::make_shared<ActivityTrimmer>(options);
