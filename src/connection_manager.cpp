@@ -455,15 +455,13 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     --connections_;
     ++stats_.connections_removed;
     ++stats_.closes_by_reason[static_cast<std::size_t>(reason)];
-    const bool wanted = hub_.has_subscribers();
-    if (wanted || detach_observer_) {
+    if (hub_.has_subscribers()) {
       const NodeId peer_id = peer_ids_.get(slot);  // rebuilt from the packed table once
-      if (wanted) {
-        hub_.enqueue(DisconnectedEvent{peer_id, conn.id, conn.direction, reason, detail});
-      }
-      if (detach_observer_) {
-        detach_observer_(conn_slot, conn.id, peer_id, reason, wanted ? &observer_events_ : nullptr);
-      }
+      hub_.enqueue(DisconnectedEvent{peer_id, conn.id, conn.direction, reason, detail});
+      if (detach_observer_)
+        detach_observer_(conn_slot, conn.id, &peer_id, reason, &observer_events_);
+    } else if (detach_observer_) {
+      detach_observer_(conn_slot, conn.id, nullptr, reason, nullptr);
     }
     if (!observer_events_.empty()) {
       for (Event& e : observer_events_) hub_.enqueue(std::move(e));
@@ -2428,6 +2426,18 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::size_t closed = 0;
     const std::size_t n = slots.size();
     begin_batch_unindex(n);
+    // The observer's batch ends however this one does.
+    struct BatchGuard {
+      const detail::ManagerAccess::BatchObserver& batch;
+      explicit BatchGuard(const detail::ManagerAccess::BatchObserver& b) : batch(b) {
+        if (batch) batch(true);
+      }
+      ~BatchGuard() {
+        if (batch) batch(false);
+      }
+      BatchGuard(const BatchGuard&) = delete;
+      BatchGuard& operator=(const BatchGuard&) = delete;
+    } guard(batch_observer_);
     for (std::size_t k = 0; k < n; ++k) {
       // The victims are scattered over the pool: fetch the peer entries a few victims
       // ahead, then their first connection entries, so the loads overlap. Every line the
@@ -2981,6 +2991,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // Set by the realm layer (detail::ManagerAccess); called by detach() under mutex_. It
   // is library code, not the host's: it takes only its own leaf lock.
   detail::ManagerAccess::DetachObserver detach_observer_;
+  detail::ManagerAccess::BatchObserver batch_observer_;  // around a trim's detaches
   std::vector<Event> observer_events_;
 
   detail::EventHub hub_;  // its own lock, taken after mutex_ when both are held
@@ -3077,10 +3088,11 @@ ConnectionManager::ConnectionManager(executor_type executor, Config config, Depe
 
 ConnectionManager::~ConnectionManager() { impl_->close(); }
 
-void detail::ManagerAccess::set_detach_observer(ConnectionManager& manager,
-                                                DetachObserver observer) {
+void detail::ManagerAccess::set_detach_observer(ConnectionManager& manager, DetachObserver observer,
+                                                BatchObserver batch) {
   std::lock_guard lock(manager.impl_->mutex_);
   manager.impl_->detach_observer_ = std::move(observer);
+  manager.impl_->batch_observer_ = std::move(batch);
 }
 void detail::ManagerAccess::publish(ConnectionManager& manager, Event event) {
   manager.impl_->publish(std::move(event));
