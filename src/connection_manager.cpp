@@ -2482,13 +2482,14 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   //
   // ScoreTrimmer is library code, so the manager need not hand it a snapshot: copying
   // every candidate out (32 bytes each, plus the trimmer's own arrays) means several
-  // megabytes touched for the first time, and at 100k peers those page faults alone cost
-  // more than the ranking. Instead one pass over the pool notes each slot's value key
-  // and connection count (9 bytes a slot), and the rest works on those:
+  // megabytes written in each trim, much of it memory touched for the first time. Instead
+  // one pass over the pool notes each slot's value key and connection count (5 bytes a
+  // slot), and the rest works on those:
   //  1. connections per bucket of values find the bucket where the target is reached
   //     (tag sums usually span a small range: then each value is a bucket of its own);
-  //  2. every candidate below that bucket is a victim; the ones in it are ordered by
-  //     their full key (DESIGN §3.3) and taken until the target is covered.
+  //  2. every candidate below that bucket is a victim (their slots are written over the
+  //     keys, in place); the ones in it are ordered by their full key (DESIGN §3.3) and
+  //     taken until the target is covered.
   // The victims are exactly those ScoreTrimmer and select() would choose from a
   // snapshot, in slot order; tests compare the two on random pools.
   VictimSlots score_victims(TimePoint now, bool exact, std::size_t exact_count,
@@ -2498,7 +2499,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     // weight[slot]: the candidate's connections, saturated at 255 (0: not a candidate;
     // a candidate is connected, so it holds at least one).
     std::vector<std::uint8_t> weight(slots, 0);
-    std::vector<std::uint64_t> keys(slots);
+    // keys[slot]: the candidate's value key as an offset from `base` (the first
+    // candidate's key less 2^31). When some key lies further than that from the first
+    // (tag sums spread over more than 2^31: `wide`), keys are read from the pool instead.
+    std::vector<std::uint32_t> keys(slots);
+    std::uint64_t base = 0;
+    bool wide = false;
     std::uint64_t lo = UINT64_MAX;
     std::uint64_t hi = 0;
     std::size_t candidates = 0;
@@ -2507,7 +2513,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
       if (!is_candidate(entry, now) || entry.conns.empty()) return;
       const std::uint64_t key = detail::value_key(value_of(entry));
-      keys[index] = key;
+      if (candidates == 0) base = key - (1ULL << 31);
+      const std::uint64_t offset = key - base;  // modulo 2^64: exact when it fits
+      wide = wide || offset > UINT32_MAX;
+      keys[index] = static_cast<std::uint32_t>(offset);
       lo = std::min(lo, key);
       hi = std::max(hi, key);
       ++candidates;
@@ -2528,47 +2537,62 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                    : 0;
     }
     if (candidates == 0 || target == 0) return out;
+    std::size_t victims = 0;                // written over keys[0, victims)
     if (target >= candidate_connections) {  // every candidate goes, whole
-      out.slots.reserve(candidates);
       for (std::size_t slot = 0; slot < slots; ++slot) {
-        if (weight[slot] != 0) out.slots.push_back(static_cast<std::uint32_t>(slot));
+        keys[victims] = static_cast<std::uint32_t>(slot);
+        victims += static_cast<std::size_t>(weight[slot] != 0);
       }
+      keys.resize(victims);
+      out.slots = std::move(keys);
       return out;
     }
-    // At most 2^16 buckets, and no more than about one per candidate.
+    // Bucket of a candidate's key: keys relative to the lowest, shifted so that there are
+    // at most 2^16 buckets, and no more than about one per candidate.
     const std::uint64_t range = hi - lo;
     const int bits = std::min(16, static_cast<int>(std::bit_width(candidates)));
     const int shift = std::max(0, static_cast<int>(std::bit_width(range)) - bits);
+    const std::uint64_t lowest = lo - base;  // as an offset (when not wide)
+    auto bucket_of = [&](std::size_t slot) {
+      const std::uint64_t above =
+          wide ? detail::value_key(value_of(peers_[slot])) - lo : keys[slot] - lowest;
+      return static_cast<std::size_t>(above >> shift);
+    };
     std::vector<std::size_t> counts(static_cast<std::size_t>(range >> shift) + 1, 0);
     for (std::size_t slot = 0; slot < slots; ++slot) {
-      // Non-candidates add 0 to bucket 0: no branch to mispredict.
-      const std::uint64_t key = weight[slot] != 0 ? keys[slot] : lo;
-      counts[static_cast<std::size_t>((key - lo) >> shift)] +=
-          saturated ? connections_of(slot) : weight[slot];
+      if (weight[slot] != 0)
+        counts[bucket_of(slot)] += saturated ? connections_of(slot) : weight[slot];
     }
     std::size_t below = 0;  // connections in the buckets before `boundary`
     std::size_t boundary = 0;
     while (below + counts[boundary] < target) below += counts[boundary++];
 
-    // Each victim holds at least one connection: at most `target` of them. Values are in
-    // random order, so the victims are written without a branch (one that fails half the
-    // time costs more than the store); the bucket's own peers are few.
-    out.slots.resize(std::min(target, candidates) + 1);
-    std::size_t victims = 0;
-    std::vector<detail::RankKey> tied;
+    // Values are in random order, so the victims are written without a branch (one that
+    // fails half the time costs more than the store). A slot is read before it can be
+    // overwritten: victims <= slot. The bucket's own peers are few.
+    std::vector<std::uint32_t> tied_slots;
     bool tied_multi = false;
     for (std::size_t slot = 0; slot < slots; ++slot) {
-      const auto bucket = static_cast<std::size_t>((keys[slot] - lo) >> shift);
-      out.slots[victims] = static_cast<std::uint32_t>(slot);
-      victims += static_cast<std::size_t>(weight[slot] != 0 && bucket < boundary);
-      if (bucket == boundary && weight[slot] != 0) {
-        tied.push_back(detail::key_of(rank_view(peers_[slot]), static_cast<std::uint32_t>(slot)));
+      const bool candidate = weight[slot] != 0;
+      const std::size_t bucket = candidate ? bucket_of(slot) : boundary + 1;
+      keys[victims] = static_cast<std::uint32_t>(slot);
+      victims += static_cast<std::size_t>(bucket < boundary);
+      if (bucket == boundary) {
+        tied_slots.push_back(static_cast<std::uint32_t>(slot));
         tied_multi = tied_multi || weight[slot] > 1;
       }
     }
-    out.slots.resize(victims);
+    keys.resize(victims);
+    out.slots = std::move(keys);  // its capacity holds every candidate: no reallocation below
 
-    // The bucket's first peers in key order, until they hold `wanted` connections.
+    // The bucket's peers by full key, their entries fetched a few ahead.
+    std::vector<detail::RankKey> tied;
+    tied.reserve(tied_slots.size());
+    for (std::size_t k = 0; k < tied_slots.size(); ++k) {
+      if (k + 8 < tied_slots.size()) __builtin_prefetch(&peers_[tied_slots[k + 8]]);
+      tied.push_back(detail::key_of(rank_view(peers_[tied_slots[k]]), tied_slots[k]));
+    }
+    // The first of them, until they hold `wanted` connections.
     const std::size_t wanted = target - below;  // 1 <= wanted <= counts[boundary]
     std::size_t taken = 0;
     if (!tied_multi) {
@@ -2591,7 +2615,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         ++taken;
       }
     }
-    // Merge the bucket's victims into the slot-ordered list, from the back, in place.
+    // Merge them into the slot-ordered list, from the back, in place.
     std::sort(tied.begin(), tied.begin() + static_cast<std::ptrdiff_t>(taken),
               [](const detail::RankKey& a, const detail::RankKey& b) { return a.index < b.index; });
     std::size_t from = out.slots.size();
