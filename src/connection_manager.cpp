@@ -68,9 +68,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                  KeepAliveHold::Owner {
   // One tracked connection, at index Connection::slot_ of conn_slots_. A free slot has a
   // null handle and sits in the free list (free_conn_head_). Packed to 104 bytes
-  // (docs/performance.md, "Memory per connection"): the remote endpoint as raw bytes (remote_of()
-  // rebuilds it), flags as bits, the rare extras (an IPv6 scope id, a capped address other than the
-  // remote one) in side maps keyed by the slot.
+  // (docs/performance.md, "Memory per connection"): the remote endpoint as raw bytes
+  // (remote_of() rebuilds it), flags as bits, the rare extras (an IPv6 scope id, a capped
+  // address other than the remote one) in side maps keyed by the slot.
   struct ConnEntry {
     // What detach() reads and writes comes first (40 bytes), so a trim that detaches
     // thousands of entries touches one or two cache lines of each, not all of them.
@@ -169,9 +169,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   // One peer entry: connected (conns non-empty) or temporary (tagged, no connections;
   // either never connected or kept for tag_retention after its last connection).
-  // Slots are recycled through a free list (free_peer_head_); `generation` changes on each release
-  // so a trim plan can tell a slot that was reused since it looked. 96 bytes: the id lives in
-  // peer_ids_, decaying tags in decay_sets_, a temporary entry's end in expiry_of_.
+  // Slots are recycled through a free list (free_peer_head_); `generation` changes on each
+  // release so a trim plan can tell a slot that was reused since it looked. 96 bytes: the
+  // id lives in peer_ids_, decaying tags in decay_sets_, a temporary entry's end in
+  // expiry_of_.
   struct PeerSlot {
     // What a trim reads comes first, so the plan's scan and the commit's visits touch as
     // few cache lines as possible.
