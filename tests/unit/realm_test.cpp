@@ -176,6 +176,34 @@ TEST(RealmBinding, RemovingARealmUnbindsItsConnectionsAndKeepsThemOpen) {
   EXPECT_FALSE(h.node.create_realm("chat", realm(0, 0)));  // the name is free again
 }
 
+// A removed realm's place is reused by the next one created; nothing of the old realm may
+// carry over to it, and the realms still there keep their own counts.
+TEST(RealmBinding, ARealmCreatedAfterARemovalStartsEmptyAndCountsOnlyItsOwn) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  h.create("files", realm(0, 0));
+  auto cs = h.add_range(1, 4, {"chat", "files"});
+  ASSERT_FALSE(h.node.remove_realm("chat"));
+  h.create("games", realm(0, 0));
+  EXPECT_EQ(h.node.realm_connections("games"), 0u);
+  EXPECT_TRUE(h.node.members("games").empty());
+  EXPECT_FALSE(h.node.bind(*cs[0], "games"));
+  EXPECT_FALSE(h.node.bind(*cs[1], "games"));
+  EXPECT_EQ(h.node.realm_connections("games"), 2u);
+  EXPECT_EQ(h.node.realm_connections("files"), 4u);
+  EXPECT_EQ(h.node.realms_of(peer_id(2)), (std::vector<std::string>{"files", "games"}));
+  EXPECT_EQ(h.node.realms_of(peer_id(3)), (std::vector<std::string>{"files"}));
+  // A disconnect unbinds from the new realm and the old one it shares, and only those.
+  EXPECT_FALSE(h.manager().remove_connection(*cs[0]));
+  EXPECT_EQ(h.node.realm_connections("games"), 1u);
+  EXPECT_EQ(h.node.realm_connections("files"), 3u);
+  EXPECT_EQ(h.node.members("games"), (std::vector<NodeId>{peer_id(2)}));
+  // Removing the new realm leaves "files" whole.
+  ASSERT_FALSE(h.node.remove_realm("games"));
+  EXPECT_EQ(h.node.realm_connections("files"), 3u);
+  EXPECT_EQ(h.node.realms_of(peer_id(2)), (std::vector<std::string>{"files"}));
+}
+
 // --- Limits ----------------------------------------------------------------------------
 
 TEST(RealmFull, ABindBeyondHardMaxIsRefusedWithTheRealmAndTheLimit) {
