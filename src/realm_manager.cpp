@@ -811,16 +811,19 @@ std::error_code RealmConnectionManager::create_realm(std::string_view realm,
   auto entry = std::make_unique<State::Realm>();
   entry->name = std::string(realm);
   entry->config = config;
+  // What may throw comes first, so that a failure leaves no trace.
+  state_->realm_table.reserve(state_->realm_table.size() + 1);
+  State::Realm* added = entry.get();
+  state_->realms.emplace(added->name, std::move(entry));
   if (state_->free_realm_indices.empty()) {
-    entry->index = static_cast<std::uint32_t>(state_->realm_table.size());
-    state_->realm_table.push_back(entry.get());
+    added->index = static_cast<std::uint32_t>(state_->realm_table.size());
+    state_->realm_table.push_back(added);
   } else {
-    entry->index = state_->free_realm_indices.back();
+    added->index = state_->free_realm_indices.back();
     state_->free_realm_indices.pop_back();
-    state_->realm_table[entry->index] = entry.get();
+    state_->realm_table[added->index] = added;
   }
   state_->reserved += config.min_reserved;
-  state_->realms.emplace(entry->name, std::move(entry));
   return {};
 }
 
