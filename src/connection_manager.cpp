@@ -170,32 +170,41 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // One peer entry: connected (conns non-empty) or temporary (tagged, no connections;
   // either never connected or kept for tag_retention after its last connection).
   // Slots are recycled through a free list (free_peer_head_); `generation` changes on each
-  // release so a trim plan can tell a slot that was reused since it looked. 96 bytes: the
-  // id lives in peer_ids_, decaying tags in decay_sets_, a temporary entry's end in
-  // expiry_of_.
-  struct PeerSlot {
-    // What a trim reads comes first, so the plan's scan and the commit's visits touch as
-    // few cache lines as possible.
+  // release so a trim plan can tell a slot that was reused since it looked.
+  //
+  // One cache line (64 bytes, aligned): what a trim reads and what releasing the slot
+  // writes. The rest of a peer's state is in PeerCold at the same index of peer_cold_, the
+  // id in peer_ids_, decaying tags in decay_sets_, a temporary entry's end in expiry_of_.
+  // A trim's commit then touches one line of each victim's peer entry instead of two or
+  // three (docs/performance.md, "Fifth pass").
+  struct alignas(64) PeerSlot {
     bool live = false;
     bool temporary = false;
     bool is_protected = false;  // mirrors protections_ for a live slot
     std::uint32_t generation = 0;
     std::uint32_t streams = 0;
-    std::uint32_t streams_in = 0;
     std::uint32_t inbound = 0;
-    std::uint32_t best = kNoSlot;     // conn slot of the chosen path; free slot: next free
-    std::uint32_t paths_version = 0;  // bumped when a connection comes or goes
-    std::uint32_t decay = kNoSlot;    // index into decay_sets_, if any decaying tag
-    TimePoint first_seen{};
+    std::uint32_t best = kNoSlot;   // conn slot of the chosen path; free slot: next free
+    std::uint32_t decay = kNoSlot;  // index into decay_sets_, if any decaying tag
     detail::PeerTags tags;
     detail::CompactVector<std::uint32_t, 2> conns;  // conn_slots_ indices
+  };
+  // The part of a peer entry a trim does not touch. Written whole when a slot is taken
+  // (create_peer), so releasing a slot need not touch it.
+  struct PeerCold {
+    TimePoint first_seen{};        // read by a trim only with a grace period
     std::uint64_t tags_stamp = 0;  // tag_clock_ at the last tag change; 0 when none
     ConnectionId last_best{};      // the chosen path's id, kept after it closes
+    std::uint32_t streams_in = 0;
+    // Bumped when a connection comes, or goes and others remain (a peer's last one going
+    // leaves it without paths, or releases the slot: reselect() checks both).
+    std::uint32_t paths_version = 0;
   };
 
   // The sizes docs/performance.md counts (LP64): a change that grows them shows here.
   static_assert(sizeof(void*) != 8 || sizeof(ConnEntry) == 104);
-  static_assert(sizeof(void*) != 8 || sizeof(PeerSlot) == 96);
+  static_assert(sizeof(void*) != 8 || sizeof(PeerSlot) == 64);
+  static_assert(sizeof(void*) != 8 || sizeof(PeerCold) == 32);
 
   // The peer index stores only slot numbers (4 bytes each, so it stays cache-resident at
   // 100k peers) and looks ids up through the slots; NodeId keys work transparently.
@@ -366,10 +375,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     } else {
       slot = static_cast<std::uint32_t>(peers_.size());
       peers_.emplace_back();
+      peer_cold_.emplace_back();
     }
     peer_ids_.assign(slot, peer);
     PeerSlot& entry = peers_[slot];
-    entry.first_seen = now;
+    peer_cold_[slot] = PeerCold{.first_seen = now};
     entry.live = true;
     entry.temporary = temporary;
     entry.is_protected = protections_.size() != 0 && protections_.is_protected(peer);
@@ -382,9 +392,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     PeerSlot& entry = peers_[slot];
     if (entry.temporary) --temp_peers_;
     entry.tags.clear(tag_names_);
-    entry.streams_in = 0;
     entry.best = kNoSlot;
-    entry.last_best = ConnectionId{};
     drop_decay_set(entry);
     if (!expiry_of_.empty()) expiry_of_.erase(slot);
     entry.conns.clear();
@@ -393,7 +401,6 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     entry.live = false;
     entry.temporary = false;
     ++entry.generation;
-    entry.tags_stamp = 0;
     if (batch_unindex_) {
       unindexed_[slot] = true;  // leaves peer_index_ in end_batch_unindex()
       ++unindexed_count_;
@@ -431,10 +438,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const std::uint32_t slot = conn.peer_slot;
     PeerSlot& peer = peers_[slot];
     peer.conns.erase(std::find(peer.conns.begin(), peer.conns.end(), conn_slot));
-    ++peer.paths_version;
+    // The cold part only when it changes: a trim of single-path peers without streams
+    // touches none of it.
+    if (!peer.conns.empty()) ++peer_cold_[slot].paths_version;
     if (peer.best == conn_slot) peer.best = kNoSlot;
     peer.streams -= conn.streams();
-    peer.streams_in -= conn.streams_in;
+    if (conn.streams_in != 0) peer_cold_[slot].streams_in -= conn.streams_in;
     streams_by_direction_[0] -= conn.streams_in;
     streams_by_direction_[1] -= conn.streams_out;
     if (conn.capped) {
@@ -486,8 +495,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         temp_peers_ < config_.max_temp_peers) {
       entry.temporary = true;
       ++temp_peers_;
-      entry.streams = 0;
-      entry.streams_in = 0;
+      entry.streams = 0;  // already zero: every connection's streams were subtracted
       entry.inbound = 0;
       schedule_expiry(slot, time_->now() + config_.tag_retention);
       return;
@@ -617,7 +625,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         // A temporary entry becomes real on connect, keeping its tags; its grace
         // period starts now.
         existing.temporary = false;
-        existing.first_seen = now;
+        peer_cold_[slot].first_seen = now;
         expiry_of_.erase(slot);
         --temp_peers_;
       }
@@ -657,7 +665,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     PeerSlot& entry = peers_[slot];
     entry.conns.push_back(conn_slot);
     entry.streams += facts.streams;
-    if (in) entry.streams_in += facts.streams;
+    PeerCold& cold = peer_cold_[slot];
+    if (in) cold.streams_in += facts.streams;
     streams_by_direction_[in ? 0 : 1] += facts.streams;
     if (in) {
       ++entry.inbound;
@@ -671,11 +680,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     conn_slots_[conn_slot].transport = facts.transport;
     conn_slots_[conn_slot].ipv6 =
         facts.remote.address.is_v6() && !facts.remote.address.to_v6().is_v4_mapped();
-    ++entry.paths_version;
+    ++cold.paths_version;
     if (entry.conns.size() == 1) {
       // A single path is the best one; the selector is asked once there are several.
       entry.best = conn_slot;
-      entry.last_best = id;
+      cold.last_best = id;
     }
     enroll(conn_slot, id, now);
     if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
@@ -763,7 +772,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
           }
           ++mine;
           ++peer.streams;
-          if (in) ++peer.streams_in;
+          if (in) ++peer_cold_[conn.peer_slot].streams_in;
           ++streams_by_direction_[in ? 0 : 1];
         }
       } else if (mine > 0) {
@@ -772,7 +781,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         }
         --mine;
         --peer.streams;
-        if (in) --peer.streams_in;
+        if (in) --peer_cold_[conn.peer_slot].streams_in;
         --streams_by_direction_[in ? 0 : 1];
       } else {
         return Errc::invalid_argument;  // more closes than opens
@@ -830,16 +839,27 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // REQUIRES: mutex_ held.
   // The clock is read only when an entry is created, under the lock (TimeSource::now()
   // must not call the manager; see clock.hpp).
-  PeerSlot* slot_for_tagging(const NodeId& peer, std::error_code& ec) {
-    if (PeerSlot* entry = find_peer(peer)) return entry;
+  // Returns kNoSlot, with `ec` set, when no entry can be created.
+  std::uint32_t tagging_slot(const NodeId& peer, std::error_code& ec) {
+    if (const std::uint32_t slot = find_slot(peer); slot != kNoSlot) return slot;
     if (temp_peers_ >= config_.max_temp_peers) {
       ec = Errc::temp_peer_limit;
-      return nullptr;
+      return kNoSlot;
     }
     const TimePoint now = time_->now();
     const std::uint32_t slot = create_peer(peer, now, true);
     schedule_expiry(slot, now + config_.grace_period);
-    return &peers_[slot];
+    return slot;
+  }
+  PeerSlot* slot_for_tagging(const NodeId& peer, std::error_code& ec) {
+    const std::uint32_t slot = tagging_slot(peer, ec);
+    return slot == kNoSlot ? nullptr : &peers_[slot];
+  }
+
+  // Sets a plain tag and stamps the change (see tag_clock_).
+  void set_tag(std::uint32_t slot, std::string_view name, int value) {
+    peers_[slot].tags.set(tag_names_, tag_names_.intern(name), value);
+    peer_cold_[slot].tags_stamp = ++tag_clock_;
   }
 
   std::error_code tag_peer(const NodeId& peer, std::string_view name, int value) {
@@ -847,10 +867,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::lock_guard lock(mutex_);
     if (closed_) return Errc::closed;
     std::error_code ec;
-    PeerSlot* entry = slot_for_tagging(peer, ec);
-    if (entry == nullptr) return ec;
-    entry->tags.set(tag_names_, tag_names_.intern(name), value);
-    entry->tags_stamp = ++tag_clock_;
+    const std::uint32_t slot = tagging_slot(peer, ec);
+    if (slot == kNoSlot) return ec;
+    set_tag(slot, name, value);
     return {};
   }
 
@@ -861,7 +880,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (slot == kNoSlot) return Errc::unknown_peer;
     PeerSlot* entry = &peers_[slot];
     if (auto id = tag_names_.find(name)) {
-      if (entry->tags.remove(tag_names_, *id)) entry->tags_stamp = ++tag_clock_;
+      if (entry->tags.remove(tag_names_, *id)) peer_cold_[slot].tags_stamp = ++tag_clock_;
     }
     release_if_empty_temporary(slot);
     return {};
@@ -876,33 +895,35 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       {
         std::lock_guard lock(mutex_);
         if (closed_) return Errc::closed;
-        if (const PeerSlot* entry = find_peer(peer)) {
-          seen = entry->tags_stamp;
-          if (auto id = tag_names_.find(name)) old = entry->tags.get(*id).value_or(0);
+        if (const std::uint32_t slot = find_slot(peer); slot != kNoSlot) {
+          seen = peer_cold_[slot].tags_stamp;
+          if (auto id = tag_names_.find(name)) old = peers_[slot].tags.get(*id).value_or(0);
         }
       }
       const int value = fn(old);  // host code: unlocked
       std::lock_guard lock(mutex_);
       if (closed_) return Errc::closed;
-      const PeerSlot* now_entry = find_peer(peer);
-      if ((now_entry != nullptr ? now_entry->tags_stamp : 0) != seen) {
+      // A peer's entry created since starts with no stamp, as an absent one reads: then
+      // neither held a tag changed meanwhile, and `old` (zero) is right for both.
+      const std::uint32_t now_slot = find_slot(peer);
+      if ((now_slot != kNoSlot ? peer_cold_[now_slot].tags_stamp : 0) != seen) {
         continue;  // this peer's tags changed meanwhile: recompute from the new value
       }
       std::error_code ec;
-      PeerSlot* entry = slot_for_tagging(peer, ec);
-      if (entry == nullptr) return ec;
-      entry->tags.set(tag_names_, tag_names_.intern(name), value);
-      entry->tags_stamp = ++tag_clock_;
+      const std::uint32_t slot = tagging_slot(peer, ec);
+      if (slot == kNoSlot) return ec;
+      set_tag(slot, name, value);
       return {};
     }
   }
 
   std::optional<TagInfo> tag_info(const NodeId& peer) const {
     std::lock_guard lock(mutex_);
-    const PeerSlot* entry = find_peer(peer);
-    if (entry == nullptr) return std::nullopt;
-    TagInfo info{entry->first_seen,   value_of(*entry), entry->tags.list(tag_names_), {},
-                 entry->conns.size(), entry->temporary};
+    const std::uint32_t slot = find_slot(peer);
+    if (slot == kNoSlot) return std::nullopt;
+    const PeerSlot* entry = &peers_[slot];
+    TagInfo info{peer_cold_[slot].first_seen, value_of(*entry), entry->tags.list(tag_names_), {},
+                 entry->conns.size(),         entry->temporary};
     if (const DecaySet* set = decay_set(*entry)) {
       for (const DecayEntry& d : set->entries) {
         info.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
@@ -1739,13 +1760,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::vector<PathCandidate> candidates;
     std::vector<std::uint32_t> slots;
     std::optional<std::size_t> current;
+    std::uint32_t slot;
+    std::uint32_t generation;
     std::uint32_t version;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
-      const PeerSlot* entry = find_peer(peer);
-      if (entry == nullptr || entry->conns.empty()) return;
-      version = entry->paths_version;
+      slot = find_slot(peer);
+      if (slot == kNoSlot || peers_[slot].conns.empty()) return;
+      const PeerSlot* entry = &peers_[slot];
+      generation = entry->generation;
+      version = peer_cold_[slot].paths_version;
       for (std::uint32_t c : entry->conns) {
         const ConnEntry& conn = conn_slots_[c];
         std::optional<Duration> rtt;
@@ -1766,14 +1791,22 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (choice >= candidates.size()) choice = current.value_or(0);
     {
       std::lock_guard lock(mutex_);
-      PeerSlot* entry = find_peer(peer);
-      if (entry == nullptr || entry->paths_version != version) return;
+      // The same entry (not released and taken again), with paths, none come or gone.
+      // A peer's last connection going does not bump paths_version: it leaves the entry
+      // without paths or releases it, and the first two checks see that.
+      if (find_slot(peer) != slot) return;
+      PeerSlot* entry = &peers_[slot];
+      PeerCold& cold = peer_cold_[slot];
+      if (entry->generation != generation || entry->conns.empty() ||
+          cold.paths_version != version) {
+        return;
+      }
       const std::uint32_t chosen = slots[choice];
       if (entry->best == chosen) return;
       // A peer's first path is not a change; a new choice after the old path closed is.
-      const ConnectionId from = entry->last_best;
+      const ConnectionId from = cold.last_best;
       entry->best = chosen;
-      entry->last_best = conn_slots_[chosen].id;
+      cold.last_best = conn_slots_[chosen].id;
       if (from != ConnectionId{} && hub_.has_subscribers()) {
         hub_.enqueue(PathChangedEvent{peer, from, conn_slots_[chosen].id});
       }
@@ -1960,7 +1993,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const ScopeLimits& sys = config_.limits.system;
     const ScopeLimits& per = config_.limits.peer;
     const std::size_t sys_dir = streams_by_direction_[in ? 0 : 1];
-    const std::size_t peer_dir = in ? peer.streams_in : peer.streams - peer.streams_in;
+    const std::uint32_t peer_in = peer_cold_[slot].streams_in;
+    const std::size_t peer_dir = in ? peer_in : peer.streams - peer_in;
     const std::string peer_scope = "peer " + peer_ids_.get(slot).short_hex();
     std::optional<Check> c = over(sys_dir, in ? sys.streams_inbound : sys.streams_outbound,
                                   RefusalReason::stream_limit, "system", dir_name, what);
@@ -2307,7 +2341,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   void add_candidate(Plan& plan, std::uint32_t slot, const PeerSlot& entry) const {
     PeerSnapshot peer;
     peer.value = value_of(entry);
-    peer.first_seen = entry.first_seen;
+    peer.first_seen = peer_cold_[slot].first_seen;
     peer.streams = entry.streams;
     peer.has_inbound = entry.inbound > 0;
     peer.is_protected = entry.is_protected;
@@ -2444,14 +2478,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       // ahead, then their first connection entries, so the loads overlap. Every line the
       // commit touches is fetched (prefetching only the first line of each entry left
       // the commit waiting on the others: 5.3 -> 4.6 ms and 7.4 -> 5.8 ms at 100k).
-      if (k + 16 < n) {
-        // A peer slot spans two or three cache lines, and releasing it writes to all.
-        const auto* far = reinterpret_cast<const char*>(&peers_[slots[k + 16]]);
-        for (std::size_t line = 0; line < sizeof(PeerSlot); line += 64) {
-          __builtin_prefetch(far + line, 1);
-        }
-        __builtin_prefetch(far + sizeof(PeerSlot) - 1, 1);
-      }
+      if (k + 16 < n) __builtin_prefetch(&peers_[slots[k + 16]], 1);  // one line
       if (k + 8 < n) {
         const PeerSlot& ahead = peers_[slots[k + 8]];
         if (!ahead.conns.empty()) {
@@ -2512,7 +2539,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::size_t candidate_connections = 0;
     bool saturated = false;
     peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
-      if (!is_candidate(entry, now) || entry.conns.empty()) return;
+      if (!is_candidate(entry, static_cast<std::uint32_t>(index), now) || entry.conns.empty())
+        return;
       const std::uint64_t key = detail::value_key(value_of(entry));
       if (candidates == 0) base = key - (1ULL << 31);
       const std::uint64_t offset = key - base;  // modulo 2^64: exact when it fits
@@ -2590,8 +2618,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::vector<detail::RankKey> tied;
     tied.reserve(tied_slots.size());
     for (std::size_t k = 0; k < tied_slots.size(); ++k) {
-      if (k + 8 < tied_slots.size()) __builtin_prefetch(&peers_[tied_slots[k + 8]]);
-      tied.push_back(detail::key_of(rank_view(peers_[tied_slots[k]]), tied_slots[k]));
+      if (k + 8 < tied_slots.size()) {
+        __builtin_prefetch(&peers_[tied_slots[k + 8]]);
+        __builtin_prefetch(&peer_cold_[tied_slots[k + 8]]);  // first_seen
+      }
+      tied.push_back(detail::key_of(rank_view(tied_slots[k]), tied_slots[k]));
     }
     // The first of them, until they hold `wanted` connections.
     const std::size_t wanted = target - below;  // 1 <= wanted <= counts[boundary]
@@ -2646,8 +2677,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
   }
 
-  bool out_of_grace(const PeerSlot& entry, TimePoint now) const {
-    return config_.grace_period.count() == 0 || now - entry.first_seen >= config_.grace_period;
+  bool out_of_grace(std::uint32_t slot, TimePoint now) const {
+    return config_.grace_period.count() == 0 ||
+           now - peer_cold_[slot].first_seen >= config_.grace_period;
   }
 
   // A trim through the trimmer's snapshot: plan under the lock, rank outside it (the
@@ -2675,7 +2707,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         add_candidate(entry.is_protected ? protected_plan : unprotected, slot, entry);
         return;
       }
-      if (entry.is_protected || !out_of_grace(entry, now)) return;
+      if (entry.is_protected || !out_of_grace(slot, now)) return;
       add_candidate(unprotected, slot, entry);
       candidate_connections += entry.conns.size();
     });
@@ -2929,7 +2961,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // Peer entries by slot; peer_index_ holds the slot of every live peer. A slot is live
   // iff it is in peer_index_ (or, during a batch release, not marked in unindexed_).
   detail::PagedVector<PeerSlot> peers_;
-  detail::PeerIdTable peer_ids_;  // the id of the peer in each slot
+  detail::PagedVector<PeerCold> peer_cold_;  // alongside peers_, same indices
+  detail::PeerIdTable peer_ids_;             // the id of the peer in each slot
   // A temporary entry's end, by slot (see schedule_expiry); erased with the entry.
   boost::unordered_flat_map<std::uint32_t, TimePoint> expiry_of_;
   // Decaying tags of the peers that hold any (PeerSlot::decay); free ones are listed.
@@ -3029,10 +3062,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   // --- Observability (DESIGN §3.8) ---------------------------------------------------
 
   // The peer as the default trimmer sees it (the fields detail::key_of reads).
-  PeerSnapshot rank_view(const PeerSlot& entry) const {
+  PeerSnapshot rank_view(std::uint32_t slot) const {
+    const PeerSlot& entry = peers_[slot];
     PeerSnapshot peer;
     peer.value = value_of(entry);
-    peer.first_seen = entry.first_seen;
+    peer.first_seen = peer_cold_[slot].first_seen;
     peer.streams = entry.streams;
     peer.has_inbound = entry.inbound > 0;
     peer.connection_count = static_cast<std::uint32_t>(entry.conns.size());
@@ -3040,8 +3074,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   }
 
   // A trim candidate, by run_trim's rule (REQUIRES: mutex_ held).
-  bool is_candidate(const PeerSlot& entry, TimePoint now) const {
-    return entry.live && !entry.temporary && !entry.is_protected && out_of_grace(entry, now);
+  bool is_candidate(const PeerSlot& entry, std::uint32_t slot, TimePoint now) const {
+    return entry.live && !entry.temporary && !entry.is_protected && out_of_grace(slot, now);
   }
 
   // explain() without its summary (built by the caller, unlocked). The rank counts the
@@ -3074,8 +3108,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
     if (entry->temporary) {
       e.expires_at = expiry_at(entry_slot);
-    } else if (!out_of_grace(*entry, now)) {
-      e.grace_until = entry->first_seen + config_.grace_period;
+    } else if (!out_of_grace(entry_slot, now)) {
+      e.grace_until = peer_cold_[entry_slot].first_seen + config_.grace_period;
     }
     e.value = value_of(*entry);
     e.tags = entry->tags.list(tag_names_);
@@ -3084,19 +3118,19 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         e.decaying_tags.emplace_back(decay_defs_[d.tag].name, d.value);
       }
     }
-    const bool candidate = is_candidate(*entry, now);
+    const bool candidate = is_candidate(*entry, entry_slot, now);
     if (!candidate) {
       e.not_candidate = entry->temporary      ? NotCandidateReason::temporary
                         : entry->is_protected ? NotCandidateReason::protection
                                               : NotCandidateReason::in_grace;
     }
-    const detail::RankKey key = detail::key_of(rank_view(*entry), entry_slot);
+    const detail::RankKey key = detail::key_of(rank_view(entry_slot), entry_slot);
     std::size_t ahead = 0;
     for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
       const PeerSlot& other = peers_[slot];
-      if (!is_candidate(other, now)) continue;
+      if (!is_candidate(other, slot, now)) continue;
       ++e.candidates;
-      if (candidate && detail::key_of(rank_view(other), slot) < key) ++ahead;
+      if (candidate && detail::key_of(rank_view(slot), slot) < key) ++ahead;
     }
     if (candidate) e.rank = ahead + 1;
     return e;
