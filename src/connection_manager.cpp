@@ -67,15 +67,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                  Reservation::Owner,
                                  KeepAliveHold::Owner {
   // One tracked connection, at index Connection::slot_ of conn_slots_. A free slot has a
-  // null handle and sits in the free list (free_conn_head_). Packed to 104 bytes
+  // null handle and sits in the free list (free_conn_head_). Packed to 96 bytes
   // (docs/performance.md, "Memory per connection"): the remote endpoint as raw bytes
   // (remote_of() rebuilds it), flags as bits, the rare extras (an IPv6 scope id, a capped
-  // address other than the remote one) in side maps keyed by the slot.
-  struct ConnEntry {
-    // What detach() reads and writes comes first (40 bytes), so a trim that detaches
-    // thousands of entries touches one or two cache lines of each, not all of them.
+  // address other than the remote one) in side maps keyed by the slot, a ping's send time
+  // in its answer's callback.
+  struct alignas(32) ConnEntry {
+    // What detach() reads and writes comes first: 32 bytes, aligned, so they lie in one
+    // cache line and a trim touches one line of each entry it detaches. (The id follows:
+    // detach() reads it only for event subscribers and the realm layer.)
     std::shared_ptr<Connection> handle;
-    ConnectionId id{};
     std::uint32_t peer_slot = 0;  // in a free entry: the next free entry (kNoSlot: none)
     std::uint32_t streams_in = 0;
     std::uint32_t streams_out = 0;
@@ -92,13 +93,13 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     // address, or with cap_elsewhere at the one in odd_caps_.
     bool capped : 1 = false;
     bool cap_elsewhere : 1 = false;
+    ConnectionId id{};
     TimePoint opened_at{};
     // Activity: the last reported bytes, and exponentially smoothed rates (bytes/s;
     // estimates, so a float's 24-bit mantissa is plenty).
     TimePoint last_activity{};
     // Keepalive: the ping in flight (if any) by sequence number, misses in a row, and the
     // smoothed RTT (zero until the first answer).
-    TimePoint ping_sent_at{};
     Duration srtt{};
     float download_rate = 0;
     float upload_rate = 0;
@@ -202,7 +203,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   };
 
   // The sizes docs/performance.md counts (LP64): a change that grows them shows here.
-  static_assert(sizeof(void*) != 8 || sizeof(ConnEntry) == 104);
+  static_assert(sizeof(void*) != 8 || sizeof(ConnEntry) == 96);
   static_assert(sizeof(void*) != 8 || sizeof(PeerSlot) == 64);
   static_assert(sizeof(void*) != 8 || sizeof(PeerCold) == 32);
 
@@ -1390,6 +1391,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::uint32_t slot;
     ConnectionId id;
     std::uint32_t sequence;
+    TimePoint sent_at;  // carried to the answer, which measures the RTT from it
   };
 
   // Counts a miss; returns the handle to close when it was the last one allowed.
@@ -1436,10 +1438,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         ping_due_.push_back({due.at + config_.keepalive_interval, due.slot, due.id, 0});
         if (conn->ping_in_flight) continue;
         conn->ping_in_flight = true;
-        conn->ping_sent_at = now;
         const std::uint32_t sequence = ++conn->ping_sequence;
         timeout_due_.push_back({now + config_.keepalive_timeout, due.slot, due.id, sequence});
-        pings.push_back({conn->handle, due.slot, due.id, sequence});
+        pings.push_back({conn->handle, due.slot, due.id, sequence, now});
         ++stats_.pings_sent;
       }
       // Idle connections: re-checked against their latest activity when they come up.
@@ -1474,20 +1475,23 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     for (Ping& ping : pings) {
       try {
         ping.handle->ping([weak = weak_from_this(), slot = ping.slot, id = ping.id,
-                           sequence = ping.sequence](std::error_code ec) {
-          if (auto self = weak.lock()) self->on_pong(slot, id, sequence, ec);
+                           sequence = ping.sequence, sent_at = ping.sent_at](std::error_code ec) {
+          if (auto self = weak.lock()) self->on_pong(slot, id, sequence, sent_at, ec);
         });
       } catch (const std::exception& e) {
         logger_->warn("connmgr: Connection::ping threw (counted as a miss): {}", e.what());
-        on_pong(ping.slot, ping.id, ping.sequence, make_error_code(Errc::invalid_argument));
+        on_pong(ping.slot, ping.id, ping.sequence, ping.sent_at,
+                make_error_code(Errc::invalid_argument));
       } catch (...) {
         logger_->warn("connmgr: Connection::ping threw a non-standard exception (a miss)");
-        on_pong(ping.slot, ping.id, ping.sequence, make_error_code(Errc::invalid_argument));
+        on_pong(ping.slot, ping.id, ping.sequence, ping.sent_at,
+                make_error_code(Errc::invalid_argument));
       }
     }
   }
 
-  void on_pong(std::uint32_t slot, ConnectionId id, std::uint32_t sequence, std::error_code ec) {
+  void on_pong(std::uint32_t slot, ConnectionId id, std::uint32_t sequence, TimePoint sent_at,
+               std::error_code ec) {
     const TimePoint now = time_->now();
     std::vector<Closing> closing;
     std::optional<NodeId> reselect_peer;
@@ -1503,7 +1507,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       } else {
         conn->ping_in_flight = false;
         conn->missed = 0;
-        const Duration sample = now - conn->ping_sent_at;
+        const Duration sample = now - sent_at;
         conn->srtt = conn->srtt == Duration::zero() ? sample : (conn->srtt * 7 + sample) / 8;
         if (peers_[conn->peer_slot].conns.size() > 1) {
           reselect_peer = peer_ids_.get(conn->peer_slot);
@@ -2482,10 +2486,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       if (k + 8 < n) {
         const PeerSlot& ahead = peers_[slots[k + 8]];
         if (!ahead.conns.empty()) {
-          // detach() touches the entry's first 40 bytes (more only for a capped one).
-          const auto* first = reinterpret_cast<const char*>(&conn_slots_[ahead.conns.front()]);
-          __builtin_prefetch(first, 1);
-          __builtin_prefetch(first + 39, 1);
+          // detach() touches the entry's first 32 bytes, one line (more only for a capped
+          // one, or with event subscribers or realms, which read the id).
+          __builtin_prefetch(&conn_slots_[ahead.conns.front()], 1);
         }
       }
       PeerSlot& entry = peers_[slots[k]];
@@ -2539,6 +2542,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::size_t candidate_connections = 0;
     bool saturated = false;
     peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
+      // The pass is bound by its stream of peer entries: ask for them 16 lines ahead (an
+      // address past the page's end is harmless to a prefetch).
+      __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(&entry) +
+                                                       16 * sizeof(PeerSlot)));
       if (!is_candidate(entry, static_cast<std::uint32_t>(index), now) || entry.conns.empty())
         return;
       const std::uint64_t key = detail::value_key(value_of(entry));

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
+#include <optional>
+#include <span>
 #include <memory>
 #include <variant>
 #include <vector>
@@ -233,6 +236,49 @@ TEST(Multipath, WithoutALocalIdBothDirectionsAreKept) {
   auto in = std::make_shared<FakeConnection>(peer_id(1), Direction::inbound);
   ASSERT_FALSE(h.manager.add_connection(out));
   ASSERT_FALSE(h.manager.add_connection(in));
+  EXPECT_EQ(h.manager.connection_count(), 2u);
+}
+
+// A selector that, on its first call, runs `during` (host code calling back into the
+// manager) before it answers with the last candidate.
+class ReentrantSelector final : public PathSelector {
+ public:
+  std::size_t select(std::span<const PathCandidate> candidates,
+                     std::optional<std::size_t>) override {
+    if (++calls == 1 && during) during();
+    return candidates.size() - 1;
+  }
+  std::function<void()> during;
+  int calls = 0;
+};
+
+// While the selector runs (unlocked), the host closes every path of the peer, which
+// releases its entry, and the peer connects again twice: the new entry takes the same
+// slot, and its paths' version comes back to the value the first call saw. The first
+// call's answer names paths that are gone, so it is dropped; the second call's stands.
+TEST(Multipath, AnAnswerForPathsThatAllClosedMeanwhileIsDropped) {
+  auto selector = std::make_shared<ReentrantSelector>();
+  Dependencies deps;
+  deps.path_selector = selector;
+  Config config = trim_config(0, 0);
+  config.max_connections_per_peer = 3;
+  ManagerHarness h(config, deps);
+  auto first = h.add(1, Direction::inbound);
+  std::shared_ptr<FakeConnection> second;
+  std::shared_ptr<FakeConnection> third;
+  std::shared_ptr<FakeConnection> fourth;
+  selector->during = [&] {
+    EXPECT_FALSE(h.manager.remove_connection(*first));
+    EXPECT_FALSE(h.manager.remove_connection(*second));
+    EXPECT_EQ(h.manager.peer_count(), 0u);
+    third = h.add(1, Direction::outbound);
+    fourth = h.add(1, Direction::outbound);  // asks the selector again: the last, `fourth`
+  };
+  second = testing::reporting_connection(h.manager, peer_id(1), Direction::outbound);
+  EXPECT_FALSE(h.manager.add_connection(second));  // two paths: the selector is asked
+  EXPECT_GE(selector->calls, 2);
+  ASSERT_NE(fourth, nullptr);
+  EXPECT_EQ(h.manager.best_connection(peer_id(1)), fourth);
   EXPECT_EQ(h.manager.connection_count(), 2u);
 }
 
