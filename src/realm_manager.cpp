@@ -15,6 +15,7 @@
 #include "dep2p/connmgr/error.hpp"
 #include "detail/compact_vector.hpp"
 #include "detail/manager_access.hpp"
+#include "detail/realm_greedy.hpp"
 #include "detail/score_key.hpp"
 
 namespace dep2p::connmgr {
@@ -358,131 +359,19 @@ struct RealmConnectionManager::State {
 
   // --- The node's trim, realm-aware (see realm_manager.hpp and docs/architecture.md) ---
 
-  // A candidate of the node's trim, as the greedy reads it from its pool: everything it needs of
-  // its peer, so that taking a victim reads no other array at random.
-  struct Contender {
-    std::uint64_t value;
-    std::uint64_t activity;
-    std::uint64_t newer;
-    std::uint32_t index;  // into snapshot.peers
-    std::uint32_t connections;
-    // The default order (detail::RankKey).
-    bool operator<(const Contender& o) const {
-      if (value != o.value) return value < o.value;
-      if (activity != o.activity) return activity < o.activity;
-      if (newer != o.newer) return newer < o.newer;
-      return index < o.index;
-    }
-  };
-
-  // A candidate's realms: its first (pool 0 if it has none) and its connections bound
-  // there, then its other realms in entries[more, last). Most peers have one realm or none,
-  // so the greedy reads one entry, fetched ahead, per step.
-  struct Stake {
-    std::uint32_t pool;
-    std::uint32_t bound;
-    std::uint32_t more;
-    std::uint32_t last;
-  };
-
-  // The unbound connections, or one realm's, in a node trim. Its candidates lie in
-  // candidates[begin, end); only a prefix [begin, sorted) is in order, grown on demand,
-  // since the greedy takes only what a pool can give above its floor.
-  struct Pool {
-    std::size_t count = 0;  // bound connections of the realm, candidates or not
-    std::size_t share = 0;
-    std::size_t reserve = 0;
-    std::uint32_t begin = 0;
-    std::uint32_t end = 0;
-    std::uint32_t sorted = 0;
-    std::uint32_t head = 0;  // the next candidate this phase, in [begin, sorted]
-    // [sorted, end) is in value order already (counting_sort): only its runs of equal
-    // value are left to sort.
-    bool by_value = false;
-  };
-
-  // The greedy's order of pool heads: by value, then unbound before bound, then the realm
-  // with the largest excess over its floor, then the rest of the default order.
-  struct HeadKey {
-    std::uint64_t value;
-    std::uint64_t standing;  // 0 unbound; else (1 << 63) | (~excess >> 1)
-    std::uint64_t activity;
-    std::uint64_t newer;
-    std::uint32_t index;
-    bool operator<(const HeadKey& o) const {
-      if (value != o.value) return value < o.value;
-      if (standing != o.standing) return standing < o.standing;
-      if (activity != o.activity) return activity < o.activity;
-      if (newer != o.newer) return newer < o.newer;
-      return index < o.index;
-    }
-  };
-
-  // Scratch for the sorts of one ranking.
-  struct SortScratch {
-    std::vector<Contender> spare;
-    std::vector<std::uint32_t> counts;
-  };
-
-  // Puts [from, to) in value order by counting, when its values span no more than twice
-  // its size (tag values usually do); returns whether it did. Ties stay unsorted.
-  static bool counting_sort(Contender* from, Contender* to, SortScratch& scratch) {
-    constexpr std::size_t kSmall = 64;  // below this, std::sort is as quick
-    const auto size = static_cast<std::size_t>(to - from);
-    if (size < kSmall) return false;
-    const auto [lo, hi] = std::minmax_element(
-        from, to, [](const Contender& a, const Contender& b) { return a.value < b.value; });
-    const std::uint64_t low = lo->value;
-    const std::uint64_t range = hi->value - low;
-    if (range > 2 * size) return false;
-    auto& counts = scratch.counts;
-    counts.assign(range + 2, 0);
-    for (const Contender* c = from; c != to; ++c) ++counts[c->value - low + 1];
-    for (std::size_t k = 1; k < counts.size(); ++k) counts[k] += counts[k - 1];
-    if (scratch.spare.size() < size) scratch.spare.resize(size);
-    for (const Contender* c = from; c != to; ++c) scratch.spare[counts[c->value - low]++] = *c;
-    std::copy_n(scratch.spare.begin(), size, from);
-    return true;
-  }
-
-  // Sorts the next stretch of a pool. On first use a counting sort may put the whole pool
-  // in value order; then only the run of equal values at `sorted` needs sorting. Otherwise
-  // (or within a long run) nth_element selects the stretch to sort: first `want` candidates
-  // (what the pool can likely give), then each time at least as many as are sorted
-  // already, so that the selections cost O(pool) in all.
-  static void sort_more(Pool& pool, Contender* candidates, std::size_t want, SortScratch& scratch) {
-    Contender* const from = candidates + pool.sorted;
-    Contender* end = candidates + pool.end;
-    if (pool.sorted == pool.begin && !pool.by_value) {
-      pool.by_value = counting_sort(from, end, scratch);
-    }
-    if (pool.by_value) {
-      Contender* run = from + 1;
-      while (run != end && run->value == from->value) ++run;
-      end = run;
-    }
-    const std::size_t done = pool.sorted - pool.begin;
-    const std::size_t stretch = done == 0 ? std::max<std::size_t>(want, 16) : done;
-    Contender* to = end;
-    if (stretch < static_cast<std::size_t>(end - from)) {
-      to = from + stretch;
-      std::nth_element(from, to, end);
-    }
-    std::sort(from, to);
-    pool.sorted = static_cast<std::uint32_t>(to - candidates);
-  }
+  using Contender = detail::realm_greedy::Contender;
+  using Stake = detail::realm_greedy::Stake;
+  using StakeEntry = detail::realm_greedy::StakeEntry;
+  using Pool = detail::realm_greedy::Pool;
 
   // Fills `order` and returns true, or returns false when no connection is bound (the
   // manager's own trimmer then decides alone).
   bool rank(const TrimSnapshot& snapshot, std::size_t target, std::vector<std::uint32_t>& order) {
     const auto n = static_cast<std::uint32_t>(snapshot.peers.size());
-    struct Entry {
-      std::uint32_t pool;
-      std::uint32_t bound;
-    };
     std::vector<Pool> pools;  // pools[0] is the unbound connections
     const auto stakes = std::make_unique_for_overwrite<Stake[]>(n);  // by peer
-    std::vector<Entry> entries;
+    std::vector<StakeEntry> entries;
+    bool single = true;  // no peer in two realms: the greedy can go a value level at a time
     {
       std::lock_guard lock(mutex);
       if (bound_slots == 0) return false;
@@ -504,17 +393,18 @@ struct RealmConnectionManager::State {
           for (const BoundTo& bound : bindings[conn.slot].realms) {
             const std::uint32_t p = realm_table[bound.realm]->trim_index;
             auto begin = entries.begin() + start;
-            auto same =
-                std::find_if(begin, entries.end(), [&](const Entry& e) { return e.pool == p; });
+            auto same = std::find_if(begin, entries.end(),
+                                     [&](const StakeEntry& e) { return e.pool == p; });
             if (same != entries.end()) {
               ++same->bound;
             } else {
-              entries.push_back(Entry{p, 1});
+              entries.push_back(StakeEntry{p, 1});
               ++pools[p].end;  // for now, the pool's number of candidates
             }
           }
         }
         const auto stop = static_cast<std::uint32_t>(entries.size());
+        single = single && stop - start <= 1;
         if (start == stop) {
           ++pools[0].end;
           stakes[i] = Stake{0, 0, stop, stop};
@@ -535,7 +425,6 @@ struct RealmConnectionManager::State {
     // Every element is written while dealing: no need to clear 100k of them first.
     const auto dealt = std::make_unique_for_overwrite<Contender[]>(offset);
     Contender* const candidates = dealt.get();
-    SortScratch scratch;
     for (std::uint32_t i = 0; i < n; ++i) {
       const detail::RankKey key = detail::key_of(snapshot.peers[i], i);
       const Contender c{key.value, key.activity, key.newer, i, snapshot.peers[i].connection_count};
@@ -546,107 +435,18 @@ struct RealmConnectionManager::State {
       }
     }
 
-    // Greedy: at each step the cheapest head among the pools (HeadKey). The heads are kept
-    // in a tournament tree over the pools; a step changes only the pools of the peer it
-    // takes or skips (their counts, and their heads if the peer was one), so only their
-    // paths are replayed.
-    // Per peer: 0 while it may go, kTaken once it went, else the phase that skipped it.
-    constexpr std::uint8_t kTaken = 0xFF;
-    constexpr std::uint32_t kNone = UINT32_MAX;
     std::vector<std::uint8_t> fate(n, 0);
-    const auto leaves = static_cast<std::uint32_t>(std::bit_ceil(pools.size()));
-    std::vector<HeadKey> keys(pools.size());
-    std::vector<std::uint32_t> tree(2 * std::size_t{leaves}, kNone);  // the winning pool
-    auto winner = [&](std::uint32_t a, std::uint32_t b) {
-      if (a == kNone) return b;
-      if (b == kNone) return a;
-      return keys[b] < keys[a] ? b : a;
-    };
-    std::size_t covered = 0;
-    const int phases = snapshot.forced ? 3 : 2;
-    for (int phase = 1; phase <= phases && covered < target; ++phase) {
-      auto threshold = [&](const Pool& pool) {
-        return phase == 1 ? std::max(pool.share, pool.reserve) : phase == 2 ? pool.reserve : 0;
-      };
-      // Re-keys pool p; false when it has nothing more to give this phase.
-      auto rekey = [&](std::uint32_t p) {
-        Pool& pool = pools[p];
-        std::uint64_t standing = 0;
-        if (p != 0) {
-          const std::size_t floor = threshold(pool);
-          if (pool.count <= floor) return false;
-          standing = (1ULL << 63) | (~static_cast<std::uint64_t>(pool.count - floor) >> 1);
-        }
-        for (;; ++pool.head) {
-          if (pool.head == pool.sorted) {
-            if (pool.sorted == pool.end) return false;
-            // A realm's pool gives at most its excess over the floor (fewer candidates if
-            // they hold several connections, a few more if some are skipped); the unbound
-            // pool at most the target. A little slack saves a second selection.
-            const std::size_t can_give = p == 0 ? target : pool.count - threshold(pool);
-            sort_more(pool, candidates, can_give + can_give / 16 + 8, scratch);
-          }
-          const std::uint8_t f = fate[candidates[pool.head].index];
-          if (f == 0 || (f != kTaken && f != phase)) break;
-        }
-        const Contender& c = candidates[pool.head];
-        keys[p] = HeadKey{c.value, standing, c.activity, c.newer, c.index};
-        __builtin_prefetch(&stakes[c.index]);
-        // The pool's next visit comes only after the other pools' turns, by which time its
-        // candidates would have left the cache: fetch the next ones now.
-        if (pool.head + 2 < pool.sorted) {
-          __builtin_prefetch(&candidates[pool.head + 1]);
-          __builtin_prefetch(&candidates[pool.head + 2]);
-        }
-        return true;
-      };
-      auto update = [&](std::uint32_t p) {
-        std::uint32_t node = leaves + p;
-        tree[node] = rekey(p) ? p : kNone;
-        for (node /= 2; node > 0; node /= 2)
-          tree[node] = winner(tree[2 * node], tree[2 * node + 1]);
-      };
-      for (Pool& pool : pools) pool.head = pool.begin;
-      for (std::uint32_t p = 0; p < pools.size(); ++p) {
-        tree[leaves + p] = rekey(p) ? p : kNone;
-      }
-      for (std::uint32_t node = leaves - 1; node > 0; --node) {
-        tree[node] = winner(tree[2 * node], tree[2 * node + 1]);
-      }
-      while (covered < target && tree[1] != kNone) {
-        const std::uint32_t p = tree[1];
-        // Copies: `c` may move when a pool sorts more.
-        const Contender c = candidates[pools[p].head];
-        const Stake stake = stakes[c.index];
-        auto fits = [&](std::uint32_t q, std::uint32_t bound) {
-          return pools[q].count >= threshold(pools[q]) + bound;
-        };
-        bool eligible = stake.pool == 0 || fits(stake.pool, stake.bound);
-        for (std::uint32_t e = stake.more; e < stake.last; ++e) {
-          eligible = eligible && fits(entries[e].pool, entries[e].bound);
-        }
-        if (eligible) {
-          fate[c.index] = kTaken;
-          order.push_back(c.index);
-          covered += c.connections;
-          pools[stake.pool].count -= stake.bound;
-          for (std::uint32_t e = stake.more; e < stake.last; ++e) {
-            pools[entries[e].pool].count -= entries[e].bound;
-          }
-        } else {
-          fate[c.index] = static_cast<std::uint8_t>(phase);
-        }
-        update(stake.pool);
-        for (std::uint32_t e = stake.more; e < stake.last; ++e) update(entries[e].pool);
-      }
-    }
+    const detail::realm_greedy::Run run{
+        pools, candidates, stakes.get(), entries, fate, target, snapshot.forced ? 3 : 2, order};
+    const std::size_t covered =
+        single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
 
     std::lock_guard lock(mutex);
     upcoming.clear();
     upcoming.reserve(covered);
     upcoming_next = 0;
     for (std::uint32_t i = 0; i < n; ++i) {
-      if (fate[i] != kTaken) continue;
+      if (fate[i] != detail::realm_greedy::kTaken) continue;
       const auto refs = snapshot.connection_refs_of(snapshot.peers[i]);
       for (auto ref = refs.rbegin(); ref != refs.rend(); ++ref) upcoming.push_back(ref->slot);
     }
