@@ -155,6 +155,12 @@ inline std::size_t floor_of(const Pool& pool, int phase) {
   return phase == 1 ? std::max(pool.share, pool.reserve) : phase == 2 ? pool.reserve : 0;
 }
 
+// HeadKey::standing of a realm's pool holding `count` connections above a floor of
+// `floor` (count > floor): the larger the excess, the earlier.
+inline std::uint64_t standing_of(std::size_t count, std::size_t floor) {
+  return (1ULL << 63) | (~static_cast<std::uint64_t>(count - floor) >> 1);
+}
+
 // One step at a time: returns the connections covered.
 inline std::size_t stepwise(Run run) {
   std::vector<Pool>& pools = run.pools;
@@ -189,7 +195,7 @@ inline std::size_t stepwise(Run run) {
       if (p != 0) {
         const std::size_t floor = threshold(pool);
         if (pool.count <= floor) return false;
-        standing = (1ULL << 63) | (~static_cast<std::uint64_t>(pool.count - floor) >> 1);
+        standing = standing_of(pool.count, floor);
       }
       for (;; ++pool.head) {
         if (pool.head == pool.sorted) {
@@ -339,6 +345,20 @@ inline std::size_t by_level(Run run) {
         if (count <= floors[p]) return 0;
         return count >= floors[p] + stakes[c.index].bound ? 1 : -1;
       };
+      // Walks pool p's run from `at` in order, with the pool at `count` connections: f(c,
+      // true) for each peer that fits (count falls by its bound), f(c, false) for each that
+      // does not, until the run ends or the pool is at its floor. Returns where it stopped.
+      auto walk = [&](std::uint32_t p, std::uint32_t at, std::size_t& count, auto&& f) {
+        for (; at != stop[p]; ++at) {
+          const Contender& c = candidates[at];
+          if (fate[c.index] == kTaken) continue;
+          const int fit = fits(p, count, c);
+          if (fit == 0) break;
+          if (fit > 0) count -= stakes[c.index].bound;
+          f(c, fit > 0);
+        }
+        return at;
+      };
       // What the whole level would cover. A run whose bound connections all fit above
       // the floor goes whole, in any order (each of its peers fits when its turn comes:
       // the count only falls to what it is after the last); only the others are ordered
@@ -360,16 +380,9 @@ inline std::size_t by_level(Run run) {
           continue;
         }
         order_run(p, pos[p], stop[p]);
-        for (std::uint32_t at = pos[p]; at != stop[p]; ++at) {
-          const Contender& c = candidates[at];
-          if (fate[c.index] == kTaken) continue;
-          const int fit = fits(p, count, c);
-          if (fit == 0) break;
-          if (fit > 0) {
-            gives += c.connections;
-            count -= stakes[c.index].bound;
-          }
-        }
+        walk(p, pos[p], count, [&](const Contender& c, bool taken) {
+          if (taken) gives += c.connections;
+        });
       }
       auto take = [&](std::uint32_t p, const Contender& c) {
         fate[c.index] = kTaken;
@@ -387,17 +400,14 @@ inline std::size_t by_level(Run run) {
             if (active(p)) next.emplace(candidates[pos[p]].value, p);
             continue;
           }
-          for (std::uint32_t& at = pos[p]; at != stop[p]; ++at) {
-            const Contender& c = candidates[at];
-            if (fate[c.index] == kTaken) continue;
-            const int fit = fits(p, pools[p].count, c);
-            if (fit == 0) break;
-            if (fit > 0) {
+          std::size_t count = pools[p].count;
+          pos[p] = walk(p, pos[p], count, [&](const Contender& c, bool taken) {
+            if (taken) {
               take(p, c);
             } else {
               fate[c.index] = static_cast<std::uint8_t>(phase);
             }
-          }
+          });
           if (active(p)) next.emplace(candidates[pos[p]].value, p);
         }
         continue;
@@ -407,9 +417,7 @@ inline std::size_t by_level(Run run) {
       // of the default order).
       auto head_key = [&](std::uint32_t p) {
         const Contender& c = candidates[pos[p]];
-        const std::uint64_t standing =
-            p == 0 ? 0
-                   : (1ULL << 63) | (~static_cast<std::uint64_t>(pools[p].count - floors[p]) >> 1);
+        const std::uint64_t standing = p == 0 ? 0 : standing_of(pools[p].count, floors[p]);
         return HeadKey{c.value, standing, c.activity, c.newer, c.index};
       };
       // Drops pools with nothing more at this level; skips taken peers.
