@@ -318,12 +318,20 @@ inline std::size_t by_level(Run run) {
   using Next = std::pair<std::uint64_t, std::uint32_t>;  // a pool's next value, the pool
   std::priority_queue<Next, std::vector<Next>, std::greater<>> next;
   for (int phase = 1; phase <= run.phases && covered < target; ++phase) {
-    // Whether pool p can give more this phase; moves pos[p] past taken peers.
+    // Whether pool p can give more this phase; moves pos[p] past taken peers. When it can,
+    // the stakes its next level will read (at random: they are by peer) are fetched now,
+    // while the other pools take their turns at this level.
     auto active = [&](std::uint32_t p) {
       const Pool& pool = pools[p];
       if (p != 0 && pool.count <= floors[p]) return false;
       while (pos[p] != pool.end && fate[candidates[pos[p]].index] == kTaken) ++pos[p];
-      return pos[p] != pool.end;
+      if (pos[p] == pool.end) return false;
+      constexpr std::uint32_t kAhead = 16;
+      const std::uint32_t last = std::min(pool.end, pos[p] + kAhead);
+      for (std::uint32_t at = pos[p] + 1; at < last; ++at) {
+        __builtin_prefetch(&stakes[candidates[at].index]);
+      }
+      return true;
     };
     for (std::uint32_t p = 0; p < pool_count; ++p) {
       pos[p] = pools[p].begin;
