@@ -469,10 +469,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (hub_.has_subscribers()) {
       const NodeId peer_id = peer_ids_.get(slot);  // rebuilt from the packed table once
       hub_.enqueue(DisconnectedEvent{peer_id, conn.id, conn.direction, reason, detail});
-      if (detach_observer_)
-        detach_observer_(conn_slot, conn.id, &peer_id, reason, &observer_events_);
-    } else if (detach_observer_) {
-      detach_observer_(conn_slot, conn.id, nullptr, reason, nullptr);
+      if (observer_ != nullptr)
+        observer_->on_detached(conn_slot, conn.id, &peer_id, reason, &observer_events_);
+    } else if (observer_ != nullptr) {
+      observer_->on_detached(conn_slot, conn.id, nullptr, reason, nullptr);
     }
     if (!observer_events_.empty()) {
       for (Event& e : observer_events_) hub_.enqueue(std::move(e));
@@ -2467,16 +2467,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     begin_batch_unindex(n);
     // The observer's batch ends however this one does.
     struct BatchGuard {
-      const detail::ManagerAccess::BatchObserver& batch;
-      explicit BatchGuard(const detail::ManagerAccess::BatchObserver& b) : batch(b) {
-        if (batch) batch(true);
+      detail::PoolObserver* observer;
+      explicit BatchGuard(detail::PoolObserver* o) : observer(o) {
+        if (observer != nullptr) observer->on_batch(true);
       }
       ~BatchGuard() {
-        if (batch) batch(false);
+        if (observer != nullptr) observer->on_batch(false);
       }
       BatchGuard(const BatchGuard&) = delete;
       BatchGuard& operator=(const BatchGuard&) = delete;
-    } guard(batch_observer_);
+    } guard(observer_);
     for (std::size_t k = 0; k < n; ++k) {
       // The victims are scattered over the pool: fetch the peer entries a few victims
       // ahead, then their first connection entries, so the loads overlap. Every line the
@@ -2489,7 +2489,12 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
           // detach() touches the entry's first 32 bytes, one line (more only for a capped
           // one, or with event subscribers or realms, which read the id).
           __builtin_prefetch(&conn_slots_[ahead.conns.front()], 1);
+          if (observer_ != nullptr) observer_->prefetch(ahead.conns.back(), false);
         }
+      }
+      if (observer_ != nullptr && k + 4 < n) {
+        const PeerSlot& ahead = peers_[slots[k + 4]];
+        if (!ahead.conns.empty()) observer_->prefetch(ahead.conns.back(), true);
       }
       PeerSlot& entry = peers_[slots[k]];
       if (!entry.live || entry.temporary) continue;
@@ -2672,6 +2677,46 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     return out;
   }
 
+  // The realm layer's choice, made on the pool itself like score_victims (REQUIRES:
+  // mutex_ held, and held on until the victims are detached). The observer gets each
+  // candidate's default key and connections; nullopt when it chose to rank through the
+  // snapshot after all.
+  std::optional<VictimSlots> observer_victims(TimePoint now, bool exact, std::size_t exact_count,
+                                              std::size_t& target) {
+    struct End {
+      detail::PoolObserver* observer;
+      ~End() { observer->end_ranking(); }
+    } end{observer_};
+    std::size_t candidate_connections = 0;
+    peers_.for_each([&](std::size_t index, const PeerSlot& entry) {
+      __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(&entry) +
+                                                       16 * sizeof(PeerSlot)));
+      const auto slot = static_cast<std::uint32_t>(index);
+      if (!is_candidate(entry, slot, now) || entry.conns.empty()) return;
+      const auto count = static_cast<std::uint32_t>(entry.conns.size());
+      candidate_connections += count;
+      observer_->rank_candidate(slot, detail::key_of(rank_view(slot), slot), count,
+                                {entry.conns.data(), count});
+    });
+    if (exact) {
+      target = exact_count;
+    } else {
+      // Protected and in-grace connections do not count toward the target.
+      target = candidate_connections >= config_.low_water
+                   ? candidate_connections - config_.low_water
+                   : 0;
+    }
+    detail::PoolObserver::Choice choice;
+    if (target > 0 && candidate_connections > 0 && !observer_->choose(target, exact, choice)) {
+      return std::nullopt;
+    }
+    VictimSlots victims;
+    victims.slots = std::move(choice.slots);
+    victims.partial_slot = choice.partial_slot;
+    victims.partial_count = choice.partial_count;
+    return victims;
+  }
+
   // Deletes temporary entries whose grace has passed.
   void prune_temporary(TimePoint now, bool ignore_grace) {
     if (temp_peers_ == 0) return;
@@ -2813,11 +2858,22 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::size_t closed = 0;
     std::size_t peers_closed = 0;
     std::string detail;
-    if (score_in_place_ && !forced) {
-      // The default trimmer: plan, rank and commit in one hold of the lock (see
-      // score_victims). No host code runs in between.
-      std::size_t target = 0;
-      const VictimSlots victims = score_victims(now, exact, exact_count, target);
+    // How this trim ranks: the realm layer may rank the pool in place, or leave it to the
+    // default order or to the trimmer's snapshot.
+    using Ranking = detail::PoolObserver::Ranking;
+    Ranking ranking = score_in_place_ && !forced ? Ranking::score : Ranking::snapshot;
+    if (observer_ != nullptr && !forced) ranking = observer_->begin_ranking(peers_.size());
+    std::size_t target = 0;
+    std::optional<VictimSlots> in_place;
+    if (ranking == Ranking::in_place) {
+      in_place = observer_victims(now, exact, exact_count, target);
+    } else if (ranking == Ranking::score) {
+      in_place = score_victims(now, exact, exact_count, target);
+    }
+    if (in_place) {
+      // Plan, rank and commit in one hold of the lock (see score_victims). No host code
+      // runs in between.
+      const VictimSlots& victims = *in_place;
       detail = describe(kind, before, target);
       closed = close_peers(victims, false, reason, detail, closing, peers_closed);
       ++stats_.trims;
@@ -3055,8 +3111,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
 
   // Set by the realm layer (detail::ManagerAccess); called by detach() under mutex_. It
   // is library code, not the host's: it takes only its own leaf lock.
-  detail::ManagerAccess::DetachObserver detach_observer_;
-  detail::ManagerAccess::BatchObserver batch_observer_;  // around a trim's detaches
+  detail::PoolObserver* observer_ = nullptr;  // the realm layer, if any
   std::vector<Event> observer_events_;
 
   detail::EventHub hub_;  // its own lock, taken after mutex_ when both are held
@@ -3154,11 +3209,9 @@ ConnectionManager::ConnectionManager(executor_type executor, Config config, Depe
 
 ConnectionManager::~ConnectionManager() { impl_->close(); }
 
-void detail::ManagerAccess::set_detach_observer(ConnectionManager& manager, DetachObserver observer,
-                                                BatchObserver batch) {
+void detail::ManagerAccess::set_observer(ConnectionManager& manager, PoolObserver* observer) {
   std::lock_guard lock(manager.impl_->mutex_);
-  manager.impl_->detach_observer_ = std::move(observer);
-  manager.impl_->batch_observer_ = std::move(batch);
+  manager.impl_->observer_ = observer;
 }
 void detail::ManagerAccess::publish(ConnectionManager& manager, Event event) {
   manager.impl_->publish(std::move(event));

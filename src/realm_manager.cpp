@@ -1,6 +1,7 @@
 #include "dep2p/connmgr/realm_manager.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <map>
 #include <memory>
@@ -64,55 +65,61 @@ std::optional<ConfigError> RealmConfig::validate() const {
   return std::nullopt;
 }
 
-struct RealmConnectionManager::State {
-  // A peer with at least one connection bound to a realm, and what the realm knows of it.
-  // One cache line: closing a connection touches its member, at random, and that should
-  // cost one miss. Which connections are bound is kept by the bindings alone.
-  struct alignas(64) Member {
-    std::uint32_t bound = 0;  // connections bound to the realm
+struct RealmConnectionManager::State final : detail::PoolObserver {
+  // What a realm knows of a member: its tags (their sum in `value`) and protections.
+  struct Member {
     std::int64_t value = 0;
     std::vector<std::pair<std::string, int>> tags;
     std::vector<std::string> protections;
+    void clear() {
+      value = 0;
+      // Most members never held either: their empty vectors are left as they are.
+      if (tags.capacity() != 0) std::vector<std::pair<std::string, int>>().swap(tags);
+      if (protections.capacity() != 0) std::vector<std::string>().swap(protections);
+    }
   };
 
   // A realm's members: entries in a slab (stable indices, so bindings point at them) found
-  // by peer id through an index. An entry whose last binding went is emptied at once but
-  // leaves the index lazily, in sweeps, so that closing a connection looks nothing up by
-  // peer id. Every method REQUIRES the state's mutex.
+  // by peer id through an index, with each entry's bound connections in a dense array of
+  // its own. Closing a connection touches only that count (4 bytes; a realm of 1,000
+  // members keeps them in 4 KB), and looks nothing up by peer id: an entry whose last
+  // binding went is dead at once, but keeps its tags until it is revived (which clears
+  // them) or swept out of the index (which frees them). Every method REQUIRES the state's
+  // mutex.
   class MemberTable {
    public:
     Member* find(const NodeId& peer) {
       auto it = index_.find(peer);
-      return it == index_.end() || slab_[it->second].bound == 0 ? nullptr : &slab_[it->second];
+      return it == index_.end() || bound_[it->second] == 0 ? nullptr : &slab_[it->second];
     }
     const Member* find(const NodeId& peer) const {
       auto it = index_.find(peer);
-      return it == index_.end() || slab_[it->second].bound == 0 ? nullptr : &slab_[it->second];
+      return it == index_.end() || bound_[it->second] == 0 ? nullptr : &slab_[it->second];
     }
-    // The entry for `peer`, created or revived.
+    // The entry for `peer`, created or revived, its tags and protections cleared.
     std::uint32_t acquire(const NodeId& peer) {
       auto [it, fresh] = index_.try_emplace(peer, 0);
       if (fresh) {
         if (free_.empty()) {
           it->second = static_cast<std::uint32_t>(slab_.size());
           slab_.emplace_back();
+          bound_.push_back(0);
         } else {
           it->second = free_.back();
           free_.pop_back();
         }
-      } else if (slab_[it->second].bound == 0) {
+      } else if (bound_[it->second] == 0) {
         --dead_;
+        slab_[it->second].clear();
       }
       return it->second;
     }
     Member& at(std::uint32_t slot) { return slab_[slot]; }
-    // The member's last binding went: its tags and protections go with it. Most members
-    // never held either, and their empty vectors are left as they are.
-    void retire(std::uint32_t slot) {
-      Member& member = slab_[slot];
-      member.value = 0;
-      if (member.tags.capacity() != 0) std::vector<std::pair<std::string, int>>().swap(member.tags);
-      if (member.protections.capacity() != 0) std::vector<std::string>().swap(member.protections);
+    // The entry's bound connections.
+    std::uint32_t& bound(std::uint32_t slot) { return bound_[slot]; }
+    std::uint32_t bound(std::uint32_t slot) const { return bound_[slot]; }
+    // The entry's last binding went (its bound count is 0): it is dead.
+    void retire() {
       if (++dead_ > 64 + live()) sweep();
     }
     std::size_t live() const { return index_.size() - dead_; }
@@ -121,7 +128,7 @@ struct RealmConnectionManager::State {
     template <typename F>
     void for_each(F&& f) const {
       for (const auto& [peer, slot] : index_) {
-        if (slab_[slot].bound > 0) f(peer, slot, slab_[slot]);
+        if (bound_[slot] > 0) f(peer, slot, slab_[slot]);
       }
     }
 
@@ -129,10 +136,11 @@ struct RealmConnectionManager::State {
     void sweep() {
       std::vector<NodeId> gone;
       for (const auto& [peer, slot] : index_) {
-        if (slab_[slot].bound == 0) gone.push_back(peer);
+        if (bound_[slot] == 0) gone.push_back(peer);
       }
       for (const NodeId& peer : gone) {
         auto it = index_.find(peer);
+        slab_[it->second].clear();
         free_.push_back(it->second);
         index_.erase(it);
       }
@@ -140,6 +148,7 @@ struct RealmConnectionManager::State {
     }
 
     std::vector<Member> slab_;
+    std::vector<std::uint32_t> bound_;  // by slot, as slab_
     std::vector<std::uint32_t> free_;
     boost::unordered_flat_map<NodeId, std::uint32_t, NodeIdHash> index_;
     std::size_t dead_ = 0;
@@ -154,8 +163,7 @@ struct RealmConnectionManager::State {
     bool trim_scheduled = false;
     // Connections this realm's own trim is closing (their closure is not "global").
     boost::unordered_flat_set<ConnectionId, IdHash> own_trim;
-    std::uint32_t trim_index = 0;  // scratch: the realm's index during a node trim
-    std::uint32_t index = 0;       // in realm_table, for as long as the realm exists
+    std::uint32_t index = 0;  // in realm_table, for as long as the realm exists
   };
 
   // The realms one connection is bound to, at the connection's slot in the manager
@@ -182,13 +190,14 @@ struct RealmConnectionManager::State {
   std::vector<Binding> bindings;  // by manager slot
   std::size_t bound_slots = 0;    // bindings with at least one realm
   std::size_t reserved = 0;       // sum of the realms' min_reserved
-  // The connections the node's trim just ranked will detach, in the order the manager's
-  // commit visits them (victims in snapshot order, each peer's connections from the last).
-  // Only a hint: on_detached fetches the bindings and members a few detaches ahead, as the
-  // manager's commit does for its own entries; a detach out of this order gets no fetch.
-  std::vector<std::uint32_t> upcoming;
-  std::size_t upcoming_next = 0;
   bool closed = false;
+  // Calls to bind() under way. While there are none, every binding with a realm belongs to
+  // the connection now in its slot (a bind that raced its connection's closure undoes
+  // itself before it returns), so a trim under the manager's lock may read the bindings
+  // with no id to check; while there are some, it ranks through the snapshot, which has
+  // the ids.
+  std::atomic<std::uint32_t> binds_in_flight{0};
+  bool inner_is_score = false;  // the wrapped trimmer is ScoreTrimmer
   // Whether on_batch holds `mutex` for the manager's commit (read and written only under
   // the manager's lock).
   bool in_batch = false;
@@ -197,7 +206,7 @@ struct RealmConnectionManager::State {
 
   ~State() {
     if (manager) {
-      detail::ManagerAccess::set_detach_observer(*manager, nullptr, nullptr);
+      detail::ManagerAccess::set_observer(*manager, nullptr);
       manager.reset();
     }
   }
@@ -248,7 +257,7 @@ struct RealmConnectionManager::State {
   void add(Binding& b, Realm& realm, const NodeId& peer) {
     if (b.realms.empty()) ++bound_slots;
     const std::uint32_t m = realm.members.acquire(peer);
-    ++realm.members.at(m).bound;
+    ++realm.members.bound(m);
     b.realms.push_back(BoundTo{realm.index, m});
     ++realm.connections;
     ++realm.stats.binds;
@@ -257,7 +266,7 @@ struct RealmConnectionManager::State {
   void drop(Binding& b, std::size_t k) {
     const BoundTo entry = b.realms[k];
     Realm& realm = *realm_table[entry.realm];
-    if (--realm.members.at(entry.member).bound == 0) realm.members.retire(entry.member);
+    if (--realm.members.bound(entry.member) == 0) realm.members.retire();
     --realm.connections;
     ++realm.stats.unbinds;
     erase_at(b.realms, k);
@@ -267,37 +276,25 @@ struct RealmConnectionManager::State {
     }
   }
 
-  // Follows `upcoming` to the detach of `slot` and fetches what later detaches will touch:
-  // the binding 16 ahead, and the members of the binding 8 ahead (loaded by then).
-  // REQUIRES: mutex.
-  void prefetch_ahead(std::uint32_t slot) {
-    constexpr std::size_t kWindow = 4;  // detaches the commit may skip (peers that changed)
-    constexpr std::size_t kBindingAhead = 16;
-    constexpr std::size_t kMemberAhead = 8;
-    std::size_t k = upcoming_next;
-    const std::size_t stop = std::min(upcoming.size(), k + kWindow);
-    while (k < stop && upcoming[k] != slot) ++k;
-    if (k == stop) return;
-    upcoming_next = k + 1;
-    if (k + kBindingAhead < upcoming.size() && upcoming[k + kBindingAhead] < bindings.size()) {
-      const auto* binding = reinterpret_cast<const char*>(&bindings[upcoming[k + kBindingAhead]]);
+  // The manager's commit will detach the connection at `slot` soon: fetch its binding
+  // when it is further off, its members (through the binding, loaded by then) when near.
+  // REQUIRES: mutex (the commit's batch holds it).
+  void prefetch(std::uint32_t slot, bool near) override {
+    if (slot >= bindings.size()) return;
+    if (!near) {
+      const auto* binding = reinterpret_cast<const char*>(&bindings[slot]);
       __builtin_prefetch(binding);
       __builtin_prefetch(binding + sizeof(Binding) - 1);
+      return;
     }
-    if (k + kMemberAhead < upcoming.size() && upcoming[k + kMemberAhead] < bindings.size()) {
-      for (const BoundTo& to : bindings[upcoming[k + kMemberAhead]].realms) {
-        __builtin_prefetch(&realm_table[to.realm]->members.at(to.member), 1);
-      }
-    }
-    if (upcoming_next == upcoming.size()) {
-      upcoming.clear();
-      upcoming_next = 0;
+    for (const BoundTo& to : bindings[slot].realms) {
+      __builtin_prefetch(&realm_table[to.realm]->members.bound(to.member), 1);
     }
   }
 
   // Under the manager's lock, around a trim's detaches: the mutex is taken once for all of
   // them (50k lock and unlock pairs cost a millisecond at 100k connections).
-  void on_batch(bool begin) {
+  void on_batch(bool begin) override {
     if (begin) {
       mutex.lock();
       in_batch = true;
@@ -310,10 +307,9 @@ struct RealmConnectionManager::State {
   // Under the manager's lock, whenever a connection leaves the pool. `peer` and `events`
   // are null when nobody subscribes to events.
   void on_detached(std::uint32_t slot, ConnectionId id, const NodeId* peer, CloseReason reason,
-                   std::vector<Event>* events) {
+                   std::vector<Event>* events) override {
     std::unique_lock lock(mutex, std::defer_lock);
     if (!in_batch) lock.lock();  // in a batch, on_batch holds it
-    prefetch_ahead(slot);
     Binding* b = binding_at(slot, id);
     if (b == nullptr) return;
     while (!b->realms.empty()) {
@@ -364,93 +360,186 @@ struct RealmConnectionManager::State {
   using StakeEntry = detail::realm_greedy::StakeEntry;
   using Pool = detail::realm_greedy::Pool;
 
-  // Fills `order` and returns true, or returns false when no connection is bound (the
-  // manager's own trimmer then decides alone).
+  // One node trim's ranking: the candidates dealt into their pools as they come, each pool
+  // a stretch of `candidates` as long as its realm's bound connections (no pool can hold
+  // more candidates than that), the unbound pool last and as long as there are indices.
+  // Stretches a pool does not fill are never written (nor, being fresh memory, mapped).
+  struct NodeRanking {
+    std::vector<Pool> pools;                   // pools[0] is the unbound connections
+    std::vector<std::uint32_t> limit;          // each pool's stretch ends here
+    std::vector<std::uint32_t> pool_of_realm;  // by realm index
+    std::unique_ptr<Contender[]> candidates;
+    std::unique_ptr<Stake[]> stakes;  // by candidate index
+    std::vector<StakeEntry> entries;
+    std::size_t indices = 0;
+    bool single = true;     // no peer in two realms: the greedy can go a value level at a time
+    bool overflow = false;  // a pool outgrew its stretch (a broken count): rank otherwise
+  };
+  std::unique_ptr<NodeRanking> ranking;  // while a node trim ranks
+  std::unique_lock<std::mutex> ranking_lock;
+
+  // Prepares a ranking of candidates indexed below `indices`; false (and none) when no
+  // connection is bound. REQUIRES: mutex.
+  bool start_ranking(std::size_t indices) {
+    if (bound_slots == 0) return false;
+    auto r = std::make_unique<NodeRanking>();
+    r->indices = indices;
+    r->pools.resize(realms.size() + 1);
+    r->limit.resize(realms.size() + 1);
+    r->pool_of_realm.assign(realm_table.size(), 0);
+    std::uint32_t offset = 0;
+    std::uint32_t index = 1;
+    for (auto& [name, realm] : realms) {
+      Pool& pool = r->pools[index];
+      pool.count = realm->connections;
+      pool.share = realm->config.low_water;
+      pool.reserve = realm->config.min_reserved;
+      pool.begin = pool.end = offset;
+      offset += static_cast<std::uint32_t>(realm->connections);
+      r->limit[index] = offset;
+      r->pool_of_realm[realm->index] = index;
+      ++index;
+    }
+    r->pools[0].begin = r->pools[0].end = offset;
+    offset += static_cast<std::uint32_t>(indices);
+    r->limit[0] = offset;
+    r->candidates = std::make_unique_for_overwrite<Contender[]>(offset);
+    r->stakes = std::make_unique_for_overwrite<Stake[]>(indices);
+    ranking = std::move(r);
+    return true;
+  }
+
+  // Deals candidate `index` into the pools of its realms: `bound_to(f)` calls f(BoundTo)
+  // for each binding of each of its connections. REQUIRES: mutex, a ranking.
+  template <typename BoundToEach>
+  void add_contender(std::uint32_t index, const detail::RankKey& key, std::uint32_t connections,
+                     BoundToEach&& bound_to) {
+    NodeRanking& r = *ranking;
+    // Its first realm (most peers have one, or none) stays out of `entries`.
+    StakeEntry first{0, 0};
+    std::vector<StakeEntry>& entries = r.entries;
+    const auto start = static_cast<std::uint32_t>(entries.size());
+    bound_to([&](const BoundTo& bound) {
+      const std::uint32_t p = r.pool_of_realm[bound.realm];
+      if (first.bound == 0 || first.pool == p) {
+        first.pool = p;
+        ++first.bound;
+        return;
+      }
+      for (auto e = entries.begin() + start; e != entries.end(); ++e) {
+        if (e->pool == p) {
+          ++e->bound;
+          return;
+        }
+      }
+      entries.push_back(StakeEntry{p, 1});
+    });
+    const auto stop = static_cast<std::uint32_t>(entries.size());
+    r.single = r.single && start == stop;
+    r.stakes[index] = Stake{first.pool, first.bound, start, stop};
+    const Contender c{key.value, key.activity, key.newer, index, connections};
+    auto deal = [&](std::uint32_t p) {
+      Pool& pool = r.pools[p];
+      if (pool.end == r.limit[p]) {
+        r.overflow = true;
+        return;
+      }
+      r.candidates[pool.end++] = c;
+    };
+    deal(first.pool);  // pool 0 when it has no realm
+    for (std::uint32_t e = start; e < stop; ++e) deal(entries[e].pool);
+  }
+
+  // Runs the greedy over the ranking's pools (and ends the ranking): `order` gets the peers
+  // taken, `fate` (one per index) marks them. Returns the connections covered and those of
+  // the last peer taken (the one an exact trim may take in part).
+  std::pair<std::size_t, std::size_t> choose_victims(std::size_t target, bool forced,
+                                                     std::vector<std::uint8_t>& fate,
+                                                     std::vector<std::uint32_t>& order) {
+    const std::unique_ptr<NodeRanking> r = std::move(ranking);
+    for (Pool& pool : r->pools) pool.sorted = pool.head = pool.begin;
+    fate.assign(r->indices, 0);
+    const detail::realm_greedy::Run run{
+        r->pools, r->candidates.get(), r->stakes.get(), r->entries, fate, target, forced ? 3 : 2,
+        order};
+    const std::size_t covered =
+        r->single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
+    std::size_t last = 0;
+    if (!order.empty()) {
+      const Pool& pool = r->pools[r->stakes[order.back()].pool];
+      for (std::uint32_t k = pool.begin; k < pool.end; ++k) {
+        if (r->candidates[k].index == order.back()) last = r->candidates[k].connections;
+      }
+    }
+    return {covered, last};
+  }
+
+  // The trimmer's path (a snapshot): fills `order` and returns true, or returns false when
+  // no connection is bound (the manager's own trimmer then decides alone).
   bool rank(const TrimSnapshot& snapshot, std::size_t target, std::vector<std::uint32_t>& order) {
     const auto n = static_cast<std::uint32_t>(snapshot.peers.size());
-    std::vector<Pool> pools;  // pools[0] is the unbound connections
-    const auto stakes = std::make_unique_for_overwrite<Stake[]>(n);  // by peer
-    std::vector<StakeEntry> entries;
-    bool single = true;  // no peer in two realms: the greedy can go a value level at a time
     {
       std::lock_guard lock(mutex);
-      if (bound_slots == 0) return false;
-      pools.resize(realms.size() + 1);
-      std::uint32_t index = 1;
-      for (auto& [name, realm] : realms) {
-        realm->trim_index = index;
-        Pool& pool = pools[index];
-        pool.count = realm->connections;
-        pool.share = realm->config.low_water;
-        pool.reserve = realm->config.min_reserved;
-        ++index;
-      }
-      entries.reserve(n);
+      if (!start_ranking(n)) return false;
       for (std::uint32_t i = 0; i < n; ++i) {
-        const auto start = static_cast<std::uint32_t>(entries.size());
-        for (const ConnectionRef& conn : snapshot.connection_refs_of(snapshot.peers[i])) {
-          if (conn.slot >= bindings.size() || bindings[conn.slot].id != conn.id) continue;
-          for (const BoundTo& bound : bindings[conn.slot].realms) {
-            const std::uint32_t p = realm_table[bound.realm]->trim_index;
-            auto begin = entries.begin() + start;
-            auto same = std::find_if(begin, entries.end(),
-                                     [&](const StakeEntry& e) { return e.pool == p; });
-            if (same != entries.end()) {
-              ++same->bound;
-            } else {
-              entries.push_back(StakeEntry{p, 1});
-              ++pools[p].end;  // for now, the pool's number of candidates
-            }
+        const PeerSnapshot& peer = snapshot.peers[i];
+        add_contender(i, detail::key_of(peer, i), peer.connection_count, [&](auto&& f) {
+          for (const ConnectionRef& conn : snapshot.connection_refs_of(peer)) {
+            if (conn.slot >= bindings.size() || bindings[conn.slot].id != conn.id) continue;
+            for (const BoundTo& bound : bindings[conn.slot].realms) f(bound);
           }
-        }
-        const auto stop = static_cast<std::uint32_t>(entries.size());
-        single = single && stop - start <= 1;
-        if (start == stop) {
-          ++pools[0].end;
-          stakes[i] = Stake{0, 0, stop, stop};
-        } else {
-          stakes[i] = Stake{entries[start].pool, entries[start].bound, start + 1, stop};
-        }
+        });
+      }
+      if (ranking->overflow) {
+        ranking.reset();
+        throw std::logic_error("realm trim: a realm's count is below its bindings");
       }
     }
+    std::vector<std::uint8_t> fate;
+    choose_victims(target, snapshot.forced, fate, order);
+    return true;
+  }
 
-    // Deal the candidates into their pools, each pool a stretch of one array.
-    std::uint32_t offset = 0;
-    for (Pool& pool : pools) {
-      const std::uint32_t size = pool.end;
-      pool.begin = pool.sorted = pool.head = offset;
-      pool.end = offset;  // the fill position while dealing, the end after
-      offset += size;
+  // The in-place path (PoolObserver): the manager hands over its candidates under its
+  // lock, with no snapshot.
+  Ranking begin_ranking(std::size_t peer_slots) override {
+    std::unique_lock lock(mutex);
+    if (binds_in_flight.load() == 0 && start_ranking(peer_slots)) {
+      ranking_lock = std::move(lock);
+      return Ranking::in_place;
     }
-    // Every element is written while dealing: no need to clear 100k of them first.
-    const auto dealt = std::make_unique_for_overwrite<Contender[]>(offset);
-    Contender* const candidates = dealt.get();
-    for (std::uint32_t i = 0; i < n; ++i) {
-      const detail::RankKey key = detail::key_of(snapshot.peers[i], i);
-      const Contender c{key.value, key.activity, key.newer, i, snapshot.peers[i].connection_count};
-      const Stake& stake = stakes[i];
-      candidates[pools[stake.pool].end++] = c;
-      for (std::uint32_t e = stake.more; e < stake.last; ++e) {
-        candidates[pools[entries[e].pool].end++] = c;
+    if (bound_slots == 0 && inner_is_score) return Ranking::score;
+    return Ranking::snapshot;
+  }
+  void rank_candidate(std::uint32_t peer_slot, const detail::RankKey& key,
+                      std::uint32_t connections,
+                      std::span<const std::uint32_t> connection_slots) override {
+    add_contender(peer_slot, key, connections, [&](auto&& f) {
+      for (std::uint32_t slot : connection_slots) {
+        if (slot >= bindings.size()) continue;
+        for (const BoundTo& bound : bindings[slot].realms) f(bound);
       }
+    });
+  }
+  bool choose(std::size_t target, bool exact, Choice& choice) override {
+    if (ranking->overflow) return false;
+    std::vector<std::uint8_t> fate;
+    std::vector<std::uint32_t> order;
+    const auto [covered, last] = choose_victims(target, false, fate, order);
+    choice.slots.reserve(order.size());
+    for (std::uint32_t slot = 0; slot < fate.size(); ++slot) {
+      if (fate[slot] == detail::realm_greedy::kTaken) choice.slots.push_back(slot);
     }
-
-    std::vector<std::uint8_t> fate(n, 0);
-    const detail::realm_greedy::Run run{
-        pools, candidates, stakes.get(), entries, fate, target, snapshot.forced ? 3 : 2, order};
-    const std::size_t covered =
-        single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
-
-    std::lock_guard lock(mutex);
-    upcoming.clear();
-    upcoming.reserve(covered);
-    upcoming_next = 0;
-    for (std::uint32_t i = 0; i < n; ++i) {
-      if (fate[i] != detail::realm_greedy::kTaken) continue;
-      const auto refs = snapshot.connection_refs_of(snapshot.peers[i]);
-      for (auto ref = refs.rbegin(); ref != refs.rend(); ++ref) upcoming.push_back(ref->slot);
+    if (exact && covered > target) {
+      // The last peer taken gives up only what the target still needed.
+      choice.partial_slot = order.back();
+      choice.partial_count = last - (covered - target);
     }
     return true;
+  }
+  void end_ranking() override {
+    ranking.reset();
+    if (ranking_lock.owns_lock()) ranking_lock.unlock();
   }
 
   // --- A realm's own trim ------------------------------------------------------------
@@ -474,9 +563,9 @@ struct RealmConnectionManager::State {
       low = realm->config.low_water;
       if (low == 0 || realm->config.high_water == 0 || realm->connections <= low) return 0;
       members.reserve(realm->members.live());
-      realm->members.for_each([&](const NodeId& peer, std::uint32_t, const Member& member) {
+      realm->members.for_each([&](const NodeId& peer, std::uint32_t slot, const Member& member) {
         if (!member.protections.empty()) return;  // protected in the realm
-        members.push_back(Candidate{peer, member.value, 0, {}, member.bound});
+        members.push_back(Candidate{peer, member.value, 0, {}, realm->members.bound(slot)});
       });
     }
     // Global facts, asked outside our lock: grace and the node's protections.
@@ -575,15 +664,11 @@ RealmConnectionManager::RealmConnectionManager(executor_type executor, Config co
     throw std::invalid_argument("connmgr Config." + error->field + ": " + error->message);
   }
   std::shared_ptr<Trimmer> inner = deps.trimmer ? std::move(deps.trimmer) : make_score_trimmer();
+  state_->inner_is_score = detail::is_score_trimmer(*inner);
   deps.trimmer = std::make_shared<State::RealmTrimmer>(state_, std::move(inner));
   state_->manager =
       std::make_unique<ConnectionManager>(std::move(executor), std::move(config), std::move(deps));
-  State* state = state_.get();
-  detail::ManagerAccess::set_detach_observer(
-      *state_->manager,
-      [state](std::uint32_t slot, ConnectionId id, const NodeId* peer, CloseReason reason,
-              std::vector<Event>* events) { state->on_detached(slot, id, peer, reason, events); },
-      [state](bool begin) { state->on_batch(begin); });
+  detail::ManagerAccess::set_observer(*state_->manager, state_.get());
 }
 
 RealmConnectionManager::~RealmConnectionManager() { close(); }
@@ -701,6 +786,15 @@ std::vector<std::string> RealmConnectionManager::realms() const {
 std::error_code RealmConnectionManager::bind(const Connection& connection, std::string_view realm,
                                              Refusal* refusal) {
   ConnectionManager& m = *state_->manager;
+  // Counted from before the connection is located until any binding that raced its
+  // closure is undone (see State::binds_in_flight).
+  struct InFlight {
+    std::atomic<std::uint32_t>& count;
+    explicit InFlight(std::atomic<std::uint32_t>& c) : count(c) { ++count; }
+    ~InFlight() { --count; }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+  } in_flight(state_->binds_in_flight);
   const auto located = detail::ManagerAccess::locate(m, connection);
   if (!located) return m.is_closed() ? Errc::closed : Errc::unknown_connection;
   const auto [slot, id] = *located;

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <initializer_list>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,6 +141,37 @@ TEST(RealmBinding, UnbindEndsOneBindingAndTheRealmTagsGoWithTheLastOne) {
   EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), std::nullopt);
   EXPECT_EQ(h.node.tag_peer("chat", peer_id(3), "score", 1), Errc::unknown_peer);
   EXPECT_EQ(h.manager().connection_count(), 2u);  // unbinding closes nothing
+}
+
+// A member whose last binding went keeps nothing: bound again, it starts with no realm tags
+// and no realm protections, whether its entry was revived or swept and reused.
+TEST(RealmBinding, ABoundAgainMemberStartsWithoutItsOldTagsAndProtections) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  std::vector<std::shared_ptr<FakeConnection>> first;
+  for (std::uint64_t n = 1; n <= 200; ++n) {
+    first.push_back(h.add(n, {"chat"}));
+    ASSERT_FALSE(h.node.tag_peer("chat", peer_id(n), "score", 7));
+    ASSERT_FALSE(h.node.protect("chat", peer_id(n), "keep"));
+  }
+  // All of them leave (more than enough for the departed entries to be swept), then come
+  // back through new connections.
+  for (const auto& c : first) ASSERT_FALSE(h.manager().remove_connection(*c));
+  EXPECT_TRUE(h.node.members("chat").empty());
+  auto again = h.add_range(1, 200, {"chat"});
+  for (std::uint64_t n = 1; n <= 200; ++n) {
+    EXPECT_EQ(h.node.realm_value("chat", peer_id(n)), 0) << n;
+    EXPECT_FALSE(h.node.is_protected("chat", peer_id(n))) << n;
+  }
+  // One that leaves while few others do is revived in place.
+  ASSERT_FALSE(h.node.tag_peer("chat", peer_id(5), "score", 9));
+  ASSERT_FALSE(h.node.protect("chat", peer_id(5), "keep"));
+  ASSERT_FALSE(h.node.unbind(*again[4], "chat"));
+  EXPECT_EQ(h.node.realm_value("chat", peer_id(5)), std::nullopt);
+  ASSERT_FALSE(h.node.bind(*again[4], "chat"));
+  EXPECT_EQ(h.node.realm_value("chat", peer_id(5)), 0);
+  EXPECT_FALSE(h.node.is_protected("chat", peer_id(5)));
+  EXPECT_EQ(h.node.members("chat").size(), 200u);
 }
 
 TEST(RealmBinding, BadCallsGetClearErrors) {
@@ -455,6 +487,123 @@ TEST(RealmGlobalTrim, WithoutBindingsTheManagersOwnTrimmerDecides) {
   }
   EXPECT_EQ(node.manager().trim(), 3u);
   EXPECT_EQ(hook->calls.load(), 1);
+}
+
+TEST(RealmGlobalTrim, WithoutBindingsTheDefaultOrderTrims) {
+  RealmHarness h(trim_config(2, 100));
+  h.create("chat", realm(0, 0));
+  auto cs = h.add_range(1, 5);
+  for (std::uint64_t n = 1; n <= 5; ++n) {
+    ASSERT_FALSE(h.manager().tag_peer(peer_id(n), "v", static_cast<int>(10 * (6 - n))));
+  }
+  // Values 50, 40, 30, 20, 10: the three lowest (peers 3, 4, 5) go.
+  EXPECT_EQ(h.manager().trim(), 3u);
+  EXPECT_FALSE(cs[0]->closed());
+  EXPECT_FALSE(cs[1]->closed());
+  EXPECT_EQ(count_closed({cs[2], cs[3], cs[4]}), 3u);
+}
+
+// trim_connections() closes exactly the count asked, on realm nodes too: the last peer
+// the realm rules take gives up only what is still needed, newest connection first.
+TEST(RealmGlobalTrim, AnExactTrimTakesItsLastPeerInPart) {
+  RealmHarness h(trim_config(1, 1000));
+  h.create("a", realm(0, 0));
+  std::vector<std::shared_ptr<FakeConnection>> cheap;
+  std::vector<std::shared_ptr<FakeConnection>> dear;
+  for (int i = 0; i < 3; ++i) cheap.push_back(h.add(1, {"a"}));
+  for (int i = 0; i < 3; ++i) {
+    dear.push_back(h.add(2, {"a"}));
+    h.time->advance(1s);
+  }
+  ASSERT_FALSE(h.manager().tag_peer(peer_id(2), "v", 10));
+  EXPECT_EQ(h.manager().trim_connections(4), 4u);
+  EXPECT_EQ(count_closed(cheap), 3u);
+  EXPECT_EQ(count_closed(dear), 1u);
+  EXPECT_TRUE(dear.back()->closed());  // the newest
+  EXPECT_EQ(h.node.realm_connections("a"), 2u);
+}
+
+// The node's trim ranks the pool in place, without a snapshot, except for force_trim(),
+// which goes through the trimmer's snapshot. Where the target is met above the reserves
+// (so that the forced trim never needs its third phase), both must close the same
+// connections. Random nodes: realms with shares and reserves, peers with several
+// connections, bound to none, one or two realms, tag values with many ties.
+TEST(RealmGlobalTrim, RankingInPlaceClosesWhatTheSnapshotCloses) {
+  int compared = 0;
+  int with_shared = 0;
+  for (unsigned seed = 1; seed <= 150; ++seed) {
+    std::mt19937 rng(seed);
+    auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    const int realms = pick(1, 5);
+    const bool shared = seed % 2 == 0;  // some peers in two realms (the stepwise greedy)
+    struct Plan {
+      std::uint64_t peer;
+      int value;
+      std::vector<int> realms;
+    };
+    std::vector<Plan> connections;
+    const int peers = pick(10, 40);
+    for (std::uint64_t p = 1; p <= static_cast<std::uint64_t>(peers); ++p) {
+      const int value = pick(0, 4);
+      const int count = pick(1, 3);
+      for (int k = 0; k < count; ++k) {
+        Plan plan{p, value, {}};
+        const int roll = pick(0, 99);
+        if (roll >= 30) plan.realms.push_back(pick(0, realms - 1));
+        if (shared && roll >= 80) {
+          const int other = pick(0, realms - 1);
+          if (other != plan.realms[0]) plan.realms.push_back(other);
+        }
+        connections.push_back(plan);
+      }
+    }
+    const auto total = static_cast<int>(connections.size());
+    const int low = pick(total / 4, total * 3 / 4);
+    std::vector<RealmConfig> configs;
+    int reserves = 0;
+    for (int r = 0; r < realms; ++r) {
+      const int share = pick(0, total / realms);
+      const int reserve = std::min(pick(0, share), std::max(0, low - reserves));
+      reserves += reserve;
+      configs.push_back(
+          realm(static_cast<std::size_t>(share), 0, 0, static_cast<std::size_t>(reserve)));
+    }
+    auto build = [&](RealmHarness& h, std::vector<std::shared_ptr<FakeConnection>>& out) {
+      for (std::size_t r = 0; r < configs.size(); ++r) {
+        h.create(("r" + std::to_string(r)).c_str(), configs[r]);
+      }
+      for (const Plan& plan : connections) {
+        auto c = reporting_connection(h.manager(), peer_id(plan.peer), Direction::inbound);
+        ASSERT_FALSE(h.manager().add_connection(c));
+        for (int r : plan.realms) ASSERT_FALSE(h.node.bind(*c, "r" + std::to_string(r)));
+        ASSERT_FALSE(h.manager().tag_peer(peer_id(plan.peer), "v", plan.value));
+        out.push_back(std::move(c));
+      }
+    };
+    RealmHarness in_place(trim_config(static_cast<std::size_t>(low), 100'000));
+    RealmHarness snapshot(trim_config(static_cast<std::size_t>(low), 100'000));
+    std::vector<std::shared_ptr<FakeConnection>> a;
+    std::vector<std::shared_ptr<FakeConnection>> b;
+    build(in_place, a);
+    build(snapshot, b);
+    const std::size_t target = static_cast<std::size_t>(total - low);
+    const std::size_t closed = in_place.manager().trim();
+    if (closed < target) continue;  // stopped short at the reserves: force_trim goes on
+    EXPECT_EQ(snapshot.manager().force_trim(), closed) << "seed " << seed;
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      EXPECT_EQ(a[k]->closed(), b[k]->closed()) << "seed " << seed << ", connection " << k;
+    }
+    for (int r = 0; r < realms; ++r) {
+      const std::string name = "r" + std::to_string(r);
+      EXPECT_EQ(in_place.node.realm_connections(name), snapshot.node.realm_connections(name))
+          << "seed " << seed << ", realm " << name;
+    }
+    ++compared;
+    with_shared += shared ? 1 : 0;
+  }
+  // Most nodes meet their target: the comparison covers both greedies.
+  EXPECT_GE(compared, 100);
+  EXPECT_GE(with_shared, 40);
 }
 
 // --- Concurrency -----------------------------------------------------------------------
