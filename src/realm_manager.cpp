@@ -369,7 +369,9 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
     std::vector<std::uint32_t> limit;          // each pool's stretch ends here
     std::vector<std::uint32_t> pool_of_realm;  // by realm index
     std::unique_ptr<Contender[]> candidates;
-    std::unique_ptr<Stake[]> stakes;  // by candidate index
+    // By candidate index; only once a peer turns out to be in two realms (the step-by-step
+    // greedy needs them then; the level-at-a-time one reads each candidate's count alone).
+    std::unique_ptr<Stake[]> stakes;
     std::vector<StakeEntry> entries;
     std::size_t indices = 0;
     bool single = true;     // no peer in two realms: the greedy can go a value level at a time
@@ -404,7 +406,6 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
     offset += static_cast<std::uint32_t>(indices);
     r->limit[0] = offset;
     r->candidates = std::make_unique_for_overwrite<Contender[]>(offset);
-    r->stakes = std::make_unique_for_overwrite<Stake[]>(indices);
     ranking = std::move(r);
     return true;
   }
@@ -435,43 +436,43 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
       entries.push_back(StakeEntry{p, 1});
     });
     const auto stop = static_cast<std::uint32_t>(entries.size());
-    r.single = r.single && start == stop;
-    r.stakes[index] = Stake{first.pool, first.bound, start, stop};
-    const Contender c{key.value, key.activity, key.newer, index, connections};
-    auto deal = [&](std::uint32_t p) {
+    if (start != stop && r.single) {
+      // The first peer in two realms: every one before it was in one (or none).
+      r.single = false;
+      r.stakes = std::make_unique_for_overwrite<Stake[]>(r.indices);
+      for (std::uint32_t p = 0; p < r.pools.size(); ++p) {
+        for (std::uint32_t k = r.pools[p].begin; k < r.pools[p].end; ++k) {
+          const Contender& earlier = r.candidates[k];
+          r.stakes[earlier.index] = Stake{p, earlier.bound(), 0, 0};
+        }
+      }
+    }
+    if (!r.single) r.stakes[index] = Stake{first.pool, first.bound, start, stop};
+    auto deal = [&](std::uint32_t p, std::uint32_t bound) {
       Pool& pool = r.pools[p];
-      if (pool.end == r.limit[p]) {
+      if (pool.end == r.limit[p] || bound > Contender::kBoundMask) {
         r.overflow = true;
         return;
       }
-      r.candidates[pool.end++] = c;
+      r.candidates[pool.end++] =
+          Contender::of(key.value, key.activity, key.newer, index, connections, bound);
     };
-    deal(first.pool);  // pool 0 when it has no realm
-    for (std::uint32_t e = start; e < stop; ++e) deal(entries[e].pool);
+    deal(first.pool, first.bound);  // pool 0 (bound 0) when it has no realm
+    for (std::uint32_t e = start; e < stop; ++e) deal(entries[e].pool, entries[e].bound);
   }
 
-  // Runs the greedy over the ranking's pools (and ends the ranking): `order` gets the peers
-  // taken, `fate` (one per index) marks them. Returns the connections covered and those of
-  // the last peer taken (the one an exact trim may take in part).
-  std::pair<std::size_t, std::size_t> choose_victims(std::size_t target, bool forced,
-                                                     std::vector<std::uint8_t>& fate,
-                                                     std::vector<std::uint32_t>& order) {
+  // Runs the greedy over the ranking's pools (and ends the ranking): `fate` (one per
+  // index) marks the peers taken, `order` (if not null) lists them, `last` gets the last
+  // (the one an exact trim may take in part). Returns the connections covered.
+  std::size_t choose_victims(std::size_t target, bool forced, std::vector<std::uint8_t>& fate,
+                             std::vector<std::uint32_t>* order, Contender& last) {
     const std::unique_ptr<NodeRanking> r = std::move(ranking);
     for (Pool& pool : r->pools) pool.sorted = pool.head = pool.begin;
     fate.assign(r->indices, 0);
     const detail::realm_greedy::Run run{
-        r->pools, r->candidates.get(), r->stakes.get(), r->entries, fate, target, forced ? 3 : 2,
-        order};
-    const std::size_t covered =
-        r->single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
-    std::size_t last = 0;
-    if (!order.empty()) {
-      const Pool& pool = r->pools[r->stakes[order.back()].pool];
-      for (std::uint32_t k = pool.begin; k < pool.end; ++k) {
-        if (r->candidates[k].index == order.back()) last = r->candidates[k].connections;
-      }
-    }
-    return {covered, last};
+        r->pools, r->candidates.get(), r->stakes.get(), r->entries, fate,
+        target,   forced ? 3 : 2,      order,           &last};
+    return r->single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
   }
 
   // The trimmer's path (a snapshot): fills `order` and returns true, or returns false when
@@ -496,7 +497,8 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
       }
     }
     std::vector<std::uint8_t> fate;
-    choose_victims(target, snapshot.forced, fate, order);
+    Contender last{};
+    choose_victims(target, snapshot.forced, fate, &order, last);
     return true;
   }
 
@@ -524,16 +526,17 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
   bool choose(std::size_t target, bool exact, Choice& choice) override {
     if (ranking->overflow) return false;
     std::vector<std::uint8_t> fate;
-    std::vector<std::uint32_t> order;
-    const auto [covered, last] = choose_victims(target, false, fate, order);
-    choice.slots.reserve(order.size());
+    Contender last{};
+    const std::size_t covered = choose_victims(target, false, fate, nullptr, last);
+    // Each peer taken covers at least one connection, and the greedy stops at the target.
+    choice.slots.reserve(std::min(target, fate.size()));
     for (std::uint32_t slot = 0; slot < fate.size(); ++slot) {
       if (fate[slot] == detail::realm_greedy::kTaken) choice.slots.push_back(slot);
     }
     if (exact && covered > target) {
       // The last peer taken gives up only what the target still needed.
-      choice.partial_slot = order.back();
-      choice.partial_count = last - (covered - target);
+      choice.partial_slot = last.index;
+      choice.partial_count = last.connections - (covered - target);
     }
     return true;
   }

@@ -14,17 +14,43 @@
 namespace dep2p::connmgr::detail::realm_greedy {
 
 // A candidate of the node's trim, as the greedy reads it from its pool: everything it needs of
-// its peer, so that taking a victim reads no other array at random.
+// its peer, so that taking a victim reads no other array at random. 32 bytes: the default
+// key's activity (detail::RankKey: has streams, outbound only, stream count) is kept as its
+// stream count and one bit, which leaves room for the connections the peer has bound to
+// this pool (a peer in several pools has a copy in each, each with its own count).
 struct Contender {
   std::uint64_t value;
-  std::uint64_t activity;
   std::uint64_t newer;
-  std::uint32_t index;  // into snapshot.peers
+  std::uint32_t index;  // the candidate's index (a slot, or into snapshot.peers)
   std::uint32_t connections;
+  std::uint32_t streams;
+  std::uint32_t bits;  // bit 31: outbound only; the rest: bound to this pool
+
+  static constexpr std::uint32_t kBoundMask = (1U << 31) - 1;
+  // The candidate with default key `key` (detail::RankKey's fields), `connections` in all,
+  // `bound` of them to this pool. REQUIRES: bound <= kBoundMask (a peer's connections are
+  // far fewer), key's stream count below 2^32 (PeerSnapshot::streams is 32 bits).
+  static Contender of(std::uint64_t value, std::uint64_t activity, std::uint64_t newer,
+                      std::uint32_t index, std::uint32_t connections, std::uint32_t bound) {
+    const auto outbound_only = static_cast<std::uint32_t>((activity >> 62) & 1);
+    return Contender{value,
+                     newer,
+                     index,
+                     connections,
+                     static_cast<std::uint32_t>(activity),
+                     (outbound_only << 31) | (bound & kBoundMask)};
+  }
+  std::uint32_t bound() const { return bits & kBoundMask; }
+  // RankKey::activity, rebuilt.
+  std::uint64_t activity() const {
+    return (std::uint64_t{streams > 0} << 63) | (std::uint64_t{bits >> 31} << 62) | streams;
+  }
   // The default order (detail::RankKey).
   bool operator<(const Contender& o) const {
     if (value != o.value) return value < o.value;
-    if (activity != o.activity) return activity < o.activity;
+    const std::uint64_t a = activity();
+    const std::uint64_t b = o.activity();
+    if (a != b) return a < b;
     if (newer != o.newer) return newer < o.newer;
     return index < o.index;
   }
@@ -32,7 +58,7 @@ struct Contender {
 
 // A candidate's realms: its first (pool 0 if it has none) and its connections bound
 // there, then its other realms in entries[more, last). Most peers have one realm or none,
-// so the greedy reads one entry, fetched ahead, per step.
+// so the greedy reads one entry, fetched ahead, per step. Only stepwise() reads stakes.
 struct Stake {
   std::uint32_t pool;
   std::uint32_t bound;
@@ -141,13 +167,22 @@ inline constexpr std::uint8_t kTaken = 0xFF;
 struct Run {
   std::vector<Pool>& pools;
   Contender* candidates;
-  const Stake* stakes;
+  const Stake* stakes;  // by index; by_level() needs none
   const std::vector<StakeEntry>& entries;
-  std::vector<std::uint8_t>& fate;  // one per peer, all 0 on entry
-  std::size_t target;               // connections to cover
-  int phases;                       // 2, or 3 for a forced trim (down to no floor)
-  std::vector<std::uint32_t>& order;
+  std::vector<std::uint8_t>& fate;    // one per peer, all 0 on entry
+  std::size_t target;                 // connections to cover
+  int phases;                         // 2, or 3 for a forced trim (down to no floor)
+  std::vector<std::uint32_t>* order;  // if not null, gets the peers taken, in order
+  Contender* last;                    // if not null, gets the last peer taken
 };
+
+// Takes `c`: marks it, notes it. Returns its connections.
+inline std::size_t note_taken(const Run& run, const Contender& c) {
+  run.fate[c.index] = kTaken;
+  if (run.order != nullptr) run.order->push_back(c.index);
+  if (run.last != nullptr) *run.last = c;
+  return c.connections;
+}
 
 // The floor a realm's pool keeps in `phase`: its share and reserve, then its reserve, then
 // nothing.
@@ -169,7 +204,6 @@ inline std::size_t stepwise(Run run) {
   const std::vector<StakeEntry>& entries = run.entries;
   std::vector<std::uint8_t>& fate = run.fate;
   const std::size_t target = run.target;
-  std::vector<std::uint32_t>& order = run.order;
   SortScratch scratch;
   // Greedy: at each step the cheapest head among the pools (HeadKey). The heads are kept
   // in a tournament tree over the pools; a step changes only the pools of the peer it
@@ -210,7 +244,7 @@ inline std::size_t stepwise(Run run) {
         if (f == 0 || (f != kTaken && f != phase)) break;
       }
       const Contender& c = candidates[pool.head];
-      keys[p] = HeadKey{c.value, standing, c.activity, c.newer, c.index};
+      keys[p] = HeadKey{c.value, standing, c.activity(), c.newer, c.index};
       __builtin_prefetch(&stakes[c.index]);
       // The pool's next visit comes only after the other pools' turns, by which time its
       // candidates would have left the cache: fetch the next ones now.
@@ -245,9 +279,7 @@ inline std::size_t stepwise(Run run) {
         eligible = eligible && fits(entries[e].pool, entries[e].bound);
       }
       if (eligible) {
-        fate[c.index] = kTaken;
-        order.push_back(c.index);
-        covered += c.connections;
+        covered += note_taken(run, c);
         pools[stake.pool].count -= stake.bound;
         for (std::uint32_t e = stake.more; e < stake.last; ++e) {
           pools[entries[e].pool].count -= entries[e].bound;
@@ -264,7 +296,7 @@ inline std::size_t stepwise(Run run) {
 }
 
 // The same choice as stepwise(), a whole value level at a time, when every candidate is
-// in one pool only (REQUIRES: stake.more == stake.last for every peer). Then a pool's
+// in one pool only (REQUIRES: each peer is dealt once; stakes are not read). Then a pool's
 // takes and skips depend on its own count alone, so a level that the target does not
 // exhaust is taken pool by pool, in any order; only the level where the target is reached
 // is played step by step, in HeadKey order. `order` holds the same peers as stepwise()'s,
@@ -273,10 +305,8 @@ inline std::size_t stepwise(Run run) {
 inline std::size_t by_level(Run run) {
   std::vector<Pool>& pools = run.pools;
   Contender* const candidates = run.candidates;
-  const Stake* const stakes = run.stakes;
   std::vector<std::uint8_t>& fate = run.fate;
   const std::size_t target = run.target;
-  std::vector<std::uint32_t>& order = run.order;
   const auto pool_count = static_cast<std::uint32_t>(pools.size());
 
   // Each pool in value order; a run of equal values is put in full order only when the
@@ -318,20 +348,12 @@ inline std::size_t by_level(Run run) {
   using Next = std::pair<std::uint64_t, std::uint32_t>;  // a pool's next value, the pool
   std::priority_queue<Next, std::vector<Next>, std::greater<>> next;
   for (int phase = 1; phase <= run.phases && covered < target; ++phase) {
-    // Whether pool p can give more this phase; moves pos[p] past taken peers. When it can,
-    // the stakes its next level will read (at random: they are by peer) are fetched now,
-    // while the other pools take their turns at this level.
+    // Whether pool p can give more this phase; moves pos[p] past taken peers.
     auto active = [&](std::uint32_t p) {
       const Pool& pool = pools[p];
       if (p != 0 && pool.count <= floors[p]) return false;
       while (pos[p] != pool.end && fate[candidates[pos[p]].index] == kTaken) ++pos[p];
-      if (pos[p] == pool.end) return false;
-      constexpr std::uint32_t kAhead = 16;
-      const std::uint32_t last = std::min(pool.end, pos[p] + kAhead);
-      for (std::uint32_t at = pos[p] + 1; at < last; ++at) {
-        __builtin_prefetch(&stakes[candidates[at].index]);
-      }
-      return true;
+      return pos[p] != pool.end;
     };
     for (std::uint32_t p = 0; p < pool_count; ++p) {
       pos[p] = pools[p].begin;
@@ -351,7 +373,7 @@ inline std::size_t by_level(Run run) {
       auto fits = [&](std::uint32_t p, std::size_t count, const Contender& c) {
         if (p == 0) return 1;
         if (count <= floors[p]) return 0;
-        return count >= floors[p] + stakes[c.index].bound ? 1 : -1;
+        return count >= floors[p] + c.bound() ? 1 : -1;
       };
       // Walks pool p's run from `at` in order, with the pool at `count` connections: f(c,
       // true) for each peer that fits (count falls by its bound), f(c, false) for each that
@@ -362,7 +384,7 @@ inline std::size_t by_level(Run run) {
           if (fate[c.index] == kTaken) continue;
           const int fit = fits(p, count, c);
           if (fit == 0) break;
-          if (fit > 0) count -= stakes[c.index].bound;
+          if (fit > 0) count -= c.bound();
           f(c, fit > 0);
         }
         return at;
@@ -379,7 +401,7 @@ inline std::size_t by_level(Run run) {
         for (std::uint32_t at = pos[p]; at != stop[p]; ++at) {
           const Contender& c = candidates[at];
           if (fate[c.index] == kTaken) continue;
-          run_bound += stakes[c.index].bound;
+          run_bound += c.bound();
           run_connections += c.connections;
         }
         whole[p] = p == 0 || count >= floors[p] + run_bound;
@@ -393,10 +415,8 @@ inline std::size_t by_level(Run run) {
         });
       }
       auto take = [&](std::uint32_t p, const Contender& c) {
-        fate[c.index] = kTaken;
-        order.push_back(c.index);
-        covered += c.connections;
-        pools[p].count -= stakes[c.index].bound;
+        covered += note_taken(run, c);
+        pools[p].count -= c.bound();
       };
       if (covered + gives < target) {
         for (std::uint32_t p : level) {
@@ -426,7 +446,7 @@ inline std::size_t by_level(Run run) {
       auto head_key = [&](std::uint32_t p) {
         const Contender& c = candidates[pos[p]];
         const std::uint64_t standing = p == 0 ? 0 : standing_of(pools[p].count, floors[p]);
-        return HeadKey{c.value, standing, c.activity, c.newer, c.index};
+        return HeadKey{c.value, standing, c.activity(), c.newer, c.index};
       };
       // Drops pools with nothing more at this level; skips taken peers.
       auto settle = [&](std::uint32_t p) {

@@ -43,7 +43,14 @@ Case random_case(std::mt19937& rng) {
     c.stakes[i] = Stake{pool, bound, 0, 0};
     c.pools[pool].count += bound;
     connections += count;
-    dealt[pool].push_back(Contender{pick(0, values - 1), pick(0, 2), pick(0, 3), i, count});
+    // The default key's activity: has streams, outbound only, stream count.
+    const std::uint64_t streams = pick(0, 2);
+    const std::uint64_t activity =
+        (std::uint64_t{streams > 0} << 63) | (pick(0, 1) << 62) | streams;
+    const Contender contender =
+        Contender::of(pick(0, values - 1), activity, pick(0, 3), i, count, bound);
+    EXPECT_EQ(contender.activity(), activity);
+    dealt[pool].push_back(contender);
   }
   for (std::size_t p = 1; p <= realms; ++p) {
     Pool& pool = c.pools[p];
@@ -68,6 +75,7 @@ Case random_case(std::mt19937& rng) {
 struct Outcome {
   std::size_t covered;
   std::vector<std::uint32_t> order;
+  Contender last{};
   std::vector<std::uint8_t> fate;
   std::vector<std::size_t> counts;
 };
@@ -77,7 +85,7 @@ Outcome run(Case c, Greedy greedy) {  // by value: each run works on its own cop
   Outcome out;
   out.fate.assign(c.stakes.size(), 0);
   out.covered = greedy(Run{c.pools, c.candidates.data(), c.stakes.data(), c.entries, out.fate,
-                           c.target, c.phases, out.order});
+                           c.target, c.phases, &out.order, &out.last});
   for (const Pool& pool : c.pools) out.counts.push_back(pool.count);
   return out;
 }
@@ -99,6 +107,8 @@ TEST(RealmGreedy, ByLevelTakesWhatStepwiseTakesWithTheSameLastPeer) {
       // The last peer is the one an exact trim may take in part. (Short of the target,
       // every peer ranked goes whole, and the order does not matter.)
       ASSERT_EQ(levelled.order.back(), stepped.order.back());
+      ASSERT_EQ(levelled.last.index, stepped.order.back());
+      ASSERT_EQ(stepped.last.index, stepped.order.back());
     }
     std::vector<std::uint32_t> a = stepped.order;
     std::vector<std::uint32_t> b = levelled.order;
@@ -108,10 +118,9 @@ TEST(RealmGreedy, ByLevelTakesWhatStepwiseTakesWithTheSameLastPeer) {
     for (std::size_t i = 0; i < c.stakes.size(); ++i) {
       ASSERT_EQ(levelled.fate[i] == kTaken, stepped.fate[i] == kTaken) << "peer " << i;
     }
-    wide += c.candidates.size() > 64 && std::any_of(c.candidates.begin(), c.candidates.end(),
-                                                    [](const Contender& x) {
-                                                      return x.value > 1000;
-                                                    });
+    wide +=
+        c.candidates.size() > 64 && std::any_of(c.candidates.begin(), c.candidates.end(),
+                                                [](const Contender& x) { return x.value > 1000; });
     forced += c.phases == 3;
     reached += stepped.covered >= c.target;
   }

@@ -472,6 +472,30 @@ TEST(RealmFairness, ASharedConnectionIsTakenOnlyWhenBothRealmsCanGiveIt) {
   EXPECT_EQ(count_closed(only_a), 1u);
 }
 
+// The ranking learns that a peer is in two realms only when it reaches it: the peers
+// before it, each in one realm, must keep their realms' floors all the same.
+TEST(RealmGlobalTrim, FloorsHoldWhenAPeerInTwoRealmsFollowsPeersInOne) {
+  RealmHarness h(trim_config(2, 1000));
+  h.create("a", realm(2, 0));
+  h.create("b", realm(0, 0));
+  auto first = h.add(1, {"a"});
+  auto second = h.add(2, {"a"});
+  auto both = h.add(3, {"a", "b"});
+  auto only_b = h.add(4, {"b"});
+  ASSERT_FALSE(h.manager().tag_peer(peer_id(3), "v", 5));
+  ASSERT_FALSE(h.manager().tag_peer(peer_id(4), "v", 5));
+  // 4 -> 2. Value 0 first: a (3 bound, low water 2) gives one, peer 1 (inbound, so before
+  // the outbound-only peer 2). Then value 5: peer 3 would take a below its low water; peer
+  // 4 goes.
+  EXPECT_EQ(h.manager().trim(), 2u);
+  EXPECT_TRUE(first->closed());
+  EXPECT_FALSE(second->closed());
+  EXPECT_FALSE(both->closed());
+  EXPECT_TRUE(only_b->closed());
+  EXPECT_EQ(h.node.realm_connections("a"), 2u);
+  EXPECT_EQ(h.node.realm_connections("b"), 1u);
+}
+
 TEST(RealmGlobalTrim, WithoutBindingsTheManagersOwnTrimmerDecides) {
   auto hook = std::make_shared<HookTrimmer>(nullptr);
   boost::asio::io_context io;
