@@ -2489,12 +2489,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
           // detach() touches the entry's first 32 bytes, one line (more only for a capped
           // one, or with event subscribers or realms, which read the id).
           __builtin_prefetch(&conn_slots_[ahead.conns.front()], 1);
-          if (observer_ != nullptr) observer_->prefetch(ahead.conns.back(), false);
+          if (observer_ != nullptr) observer_->prefetch(ahead.conns.back());
         }
-      }
-      if (observer_ != nullptr && k + 4 < n) {
-        const PeerSlot& ahead = peers_[slots[k + 4]];
-        if (!ahead.conns.empty()) observer_->prefetch(ahead.conns.back(), true);
       }
       PeerSlot& entry = peers_[slots[k]];
       if (!entry.live || entry.temporary) continue;

@@ -1,6 +1,7 @@
 #include "dep2p/connmgr/realm_manager.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <map>
@@ -276,21 +277,26 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
     }
   }
 
-  // The manager's commit will detach the connection at `slot` soon: fetch its binding
-  // when it is further off, its members (through the binding, loaded by then) when near.
-  // REQUIRES: mutex (the commit's batch holds it).
-  void prefetch(std::uint32_t slot, bool near) override {
-    if (slot >= bindings.size()) return;
-    if (!near) {
+  // The manager's commit will detach the connection at `slot` soon (some eight victims
+  // ahead): fetch its binding, and the bound counts of the binding hinted four calls ago,
+  // loaded by now. REQUIRES: mutex (the commit's batch holds it).
+  void prefetch(std::uint32_t slot) override {
+    const std::uint32_t earlier = hinted[hint_next % kHinted];
+    hinted[hint_next++ % kHinted] = slot;
+    if (slot < bindings.size()) {
       const auto* binding = reinterpret_cast<const char*>(&bindings[slot]);
       __builtin_prefetch(binding);
       __builtin_prefetch(binding + sizeof(Binding) - 1);
-      return;
     }
-    for (const BoundTo& to : bindings[slot].realms) {
-      __builtin_prefetch(&realm_table[to.realm]->members.bound(to.member), 1);
+    if (earlier < bindings.size()) {
+      for (const BoundTo& to : bindings[earlier].realms) {
+        __builtin_prefetch(&realm_table[to.realm]->members.bound(to.member), 1);
+      }
     }
   }
+  static constexpr std::size_t kHinted = 4;
+  std::array<std::uint32_t, kHinted> hinted{UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX};
+  std::size_t hint_next = 0;
 
   // Under the manager's lock, around a trim's detaches: the mutex is taken once for all of
   // them (50k lock and unlock pairs cost a millisecond at 100k connections).
@@ -454,6 +460,10 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
         r.overflow = true;
         return;
       }
+      // The pool's next line is written only after the other pools' turns: ask for it now
+      // (the deal writes 100 streams at once at 100 realms, too many for the hardware to
+      // follow).
+      if (pool.end + 2 < r.limit[p]) __builtin_prefetch(&r.candidates[pool.end + 2], 1);
       r.candidates[pool.end++] =
           Contender::of(key.value, key.activity, key.newer, index, connections, bound);
     };
@@ -528,11 +538,17 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
     std::vector<std::uint8_t> fate;
     Contender last{};
     const std::size_t covered = choose_victims(target, false, fate, nullptr, last);
-    // Each peer taken covers at least one connection, and the greedy stops at the target.
-    choice.slots.reserve(std::min(target, fate.size()));
+    // Each peer taken covers at least one connection, and the greedy stops at the target:
+    // there are at most that many. Written without a branch (half the candidates may go,
+    // at random), one slot past the last victim at most.
+    std::vector<std::uint32_t>& slots = choice.slots;
+    slots.resize(std::min(target, fate.size()) + 1);
+    std::size_t taken = 0;
     for (std::uint32_t slot = 0; slot < fate.size(); ++slot) {
-      if (fate[slot] == detail::realm_greedy::kTaken) choice.slots.push_back(slot);
+      slots[taken] = slot;
+      taken += static_cast<std::size_t>(fate[slot] == detail::realm_greedy::kTaken);
     }
+    slots.resize(taken);
     if (exact && covered > target) {
       // The last peer taken gives up only what the target still needed.
       choice.partial_slot = last.index;

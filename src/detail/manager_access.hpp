@@ -28,9 +28,9 @@ class PoolObserver {
   // take its own lock once for the whole batch instead of once per connection. Every call
   // with true is followed by one with false.
   virtual void on_batch(bool begin) = 0;
-  // Within a batch: the connection at `slot` will be detached soon (`near`: within a few
-  // victims; otherwise further off). Only a hint, to fetch what on_detached will read.
-  virtual void prefetch(std::uint32_t slot, bool near) = 0;
+  // Within a batch: the connection at `slot` will be detached soon, some victims ahead.
+  // Only a hint, to fetch what on_detached will read.
+  virtual void prefetch(std::uint32_t slot) = 0;
 
   // A trim that ranks the pool in place, with no snapshot (not a forced one):
   //  1. begin_ranking() says how: `in_place` (the observer then holds its lock until
