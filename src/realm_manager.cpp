@@ -103,8 +103,13 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
       if (fresh) {
         if (free_.empty()) {
           it->second = static_cast<std::uint32_t>(slab_.size());
-          slab_.emplace_back();
-          bound_.push_back(0);
+          try {
+            slab_.emplace_back();
+            bound_.resize(slab_.size(), 0);
+          } catch (...) {
+            index_.erase(it);  // an entry the slab does not hold would be read as a member
+            throw;
+          }
         } else {
           it->second = free_.back();
           free_.pop_back();
@@ -115,7 +120,6 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
       }
       return it->second;
     }
-    Member& at(std::uint32_t slot) { return slab_[slot]; }
     // The entry's bound connections.
     std::uint32_t& bound(std::uint32_t slot) { return bound_[slot]; }
     std::uint32_t bound(std::uint32_t slot) const { return bound_[slot]; }
@@ -255,11 +259,18 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
   }
 
   // Binds the connection of binding `b`, to `peer`, to `realm`. REQUIRES: mutex; b.id set.
+  // What may throw (growing the binding, a new member) comes first: a failed bind leaves
+  // every count as it was.
   void add(Binding& b, Realm& realm, const NodeId& peer) {
-    if (b.realms.empty()) ++bound_slots;
-    const std::uint32_t m = realm.members.acquire(peer);
-    ++realm.members.bound(m);
-    b.realms.push_back(BoundTo{realm.index, m});
+    b.realms.push_back(BoundTo{realm.index, 0});
+    try {
+      b.realms.back().member = realm.members.acquire(peer);
+    } catch (...) {
+      b.realms.pop_back();
+      throw;
+    }
+    if (b.realms.size() == 1) ++bound_slots;
+    ++realm.members.bound(b.realms.back().member);
     ++realm.connections;
     ++realm.stats.binds;
   }

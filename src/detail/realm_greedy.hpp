@@ -295,6 +295,73 @@ inline std::size_t stepwise(Run run) {
   return covered;
 }
 
+// The pools' next values for by_level(), lowest first: a pool is queued at most once at a
+// time. Where the values span little (tag sums usually do: 100 pools over 100 values make
+// 10,000 levels' worth of queueing per phase), a bucket per value, each a list linked
+// through the pools; otherwise a binary heap.
+class LevelQueue {
+ public:
+  // Values in [lo, hi], `pools` pools. Buckets only if the span is at most `bucket_limit`.
+  LevelQueue(std::uint64_t lo, std::uint64_t hi, std::size_t pools, std::size_t bucket_limit)
+      : lo_(lo), buckets_(hi - lo <= bucket_limit) {
+    if (buckets_) {
+      head_.assign(static_cast<std::size_t>(hi - lo) + 1, kNone);
+      link_.assign(pools, kNone);
+    }
+  }
+  bool empty() const { return buckets_ ? queued_ == 0 : heap_.empty(); }
+  // REQUIRES: in bucket mode, `value` not below the last level popped since clear().
+  void push(std::uint64_t value, std::uint32_t pool) {
+    if (!buckets_) {
+      heap_.emplace(value, pool);
+      return;
+    }
+    const auto bucket = static_cast<std::size_t>(value - lo_);
+    link_[pool] = head_[bucket];
+    head_[bucket] = pool;
+    ++queued_;
+  }
+  // Moves the pools queued at the lowest value into `out` (cleared first), in no
+  // particular order. REQUIRES: !empty().
+  void pop_level(std::vector<std::uint32_t>& out) {
+    out.clear();
+    if (!buckets_) {
+      const std::uint64_t value = heap_.top().first;
+      while (!heap_.empty() && heap_.top().first == value) {
+        out.push_back(heap_.top().second);
+        heap_.pop();
+      }
+      return;
+    }
+    while (head_[cursor_] == kNone) ++cursor_;
+    for (std::uint32_t p = head_[cursor_]; p != kNone; p = link_[p]) out.push_back(p);
+    head_[cursor_] = kNone;
+    queued_ -= out.size();
+  }
+  void clear() {
+    if (!buckets_) {
+      heap_ = {};
+      return;
+    }
+    for (; queued_ > 0; ++cursor_) {
+      for (std::uint32_t p = head_[cursor_]; p != kNone; p = link_[p]) --queued_;
+      head_[cursor_] = kNone;
+    }
+    cursor_ = 0;
+  }
+
+ private:
+  static constexpr std::uint32_t kNone = UINT32_MAX;
+  using Entry = std::pair<std::uint64_t, std::uint32_t>;  // a pool's next value, the pool
+  std::uint64_t lo_;
+  bool buckets_;
+  std::vector<std::uint32_t> head_;  // by value - lo: the first pool queued there
+  std::vector<std::uint32_t> link_;  // by pool: the next pool in its bucket
+  std::size_t cursor_ = 0;           // no pool is queued below it
+  std::size_t queued_ = 0;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_;
+};
+
 // The same choice as stepwise(), a whole value level at a time, when every candidate is
 // in one pool only (REQUIRES: each peer is dealt once; stakes are not read). Then a pool's
 // takes and skips depend on its own count alone, so a level that the target does not
@@ -314,6 +381,9 @@ inline std::size_t by_level(Run run) {
   // where the target is reached. sorted_to[p]: the end of the last run put in order.
   SortScratch scratch;
   std::vector<std::uint32_t> sorted_to(pool_count);
+  std::uint64_t lo = UINT64_MAX;  // the lowest and highest values of all candidates
+  std::uint64_t hi = 0;
+  std::size_t candidate_count = 0;
   for (std::uint32_t p = 0; p < pool_count; ++p) {
     Pool& pool = pools[p];
     Contender* from = candidates + pool.begin;
@@ -322,7 +392,13 @@ inline std::size_t by_level(Run run) {
       std::sort(from, to, [](const Contender& a, const Contender& b) { return a.value < b.value; });
     }
     sorted_to[p] = pool.begin;
+    if (from != to) {
+      lo = std::min(lo, from->value);
+      hi = std::max(hi, (to - 1)->value);
+      candidate_count += pool.end - pool.begin;
+    }
   }
+  if (lo > hi) return 0;  // no candidate
   auto run_end = [&](std::uint32_t p, std::uint32_t at) {
     const std::uint32_t end = pools[p].end;
     const std::uint64_t value = candidates[at].value;
@@ -343,10 +419,9 @@ inline std::size_t by_level(Run run) {
   std::vector<std::uint32_t> pos(pool_count);
   std::vector<std::uint32_t> stop(pool_count);
   std::vector<std::size_t> floors(pool_count, 0);
-  std::vector<std::uint8_t> whole(pool_count, 0);        // the pool's run fits whole
-  std::vector<std::uint32_t> level;                      // the pools with candidates at this level
-  using Next = std::pair<std::uint64_t, std::uint32_t>;  // a pool's next value, the pool
-  std::priority_queue<Next, std::vector<Next>, std::greater<>> next;
+  std::vector<std::uint8_t> whole(pool_count, 0);  // the pool's run fits whole
+  std::vector<std::uint32_t> level;                // the pools with candidates at this level
+  LevelQueue next(lo, hi, pool_count, candidate_count + 1024);
   for (int phase = 1; phase <= run.phases && covered < target; ++phase) {
     // Whether pool p can give more this phase; moves pos[p] past taken peers.
     auto active = [&](std::uint32_t p) {
@@ -358,17 +433,11 @@ inline std::size_t by_level(Run run) {
     for (std::uint32_t p = 0; p < pool_count; ++p) {
       pos[p] = pools[p].begin;
       floors[p] = p == 0 ? 0 : floor_of(pools[p], phase);
-      if (active(p)) next.emplace(candidates[pos[p]].value, p);
+      if (active(p)) next.push(candidates[pos[p]].value, p);
     }
     while (covered < target && !next.empty()) {
-      const std::uint64_t value = next.top().first;
-      level.clear();
-      while (!next.empty() && next.top().first == value) {
-        const std::uint32_t p = next.top().second;
-        next.pop();
-        level.push_back(p);
-        stop[p] = run_end(p, pos[p]);
-      }
+      next.pop_level(level);
+      for (std::uint32_t p : level) stop[p] = run_end(p, pos[p]);
       // Whether the candidate at `at` in pool p fits now; 0: the pool is done this phase.
       auto fits = [&](std::uint32_t p, std::size_t count, const Contender& c) {
         if (p == 0) return 1;
@@ -425,7 +494,7 @@ inline std::size_t by_level(Run run) {
               const Contender& c = candidates[at];
               if (fate[c.index] != kTaken) take(p, c);
             }
-            if (active(p)) next.emplace(candidates[pos[p]].value, p);
+            if (active(p)) next.push(candidates[pos[p]].value, p);
             continue;
           }
           std::size_t count = pools[p].count;
@@ -436,7 +505,7 @@ inline std::size_t by_level(Run run) {
               fate[c.index] = static_cast<std::uint8_t>(phase);
             }
           });
-          if (active(p)) next.emplace(candidates[pos[p]].value, p);
+          if (active(p)) next.push(candidates[pos[p]].value, p);
         }
         continue;
       }
@@ -483,11 +552,11 @@ inline std::size_t by_level(Run run) {
       // the pools go on to their next levels.
       if (covered < target) {
         for (std::uint32_t p : at_level) {
-          if (pos[p] == stop[p] && active(p)) next.emplace(candidates[pos[p]].value, p);
+          if (pos[p] == stop[p] && active(p)) next.push(candidates[pos[p]].value, p);
         }
       }
     }
-    while (!next.empty()) next.pop();
+    next.clear();
   }
   return covered;
 }
