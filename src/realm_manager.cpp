@@ -482,24 +482,26 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
     for (std::uint32_t e = start; e < stop; ++e) deal(entries[e].pool, entries[e].bound);
   }
 
-  // Runs the greedy over the ranking's pools (and ends the ranking): `fate` (one per
-  // index) marks the peers taken, `order` (if not null) lists them, `last` gets the last
-  // (the one an exact trim may take in part). Returns the connections covered.
-  std::size_t choose_victims(std::size_t target, bool forced, std::vector<std::uint8_t>& fate,
-                             std::vector<std::uint32_t>* order, Contender& last) {
-    const std::unique_ptr<NodeRanking> r = std::move(ranking);
-    for (Pool& pool : r->pools) pool.sorted = pool.head = pool.begin;
-    fate.assign(r->indices, 0);
+  // Runs the greedy over a finished ranking's pools: `fate` (one per index) marks the peers
+  // taken, `order` (if not null) lists them, `last` gets the last (the one an exact trim may
+  // take in part). Returns the connections covered. Needs no lock: the ranking is the
+  // caller's, taken out of `ranking` under the mutex.
+  static std::size_t choose_victims(NodeRanking& r, std::size_t target, bool forced,
+                                    std::vector<std::uint8_t>& fate,
+                                    std::vector<std::uint32_t>* order, Contender& last) {
+    for (Pool& pool : r.pools) pool.sorted = pool.head = pool.begin;
+    fate.assign(r.indices, 0);
     const detail::realm_greedy::Run run{
-        r->pools, r->candidates.get(), r->stakes.get(), r->entries, fate,
-        target,   forced ? 3 : 2,      order,           &last};
-    return r->single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
+        r.pools, r.candidates.get(), r.stakes.get(), r.entries, fate,
+        target,  forced ? 3 : 2,     order,          &last};
+    return r.single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
   }
 
   // The trimmer's path (a snapshot): fills `order` and returns true, or returns false when
   // no connection is bound (the manager's own trimmer then decides alone).
   bool rank(const TrimSnapshot& snapshot, std::size_t target, std::vector<std::uint32_t>& order) {
     const auto n = static_cast<std::uint32_t>(snapshot.peers.size());
+    std::unique_ptr<NodeRanking> ranked;
     {
       std::lock_guard lock(mutex);
       if (!start_ranking(n)) return false;
@@ -512,14 +514,13 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
           }
         });
       }
-      if (ranking->overflow) {
-        ranking.reset();
-        throw std::logic_error("realm trim: a realm's count is below its bindings");
-      }
+      ranked = std::move(ranking);
     }
+    if (ranked->overflow)
+      throw std::logic_error("realm trim: a realm's count is below its bindings");
     std::vector<std::uint8_t> fate;
     Contender last{};
-    choose_victims(target, snapshot.forced, fate, &order, last);
+    choose_victims(*ranked, target, snapshot.forced, fate, &order, last);
     return true;
   }
 
@@ -548,7 +549,8 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
     if (ranking->overflow) return false;
     std::vector<std::uint8_t> fate;
     Contender last{};
-    const std::size_t covered = choose_victims(target, false, fate, nullptr, last);
+    const std::unique_ptr<NodeRanking> ranked = std::move(ranking);
+    const std::size_t covered = choose_victims(*ranked, target, false, fate, nullptr, last);
     // Each peer taken covers at least one connection, and the greedy stops at the target:
     // there are at most that many. Written without a branch (half the candidates may go,
     // at random), one slot past the last victim at most.
