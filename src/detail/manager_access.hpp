@@ -37,7 +37,8 @@ class PoolObserver {
   //     end_ranking()), `score` (the default order alone, as ScoreTrimmer would), or
   //     `snapshot` (through the trimmer);
   //  2. with `in_place`, rank_candidate() for each candidate peer in slot order, then
-  //     choose() once, then end_ranking() (always, even if something threw).
+  //     choose() once if there is anything to trim, then end_ranking() (always, even if
+  //     something threw).
   enum class Ranking { snapshot, score, in_place };
   virtual Ranking begin_ranking(std::size_t peer_slots) = 0;
   virtual void rank_candidate(std::uint32_t peer_slot, const RankKey& key,
