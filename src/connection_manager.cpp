@@ -2565,14 +2565,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     auto connections_of = [&](std::size_t slot) -> std::size_t {
       return weight[slot] == 255 ? peers_[slot].conns.size() : weight[slot];
     };
-    if (exact) {
-      target = exact_count;
-    } else {
-      // Protected and in-grace connections do not count toward the target.
-      target = candidate_connections >= config_.low_water
-                   ? candidate_connections - config_.low_water
-                   : 0;
-    }
+    target = unforced_target(exact, exact_count, candidate_connections);
     if (candidates == 0 || target == 0) return out;
     std::size_t victims = 0;                // written over keys[0, victims)
     if (target >= candidate_connections) {  // every candidate goes, whole
@@ -2694,14 +2687,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       observer_->rank_candidate(slot, detail::key_of(rank_view(slot), slot), count,
                                 {entry.conns.data(), count});
     });
-    if (exact) {
-      target = exact_count;
-    } else {
-      // Protected and in-grace connections do not count toward the target.
-      target = candidate_connections >= config_.low_water
-                   ? candidate_connections - config_.low_water
-                   : 0;
-    }
+    target = unforced_target(exact, exact_count, candidate_connections);
     detail::PoolObserver::Choice choice;
     if (target > 0 && candidate_connections > 0 && !observer_->choose(target, exact, choice)) {
       return std::nullopt;
@@ -2711,6 +2697,16 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     victims.partial_slot = choice.partial_slot;
     victims.partial_count = choice.partial_count;
     return victims;
+  }
+
+  // The connections a trim that is not forced closes: `exact_count` for an exact one, else
+  // the candidates' connections above low water (protected and in-grace connections do not
+  // count toward the target).
+  std::size_t unforced_target(bool exact, std::size_t exact_count,
+                              std::size_t candidate_connections) const {
+    if (exact) return exact_count;
+    return candidate_connections >= config_.low_water ? candidate_connections - config_.low_water
+                                                      : 0;
   }
 
   // Deletes temporary entries whose grace has passed.
@@ -2759,16 +2755,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       add_candidate(unprotected, slot, entry);
       candidate_connections += entry.conns.size();
     });
-    if (exact) {
-      unprotected.target = exact_count;
-    } else if (forced) {
+    if (forced) {
       unprotected.target = connections_ - config_.low_water;
       protected_plan.target = unprotected.target;
     } else {
-      // Protected and in-grace connections do not count toward the target.
-      unprotected.target = candidate_connections >= config_.low_water
-                               ? candidate_connections - config_.low_water
-                               : 0;
+      unprotected.target = unforced_target(exact, exact_count, candidate_connections);
     }
     std::string detail = describe(kind, before, unprotected.target);
     lock.unlock();
