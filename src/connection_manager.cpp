@@ -35,14 +35,41 @@
 namespace dep2p::connmgr {
 
 namespace detail {
-// The manager's access to the tracking word every Connection carries.
+// The manager's access to the tracking word every Connection carries. A manager's token is
+// even and never reused in the process; token | 1 marks a connection that manager closed
+// and whose closure the host has not reported yet.
 struct ConnectionAccess {
-  static bool claim(Connection& c, const void* owner) {
-    const void* expected = nullptr;
-    return c.owner_.compare_exchange_strong(expected, owner, std::memory_order_acq_rel);
+  static std::uint64_t new_token() {
+    static std::atomic<std::uint64_t> last{0};
+    return (last.fetch_add(1, std::memory_order_relaxed) + 1) * 2;
   }
-  static void release(Connection& c) { c.owner_.store(nullptr, std::memory_order_release); }
-  static const void* owner(const Connection& c) { return c.owner_.load(std::memory_order_acquire); }
+  static bool claim(Connection& c, std::uint64_t token) {
+    std::uint64_t expected = 0;
+    return c.owner_.compare_exchange_strong(expected, token, std::memory_order_acq_rel);
+  }
+  static void release(const Connection& c) { c.owner_.store(0, std::memory_order_release); }
+  // The manager asked the host to close it: held as closed until the host's report, unless
+  // that report came first (the word no longer holds the token then).
+  static void mark_closed(const Connection& c, std::uint64_t token) {
+    std::uint64_t expected = token;
+    c.owner_.compare_exchange_strong(expected, token | 1, std::memory_order_acq_rel);
+  }
+  // The host's report of a closure the manager asked for: the handle is the host's again.
+  static void end_closed(const Connection& c, std::uint64_t token) {
+    std::uint64_t expected = token | 1;
+    c.owner_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+  }
+  // The same for a connection the manager detached and is about to close (or has just
+  // closed: mark_closed may run meanwhile, so the plain token is tried first).
+  // REQUIRES: the manager's lock held, so that no claim of the token can interleave.
+  static void end_detached(const Connection& c, std::uint64_t token) {
+    std::uint64_t expected = token;
+    if (c.owner_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return;
+    end_closed(c, token);
+  }
+  static std::uint64_t owner(const Connection& c) {
+    return c.owner_.load(std::memory_order_acquire);
+  }
   static std::uint32_t slot(const Connection& c) { return c.slot_; }
   static void set_slot(Connection& c, std::uint32_t slot) { c.slot_ = slot; }
 };
@@ -357,11 +384,15 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     return it == peer_index_.end() ? kNoSlot : *it;
   }
 
+  // Whether the handle is this manager's: tracked, detached for closing, or closed by it with
+  // the host's report still to come.
+  bool ours(const Connection& c) const { return (ConnectionAccess::owner(c) | 1) == (token_ | 1); }
+
   // The conn_slots_ index of a connection this manager tracks, or nullopt.
   // A handle the manager has detached but not yet closed still names this manager; the
   // slot's handle tells it apart (the slot is free or reused).
   std::optional<std::uint32_t> tracked_slot(const Connection& c) const {
-    if (ConnectionAccess::owner(c) != this) return std::nullopt;
+    if (ConnectionAccess::owner(c) != token_) return std::nullopt;
     const std::uint32_t slot = ConnectionAccess::slot(c);
     if (slot >= conn_slots_.size() || conn_slots_[slot].handle.get() != &c) return std::nullopt;
     return slot;
@@ -612,11 +643,11 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::error_code insert_connection(std::shared_ptr<Connection> handle, const HandleFacts& facts,
                                     std::optional<boost::asio::ip::address> capped_address) {
     const TimePoint now = time_->now();
-    if (!ConnectionAccess::claim(*handle, this)) {
-      // Already ours (a duplicate report) or tracked by another manager.
+    if (!ConnectionAccess::claim(*handle, token_)) {
+      // Already ours (a duplicate report, or one we closed whose closure the host has not
+      // reported yet) or tracked by another manager.
       unknown_reports_.fetch_add(1, std::memory_order_relaxed);
-      return ConnectionAccess::owner(*handle) == this ? Errc::duplicate_connection
-                                                      : Errc::invalid_argument;
+      return ours(*handle) ? Errc::duplicate_connection : Errc::invalid_argument;
     }
     std::uint32_t slot;
     if (auto index = peer_index_.find(facts.peer); index != peer_index_.end()) {
@@ -695,8 +726,9 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::error_code remove_connection(const Connection& connection, CloseReason reason) {
     // A report for a connection this manager does not hold (typically one it closed
     // itself, reported back from close()) needs no lock: only this manager ever sets
-    // the owner word to itself, and only under its lock.
-    if (ConnectionAccess::owner(connection) != this) {
+    // the owner word to its token, and only under its lock.
+    if (ConnectionAccess::owner(connection) != token_) {
+      ConnectionAccess::end_closed(connection, token_);  // the report of our close, if it is
       unknown_reports_.fetch_add(1, std::memory_order_relaxed);
       return Errc::unknown_connection;
     }
@@ -705,7 +737,10 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     {
       std::lock_guard lock(mutex_);
       auto slot = tracked_slot(connection);
-      if (!slot) {  // another thread removed it meanwhile
+      if (!slot) {
+        // Another thread removed it meanwhile, or detached it to close it: then this
+        // report is the one that close would have brought.
+        ConnectionAccess::end_detached(connection, token_);
         unknown_reports_.fetch_add(1, std::memory_order_relaxed);
         return Errc::unknown_connection;
       }
@@ -824,7 +859,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   }
 
   void close_handle(Connection& handle, CloseReason reason, const std::string& detail) {
-    ConnectionAccess::release(handle);
+    ConnectionAccess::mark_closed(handle, token_);
     try {
       handle.close(reason, detail);
     } catch (const std::exception& e) {
@@ -849,7 +884,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
     const TimePoint now = time_->now();
     const std::uint32_t slot = create_peer(peer, now, true);
-    schedule_expiry(slot, now + config_.grace_period);
+    schedule_expiry(slot, now + temp_lifetime());
     return slot;
   }
   PeerSlot* slot_for_tagging(const NodeId& peer, std::error_code& ec) {
@@ -953,9 +988,24 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   bool unprotect(const NodeId& peer, std::string_view tag) {
     std::lock_guard lock(mutex_);
     const bool still = protections_.unprotect(peer, tag);
-    if (PeerSlot* entry = find_peer(peer)) entry->is_protected = still;
+    if (!still) lose_protection(peer, time_->now());
     return still;
   }
+
+  // The peer's last protection ended. A temporary entry of it, which could not expire
+  // while protected, lives one more temporary lifetime from now (or to its own end, if
+  // later). REQUIRES: mutex_ held.
+  void lose_protection(const NodeId& peer, TimePoint now) {
+    const std::uint32_t slot = find_slot(peer);
+    if (slot == kNoSlot) return;
+    PeerSlot& entry = peers_[slot];
+    if (!entry.is_protected) return;  // was not protected (an unprotect of nothing)
+    entry.is_protected = false;
+    if (entry.temporary) schedule_expiry(slot, std::max(expiry_at(slot), now + temp_lifetime()));
+  }
+
+  // How long a temporary entry made by tagging lives.
+  Duration temp_lifetime() const { return config_.grace_period; }
 
   // --- Expiry of temporary entries and timed protections --------------------------
 
@@ -985,16 +1035,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       expiries_.pop();
       const PeerSlot& entry = peers_[due.slot];
       // Stale records (the peer connected, was released, or got a later expiry) are
-      // skipped here rather than searched for when they go stale.
-      if (entry.live && entry.temporary && entry.generation == due.generation &&
-          expiry_at(due.slot) <= now) {
+      // skipped here rather than searched for when they go stale. A protected entry does
+      // not expire: its lifetime starts again when its protection ends (lose_protection).
+      if (entry.live && entry.temporary && !entry.is_protected &&
+          entry.generation == due.generation && expiry_at(due.slot) <= now) {
         release_peer(due.slot);
         ++stats_.temporary_peers_pruned;
       }
     }
     for (const NodeId& peer : protections_.expire(now)) {
       ++stats_.protections_expired;
-      if (PeerSlot* entry = find_peer(peer)) entry->is_protected = false;
+      lose_protection(peer, now);
     }
     TimePoint next = protections_.next_expiry();
     if (!expiries_.empty()) next = std::min(next, expiries_.top().at);
@@ -1584,7 +1635,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     std::lock_guard lock(mutex_);
     if (closed_) return Errc::closed;
     const Connection* key = handle.get();
-    if (handshakes_.contains(key) || tracked_slot(*handle)) return Errc::duplicate_connection;
+    if (handshakes_.contains(key) || ours(*handle)) return Errc::duplicate_connection;
     const std::uint64_t serial = ++next_pending_serial_;
     handshakes_.emplace(key, PendingEntry{std::move(handle), state, serial});
     // The timeout is constant, so deadlines are appended in time order.
@@ -1625,6 +1676,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
         if (next != ConnectionState::closed) return Errc::illegal_transition;
         after = After::remove;
       } else {
+        // The closure of a connection the manager closed: the handle is the host's again.
+        if (next == ConnectionState::closed) ConnectionAccess::end_detached(connection, token_);
         return Errc::unknown_connection;
       }
     }
@@ -2709,12 +2762,14 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
                                                       : 0;
   }
 
-  // Deletes temporary entries whose grace has passed.
-  void prune_temporary(TimePoint now, bool ignore_grace) {
+  // Deletes the temporary entries that are past their end and not protected (a forced
+  // trim too: an entry holds no connection, so deleting one frees nothing an emergency
+  // needs, and loses tags set before a dial completed).
+  void prune_temporary(TimePoint now) {
     if (temp_peers_ == 0) return;
     for (std::uint32_t slot = 0; slot < peers_.size(); ++slot) {
       const PeerSlot& entry = peers_[slot];
-      if (entry.live && entry.temporary && (ignore_grace || now >= expiry_at(slot))) {
+      if (entry.live && entry.temporary && !entry.is_protected && now >= expiry_at(slot)) {
         release_peer(slot);
         ++stats_.temporary_peers_pruned;
       }
@@ -2757,7 +2812,17 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     });
     if (forced) {
       unprotected.target = connections_ - config_.low_water;
-      protected_plan.target = unprotected.target;
+      // Protected peers go only for what the unprotected ones cannot cover in the plan,
+      // ranked for that shortfall alone: the trimmer's order need only be right within
+      // the target it is given (the least valuable protected peers, not any of them).
+      // Unprotected victims that change meanwhile, or connections added while the
+      // trimmer runs, are never a reason to close a protected peer.
+      std::size_t unprotected_held = 0;
+      for (const PeerSnapshot& p : unprotected.snapshot.peers) {
+        unprotected_held += p.connection_count;
+      }
+      protected_plan.target =
+          unprotected.target > unprotected_held ? unprotected.target - unprotected_held : 0;
     } else {
       unprotected.target = unforced_target(exact, exact_count, candidate_connections);
     }
@@ -2776,24 +2841,14 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     lock.lock();
     if (!ok || closed_) return detail;
     closed = commit(unprotected, victims, false, reason, detail, closing, peers_closed);
-    // Protected peers go only for what the unprotected ones could not cover even in
-    // the plan: unprotected victims that changed meanwhile, or connections added while
-    // the trimmer ran, are never a reason to close a protected peer.
-    std::size_t shortfall = 0;
-    if (forced) {
-      std::size_t unprotected_held = 0;
-      for (const PeerSnapshot& p : unprotected.snapshot.peers) {
-        unprotected_held += p.connection_count;
-      }
-      if (unprotected.target > unprotected_held) {
-        shortfall = unprotected.target - unprotected_held;
-      }
-    }
-    if (shortfall > 0 && connections_ > config_.low_water) {
-      closed += commit(protected_plan,
-                       select(protected_plan, protected_order,
-                              std::min(shortfall, connections_ - config_.low_water), false),
-                       true, reason, detail, closing, peers_closed);
+    // The protected phase closes no more than the pool still holds above low water (less
+    // than planned only if connections went meanwhile).
+    if (protected_plan.target > 0 && connections_ > config_.low_water) {
+      closed +=
+          commit(protected_plan,
+                 select(protected_plan, protected_order,
+                        std::min(protected_plan.target, connections_ - config_.low_water), false),
+                 true, reason, detail, closing, peers_closed);
     }
     ++stats_.trims;
     if (closed > 0 && hub_.has_subscribers()) {
@@ -2839,7 +2894,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     const bool forced = kind == TrimKind::forced;
     const bool exact = kind == TrimKind::exact_count;
     const CloseReason reason = forced || exact ? CloseReason::forced_trim : CloseReason::trimmed;
-    if (!exact) prune_temporary(now, forced);
+    if (!exact) prune_temporary(now);
 
     std::vector<std::shared_ptr<Connection>> closing;
     std::size_t closed = 0;
@@ -2994,6 +3049,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   }
 
   // Immutable after construction.
+  const std::uint64_t token_ = ConnectionAccess::new_token();  // see ConnectionAccess
   executor_type executor_;
   boost::asio::strand<executor_type> strand_;
   std::shared_ptr<TimeSource> time_;
@@ -3156,7 +3212,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
       if (until != detail::ProtectTable::kForever) out.until = until;
     }
     if (entry->temporary) {
-      e.expires_at = expiry_at(entry_slot);
+      // A protected entry has no end until its protection ends.
+      if (!entry->is_protected) e.expires_at = expiry_at(entry_slot);
     } else if (!out_of_grace(entry_slot, now)) {
       e.grace_until = peer_cold_[entry_slot].first_seen + config_.grace_period;
     }

@@ -65,7 +65,11 @@ std::string explain_summary(const Explanation& e) {
   }
   if (e.temporary) {
     text += "not connected: temporary entry";
-    if (e.expires_at) text += " for " + describe(*e.expires_at - e.at) + " more";
+    if (e.expires_at) {
+      text += " for " + describe(*e.expires_at - e.at) + " more";
+    } else if (!e.protections.empty()) {
+      text += ", kept while " + describe_protections(e);
+    }
     return text + "; " + describe_value(e);
   }
   text += "kept: ";

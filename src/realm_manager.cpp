@@ -507,12 +507,14 @@ struct RealmConnectionManager::State final : detail::PoolObserver {
       if (!start_ranking(n)) return false;
       for (std::uint32_t i = 0; i < n; ++i) {
         const PeerSnapshot& peer = snapshot.peers[i];
-        add_contender(i, detail::key_of(peer, i), peer.connection_count, [&](auto&& f) {
-          for (const ConnectionRef& conn : snapshot.connection_refs_of(peer)) {
-            if (conn.slot >= bindings.size() || bindings[conn.slot].id != conn.id) continue;
-            for (const BoundTo& bound : bindings[conn.slot].realms) f(bound);
-          }
-        });
+        add_contender(i, detail::key_of(peer, i, snapshot.forced), peer.connection_count,
+                      [&](auto&& f) {
+                        for (const ConnectionRef& conn : snapshot.connection_refs_of(peer)) {
+                          if (conn.slot >= bindings.size() || bindings[conn.slot].id != conn.id)
+                            continue;
+                          for (const BoundTo& bound : bindings[conn.slot].realms) f(bound);
+                        }
+                      });
       }
       ranked = std::move(ranking);
     }

@@ -81,7 +81,7 @@ class ScoreTrimmer final : public Trimmer {
       for (std::uint32_t i = 0; i < n; ++i) {
         prefix[below] = i;
         below += static_cast<std::size_t>(values[i] < boundary);
-        if (values[i] == boundary) tied.push_back(key_of(snapshot.peers[i], i));
+        if (values[i] == boundary) tied.push_back(key_of(snapshot.peers[i], i, snapshot.forced));
       }
       prefix.resize(below);
       // k - prefix.size() >= 1 of the tied peers fall within the target.
@@ -105,7 +105,7 @@ class ScoreTrimmer final : public Trimmer {
     }
     std::vector<RankKey> keys;
     keys.reserve(k);
-    for (std::uint32_t i : prefix) keys.push_back(key_of(snapshot.peers[i], i));
+    for (std::uint32_t i : prefix) keys.push_back(key_of(snapshot.peers[i], i, snapshot.forced));
     std::sort(keys.begin(), keys.end());
     for (const RankKey& key : keys) order.push_back(key.index);
   }

@@ -38,6 +38,7 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -115,9 +116,11 @@ enum class Op : std::uint8_t {
   complete_held,     // on_secured + add_connection with a held reservation
   drop_reservation,  // a handshake failed: the reservation goes
   reserve_resources,
-  add_duplicate,    // add_connection of a handle already tracked
-  host_disconnect,  // remove_connection of an open connection
-  report_unknown,   // remove_connection of a handle never tracked
+  add_duplicate,     // add_connection of a handle already tracked
+  host_disconnect,   // remove_connection of an open connection
+  report_unknown,    // remove_connection of a handle never tracked
+  late_report,       // a host that reports closures late reports one the manager closed
+  repeat_connected,  // ... or, racing, reports such a connection as connected again
   close_peer,
   stream_open,
   stream_close,
@@ -158,17 +161,41 @@ inline NodeId model_peer_id(std::uint64_t n) {
 }
 
 inline const char* op_name(Op op) {
-  static constexpr const char* kNames[] = {"connect",       "connect_admitted", "admit_and_hold",
-                                           "complete_held", "drop_reservation", "reserve_resources",
-                                           "add_duplicate", "host_disconnect",  "report_unknown",
-                                           "close_peer",    "stream_open",      "stream_close",
-                                           "activity",      "ping_dies",        "tag",
-                                           "untag",         "upsert",           "protect",
-                                           "protect_for",   "unprotect",        "check_dial",
-                                           "block_peer",    "unblock_peer",     "ban_peer",
-                                           "advance_small", "advance_large",    "trim",
-                                           "force_trim",    "trim_connections", "set_limits",
-                                           "bind",          "unbind",           "trim_realm"};
+  static constexpr const char* kNames[] = {"connect",
+                                           "connect_admitted",
+                                           "admit_and_hold",
+                                           "complete_held",
+                                           "drop_reservation",
+                                           "reserve_resources",
+                                           "add_duplicate",
+                                           "host_disconnect",
+                                           "report_unknown",
+                                           "late_report",
+                                           "repeat_connected",
+                                           "close_peer",
+                                           "stream_open",
+                                           "stream_close",
+                                           "activity",
+                                           "ping_dies",
+                                           "tag",
+                                           "untag",
+                                           "upsert",
+                                           "protect",
+                                           "protect_for",
+                                           "unprotect",
+                                           "check_dial",
+                                           "block_peer",
+                                           "unblock_peer",
+                                           "ban_peer",
+                                           "advance_small",
+                                           "advance_large",
+                                           "trim",
+                                           "force_trim",
+                                           "trim_connections",
+                                           "set_limits",
+                                           "bind",
+                                           "unbind",
+                                           "trim_realm"};
   static_assert(std::size(kNames) == static_cast<std::size_t>(Op::kCount));
   return kNames[static_cast<std::size_t>(op)];
 }
@@ -364,10 +391,10 @@ class Run {
   Op pick_op() {
     // Weights, in Op order: the pool's own operations most, admission and time often.
     static constexpr std::array<std::uint32_t, static_cast<std::size_t>(Op::kCount)> kWeights = {
-        14, 6, 3, 3, 2, 1, 1, 6, 1, 1,  // connect .. close_peer
-        3,  2, 2, 1, 5, 2, 2, 3, 2, 2,  // stream_open .. unprotect
-        1,  1, 1, 1, 5, 3, 4, 1, 2, 1,  // check_dial .. set_limits
-        8,  2, 1                        // bind .. trim_realm (with realms only)
+        14, 6, 3, 3, 2, 1, 1, 6, 1, 2, 1, 1,  // connect .. close_peer
+        3,  2, 2, 1, 5, 2, 2, 3, 2, 2,        // stream_open .. unprotect
+        1,  1, 1, 1, 5, 3, 4, 1, 2, 1,        // check_dial .. set_limits
+        8,  2, 1                              // bind .. trim_realm (with realms only)
     };
     std::uint64_t total = 0;
     for (std::uint32_t w : kWeights) total += w;
@@ -532,8 +559,10 @@ class Run {
     return id;
   }
 
-  // The model's side of a connection leaving the pool (closed by either side).
-  void leave(std::uint64_t id, CloseReason reason) {
+  // The model's side of a connection leaving the pool: closed by the host, or by the
+  // manager (`by_manager`); a closure the host did not report back at once is reported
+  // late (late_report), and until then the handle is the manager's duplicate.
+  void leave(std::uint64_t id, CloseReason reason, bool by_manager) {
     auto it = conns_.find(id);
     MConn& c = it->second;
     MPeer& peer = peers_[c.peer];
@@ -541,20 +570,39 @@ class Run {
     if (peer.conns.empty()) release_peer(peer);
     ++removed_;
     ++closes_[static_cast<std::size_t>(reason)];
-    released_.push_back(c.handle);
+    (by_manager && !c.report_back ? late_ : released_).push_back(c.handle);
     ping_modes_.erase(c.handle.get());
     by_handle_.erase(c.handle.get());
     conns_.erase(it);
   }
 
-  // Time moved (or a trim pruned): the model's own time rules.
+  // A peer's last protection ended at `at`: its temporary entry, which could not expire
+  // while protected, lives one lifetime from then (or to its own end, if later).
+  void protection_ended(MPeer& peer, TimePoint at) {
+    if (peer.exists && peer.temporary) {
+      peer.expires_at = std::max(peer.expires_at, at + config_.grace_period);
+    }
+  }
+
+  // Time moved: the model's own time rules. Every protection left has not ended yet (each
+  // move of time runs this), so one that ends now ends in the interval just passed.
   void expire_at_now() {
     for (MPeer& peer : peers_) {
+      const bool was_protected = !peer.protections.empty();
+      TimePoint last_end{};
       for (auto it = peer.protections.begin(); it != peer.protections.end();) {
-        it = it->second <= now_ ? peer.protections.erase(it) : std::next(it);
+        if (it->second <= now_) {
+          last_end = std::max(last_end, it->second);
+          it = peer.protections.erase(it);
+        } else {
+          ++it;
+        }
       }
+      if (was_protected && peer.protections.empty()) protection_ended(peer, last_end);
       if (peer.ban_until && *peer.ban_until <= now_) peer.ban_until.reset();
-      if (peer.exists && peer.temporary && peer.expires_at <= now_) release_peer(peer);
+      if (peer.exists && peer.temporary && peer.protections.empty() && peer.expires_at <= now_) {
+        release_peer(peer);
+      }
     }
   }
 
@@ -571,6 +619,8 @@ class Run {
       case Op::add_duplicate: return do_add_duplicate();
       case Op::host_disconnect: return do_host_disconnect();
       case Op::report_unknown: return do_report_unknown();
+      case Op::late_report: return do_late_report();
+      case Op::repeat_connected: return do_repeat_connected();
       case Op::close_peer: return do_close_peer();
       case Op::stream_open: return do_stream(true);
       case Op::stream_close: return do_stream(false);
@@ -729,13 +779,36 @@ class Run {
     detail_ = " " + peer_name(conns_[*id].peer);
     expect_eq(manager_->remove_connection(*conns_[*id].handle, CloseReason::host),
               std::error_code{}, "remove_connection");
-    leave(*id, CloseReason::host);
+    leave(*id, CloseReason::host, /*by_manager=*/false);
   }
 
   void do_report_unknown() {
     testing::FakeConnection stranger(ids_[pick_peer()], Direction::inbound);
     expect_eq(manager_->remove_connection(stranger), make_error_code(Errc::unknown_connection),
               "remove_connection of a stranger");
+    ++duplicate_reports_;
+  }
+
+  // The host reports, late, the closure of a connection the manager closed: expected, and
+  // the handle is the host's again.
+  void do_late_report() {
+    if (late_.empty()) return;
+    const auto i = static_cast<std::ptrdiff_t>(choices_.below(late_.size()));
+    auto handle = late_[static_cast<std::size_t>(i)];
+    late_.erase(late_.begin() + i);
+    expect_eq(manager_->remove_connection(*handle), make_error_code(Errc::unknown_connection),
+              "the late report of a closure the manager asked for");
+    ++duplicate_reports_;
+    released_.push_back(std::move(handle));
+  }
+
+  // Racing its own close, the host reports such a connection as connected again: a
+  // duplicate until its closure is reported, never a new connection.
+  void do_repeat_connected() {
+    if (late_.empty()) return;
+    auto& handle = late_[static_cast<std::size_t>(choices_.below(late_.size()))];
+    expect_eq(manager_->add_connection(handle), make_error_code(Errc::duplicate_connection),
+              "add_connection of a handle the manager closed, its closure not reported yet");
     ++duplicate_reports_;
   }
 
@@ -866,8 +939,11 @@ class Run {
     const std::string tag = kProtectTags[choices_.below(kProtectTags.size())];
     detail_ = " " + peer_name(p) + " " + tag;
     const bool still = manager_->unprotect(ids_[p], tag);
-    peers_[p].protections.erase(tag);
-    expect_eq(still, live_protection(peers_[p]), "unprotect's answer");
+    MPeer& peer = peers_[p];
+    const bool was = !peer.protections.empty();
+    peer.protections.erase(tag);
+    expect_eq(still, live_protection(peer), "unprotect's answer");
+    if (was && peer.protections.empty()) protection_ended(peer, now_);
   }
 
   void do_check_dial() {
@@ -962,13 +1038,37 @@ class Run {
 
   void do_force_trim() {
     trim_plan_ = plan_trim();
+    realm_rules_ = any_bound();
+    force_keys_.assign(peers_.size(), std::nullopt);
+    force_conns_.assign(peers_.size(), 0);
+    force_protected_.assign(peers_.size(), false);
+    for (std::size_t p = 0; p < peers_.size(); ++p) {
+      const MPeer& peer = peers_[p];
+      if (!peer.exists || peer.temporary || peer.conns.empty()) continue;
+      force_keys_[p] = emergency_key(p);
+      force_conns_[p] = peer.conns.size();
+      force_protected_[p] = live_protection(peer);
+    }
     trim_ran_ = watermarks_on() && trim_plan_.count > low_;
     trim_result_ = manager_->force_trim();
-    if (trim_ran_) {
-      for (MPeer& peer : peers_) {
-        if (peer.exists && peer.temporary) release_peer(peer);
-      }
+    if (trim_ran_) prune_expired_temporaries();
+  }
+
+  // The emergency order's key without the final tie-break (the pool's slot order, which
+  // the model does not know): lower value; no streams before streams; a peer with an
+  // inbound connection first; more streams first; later first_seen first.
+  using EmergencyKey = std::tuple<std::int64_t, bool, bool, std::int64_t, std::int64_t>;
+  EmergencyKey emergency_key(std::size_t p) const {
+    const MPeer& peer = peers_[p];
+    std::int64_t streams = 0;
+    bool inbound = false;
+    for (std::uint64_t id : peer.conns) {
+      const MConn& c = conns_.at(id);
+      streams += c.streams_in + c.streams_out;
+      inbound = inbound || c.direction == Direction::inbound;
     }
+    return {value_of(peer), streams > 0, !inbound, -streams,
+            -peer.first_seen.time_since_epoch().count()};
   }
 
   void do_trim_connections() {
@@ -1080,9 +1180,12 @@ class Run {
     return false;
   }
 
+  // What a trim prunes: temporary entries past their end, unless protected.
   void prune_expired_temporaries() {
     for (MPeer& peer : peers_) {
-      if (peer.exists && peer.temporary && peer.expires_at <= now_) release_peer(peer);
+      if (peer.exists && peer.temporary && !live_protection(peer) && peer.expires_at <= now_) {
+        release_peer(peer);
+      }
     }
   }
 
@@ -1096,6 +1199,7 @@ class Run {
     std::size_t host = 0;
     std::size_t protected_forced = 0;
     std::map<std::size_t, std::size_t> trimmed_peers;  // peer -> connections closed
+    std::map<std::size_t, bool> forced_peers;          // peer -> protected
     std::int64_t max_victim_value = std::numeric_limits<std::int64_t>::min();
     const bool time_moved = op_ == Op::advance_small || op_ == Op::advance_large;
     if (time_moved) expire_at_now();
@@ -1142,6 +1246,7 @@ class Run {
           }
           if (prot) ++protected_forced;
           ++forced;
+          forced_peers[c.peer] = prot;
           break;
         case CloseReason::keepalive_timeout:
           if (!time_moved || c.ping == PingMode::answers) fail(who + ": its pings were answered");
@@ -1170,7 +1275,7 @@ class Run {
         default: fail(who + ": a reason the model never causes");
       }
       if (!failure_.empty()) return;
-      leave(id, closed.reason);
+      leave(id, closed.reason, /*by_manager=*/true);
     }
 
     // Counts and order of the trims.
@@ -1184,7 +1289,7 @@ class Run {
         fail("a realm trim took " + realms_[realm_target_].name + " below its low water");
       }
     }
-    if (op_ == Op::force_trim) check_force_trim(forced, protected_forced);
+    if (op_ == Op::force_trim) check_force_trim(forced, protected_forced, forced_peers);
     if (op_ == Op::trim_connections) {
       const std::size_t expected = std::min(exact_count_, trim_plan_.candidate_connections);
       expect_eq(trim_result_, forced, "trim_connections' result");
@@ -1287,7 +1392,8 @@ class Run {
     }
   }
 
-  void check_force_trim(std::size_t closed, std::size_t protected_closed) {
+  void check_force_trim(std::size_t closed, std::size_t protected_closed,
+                        const std::map<std::size_t, bool>& victims) {
     expect_eq(trim_result_, closed, "force_trim()'s result");
     if (!trim_ran_) {
       expect_eq(closed, std::size_t{0}, "connections closed by a force_trim with no reason to run");
@@ -1300,6 +1406,48 @@ class Run {
     if (conns_.size() > low_) fail("force_trim left more than low water");
     if (protected_closed > 0 && trim_plan_.unprotected_connections >= target) {
       fail("force_trim closed a protected peer although unprotected ones covered the target");
+    }
+    for (const auto& [p, prot] : victims) {
+      if (!peers_[p].conns.empty()) fail(peer_name(p) + " only partly closed by force_trim");
+    }
+    // With bound connections the realm rules choose (reserves, shares); otherwise each
+    // phase takes whole peers in the emergency order, and no more than its target needs.
+    if (realm_rules_ || !failure_.empty()) return;
+    const std::size_t shortfall = target > trim_plan_.unprotected_connections
+                                      ? target - trim_plan_.unprotected_connections
+                                      : 0;
+    check_emergency_phase(victims, false, target, "unprotected");
+    check_emergency_phase(victims, true, shortfall, "protected");
+  }
+
+  // One phase of force_trim: its victims (`prot` says which phase) come first in the
+  // emergency order among that phase's peers (ties aside), and the last of them was needed.
+  void check_emergency_phase(const std::map<std::size_t, bool>& victims, bool prot,
+                             std::size_t target, const std::string& phase) {
+    std::optional<EmergencyKey> worst_victim;
+    std::size_t covered = 0;
+    for (const auto& [p, was_protected] : victims) {
+      if (was_protected != prot || !force_keys_[p]) continue;
+      if (!worst_victim || *worst_victim < *force_keys_[p]) worst_victim = force_keys_[p];
+      covered += force_conns_[p];
+    }
+    if (!worst_victim) return;
+    std::size_t last = 0;  // the most connections a peer ranked last among the victims held
+    for (const auto& [p, was_protected] : victims) {
+      if (was_protected == prot && force_keys_[p] == worst_victim) {
+        last = std::max(last, force_conns_[p]);
+      }
+    }
+    if (covered - last >= target) {
+      fail("force_trim's " + phase + " phase closed more whole peers than its target " +
+           std::to_string(target) + " needs");
+    }
+    for (std::size_t p = 0; p < peers_.size(); ++p) {
+      if (!force_keys_[p] || victims.count(p) != 0 || force_protected_[p] != prot) continue;
+      if (*force_keys_[p] < *worst_victim) {
+        fail("force_trim's " + phase + " phase kept " + peer_name(p) +
+             ", which comes before a victim in the emergency order");
+      }
     }
   }
 
@@ -1421,6 +1569,9 @@ class Run {
       if (!weak.expired()) fail("the manager still holds a closed connection's handle");
     }
     released_.clear();
+    for (const auto& handle : late_) {
+      if (handle.use_count() != 1) fail("the manager still holds a closed connection's handle");
+    }
   }
 
   Choices& choices_;
@@ -1444,6 +1595,8 @@ class Run {
   std::array<std::uint64_t, kCloseReasonCount> closes_{};
   std::array<std::uint64_t, kRefusalReasonCount> refusals_{};
   std::vector<std::shared_ptr<testing::FakeConnection>> released_;
+  // Closed by the manager, their closure not reported yet (see do_late_report).
+  std::vector<std::shared_ptr<testing::FakeConnection>> late_;
 
   // The step in progress.
   Op op_ = Op::connect;
@@ -1452,6 +1605,10 @@ class Run {
   std::string failure_;
   std::deque<std::string> history_;
   TrimPlan trim_plan_;
+  // force_trim's view of each peer before it ran (no key: not a candidate).
+  std::vector<std::optional<EmergencyKey>> force_keys_;
+  std::vector<std::size_t> force_conns_;
+  std::vector<bool> force_protected_;
   bool trim_ran_ = false;
   std::size_t trim_result_ = 0;
   std::size_t exact_count_ = 0;

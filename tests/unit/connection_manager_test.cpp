@@ -153,6 +153,52 @@ TEST(ConnectionManager, UnknownRemoveIsRefusedAndChangesNothing) {
   EXPECT_EQ(events.of<DisconnectedEvent>().size(), 1u);
 }
 
+// A host whose close() does not report back at once may race and report a connection the
+// manager closed as connected again: until the host reports the closure, the handle is a
+// duplicate, never a new connection with a fresh grace period.
+TEST(ConnectionManager, AHandleTheManagerClosedIsADuplicateUntilTheHostReportsTheClosure) {
+  ManagerHarness h(testing::trim_config(1, 100));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(0), "a", 10));
+  auto c0 = h.add(0, Direction::inbound, /*reporting=*/false);
+  auto c1 = h.add(1, Direction::inbound, /*reporting=*/false);
+  ASSERT_EQ(h.manager.trim(), 1u);
+  ASSERT_TRUE(c1->closed());
+  ASSERT_EQ(h.manager.connection_count(), 1u);
+
+  EXPECT_EQ(h.manager.add_connection(c1), Errc::duplicate_connection);
+  EXPECT_EQ(h.manager.connection_count(), 1u);
+  EXPECT_FALSE(h.manager.tag_info(peer_id(1)).has_value()) << "the entry came back";
+  EXPECT_EQ(h.manager.track_pending(c1, ConnectionState::handshaking), Errc::duplicate_connection);
+  EXPECT_EQ(h.manager.stats().connections_added, 2u);
+
+  // The host's report ends it; after that the handle is the host's to reuse.
+  EXPECT_EQ(h.manager.remove_connection(*c1), Errc::unknown_connection);
+  EXPECT_EQ(h.manager.remove_connection(*c1), Errc::unknown_connection);
+  EXPECT_FALSE(h.manager.add_connection(c1));
+  EXPECT_EQ(h.manager.connection_count(), 2u);
+}
+
+TEST(ConnectionManager, ReportingAClosedStateAlsoEndsAClosedHandle) {
+  ManagerHarness h(testing::trim_config(1, 100));
+  auto c0 = h.add(0, Direction::inbound, /*reporting=*/false);
+  ASSERT_FALSE(h.manager.close_connection(*c0));
+  EXPECT_EQ(h.manager.add_connection(c0), Errc::duplicate_connection);
+  EXPECT_EQ(h.manager.report_state(*c0, ConnectionState::closed), Errc::unknown_connection);
+  EXPECT_FALSE(h.manager.add_connection(c0));
+}
+
+TEST(ConnectionManager, AHandleAnotherManagerClosedIsNotThisOnesDuplicate) {
+  ManagerHarness first;
+  ManagerHarness second;
+  auto c = first.add(1, Direction::inbound, /*reporting=*/false);
+  ASSERT_FALSE(first.manager.close_connection(*c));
+  EXPECT_EQ(second.manager.add_connection(c), Errc::invalid_argument)
+      << "still the first manager's until its closure is reported there";
+  EXPECT_EQ(second.manager.remove_connection(*c), Errc::unknown_connection);
+  EXPECT_EQ(first.manager.remove_connection(*c), Errc::unknown_connection);
+  EXPECT_FALSE(second.manager.add_connection(c));
+}
+
 TEST(ConnectionManager, NullHandleIsRejected) {
   ManagerHarness h;
   EXPECT_EQ(h.manager.add_connection(nullptr), Errc::invalid_argument);

@@ -346,6 +346,84 @@ TEST(TagLifetimeTempExpiry, TheDeadlineOfAnEarlierEntryDoesNotCutANewEntryShort)
   EXPECT_EQ(h.manager.stats().temporary_peers_pruned, 1u);
 }
 
+// A protected peer's temporary entry: protection is independent of connection state, so a
+// node that protects and tags its bootstrap peers before dialing them keeps their value
+// however slow the dial. The entry still counts toward max_temp_peers.
+TEST(TagLifetimeTempExpiry, AProtectedPeersTemporaryEntryNeitherExpiresNorIsPruned) {
+  ManagerHarness h(lifetime_config(0ms));
+  ASSERT_FALSE(h.manager.protect(peer_id(9), "boot"));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 5));
+  h.time->advance(1h);
+  h.add_peers(1, 3);
+  EXPECT_EQ(h.manager.trim(), 2u);
+  const auto entry = h.manager.tag_info(peer_id(9));
+  ASSERT_TRUE(entry.has_value()) << "the bootstrap peer's tags were lost before it connected";
+  EXPECT_TRUE(entry->temporary);
+  EXPECT_EQ(entry->value, 5);
+  EXPECT_EQ(h.manager.stats().temporary_peers, 1u);
+  EXPECT_EQ(h.manager.stats().temporary_peers_pruned, 0u);
+
+  h.add(9);  // the slow dial completes: the value is there
+  EXPECT_EQ(h.manager.tag_info(peer_id(9))->value, 5);
+  EXPECT_FALSE(h.manager.tag_info(peer_id(9))->temporary);
+}
+
+TEST(TagLifetimeTempExpiry, AnUnprotectedEntryLivesOneLifetimeFromTheEndOfItsProtection) {
+  ManagerHarness h(lifetime_config(20s));
+  ASSERT_FALSE(h.manager.protect(peer_id(9), "boot"));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 5));
+  h.time->advance(1min);
+  EXPECT_FALSE(h.manager.unprotect(peer_id(9), "boot"));
+
+  h.time->advance(20s - 1ms);
+  EXPECT_TRUE(h.manager.tag_info(peer_id(9)).has_value());
+  h.time->advance(1ms);
+  EXPECT_FALSE(h.manager.tag_info(peer_id(9)).has_value());
+  EXPECT_EQ(h.manager.stats().temporary_peers_pruned, 1u);
+}
+
+TEST(TagLifetimeTempExpiry, AnEntryWhoseProtectionEndsLivesOneLifetimeFromThen) {
+  ManagerHarness h(lifetime_config(20s));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 5));  // deadline T0+20s
+  ASSERT_FALSE(h.manager.protect_for(peer_id(9), "boot", 5s));
+  h.time->advance(5s);  // the protection ends: the entry has one lifetime from now, to T0+25s
+  EXPECT_FALSE(h.manager.is_protected(peer_id(9)));
+  h.time->advance(20s - 1ms);
+  EXPECT_TRUE(h.manager.tag_info(peer_id(9)).has_value());
+  h.time->advance(1ms);
+  EXPECT_FALSE(h.manager.tag_info(peer_id(9)).has_value());
+}
+
+TEST(TagLifetimeTempExpiry, ATimedProtectionEndingStartsTheEntrysLifetime) {
+  ManagerHarness h(lifetime_config(20s));
+  ASSERT_FALSE(h.manager.protect_for(peer_id(9), "boot", 1min));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 5));
+  h.time->advance(1min + 20s - 1ms);  // protected to T0+1min, then 20 s of lifetime
+  EXPECT_TRUE(h.manager.tag_info(peer_id(9)).has_value());
+  h.time->advance(1ms);
+  EXPECT_FALSE(h.manager.tag_info(peer_id(9)).has_value());
+}
+
+TEST(TagLifetimeTempExpiry, AnotherProtectionKeepsTheEntryWhenOneEnds) {
+  ManagerHarness h(lifetime_config(20s));
+  ASSERT_FALSE(h.manager.protect(peer_id(9), "boot"));
+  ASSERT_FALSE(h.manager.protect(peer_id(9), "relay"));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 5));
+  EXPECT_TRUE(h.manager.unprotect(peer_id(9), "boot"));
+  h.time->advance(1h);
+  EXPECT_TRUE(h.manager.tag_info(peer_id(9)).has_value());
+}
+
+TEST(TagLifetimeTempExpiry, ProtectedTemporaryEntriesStillCountTowardTheBound) {
+  Config config = lifetime_config(0ms);
+  config.max_temp_peers = 1;
+  ManagerHarness h(config);
+  ASSERT_FALSE(h.manager.protect(peer_id(9), "boot"));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 5));
+  h.time->advance(1h);
+  EXPECT_EQ(h.manager.tag_peer(peer_id(10), "dht", 1), Errc::temp_peer_limit);
+}
+
 // =========================================================================================
 // protect_for
 // =========================================================================================

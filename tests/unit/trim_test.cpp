@@ -176,15 +176,6 @@ TEST(Trim, TemporaryEntriesOutOfGraceAreGoneAndInGraceOnesSurviveATrim) {
   EXPECT_EQ(stats.temporary_peers_pruned, 1u);
 }
 
-TEST(Trim, ForceTrimDeletesTemporaryEntriesInGrace) {
-  ManagerHarness h(trim_config(2, 100, 10s));
-  ASSERT_FALSE(h.manager.tag_peer(peer_id(100), "early", 1000));
-  Connections all = h.add_peers(1, 5);
-  EXPECT_EQ(h.manager.force_trim(), 3u);
-  EXPECT_FALSE(h.manager.tag_info(peer_id(100)).has_value());
-  EXPECT_EQ(h.manager.stats().temporary_peers, 0u);
-}
-
 TEST(Trim, LowerValueGoesFirst) {
   ManagerHarness h(trim_config(6, 100));
   const std::array<int, 10> values = {5, 2, 9, 0, 7, 3, 8, 1, 6, 4};

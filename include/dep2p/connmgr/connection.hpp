@@ -47,8 +47,9 @@ class Connection {
 
   // Asks the host to close the connection. `detail` is a human-readable explanation
   // (e.g. "trimmed: value 3, rank 12 of 40"); it is valid only during the call.
-  // The host reports the closure with ConnectionManager::remove_connection() as usual;
-  // a report for a connection the manager already dropped is ignored.
+  // The host reports the closure with ConnectionManager::remove_connection() (or
+  // report_state(closed)) as usual: the manager has already dropped the connection and
+  // expects that report. Until it comes, adding the handle again is refused as a duplicate.
   virtual void close(CloseReason reason, std::string_view detail) = 0;
 
   // Sends a liveness probe; `done` is called once, with an empty error code when the peer
@@ -58,10 +59,12 @@ class Connection {
 
  private:
   friend struct detail::ConnectionAccess;
-  // The manager tracking this connection claims `owner_` with a compare-and-swap when it
-  // adds it and clears it when it lets go; `slot_` (its index in that manager's table) is
-  // read and written only under that manager's lock.
-  std::atomic<const void*> owner_{nullptr};
+  // Which manager holds this connection, as that manager's token (0: none). The manager
+  // claims it with a compare-and-swap when it adds the connection; when it closes the
+  // connection itself it sets the token's low bit (closed, the host's report still to come)
+  // and the report clears it; a closure the host reports first clears it at once. `slot_`
+  // (its index in that manager's table) is read and written only under that manager's lock.
+  mutable std::atomic<std::uint64_t> owner_{0};
   std::uint32_t slot_ = 0;
 };
 

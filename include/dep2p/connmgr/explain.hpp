@@ -58,7 +58,7 @@ struct Explanation {
   std::vector<ConnectionExplanation> connections;
   std::vector<ProtectionExplanation> protections;  // in the order first set
   std::optional<TimePoint> grace_until;            // set while the peer is in grace
-  std::optional<TimePoint> expires_at;             // a temporary entry's deletion time
+  std::optional<TimePoint> expires_at;  // a temporary entry's deletion time (none while protected)
   // The trim value: the sum of plain and decaying tags, and its breakdown.
   std::int64_t value = 0;
   std::vector<std::pair<std::string, int>> tags;           // plain, in the order first set

@@ -71,7 +71,8 @@ struct TrimInputs {
 
 struct TrimSnapshot {
   TimePoint now{};
-  // True for force_trim(): an emergency, where reserves (realms' min_reserved) may go.
+  // True for force_trim(): an emergency, where reserves (realms' min_reserved) may go and
+  // the default order closes peers with more streams first (streams hold memory).
   bool forced = false;
   std::vector<PeerSnapshot> peers;
   std::vector<NodeId> peer_ids;                 // peer_ids[i] is the id of peers[i], if asked for
@@ -101,9 +102,10 @@ class Trimmer {
 };
 
 // The default order (DESIGN §3.3), first evicted first: lower value; no streams before
-// some streams; a peer with an inbound connection before one without; fewer streams;
-// later first_seen. Needs neither peer ids nor connections. Runs in O(n) expected time: it selects
-// the victims with nth_element and sorts them only when some peer holds several connections.
+// some streams; a peer with an inbound connection before one without; fewer streams (more
+// streams when TrimSnapshot::forced, as in go-libp2p's emergency trim); later first_seen. Needs
+// neither peer ids nor connections. Runs in O(n) expected time: it selects the victims with
+// nth_element and sorts them only when some peer holds several connections.
 std::shared_ptr<Trimmer> make_score_trimmer();
 
 struct ActivityTrimmerOptions {
