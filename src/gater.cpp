@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -25,6 +26,7 @@
 #include <set>
 #include <shared_mutex>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 #include <variant>
 
@@ -322,12 +324,24 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
 
   // --- Rules (REQUIRES: mutex_ held exclusively) ------------------------------------
 
+  // The rule counts by what a rule is on and what it does (see GaterCounts).
+  enum Kind { kPeer, kAddress, kSubnet };
+  enum Flag { kBlocked, kAllowed, kBanned };
+  static Kind kind_of(const NodeId&) { return kPeer; }
+  static Kind kind_of(const detail::Cidr& net) { return net.is_host() ? kAddress : kSubnet; }
+  static Flag flag_of(bool Rule::*flag) { return flag == &Rule::blocked ? kBlocked : kAllowed; }
+  template <class Key>
+  void count(const Key& key, Flag flag, int delta) {
+    counts_[kind_of(key)][flag] += static_cast<std::size_t>(delta);  // modulo: -1 subtracts
+    rule_count_ += static_cast<std::size_t>(delta);
+  }
+
   template <class Table, class Key>
   bool set_flag(Table& table, const Key& key, bool Rule::*flag) {
     Rule& rule = table[key];
     if (rule.*flag) return false;
     rule.*flag = true;
-    ++rule_count_;
+    count(key, flag_of(flag), +1);
     return true;
   }
 
@@ -336,7 +350,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
     Rule* rule = find_rule(table, key);
     if (rule == nullptr || !(rule->*flag)) return false;
     rule->*flag = false;
-    --rule_count_;
+    count(key, flag_of(flag), -1);
     if (rule->empty()) table.erase(key);
     return true;
   }
@@ -350,7 +364,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
       ban_ends_.erase({rule.ban_until, BanKey{key}});
     } else {
       rule.banned = true;
-      ++rule_count_;
+      count(key, kBanned, +1);
     }
     rule.ban_until = until;
     ban_ends_.emplace(until, BanKey{key});
@@ -364,7 +378,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
     if (rule == nullptr || !rule->banned) return false;
     ban_ends_.erase({rule->ban_until, BanKey{key}});
     rule->banned = false;
-    --rule_count_;
+    count(key, kBanned, -1);
     if (rule->empty()) table.erase(key);
     return true;
   }
@@ -439,6 +453,84 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     return Decision::allow();
+  }
+
+  // --- Listing -----------------------------------------------------------------------
+
+  GaterCounts counts() const {
+    const TimePoint now = time_->now();
+    std::shared_lock lock(mutex_);
+    auto banned = counts_;
+    // Bans that ended wait for the sweep: they are not counted (nor listed) any more.
+    for (auto it = ban_ends_.begin(); it != ban_ends_.end() && it->first <= now; ++it) {
+      const auto* peer = std::get_if<NodeId>(&it->second);
+      --banned[peer ? kPeer : kind_of(std::get<detail::Cidr>(it->second))][kBanned];
+    }
+    return GaterCounts{
+        banned[kPeer][kBlocked],    banned[kPeer][kAllowed],    banned[kPeer][kBanned],
+        banned[kAddress][kBlocked], banned[kAddress][kAllowed], banned[kAddress][kBanned],
+        banned[kSubnet][kBlocked],  banned[kSubnet][kAllowed],  banned[kSubnet][kBanned]};
+  }
+
+  GaterRules rules() const {
+    GaterRules out;
+    out.at = time_->now();
+    std::shared_lock lock(mutex_);
+    for (const auto& [peer, rule] : peers_) {
+      if (rule.blocked) out.blocked_peers.push_back(peer);
+      if (rule.allowed) out.allowed_peers.push_back(peer);
+      if (rule.banned && rule.ban_until > out.at)
+        out.banned_peers.push_back({peer, rule.ban_until});
+    }
+    nets_.for_each([&](const detail::Cidr& net, const Rule& rule) {
+      const bool host = net.is_host();
+      const boost::asio::ip::address address = net.address();
+      if (rule.blocked) {
+        if (host) {
+          out.blocked_addresses.push_back(address);
+        } else {
+          out.blocked_subnets.push_back({address, net.prefix});
+        }
+      }
+      if (rule.allowed) {
+        if (host) {
+          out.allowed_addresses.push_back(address);
+        } else {
+          out.allowed_subnets.push_back({address, net.prefix});
+        }
+      }
+      if (rule.banned && rule.ban_until > out.at) {
+        if (host) {
+          out.banned_addresses.push_back({address, rule.ban_until});
+        } else {
+          out.banned_subnets.push_back({{address, net.prefix}, rule.ban_until});
+        }
+      }
+    });
+    lock.unlock();
+    auto by_address = [](const boost::asio::ip::address& a, const boost::asio::ip::address& b) {
+      return Subnet{a, 0} < Subnet{b, 0};
+    };
+    std::sort(out.blocked_peers.begin(), out.blocked_peers.end());
+    std::sort(out.allowed_peers.begin(), out.allowed_peers.end());
+    std::sort(out.blocked_addresses.begin(), out.blocked_addresses.end(), by_address);
+    std::sort(out.allowed_addresses.begin(), out.allowed_addresses.end(), by_address);
+    std::sort(out.blocked_subnets.begin(), out.blocked_subnets.end());
+    std::sort(out.allowed_subnets.begin(), out.allowed_subnets.end());
+    std::sort(out.banned_peers.begin(), out.banned_peers.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.until, a.peer) < std::tie(b.until, b.peer);
+    });
+    std::sort(out.banned_addresses.begin(), out.banned_addresses.end(),
+              [&](const auto& a, const auto& b) {
+                if (a.until != b.until) return a.until < b.until;
+                return by_address(a.address, b.address);
+              });
+    std::sort(out.banned_subnets.begin(), out.banned_subnets.end(),
+              [](const auto& a, const auto& b) {
+                if (a.until != b.until) return a.until < b.until;
+                return a.subnet < b.subnet;
+              });
+    return out;
   }
 
   // --- Sweeping expired bans ---------------------------------------------------------
@@ -719,7 +811,9 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
   PeerTable peers_;                  // rules per peer; no entry has every flag clear
   NetTable nets_;                    // rules per canonical subnet (hosts are /32, /128)
   std::size_t rule_count_ = 0;       // flags set across both tables, expired bans included
-  std::size_t net_allows_ = 0;       // entries of nets_ with `allowed` set
+  // The same flags by Kind and Flag (rule_count_ is their sum).
+  std::array<std::array<std::size_t, 3>, 3> counts_{};
+  std::size_t net_allows_ = 0;  // entries of nets_ with `allowed` set
   // Every ban by end time; exactly one record per `banned` rule, at its ban_until.
   std::set<std::pair<TimePoint, BanKey>> ban_ends_;
   std::unique_ptr<Timer> sweep_timer_;
@@ -911,6 +1005,9 @@ bool BasicGater::is_peer_allowed(const NodeId& peer) const {
   auto it = impl_->peers_.find(peer);
   return it != impl_->peers_.end() && it->second.allowed;
 }
+
+GaterRules BasicGater::rules() const { return impl_->rules(); }
+GaterCounts BasicGater::counts() const { return impl_->counts(); }
 
 std::size_t BasicGater::rule_count() const {
   std::shared_lock lock(impl_->mutex_);

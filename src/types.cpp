@@ -144,4 +144,14 @@ std::ostream& operator<<(std::ostream& os, Direction direction) {
   return os << to_string(direction);
 }
 
+std::string Subnet::to_string() const {
+  return address.to_string() + "/" + std::to_string(unsigned{prefix_length});
+}
+
+bool operator<(const Subnet& a, const Subnet& b) noexcept {
+  if (a.address.is_v4() != b.address.is_v4()) return a.address.is_v4();
+  if (a.address != b.address) return a.address < b.address;
+  return a.prefix_length < b.prefix_length;
+}
+
 }  // namespace dep2p::connmgr

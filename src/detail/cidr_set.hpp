@@ -65,6 +65,17 @@ struct Cidr {
     return out;
   }
 
+  // The network address ("10.1.2.0" as an address_v4).
+  boost::asio::ip::address address() const {
+    if (!v6) return boost::asio::ip::address_v4(static_cast<std::uint32_t>(hi));
+    boost::asio::ip::address_v6::bytes_type bytes;
+    for (std::size_t i = 0; i < 8; ++i) {
+      bytes[i] = static_cast<unsigned char>(hi >> (56 - 8 * i));
+      bytes[8 + i] = static_cast<unsigned char>(lo >> (56 - 8 * i));
+    }
+    return boost::asio::ip::address_v6(bytes);
+  }
+
   // Appends the network address alone, without the prefix ("10.1.2.0", "2001:db8::").
   // IPv4 is written by hand: denial reasons are built on the accept path, and inet_ntop
   // behind address_v4::to_string costs more than the lookup itself.
@@ -79,12 +90,7 @@ struct Cidr {
       }
       return;
     }
-    boost::asio::ip::address_v6::bytes_type bytes;
-    for (std::size_t i = 0; i < 8; ++i) {
-      bytes[i] = static_cast<unsigned char>(hi >> (56 - 8 * i));
-      bytes[8 + i] = static_cast<unsigned char>(lo >> (56 - 8 * i));
-    }
-    out += boost::asio::ip::address_v6(bytes).to_string();
+    out += address().to_string();
   }
   // "10.1.2.0/24"; a host is written with its full length too ("10.1.2.3/32").
   void append(std::string& out) const {

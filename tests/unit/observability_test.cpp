@@ -188,6 +188,23 @@ TEST(Explain, ATemporaryPeerIsNotACandidateAndSaysWhenItExpires) {
   EXPECT_EQ(e->summary, kPeer + "not connected: temporary entry for 15 s more; value 4 (dht 4)");
 }
 
+TEST(Explain, AProtectedTemporaryPeerHasNoEndWhileProtected) {
+  ManagerHarness h(quiet_config(20s));
+  ASSERT_FALSE(h.manager.protect(peer_id(9), "boot"));
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 4));
+  h.time->advance(1min);
+  auto e = h.manager.explain(peer_id(9));
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->temporary);
+  EXPECT_EQ(e->expires_at, std::nullopt);
+  EXPECT_EQ(
+      e->summary,
+      kPeer + "not connected: temporary entry, kept while protected by boot; value 4 (dht 4)");
+  ASSERT_FALSE(h.manager.unprotect(peer_id(9), "boot"));
+  e = h.manager.explain(peer_id(9));
+  EXPECT_EQ(e->expires_at, h.time->now() + 20s);
+}
+
 TEST(Explain, DecayingTagsAreBrokenDownAfterPlainOnes) {
   ManagerHarness h(quiet_config(0ms));
   h.add(1);

@@ -103,6 +103,53 @@ struct BasicGaterOptions {
   std::function<std::chrono::system_clock::time_point()> wall_clock;
 };
 
+// What a BasicGater holds, by kind (BasicGater::rules()). "Addresses" are rules on one IP
+// address, "subnets" the rest; IPv4-mapped IPv6 rules are listed as IPv4. Bans carry their
+// end on the gater's TimeSource; a ban is listed until its end and not at or after it.
+struct PeerBan {
+  NodeId peer;
+  TimePoint until{};
+  friend bool operator==(const PeerBan&, const PeerBan&) = default;
+};
+struct AddressBan {
+  boost::asio::ip::address address;
+  TimePoint until{};
+  friend bool operator==(const AddressBan&, const AddressBan&) = default;
+};
+struct SubnetBan {
+  Subnet subnet;
+  TimePoint until{};
+  friend bool operator==(const SubnetBan&, const SubnetBan&) = default;
+};
+// Lists are sorted: peers by id, addresses and subnets by address (IPv4 first), bans by
+// their end, then by what they ban.
+struct GaterRules {
+  TimePoint at{};  // when the listing was taken, on the gater's TimeSource
+  std::vector<NodeId> blocked_peers;
+  std::vector<NodeId> allowed_peers;
+  std::vector<PeerBan> banned_peers;
+  std::vector<boost::asio::ip::address> blocked_addresses;
+  std::vector<boost::asio::ip::address> allowed_addresses;
+  std::vector<AddressBan> banned_addresses;
+  std::vector<Subnet> blocked_subnets;
+  std::vector<Subnet> allowed_subnets;
+  std::vector<SubnetBan> banned_subnets;
+};
+// The sizes of GaterRules' lists, kept as rules change (bans that ended but are not yet
+// swept are left out).
+struct GaterCounts {
+  std::size_t blocked_peers = 0;
+  std::size_t allowed_peers = 0;
+  std::size_t banned_peers = 0;
+  std::size_t blocked_addresses = 0;
+  std::size_t allowed_addresses = 0;
+  std::size_t banned_addresses = 0;
+  std::size_t blocked_subnets = 0;
+  std::size_t allowed_subnets = 0;
+  std::size_t banned_subnets = 0;
+  friend bool operator==(const GaterCounts&, const GaterCounts&) = default;
+};
+
 // Block lists, allow lists and bans. An allowed peer, address or subnet is never denied
 // by the block lists or bans (the allow list wins), and the manager lets allowed
 // addresses past its per-IP and per-subnet caps. Peers and addresses are judged apart: an
@@ -142,6 +189,11 @@ class BasicGater final : public Gater {
   bool is_allowed(const boost::asio::ip::address& address) const;
   bool is_peer_allowed(const NodeId& peer) const;
   std::size_t rule_count() const;  // block, allow and ban entries
+  // Everything the gater holds, in one consistent listing (go-libp2p's ListBlockedPeers,
+  // ListBlockedAddrs and ListBlockedSubnets, plus allows and bans). O(rules).
+  GaterRules rules() const;
+  // The same, counted: O(1) plus the bans that ended and wait for their sweep.
+  GaterCounts counts() const;
 
   // Persistence. attach_file() loads the file if it exists (creating nothing), and from
   // then on writes every change to it: a new file written and fsynced beside it, then

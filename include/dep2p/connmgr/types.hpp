@@ -125,6 +125,20 @@ struct Endpoint {
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
+// An IP subnet: its network address (host bits clear) and prefix length. One address is
+// the subnet of its full length (/32 for IPv4, /128 for IPv6). to_string() gives CIDR text
+// ("10.1.2.0/24", "2001:db8::/32"), the form BasicGater's block() and unblock() take.
+struct Subnet {
+  boost::asio::ip::address address;
+  std::uint8_t prefix_length = 0;
+
+  bool is_host() const noexcept { return prefix_length == (address.is_v4() ? 32 : 128); }
+  std::string to_string() const;
+  friend bool operator==(const Subnet&, const Subnet&) = default;
+  // IPv4 before IPv6, then by address, then shorter prefixes first.
+  friend bool operator<(const Subnet& a, const Subnet& b) noexcept;
+};
+
 // Why the manager (or the host) closed a connection. Every close carries one, with a
 // human-readable detail, both in `Connection::close` and in events.
 enum class CloseReason : std::uint8_t {
