@@ -1344,7 +1344,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
   }
 
-  // --- Activity, keepalive and idle (DESIGN §3.6) ------------------------------------
+  // --- Activity, keepalive and idle (docs/design.md, "Keepalive, idle and paths") ----------------
   //
   // One timer serves every connection. Pings fall due every keepalive_interval and their
   // answers every keepalive_timeout after sending: both intervals are constant, so each
@@ -1613,7 +1613,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     if (--it->second == 0) holds_.erase(it);
   }
 
-  // --- Lifecycle: pending connections and reported states (DESIGN §3.5) --------------
+  // --- Lifecycle: pending connections and reported states (docs/design.md, "Lifecycle, hooks and
+  // events")
 
   struct PendingEntry {
     std::shared_ptr<Connection> handle;
@@ -1714,7 +1715,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     }
   }
 
-  // --- Multipath (DESIGN §3.6) --------------------------------------------------------
+  // --- Multipath (docs/design.md, "Keepalive, idle and paths") -----------------------------------
 
   // How bad a path is, for the per-peer cap: relay before direct, unmeasured before
   // measured, slower before faster, newer before older. Larger is worse.
@@ -1926,7 +1927,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
     hub_.drain();
   }
 
-  // --- Admission (DESIGN §3.4) -------------------------------------------------------
+  // --- Admission (docs/design.md, "Admission") ---------------------------------------------------
 
   static std::string direction_word(Direction d) {
     return d == Direction::inbound ? "inbound" : "outbound";
@@ -2573,8 +2574,8 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   //  1. connections per bucket of values find the bucket where the target is reached
   //     (tag sums usually span a small range: then each value is a bucket of its own);
   //  2. every candidate below that bucket is a victim (their slots are written over the
-  //     keys, in place); the ones in it are ordered by their full key (DESIGN §3.3) and
-  //     taken until the target is covered.
+  //     keys, in place); the ones in it are ordered by their full key (docs/design.md, "Trimming")
+  //     and taken until the target is covered.
   // The victims are exactly those ScoreTrimmer and select() would choose from a
   // snapshot, in slot order; tests compare the two on random pools.
   VictimSlots score_victims(TimePoint now, bool exact, std::size_t exact_count,
@@ -3164,7 +3165,7 @@ struct ConnectionManager::Impl : std::enable_shared_from_this<Impl>,
   std::unique_ptr<Timer> housekeeping_timer_;
   std::unique_ptr<Timer> keepalive_timer_;
 
-  // --- Observability (DESIGN §3.8) ---------------------------------------------------
+  // --- Observability (docs/design.md, "Observability") -------------------------------------------
 
   // The peer as the default trimmer sees it (the fields detail::key_of reads).
   PeerSnapshot rank_view(std::uint32_t slot) const {

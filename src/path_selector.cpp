@@ -1,5 +1,6 @@
-// The default PathSelector (DESIGN §3.6, iroh's rules). Stateless: the stickiness comes
-// from the `current` index the caller passes, so one selector can serve every peer.
+// The default PathSelector (docs/design.md, "Keepalive, idle and paths", iroh's rules). Stateless:
+// the stickiness comes from the `current` index the caller passes, so one selector can serve every
+// peer.
 #include "dep2p/connmgr/path_selector.hpp"
 
 #include <algorithm>

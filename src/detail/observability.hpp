@@ -1,6 +1,6 @@
-// Formatting for the observability API (DESIGN §3.8): explain()'s summary line and the
-// Prometheus text exposition, shared by ConnectionManager and RealmConnectionManager.
-// Pure functions of values: called with no lock held.
+// Formatting for the observability API (docs/design.md, "Observability"): explain()'s summary line
+// and the Prometheus text exposition, shared by ConnectionManager and RealmConnectionManager. Pure
+// functions of values: called with no lock held.
 #pragma once
 
 #include <iosfwd>

@@ -1,5 +1,5 @@
-// Token buckets for the admission rate limits of DESIGN §3.4: new inbound connections per
-// subnet (SubnetRateLimiter, defaults in §4) and outbound dials overall
+// Token buckets for the admission rate limits of docs/design.md, "Admission": new inbound
+// connections per subnet (SubnetRateLimiter, defaults in §4) and outbound dials overall
 // (OutboundDialLimiter). Written here because nothing in Boost fits.
 //
 //   SubnetRateLimiter inbound(limits.inbound_rate);

@@ -1,4 +1,5 @@
-// The default trim order's key (DESIGN §3.3), shared by ScoreTrimmer and the realm layer.
+// The default trim order's key (docs/design.md, "Trimming"), shared by ScoreTrimmer and the realm
+// layer.
 #pragma once
 
 #include <cstdint>

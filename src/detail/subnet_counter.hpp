@@ -1,5 +1,5 @@
-// SubnetCounter: the per-address and per-subnet connection caps of DESIGN §3.4 (defaults
-// in §4: 8 per IPv4 address, 64 per IPv4 /24, 8 per IPv6 /56, 64 per IPv6 /48). It counts
+// SubnetCounter: the per-address and per-subnet connection caps of docs/design.md, "Admission"
+// (defaults in §4: 8 per IPv4 address, 64 per IPv4 /24, 8 per IPv6 /56, 64 per IPv6 /48). It counts
 // connections, open and pending alike, so that one host or one network cannot take the
 // whole pool however its connections are spread over time.
 //

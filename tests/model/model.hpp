@@ -2,7 +2,7 @@
 // pool — plain maps of peers, connections, tags, protections, reservations and gater
 // rules — driven by random sequences of the public operations, side by side with a
 // ConnectionManager on virtual time. After every step the library must agree with the
-// model (counts, stats, per-peer state, events) and the invariants of DESIGN §3 must
+// model (counts, stats, per-peer state, events) and the invariants of docs/design.md must
 // hold: counts equal the sum of the connections; no protected peer is closed by a normal
 // trim; after a trim the pool holds at most low water + protected + in-grace connections;
 // every reservation released; every closed handle released by the manager.

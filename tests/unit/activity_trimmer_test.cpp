@@ -1,5 +1,5 @@
-// Unit tests for the ActivityTrimmer (trimmer.hpp, DESIGN §3.3) on hand-built snapshots:
-// each criterion deciding alone, their precedence, per-peer aggregation over several
+// Unit tests for the ActivityTrimmer (trimmer.hpp, docs/design.md, "Trimming") on hand-built
+// snapshots: each criterion deciding alone, their precedence, per-peer aggregation over several
 // connections and direction balance; then two through a ConnectionManager. As for
 // ScoreTrimmer, the contract is which peers a whole-peer walk of the order closes, so most
 // cases compare sets of victims. In the single-criterion cases the expected victim sits

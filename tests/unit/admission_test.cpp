@@ -1,5 +1,5 @@
-// Admission (DESIGN §3.4): every stage, every limit, reservations that release exactly
-// what they hold, refusals that name their stage, scope and limit.
+// Admission (docs/design.md, "Admission"): every stage, every limit, reservations that release
+// exactly what they hold, refusals that name their stage, scope and limit.
 #include <gtest/gtest.h>
 
 #include <chrono>

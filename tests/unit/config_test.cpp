@@ -1,4 +1,4 @@
-// Unit tests for Config: defaults (DESIGN §4), presets and validate().
+// Unit tests for Config: defaults (docs/configuration.md), presets and validate().
 #include "dep2p/connmgr/config.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
-// ConnectionManager pool semantics (DESIGN §3.1, §3.2, §3.5 events): adding and removing
-// connections, duplicate and unknown reports, tags and temporary entries, protection,
+// ConnectionManager pool semantics (docs/design.md, "Pool and tags", §3.2, §3.5 events): adding and
+// removing connections, duplicate and unknown reports, tags and temporary entries, protection,
 // stream counts, events, behaviour after close(), and configuration errors.
 #include "dep2p/connmgr/connection_manager.hpp"
 

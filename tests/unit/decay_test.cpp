@@ -1,8 +1,8 @@
-// Decaying tags (DESIGN §3.1, issue 3 acceptance 1 and 2), in virtual time: every decay
-// and bump preset with exact values, late ticks, values below zero, custom functions run
-// outside the manager's lock, the interval raised to the decay resolution, tag_info and
-// the trim seeing decaying values, and the lifecycle of a registration (taken names,
-// close, reuse of a name, handles of an old registration).
+// Decaying tags (docs/design.md, "Pool and tags", issue 3 acceptance 1 and 2), in virtual time:
+// every decay and bump preset with exact values, late ticks, values below zero, custom functions
+// run outside the manager's lock, the interval raised to the decay resolution, tag_info and the
+// trim seeing decaying values, and the lifecycle of a registration (taken names, close, reuse of a
+// name, handles of an old registration).
 //
 // Timing used throughout: decay_resolution 1 s, so the manager's decay timer fires at
 // T0 + 1 s, T0 + 2 s, ... where T0 is the harness's start time; tags are registered at T0

@@ -1,5 +1,5 @@
-// Unit tests for the Gater defaults, CompositeGater and BasicGater (DESIGN §3.4): CIDR
-// rules, allow lists, bans in virtual time, on_tightened, and the rule file.
+// Unit tests for the Gater defaults, CompositeGater and BasicGater (docs/design.md, "Admission"):
+// CIDR rules, allow lists, bans in virtual time, on_tightened, and the rule file.
 #include "dep2p/connmgr/gater.hpp"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,5 @@
-// Hooks (before_connect, after_handshake) and the events of DESIGN §3.5.
+// Hooks (before_connect, after_handshake) and the events of docs/design.md, "Lifecycle, hooks and
+// events".
 #include <gtest/gtest.h>
 
 #include <atomic>

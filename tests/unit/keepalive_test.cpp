@@ -1,5 +1,6 @@
-// Keepalive, RTT and idle timeout (DESIGN §3.6), in virtual time. The keepalive timer
-// fires on a grid of min(interval, idle timeout) / 50; the deadlines used here fall on it.
+// Keepalive, RTT and idle timeout (docs/design.md, "Keepalive, idle and paths"), in virtual time.
+// The keepalive timer fires on a grid of min(interval, idle timeout) / 50; the deadlines used here
+// fall on it.
 #include <gtest/gtest.h>
 
 #include <chrono>

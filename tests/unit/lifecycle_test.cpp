@@ -1,5 +1,5 @@
 // Connection states reported by the host, illegal transitions and the handshake timeout
-// (DESIGN §3.5), in virtual time.
+// (docs/design.md, "Lifecycle, hooks and events"), in virtual time.
 #include <gtest/gtest.h>
 
 #include <chrono>

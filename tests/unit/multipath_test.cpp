@@ -1,12 +1,12 @@
-// Multipath (DESIGN §3.6): the best path, automatic upgrade from relay to direct, the
-// per-peer cap, and simultaneous open converging on both sides.
+// Multipath (docs/design.md, "Keepalive, idle and paths"): the best path, automatic upgrade from
+// relay to direct, the per-peer cap, and simultaneous open converging on both sides.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
-#include <memory>
 #include <variant>
 #include <vector>
 

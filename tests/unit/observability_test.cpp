@@ -1,6 +1,6 @@
-// Observability (DESIGN §3.8): explain(peer), the completed stats() and the Prometheus text
-// of ConnectionManager and RealmConnectionManager, checked field by field and line by line
-// against states built in virtual time.
+// Observability (docs/design.md, "Observability"): explain(peer), the completed stats() and the
+// Prometheus text of ConnectionManager and RealmConnectionManager, checked field by field and line
+// by line against states built in virtual time.
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 

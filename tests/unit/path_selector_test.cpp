@@ -1,6 +1,6 @@
-// Unit tests for the default PathSelector (path_selector.hpp, DESIGN §3.6) on hand-built
-// candidate lists: direct before relay at once, same-tier stickiness, the IPv6 bias and
-// unmeasured paths.
+// Unit tests for the default PathSelector (path_selector.hpp, docs/design.md, "Keepalive, idle and
+// paths") on hand-built candidate lists: direct before relay at once, same-tier stickiness, the
+// IPv6 bias and unmeasured paths.
 #include "dep2p/connmgr/path_selector.hpp"
 
 #include <gtest/gtest.h>

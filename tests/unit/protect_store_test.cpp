@@ -1,4 +1,4 @@
-// Unit tests for ProtectStore (DESIGN §3.2 protection semantics without the pool).
+// Unit tests for ProtectStore (docs/design.md, "Protection" protection semantics without the pool).
 #include "dep2p/connmgr/protect_store.hpp"
 
 #include <gtest/gtest.h>

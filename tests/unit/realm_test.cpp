@@ -1,6 +1,6 @@
-// RealmConnectionManager (DESIGN §3.7): binding, limits, namespaced tags and protections,
-// the realm's own trim, the node's realm-aware trim and its fairness, validation. Virtual
-// time throughout; connections report their closure back synchronously, as hosts do.
+// RealmConnectionManager (docs/design.md, "Realms"): binding, limits, namespaced tags and
+// protections, the realm's own trim, the node's realm-aware trim and its fairness, validation.
+// Virtual time throughout; connections report their closure back synchronously, as hosts do.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
-// Acceptance 6: no host code runs under one of the manager's locks (DESIGN §2, threading
-// contract). Host code here — Connection::close(), a Trimmer's rank(), an event handler,
+// Acceptance 6: no host code runs under one of the manager's locks (docs/design.md, "Threading",
+// threading contract). Host code here — Connection::close(), a Trimmer's rank(), an event handler,
 // an upsert function — calls back into the manager on the same thread, which would
 // deadlock on a non-recursive lock, and from a second thread joined before returning,
 // which would deadlock even on a recursive one. Counts must stay exact throughout.

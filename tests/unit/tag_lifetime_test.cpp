@@ -1,7 +1,7 @@
-// How long tags and protections live (DESIGN §3.1–3.2, issue 3 acceptance 3), in virtual
-// time: tag_retention after the last connection closes, the bound on temporary entries
-// (max_temp_peers), expiry of temporary entries without a trim, protect_for and its
-// expiry, the per-tag protection cap, and the configuration fields behind them.
+// How long tags and protections live (docs/design.md, "Pool and tags" and "Protection", issue 3
+// acceptance 3), in virtual time: tag_retention after the last connection closes, the bound on
+// temporary entries (max_temp_peers), expiry of temporary entries without a trim, protect_for and
+// its expiry, the per-tag protection cap, and the configuration fields behind them.
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>

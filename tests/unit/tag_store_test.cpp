@@ -1,4 +1,4 @@
-// Unit tests for TagStore (DESIGN §3.1 tag semantics without the pool).
+// Unit tests for TagStore (docs/design.md, "Pool and tags" tag semantics without the pool).
 #include "dep2p/connmgr/tag_store.hpp"
 
 #include <gtest/gtest.h>

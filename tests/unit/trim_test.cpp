@@ -1,5 +1,5 @@
-// Trimming rules of DESIGN §3.3, in virtual time: which connections a trim closes, how
-// many, when the background check runs, force_trim, trim_connections, set_limits, and the
+// Trimming rules of docs/design.md, "Trimming", in virtual time: which connections a trim closes,
+// how many, when the background check runs, force_trim, trim_connections, set_limits, and the
 // coalescing of concurrent trim() calls.
 #include <gtest/gtest.h>
 

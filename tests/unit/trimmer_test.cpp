@@ -1,4 +1,4 @@
-// Unit tests for the default ScoreTrimmer (trimmer.hpp, DESIGN §3.3) on hand-built
+// Unit tests for the default ScoreTrimmer (trimmer.hpp, docs/design.md, "Trimming") on hand-built
 // snapshots. The trimmer's contract is about which peers fall within the target when the
 // manager walks the order a whole peer at a time; with one connection per peer the order
 // among those peers is free, so those cases compare sets, not sequences.

@@ -1,5 +1,5 @@
 // Admission results: the move-only Reservation a successful stage returns, and the
-// Refusal an unsuccessful one explains itself with (DESIGN §3.4).
+// Refusal an unsuccessful one explains itself with (docs/design.md, "Admission").
 //
 //   auto admitted = manager.admit_inbound(remote);          // before any handshake
 //   if (!admitted) return reject(admitted.refusal.message);  // "inbound refused: ..."

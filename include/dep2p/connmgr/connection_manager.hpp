@@ -1,7 +1,7 @@
 // ConnectionManager: the pool of a node's connections, by peer, with tags, protections
-// and low/high-water trimming (DESIGN §3.1–3.3). The host hands it each established
-// connection and reports each closure; the manager decides which connections to close
-// when the pool grows too large and calls Connection::close() on them.
+// and low/high-water trimming (docs/design.md, "Pool and tags" to "Trimming"). The host hands it
+// each established connection and reports each closure; the manager decides which connections to
+// close when the pool grows too large and calls Connection::close() on them.
 //
 //   boost::asio::io_context io;
 //   dep2p::connmgr::ConnectionManager manager(io, dep2p::connmgr::Config{});
@@ -128,7 +128,7 @@ class ConnectionManager {
   std::error_code stream_closed(const Connection& connection,
                                 Direction direction = Direction::inbound);
 
-  // --- Admission (DESIGN §3.4), cheapest stage first ---------------------------------
+  // --- Admission (docs/design.md, "Admission"), cheapest stage first -----------------------------
   // Before dialing: an open connection to reuse (unless `force_new`), or the gater's
   // refusal (Errc::peer_blocked).
   DialCheck check_dial(const NodeId& peer, bool force_new = false);
@@ -154,7 +154,7 @@ class ConnectionManager {
   // The hard limits in force (Config::limits as validated).
   Limits effective_limits() const;
 
-  // --- Lifecycle (DESIGN §3.5) -------------------------------------------------------
+  // --- Lifecycle (docs/design.md, "Lifecycle, hooks and events") ---------------------------------
   // Tracks a connection that is not established yet, in state `dialing` or
   // `handshaking`; it is closed with CloseReason::handshake_timeout unless it reaches
   // `established` within config().handshake_timeout. Errc::illegal_transition for another
@@ -180,7 +180,7 @@ class ConnectionManager {
   std::size_t connection_count(Direction direction) const;
   std::size_t peer_count() const;
 
-  // --- Activity, keepalive, idle (DESIGN §3.6) --------------------------------------
+  // --- Activity, keepalive, idle (docs/design.md, "Keepalive, idle and paths") -------------------
   // The host reports bytes moved on a connection: its last activity and smoothed rates
   // (what ActivityTrimmer ranks by), and a reason not to close it as idle.
   std::error_code record_activity(const Connection& connection, std::uint64_t bytes_in,
@@ -191,7 +191,7 @@ class ConnectionManager {
   // Suspends the idle timeout for the peer's connections while the hold lives.
   KeepAliveHold keep_alive(const NodeId& peer);
 
-  // --- Tags (DESIGN §3.1) -----------------------------------------------------------
+  // --- Tags (docs/design.md, "Pool and tags") ----------------------------------------------------
   // Tagging a peer without connections creates a temporary entry (bounded by
   // max_temp_peers: Errc::temp_peer_limit beyond it, nothing changed).
   std::error_code tag_peer(const NodeId& peer, std::string_view name, int value);
@@ -209,7 +209,7 @@ class ConnectionManager {
   DecayingTag register_decaying_tag(std::string_view name, Duration interval, Decay decay,
                                     Bump bump, std::error_code& ec);
 
-  // --- Protection (DESIGN §3.2) -----------------------------------------------------
+  // --- Protection (docs/design.md, "Protection") -------------------------------------------------
   // Errc::protection_limit when the tag already protects
   // config().max_peers_per_protection_tag peers (0 = no cap); nothing changes then.
   std::error_code protect(const NodeId& peer, std::string_view tag);
@@ -221,7 +221,7 @@ class ConnectionManager {
   bool is_protected(const NodeId& peer) const;
   bool is_protected(const NodeId& peer, std::string_view tag) const;
 
-  // --- Trimming (DESIGN §3.3) -------------------------------------------------------
+  // --- Trimming (docs/design.md, "Trimming") -----------------------------------------------------
   // Trims if the pool holds more than low_water connections. Coalescing: a call made
   // while a trim runs waits for it and returns its result instead of starting another.
   // Returns the number of connections the trim closed.
@@ -238,7 +238,7 @@ class ConnectionManager {
   std::error_code set_limits(std::size_t low_water, std::size_t high_water);
   Config config() const;
 
-  // --- Hooks (DESIGN §3.5) -----------------------------------------------------------
+  // --- Hooks (docs/design.md, "Lifecycle, hooks and events") -------------------------------------
   // Run in the order added, without the manager's lock; the first rejection wins, is
   // counted (RefusalReason::hook), published (RefusedEvent) and returned. An exception
   // rejects. before_connect runs in check_dial_addr (after the gater); after_handshake

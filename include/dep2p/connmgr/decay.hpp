@@ -1,7 +1,7 @@
-// Decaying tags: tags whose values fade on a schedule unless bumped (DESIGN §3.1), as
-// pubsub and DHT scoring use them. A Decay says what happens to a value at each interval,
-// a Bump what a bump does; the built-in ones are plain arithmetic that the manager applies
-// under its own lock, custom functions run outside it.
+// Decaying tags: tags whose values fade on a schedule unless bumped (docs/design.md, "Pool and
+// tags"), as pubsub and DHT scoring use them. A Decay says what happens to a value at each
+// interval, a Bump what a bump does; the built-in ones are plain arithmetic that the manager
+// applies under its own lock, custom functions run outside it.
 //
 //   std::error_code ec;
 //   auto tag = manager.register_decaying_tag("pubsub", std::chrono::minutes(1),

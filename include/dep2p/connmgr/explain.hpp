@@ -1,5 +1,5 @@
 // Explanation: why the manager keeps a peer, or how close it is to being trimmed
-// (DESIGN §3.8). Returned by ConnectionManager::explain(peer).
+// (docs/design.md, "Observability"). Returned by ConnectionManager::explain(peer).
 //
 //   if (auto why = manager.explain(peer)) {
 //     std::cout << why->summary << "\n";  // "peer 1220ab…: next to go: rank 3 of 120, ..."

@@ -1,6 +1,6 @@
-// Gater: yes/no decisions on peers and addresses at each admission stage (DESIGN §3.4),
-// before the manager spends resources on a connection. BasicGater keeps block and allow
-// lists of peers, IP addresses and CIDR subnets, bans that expire, and can persist them.
+// Gater: yes/no decisions on peers and addresses at each admission stage (docs/design.md,
+// "Admission"), before the manager spends resources on a connection. BasicGater keeps block and
+// allow lists of peers, IP addresses and CIDR subnets, bans that expire, and can persist them.
 //
 //   auto gater = std::make_shared<dep2p::connmgr::BasicGater>(io.get_executor());
 //   gater->block_subnet("10.1.2.0/24");

@@ -1,7 +1,7 @@
 // KeepAliveHold: an RAII token that keeps a peer's connections from being closed as idle
-// (DESIGN §3.6), for hosts whose protocol is quiet but wants the connection kept — a
-// pending request, a subscription. Keepalive pings still run; a dead connection is still
-// closed by them.
+// (docs/design.md, "Keepalive, idle and paths"), for hosts whose protocol is quiet but wants the
+// connection kept — a pending request, a subscription. Keepalive pings still run; a dead connection
+// is still closed by them.
 //
 //   auto hold = manager.keep_alive(peer);   // idle timeout suspended for `peer`
 //   ...                                     // the hold ends when `hold` is destroyed

@@ -1,7 +1,7 @@
-// Hard limits (DESIGN §3.4): what the node can afford, per scope (system ⊇ peer; realms
-// join later), per IP address and subnet, and per unit of time. Admission refuses what
-// would exceed them, naming the scope and the limit; the soft watermarks of Config are
-// validated against them so the two can never contradict each other.
+// Hard limits (docs/design.md, "Admission"): what the node can afford, per scope (system ⊇ peer;
+// realms join later), per IP address and subnet, and per unit of time. Admission refuses what would
+// exceed them, naming the scope and the limit; the soft watermarks of Config are validated against
+// them so the two can never contradict each other.
 //
 //   Limits limits;
 //   limits.system.connections_total = 1000;

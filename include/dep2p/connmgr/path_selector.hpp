@@ -1,6 +1,6 @@
-// PathSelector: which of a peer's connections to use (DESIGN §3.6). A peer may be reached
-// by several connections — direct or through a relay, over TCP or QUIC, IPv4 or IPv6 —
-// and the selector picks the best one from a snapshot of their paths. The default rules
+// PathSelector: which of a peer's connections to use (docs/design.md, "Keepalive, idle and paths").
+// A peer may be reached by several connections — direct or through a relay, over TCP or QUIC, IPv4
+// or IPv6 — and the selector picks the best one from a snapshot of their paths. The default rules
 // are iroh's: a direct path beats a relayed one at once; within a tier the current path
 // is kept unless another is at least 5 ms faster; IPv6 gets a 3 ms bias.
 //

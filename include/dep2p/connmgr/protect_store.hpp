@@ -1,7 +1,7 @@
 // ProtectStore: (peer, protection tag) pairs. A peer is protected while any tag protects
 // it; protection is idempotent per (peer, tag), not reference-counted, and independent of
-// connection state (DESIGN §3.2). This is the standalone form of the protection semantics
-// the ConnectionManager uses.
+// connection state (docs/design.md, "Protection"). This is the standalone form of the protection
+// semantics the ConnectionManager uses.
 //
 //   dep2p::connmgr::ProtectStore protections;
 //   protections.protect(peer, "relay");

@@ -1,5 +1,5 @@
 // RealmConnectionManager: per-application pools ("realms") inside one node's pool, each
-// with its own limits, tags, protections and trimming (DESIGN §3.7).
+// with its own limits, tags, protections and trimming (docs/design.md, "Realms").
 //
 // A connection enters the node's pool as usual (add_connection on manager()). Once the
 // host has authenticated the peer into a realm it binds the connection to it; one

@@ -1,7 +1,7 @@
 // TagStore: (peer, tag name) -> int value, with each peer's value (the sum of its tags)
 // kept incrementally so reading it is O(1). This is the standalone form of the tag
-// semantics the ConnectionManager applies to its pool (DESIGN §3.1): use it directly
-// when you need scores without a pool.
+// semantics the ConnectionManager applies to its pool (docs/design.md, "Pool and tags"): use it
+// directly when you need scores without a pool.
 //
 //   dep2p::connmgr::TagStore tags;
 //   tags.tag(peer, "dht", 10);

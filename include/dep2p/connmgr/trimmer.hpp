@@ -101,8 +101,8 @@ class Trimmer {
                     std::vector<std::uint32_t>& order) = 0;
 };
 
-// The default order (DESIGN §3.3), first evicted first: lower value; no streams before
-// some streams; a peer with an inbound connection before one without; fewer streams (more
+// The default order (docs/design.md, "Trimming"), first evicted first: lower value; no streams
+// before some streams; a peer with an inbound connection before one without; fewer streams (more
 // streams when TrimSnapshot::forced, as in go-libp2p's emergency trim); later first_seen. Needs
 // neither peer ids nor connections. Runs in O(n) expected time: it selects the victims with
 // nth_element and sorts them only when some peer holds several connections.
@@ -116,8 +116,8 @@ struct ActivityTrimmerOptions {
   bool balance_directions = false;
 };
 
-// The seed design's torrent-style order (DESIGN §3.3), first evicted first: peers with no
-// established connection (handshake not done); then the longest inactive (by the most
+// The seed design's torrent-style order (docs/design.md, "Trimming"), first evicted first: peers
+// with no established connection (handshake not done); then the longest inactive (by the most
 // recent activity over the peer's connections); then the lowest download rate; then the
 // lowest upload rate (rates summed over the peer's connections; a NaN or negative rate
 // counts as 0); then, as ScoreTrimmer, later first_seen, then the lower index. Needs the
