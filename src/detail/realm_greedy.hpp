@@ -15,35 +15,38 @@ namespace dep2p::connmgr::detail::realm_greedy {
 
 // A candidate of the node's trim, as the greedy reads it from its pool: everything it needs of
 // its peer, so that taking a victim reads no other array at random. 32 bytes: the default
-// key's activity (detail::RankKey: has streams, outbound only, stream count) is kept as its
-// stream count and one bit, which leaves room for the connections the peer has bound to
-// this pool (a peer in several pools has a copy in each, each with its own count).
+// key's activity (detail::RankKey: has streams, outbound only, then the stream count or, in
+// an emergency, its complement) is kept as the low 32 bits of that count and two bits,
+// which leaves room for the connections the peer has bound to this pool (a peer in several
+// pools has a copy in each, each with its own count).
 struct Contender {
   std::uint64_t value;
   std::uint64_t newer;
   std::uint32_t index;  // the candidate's index (a slot, or into snapshot.peers)
   std::uint32_t connections;
-  std::uint32_t streams;
-  std::uint32_t bits;  // bit 31: outbound only; the rest: bound to this pool
+  std::uint32_t streams;  // the low 32 bits of the key's stream field
+  std::uint32_t bits;     // bit 31: outbound only; bit 30: has streams; the rest: bound here
 
-  static constexpr std::uint32_t kBoundMask = (1U << 31) - 1;
+  static constexpr std::uint32_t kBoundMask = (1U << 30) - 1;
   // The candidate with default key `key` (detail::RankKey's fields), `connections` in all,
   // `bound` of them to this pool. REQUIRES: bound <= kBoundMask (a peer's connections are
-  // far fewer), key's stream count below 2^32 (PeerSnapshot::streams is 32 bits).
+  // far fewer), key's stream count below 2^32 (PeerSnapshot::streams is 32 bits), so that
+  // the low 32 bits of the stream field order as the whole field does.
   static Contender of(std::uint64_t value, std::uint64_t activity, std::uint64_t newer,
                       std::uint32_t index, std::uint32_t connections, std::uint32_t bound) {
+    const auto has_streams = static_cast<std::uint32_t>(activity >> 63);
     const auto outbound_only = static_cast<std::uint32_t>((activity >> 62) & 1);
     return Contender{value,
                      newer,
                      index,
                      connections,
                      static_cast<std::uint32_t>(activity),
-                     (outbound_only << 31) | (bound & kBoundMask)};
+                     (outbound_only << 31) | (has_streams << 30) | (bound & kBoundMask)};
   }
   std::uint32_t bound() const { return bits & kBoundMask; }
-  // RankKey::activity, rebuilt.
+  // RankKey::activity, rebuilt: the same order.
   std::uint64_t activity() const {
-    return (std::uint64_t{streams > 0} << 63) | (std::uint64_t{bits >> 31} << 62) | streams;
+    return (std::uint64_t{(bits >> 30) & 1} << 63) | (std::uint64_t{bits >> 31} << 62) | streams;
   }
   // The default order (detail::RankKey).
   bool operator<(const Contender& o) const {

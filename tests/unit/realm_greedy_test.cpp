@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "detail/score_key.hpp"
+
 namespace dep2p::connmgr::detail::realm_greedy {
 namespace {
 
@@ -130,6 +132,32 @@ TEST(RealmGreedy, ByLevelTakesWhatStepwiseTakesWithTheSameLastPeer) {
   EXPECT_GT(forced, 300u);
   EXPECT_GT(reached, 300u);
   EXPECT_LT(reached, 2900u);
+}
+
+// A contender orders as the default key it was made from, in a normal trim and in an
+// emergency (where more streams go first, and a peer without streams still goes before
+// one with streams).
+TEST(RealmGreedy, AContenderOrdersAsItsDefaultKeyInBothOrders) {
+  std::mt19937 rng(11);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (const bool emergency : {false, true}) {
+    for (int i = 0; i < 20'000; ++i) {
+      PeerSnapshot a;
+      PeerSnapshot b;
+      for (PeerSnapshot* p : {&a, &b}) {
+        p->value = pick(0, 1);
+        p->streams = static_cast<std::uint32_t>(pick(0, 1) == 0 ? pick(0, 3) : pick(0, 1'000'000));
+        p->has_inbound = pick(0, 1) == 0;
+      }
+      const RankKey ka = key_of(a, 1, emergency);
+      const RankKey kb = key_of(b, 2, emergency);
+      const Contender ca = Contender::of(ka.value, ka.activity, ka.newer, 1, 1, 1);
+      const Contender cb = Contender::of(kb.value, kb.activity, kb.newer, 2, 1, 1);
+      ASSERT_EQ(ka < kb, ca < cb) << "emergency " << emergency << ": streams " << a.streams << " / "
+                                  << b.streams;
+      ASSERT_EQ(ca.activity(), ka.activity & ((std::uint64_t{3} << 62) | 0xffff'ffffu));
+    }
+  }
 }
 
 }  // namespace

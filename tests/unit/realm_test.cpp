@@ -388,6 +388,26 @@ TEST(RealmGlobalTrim, ValueStillComesFirst) {
   EXPECT_EQ(h.node.realm_stats("chat")->trimmed_globally, 10u);
 }
 
+// With connections bound, force_trim's order is still the emergency order within each
+// pool: a peer without streams first, then the one with more streams.
+TEST(RealmGlobalTrim, AForcedTrimKeepsTheEmergencyOrderWithinAPool) {
+  RealmHarness h(trim_config(1, 1000));
+  h.create("chat", realm(0, 0));
+  std::vector<std::shared_ptr<FakeConnection>> by_streams;
+  for (std::uint32_t streams : {0u, 1u, 2u, 3u}) {
+    auto c = reporting_connection(h.manager(), peer_id(streams + 1), Direction::outbound);
+    c->initial_streams = streams;
+    ASSERT_FALSE(h.manager().add_connection(c));
+    ASSERT_FALSE(h.node.bind(*c, "chat"));
+    by_streams.push_back(std::move(c));
+  }
+  EXPECT_EQ(h.manager().force_trim(), 3u);
+  EXPECT_TRUE(by_streams[0]->closed()) << "no streams: first";
+  EXPECT_TRUE(by_streams[3]->closed());
+  EXPECT_TRUE(by_streams[2]->closed());
+  EXPECT_FALSE(by_streams[1]->closed()) << "the fewest streams stay in an emergency";
+}
+
 TEST(RealmGlobalTrim, EveryRealmStaysAtOrAboveItsReserve) {
   RealmHarness h(trim_config(10, 1000));
   h.create("a", realm(/*low=*/8, 0, 0, /*min_reserved=*/6));
