@@ -3,8 +3,8 @@
 #include <limits>
 #include <string>
 
-#include "detail/rate_limiter.hpp"
-#include "detail/subnet_counter.hpp"
+#include "base/rate_rules.hpp"
+#include "net/prefix.hpp"
 
 namespace dep2p::connmgr {
 
@@ -142,7 +142,7 @@ std::optional<ConfigError> Config::validate_limits() const {
     return e;
   }
   // The same checks the tables run when built, so a config that validates constructs.
-  if (auto e = detail::SubnetCounter::validate(caps)) {
+  if (auto e = detail::check_overrides(caps)) {
     return e;
   }
   const InboundRates& rates = limits.inbound_rate;

@@ -27,9 +27,9 @@
 #include "detail/observability.hpp"
 #include "detail/paged_vector.hpp"
 #include "detail/peer_id_table.hpp"
-#include "detail/rate_limiter.hpp"
+#include "admission/rate_limiter.hpp"
 #include "detail/score_key.hpp"
-#include "detail/subnet_counter.hpp"
+#include "admission/subnet_counter.hpp"
 #include "detail/tag_table.hpp"
 
 namespace dep2p::connmgr {

@@ -3,7 +3,7 @@
 //
 // BasicGater keeps one rule record per peer and per subnet, holding its block, allow and
 // ban flags together, so an intercept costs one hash probe for the peer and one per prefix
-// length in use for the address (detail::CidrMap). Intercepts take the rule lock shared;
+// length in use for the address (detail::PrefixMap). Intercepts take the rule lock shared;
 // changes take it exclusively, commit, and only after releasing it write the file and run
 // the on_tightened handlers (plan, commit, act), so a handler may call the gater.
 #include "dep2p/connmgr/gater.hpp"
@@ -36,8 +36,8 @@
 
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/error.hpp"
-#include "detail/cidr_set.hpp"
 #include "detail/logging.hpp"
+#include "net/prefix_map.hpp"
 
 namespace dep2p::connmgr {
 
@@ -136,14 +136,14 @@ struct Rule {
 };
 
 using PeerTable = boost::unordered_flat_map<NodeId, Rule, NodeIdHash>;
-using NetTable = detail::CidrMap<Rule>;
-using BanKey = std::variant<NodeId, detail::Cidr>;
+using NetTable = detail::PrefixMap<Rule>;
+using BanKey = std::variant<NodeId, detail::Prefix>;
 
 Rule* find_rule(PeerTable& table, const NodeId& peer) {
   auto it = table.find(peer);
   return it == table.end() ? nullptr : &it->second;
 }
-Rule* find_rule(NetTable& table, const detail::Cidr& net) { return table.find(net); }
+Rule* find_rule(NetTable& table, const detail::Prefix& net) { return table.find(net); }
 
 // Reads now() at most once, and only when a ban has to be compared with it: most
 // decisions touch no ban and so never read the clock.
@@ -164,7 +164,7 @@ class LazyNow {
 struct Denial {
   bool banned = false;
   TimePoint until{};
-  detail::Cidr net{};
+  detail::Prefix net{};
 };
 
 // Appends " for N s more", rounded up: a ban in force never reads "0 s more".
@@ -183,11 +183,11 @@ std::string peer_reason(const NodeId& peer, const Denial& denial, LazyNow& now) 
 }
 
 // Built in one buffer: denials are answered on the accept path, often in floods.
-std::string address_reason(const detail::Cidr& host, const Denial& denial, LazyNow& now) {
+std::string address_reason(const detail::Prefix& host, const Denial& denial, LazyNow& now) {
   std::string text;
   text.reserve(96);
   text += "address ";
-  host.append_address(text);
+  detail::append_address(text, host);
   const char* what = denial.banned ? "banned" : "blocked";
   if (denial.net.is_host()) {
     text += " is ";
@@ -196,7 +196,7 @@ std::string address_reason(const detail::Cidr& host, const Denial& denial, LazyN
     text += " is in ";
     text += what;
     text += " subnet ";
-    denial.net.append(text);
+    detail::append(text, denial.net);
   }
   if (denial.banned) append_remaining(text, denial.until, now());
   return text;
@@ -278,7 +278,7 @@ std::optional<std::vector<FileRule>> parse_rules(std::string_view text, std::str
     std::optional<BanKey> key;
     if (peer) {
       if (auto id = NodeId::try_from_hex(fields[1])) key.emplace(*id);
-    } else if (auto net = detail::parse_cidr(fields[1])) {
+    } else if (auto net = detail::parse_prefix(fields[1])) {
       key.emplace(*net);
     }
     if (!key) {
@@ -328,7 +328,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
   enum Kind { kPeer, kAddress, kSubnet };
   enum Flag { kBlocked, kAllowed, kBanned };
   static Kind kind_of(const NodeId&) { return kPeer; }
-  static Kind kind_of(const detail::Cidr& net) { return net.is_host() ? kAddress : kSubnet; }
+  static Kind kind_of(const detail::Prefix& net) { return net.is_host() ? kAddress : kSubnet; }
   static Flag flag_of(bool Rule::*flag) { return flag == &Rule::blocked ? kBlocked : kAllowed; }
   template <class Key>
   void count(const Key& key, Flag flag, int delta) {
@@ -383,12 +383,12 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
     return true;
   }
 
-  bool set_net_allow(const detail::Cidr& net) {
+  bool set_net_allow(const detail::Prefix& net) {
     const bool changed = set_flag(nets_, net, &Rule::allowed);
     if (changed) ++net_allows_;
     return changed;
   }
-  bool clear_net_allow(const detail::Cidr& net) {
+  bool clear_net_allow(const detail::Prefix& net) {
     const bool changed = clear_flag(nets_, net, &Rule::allowed);
     if (changed) --net_allows_;
     return changed;
@@ -410,11 +410,11 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
   // The most specific block or live ban containing `host`, unless an allow rule contains
   // it (an allow at any length wins, so the walk goes on past a denial while allow rules
   // exist).
-  std::optional<Denial> address_denial(const detail::Cidr& host, LazyNow& now) const {
+  std::optional<Denial> address_denial(const detail::Prefix& host, LazyNow& now) const {
     std::optional<Denial> denial;
     bool allowed = false;
     const bool allows_exist = net_allows_ != 0;
-    nets_.visit_matches(host, [&](const detail::Cidr& net, const Rule& rule) {
+    nets_.visit_matches(host, [&](const detail::Prefix& net, const Rule& rule) {
       if (rule.allowed) {
         allowed = true;
         return true;
@@ -432,10 +432,10 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
     return denial;
   }
 
-  bool address_allowed(const detail::Cidr& host) const {
+  bool address_allowed(const detail::Prefix& host) const {
     if (net_allows_ == 0) return false;
-    return nets_.visit_matches(host,
-                               [](const detail::Cidr&, const Rule& rule) { return rule.allowed; });
+    return nets_.visit_matches(
+        host, [](const detail::Prefix&, const Rule& rule) { return rule.allowed; });
   }
 
   Decision decide(const NodeId* peer, const Endpoint* remote) const {
@@ -447,7 +447,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     if (remote != nullptr && !nets_.empty()) {
-      const detail::Cidr host = detail::host_cidr(remote->address);
+      const detail::Prefix host = detail::host_prefix(remote->address);
       if (auto denial = address_denial(host, now)) {
         return Decision::deny(address_reason(host, *denial, now));
       }
@@ -464,7 +464,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
     // Bans that ended wait for the sweep: they are not counted (nor listed) any more.
     for (auto it = ban_ends_.begin(); it != ban_ends_.end() && it->first <= now; ++it) {
       const auto* peer = std::get_if<NodeId>(&it->second);
-      --banned[peer ? kPeer : kind_of(std::get<detail::Cidr>(it->second))][kBanned];
+      --banned[peer ? kPeer : kind_of(std::get<detail::Prefix>(it->second))][kBanned];
     }
     return GaterCounts{
         banned[kPeer][kBlocked],    banned[kPeer][kAllowed],    banned[kPeer][kBanned],
@@ -482,28 +482,28 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
       if (rule.banned && rule.ban_until > out.at)
         out.banned_peers.push_back({peer, rule.ban_until});
     }
-    nets_.for_each([&](const detail::Cidr& net, const Rule& rule) {
+    nets_.for_each([&](const detail::Prefix& net, const Rule& rule) {
       const bool host = net.is_host();
-      const boost::asio::ip::address address = net.address();
+      const boost::asio::ip::address address = detail::to_address(net);
       if (rule.blocked) {
         if (host) {
           out.blocked_addresses.push_back(address);
         } else {
-          out.blocked_subnets.push_back({address, net.prefix});
+          out.blocked_subnets.push_back({address, net.length});
         }
       }
       if (rule.allowed) {
         if (host) {
           out.allowed_addresses.push_back(address);
         } else {
-          out.allowed_subnets.push_back({address, net.prefix});
+          out.allowed_subnets.push_back({address, net.length});
         }
       }
       if (rule.banned && rule.ban_until > out.at) {
         if (host) {
           out.banned_addresses.push_back({address, rule.ban_until});
         } else {
-          out.banned_subnets.push_back({{address, net.prefix}, rule.ban_until});
+          out.banned_subnets.push_back({{address, net.length}, rule.ban_until});
         }
       }
     });
@@ -558,7 +558,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
       if (const auto* peer = std::get_if<NodeId>(&key)) {
         clear_ban(peers_, *peer);
       } else {
-        clear_ban(nets_, std::get<detail::Cidr>(key));
+        clear_ban(nets_, std::get<detail::Prefix>(key));
       }
       ban_ends_.erase({until, key});  // already gone unless the tables disagree
       ++removed;
@@ -638,8 +638,9 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
       }
     };
     for (const auto& [peer, rule] : peers_) add(peer.to_hex(), rule, "-peer");
-    nets_.for_each(
-        [&](const detail::Cidr& net, const Rule& rule) { add(net.to_string(), rule, ""); });
+    nets_.for_each([&](const detail::Prefix& net, const Rule& rule) {
+      add(detail::to_string(net), rule, "");
+    });
     // Sorted, so that the same rules always give the same file (diffs, tests).
     std::sort(lines.begin(), lines.end());
     std::string text;
@@ -730,7 +731,7 @@ struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
     bool tightened = false;
     for (const FileRule& rule : rules) {
       const auto* peer = std::get_if<NodeId>(&rule.key);
-      const auto* net = std::get_if<detail::Cidr>(&rule.key);
+      const auto* net = std::get_if<detail::Prefix>(&rule.key);
       switch (rule.kind) {
         case FileRule::Kind::block:
           tightened |= peer ? set_flag(peers_, *peer, &Rule::blocked)
@@ -889,7 +890,7 @@ bool BasicGater::disallow_peer(const NodeId& peer) {
 }
 
 std::error_code BasicGater::block(std::string_view address_or_subnet) {
-  const auto net = detail::parse_cidr(address_or_subnet);
+  const auto net = detail::parse_prefix(address_or_subnet);
   if (!net) return Errc::invalid_argument;
   bool changed;
   {
@@ -897,14 +898,14 @@ std::error_code BasicGater::block(std::string_view address_or_subnet) {
     changed = impl_->set_flag(impl_->nets_, *net, &Rule::blocked);
   }
   if (changed) {
-    impl_->logger_->info("connmgr: gater: blocked {}", net->to_string());
+    impl_->logger_->info("connmgr: gater: blocked {}", detail::to_string(*net));
     impl_->after_change(true);
   }
   return {};
 }
 
 bool BasicGater::unblock(std::string_view address_or_subnet) {
-  const auto net = detail::parse_cidr(address_or_subnet);
+  const auto net = detail::parse_prefix(address_or_subnet);
   if (!net) return false;
   bool changed;
   {
@@ -914,13 +915,13 @@ bool BasicGater::unblock(std::string_view address_or_subnet) {
     changed = block || ban;
   }
   if (!changed) return false;
-  impl_->logger_->info("connmgr: gater: unblocked {}", net->to_string());
+  impl_->logger_->info("connmgr: gater: unblocked {}", detail::to_string(*net));
   impl_->after_change(false);
   return true;
 }
 
 std::error_code BasicGater::allow(std::string_view address_or_subnet) {
-  const auto net = detail::parse_cidr(address_or_subnet);
+  const auto net = detail::parse_prefix(address_or_subnet);
   if (!net) return Errc::invalid_argument;
   bool changed;
   {
@@ -928,14 +929,14 @@ std::error_code BasicGater::allow(std::string_view address_or_subnet) {
     changed = impl_->set_net_allow(*net);
   }
   if (changed) {
-    impl_->logger_->info("connmgr: gater: allowed {}", net->to_string());
+    impl_->logger_->info("connmgr: gater: allowed {}", detail::to_string(*net));
     impl_->after_change(false);
   }
   return {};
 }
 
 bool BasicGater::disallow(std::string_view address_or_subnet) {
-  const auto net = detail::parse_cidr(address_or_subnet);
+  const auto net = detail::parse_prefix(address_or_subnet);
   if (!net) return false;
   bool changed;
   {
@@ -943,7 +944,7 @@ bool BasicGater::disallow(std::string_view address_or_subnet) {
     changed = impl_->clear_net_allow(*net);
   }
   if (!changed) return false;
-  impl_->logger_->info("connmgr: gater: {} no longer allowed", net->to_string());
+  impl_->logger_->info("connmgr: gater: {} no longer allowed", detail::to_string(*net));
   impl_->after_change(true);
   return true;
 }
@@ -967,7 +968,7 @@ void BasicGater::ban_peer(const NodeId& peer, Duration duration) {
 }
 
 std::error_code BasicGater::ban(std::string_view address_or_subnet, Duration duration) {
-  const auto net = detail::parse_cidr(address_or_subnet);
+  const auto net = detail::parse_prefix(address_or_subnet);
   if (!net || duration <= Duration::zero()) return Errc::invalid_argument;
   const TimePoint until = impl_->ban_end(duration);
   bool changed;
@@ -976,7 +977,7 @@ std::error_code BasicGater::ban(std::string_view address_or_subnet, Duration dur
     changed = impl_->set_ban(impl_->nets_, *net, until);
   }
   if (changed) {
-    impl_->logger_->info("connmgr: gater: banned {} for {} ms", net->to_string(),
+    impl_->logger_->info("connmgr: gater: banned {} for {} ms", detail::to_string(*net),
                          std::chrono::duration_cast<std::chrono::milliseconds>(duration).count());
     impl_->after_change(true);
   }
@@ -992,12 +993,12 @@ bool BasicGater::is_peer_blocked(const NodeId& peer) const {
 bool BasicGater::is_address_blocked(const boost::asio::ip::address& address) const {
   std::shared_lock lock(impl_->mutex_);
   LazyNow now(*impl_->time_);
-  return impl_->address_denial(detail::host_cidr(address), now).has_value();
+  return impl_->address_denial(detail::host_prefix(address), now).has_value();
 }
 
 bool BasicGater::is_allowed(const boost::asio::ip::address& address) const {
   std::shared_lock lock(impl_->mutex_);
-  return impl_->address_allowed(detail::host_cidr(address));
+  return impl_->address_allowed(detail::host_prefix(address));
 }
 
 bool BasicGater::is_peer_allowed(const NodeId& peer) const {

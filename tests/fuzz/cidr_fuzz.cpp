@@ -1,6 +1,6 @@
-// Fuzz target: CIDR parsing (src/detail/cidr_set.hpp) and BasicGater's block/unblock on
-// the same text. A parsed subnet is canonical (host bits zero), prints as text that parses
-// back to itself, contains its own network address in a CidrMap, and the gater accepts
+// Fuzz target: prefix parsing (src/net/prefix.hpp) and BasicGater's block/unblock on the
+// same text. A parsed prefix is canonical (host bits zero), prints as text that parses back
+// to itself, contains its own network address in a PrefixMap, and the gater accepts
 // exactly the text the parser accepts.
 #include <boost/asio/io_context.hpp>
 #include <cstddef>
@@ -9,14 +9,15 @@
 #include <string_view>
 
 #include "dep2p/connmgr/gater.hpp"
-#include "detail/cidr_set.hpp"
 #include "fuzz/fuzz_check.hpp"
+#include "net/prefix.hpp"
+#include "net/prefix_map.hpp"
 
 namespace cm = dep2p::connmgr;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  const auto net = cm::detail::parse_cidr(text);
+  const auto net = cm::detail::parse_prefix(text);
 
   static boost::asio::io_context io;
   static cm::BasicGater gater(io.get_executor());
@@ -26,18 +27,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   DEP2P_FUZZ_CHECK(gater.unblock(text), text);
   DEP2P_FUZZ_CHECK(gater.rule_count() == 0, text);
 
-  DEP2P_FUZZ_CHECK(net->prefix <= (net->v6 ? 128 : 32), text);
-  DEP2P_FUZZ_CHECK(net->masked(net->prefix) == *net, "not canonical: " + std::string(text));
-  const std::string printed = net->to_string();
-  const auto again = cm::detail::parse_cidr(printed);
+  DEP2P_FUZZ_CHECK(net->length <= net->max_length(), text);
+  DEP2P_FUZZ_CHECK(cm::detail::prefix_of(*net, net->length) == *net,
+                   "not canonical: " + std::string(text));
+  const std::string printed = cm::detail::to_string(*net);
+  const auto again = cm::detail::parse_prefix(printed);
   DEP2P_FUZZ_CHECK(again.has_value() && *again == *net, std::string(text) + " -> " + printed);
 
-  cm::detail::CidrMap<int> map;
+  cm::detail::PrefixMap<int> map;
   map[*net] = 1;
-  cm::detail::Cidr host = *net;
-  host.prefix = net->v6 ? 128 : 32;
+  cm::detail::Prefix host = *net;
+  host.length = static_cast<std::uint8_t>(net->max_length());
   bool found = false;
-  map.visit_matches(host, [&](const cm::detail::Cidr& match, const int&) {
+  map.visit_matches(host, [&](const cm::detail::Prefix& match, const int&) {
     found = match == *net;
     return true;
   });

@@ -1,6 +1,6 @@
 // Address classification, per-address/per-subnet caps and token-bucket rate limits
-// (src/detail/subnet.hpp, subnet_counter.hpp, rate_limiter.hpp). Time is virtual: plain
-// TimePoint arithmetic, no clock is read.
+// (src/net/prefix.hpp, src/admission/subnet_counter.hpp and rate_limiter.hpp). Time is virtual:
+// plain TimePoint arithmetic, no clock is read.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,9 +21,9 @@
 #include <boost/asio/ip/network_v6.hpp>
 #include <boost/unordered/unordered_flat_set.hpp>
 
-#include "detail/rate_limiter.hpp"
-#include "detail/subnet.hpp"
-#include "detail/subnet_counter.hpp"
+#include "admission/rate_limiter.hpp"
+#include "admission/subnet_counter.hpp"
+#include "net/prefix.hpp"
 
 namespace dep2p::connmgr::detail {
 namespace {
@@ -34,15 +34,11 @@ using std::chrono::seconds;
 
 address ip(const char* text) { return boost::asio::ip::make_address(text); }
 
-PrefixKey prefix(const char* text) {
+Prefix prefix(const char* text) {
   std::string error;
   auto key = parse_prefix(text, &error);
   EXPECT_TRUE(key.has_value()) << error;
-  return key.value_or(PrefixKey{});
-}
-
-std::string cidr(const char* address_text, unsigned length) {
-  return to_string(prefix_of(ip(address_text), length));
+  return key.value_or(Prefix{});
 }
 
 // The message of the std::invalid_argument `f` throws, or "" when it throws none.
@@ -58,162 +54,6 @@ std::string invalid_argument_of(F f) {
 
 // An arbitrary start, away from zero, so no test depends on the epoch.
 const TimePoint t0 = TimePoint{} + std::chrono::hours(1000);
-
-// ---------------------------------------------------------------------------------------
-// subnet.hpp
-
-TEST(Subnet, Ipv4MappedAddressIsNormalizedToIpv4) {
-  EXPECT_EQ(normalize(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
-  EXPECT_TRUE(normalize(ip("::ffff:10.1.2.3")).is_v4());
-  EXPECT_EQ(normalize(ip("2001:db8::1")), ip("2001:db8::1"));
-  EXPECT_EQ(normalize(ip("10.1.2.3")), ip("10.1.2.3"));
-  EXPECT_EQ(host_key(ip("::ffff:10.1.2.3")), host_key(ip("10.1.2.3")));
-  EXPECT_EQ(host_key(ip("::ffff:10.1.2.3")).family, Family::v4);
-}
-
-TEST(Subnet, Ipv4PrefixKeysKeepOnlyThePrefixBits) {
-  EXPECT_EQ(cidr("10.1.2.3", 32), "10.1.2.3/32");
-  EXPECT_EQ(cidr("10.1.2.3", 24), "10.1.2.0/24");
-  EXPECT_EQ(cidr("10.1.2.3", 16), "10.1.0.0/16");
-  EXPECT_EQ(cidr("10.1.2.3", 0), "0.0.0.0/0");
-  EXPECT_EQ(cidr("::ffff:10.1.2.3", 24), "10.1.2.0/24");
-  EXPECT_EQ(prefix_of(ip("10.1.2.3"), 24), prefix_of(ip("10.1.2.250"), 24));
-  EXPECT_NE(prefix_of(ip("10.1.2.3"), 24), prefix_of(ip("10.1.3.3"), 24));
-  EXPECT_EQ(prefix_of(ip("10.1.2.3"), 16), prefix_of(ip("10.1.3.3"), 16));
-  // Same bits, different lengths: different subnets.
-  EXPECT_NE(prefix_of(ip("10.1.0.0"), 24), prefix_of(ip("10.1.0.0"), 16));
-}
-
-TEST(Subnet, Ipv6PrefixKeysKeepOnlyThePrefixBits) {
-  EXPECT_EQ(cidr("2001:db8:1:2ab::1", 128), "2001:db8:1:2ab::1/128");
-  EXPECT_EQ(cidr("2001:db8:1:2ab::1", 64), "2001:db8:1:2ab::/64");
-  EXPECT_EQ(cidr("2001:db8:1:2ab::1", 56), "2001:db8:1:200::/56");
-  EXPECT_EQ(cidr("2001:db8:1:2ab::1", 48), "2001:db8:1::/48");
-  EXPECT_EQ(cidr("2001:db8:1:2ab:ffff:ffff:ffff:ffff", 65), "2001:db8:1:2ab:8000::/65");
-  EXPECT_EQ(cidr("2001:db8:1:2ab:ffff:ffff:ffff:ffff", 63), "2001:db8:1:2aa::/63");
-  EXPECT_EQ(cidr("2001:db8::1", 0), "::/0");
-  EXPECT_EQ(prefix_of(ip("2001:db8:1:200::1"), 56), prefix_of(ip("2001:db8:1:2ff::9"), 56));
-  EXPECT_NE(prefix_of(ip("2001:db8:1:200::1"), 56), prefix_of(ip("2001:db8:1:300::1"), 56));
-  EXPECT_EQ(prefix_of(ip("2001:db8:1:200::1"), 48), prefix_of(ip("2001:db8:1:300::1"), 48));
-}
-
-TEST(Subnet, FamiliesNeverShareAKey) {
-  EXPECT_NE(prefix_of(ip("0.0.0.0"), 0), prefix_of(ip("::"), 0));
-  // ::10.1.2.3 (the old IPv4-compatible form) is an IPv6 address with the same low bits.
-  EXPECT_NE(host_key(ip("10.1.2.3")), host_key(ip("::a01:203")));
-  EXPECT_FALSE(contains(prefix("::/0"), host_key(ip("10.1.2.3"))));
-  EXPECT_FALSE(contains(prefix("0.0.0.0/0"), host_key(ip("2001:db8::1"))));
-}
-
-TEST(Subnet, ContainsTestsPrefixMembership) {
-  EXPECT_TRUE(contains(prefix("10.0.0.0/8"), host_key(ip("10.200.1.1"))));
-  EXPECT_TRUE(contains(prefix("10.0.0.0/8"), prefix("10.1.0.0/16")));
-  EXPECT_FALSE(contains(prefix("10.1.0.0/16"), prefix("10.0.0.0/8")));
-  EXPECT_FALSE(contains(prefix("10.0.0.0/8"), host_key(ip("11.0.0.1"))));
-  EXPECT_TRUE(contains(prefix("2001:db8::/32"), host_key(ip("2001:db8:ffff::1"))));
-  EXPECT_FALSE(contains(prefix("2001:db8::/32"), host_key(ip("2001:db9::1"))));
-}
-
-TEST(Subnet, LoopbackCoversIpv4Slash8Ipv6OneAndMappedForms) {
-  for (const char* text : {"127.0.0.1", "127.5.6.7", "::1", "::ffff:127.0.0.1"}) {
-    EXPECT_TRUE(is_loopback(ip(text))) << text;
-    EXPECT_TRUE(is_loopback(host_key(ip(text)))) << text;
-  }
-  for (const char* text : {"10.0.0.1", "128.0.0.1", "::2", "::", "2001:db8::1"}) {
-    EXPECT_FALSE(is_loopback(ip(text))) << text;
-    EXPECT_FALSE(is_loopback(host_key(ip(text)))) << text;
-  }
-}
-
-TEST(Subnet, HashSpreadsSiblingSubnetsOverLowBits) {
-  // 4096 sibling /24s (one /12) into 4096 slots by the low 12 bits: a uniform hash fills
-  // about 63% of them; one that ignores the varying bits fills a handful.
-  boost::unordered_flat_set<std::size_t> slots;
-  boost::unordered_flat_set<std::size_t> hashes;
-  for (std::uint32_t i = 0; i < 4096; ++i) {
-    const auto a = boost::asio::ip::address_v4((10U << 24) | (i << 8) | 1U);
-    const std::size_t h = PrefixKeyHash{}(prefix_of(address(a), 24));
-    hashes.insert(h);
-    slots.insert(h & 0xfff);
-  }
-  EXPECT_EQ(hashes.size(), 4096U);
-  EXPECT_GT(slots.size(), 2400U);
-  // The same for IPv6 /64s of one /48.
-  slots.clear();
-  for (unsigned i = 0; i < 4096; ++i) {
-    const std::string text = "2001:db8:1:" + std::to_string(i) + "::1";
-    slots.insert(PrefixKeyHash{}(prefix_of(ip(text.c_str()), 64)) & 0xfff);
-  }
-  EXPECT_GT(slots.size(), 2400U);
-}
-
-TEST(Subnet, FormatsPrefixesAndAddressesAsText) {
-  EXPECT_EQ(to_string(prefix_of(ip("10.1.2.3"), 24)), "10.1.2.0/24");
-  EXPECT_EQ(to_string(prefix_of(ip("2001:db8:1:2::5"), 48)), "2001:db8:1::/48");
-  EXPECT_EQ(address_text(host_key(ip("10.1.2.3"))), "10.1.2.3");
-  EXPECT_EQ(address_text(host_key(ip("::ffff:10.1.2.3"))), "10.1.2.3");
-  EXPECT_EQ(address_text(host_key(ip("2001:DB8::0001"))), "2001:db8::1");
-  EXPECT_EQ(to_address(prefix_of(ip("10.1.2.3"), 16)), ip("10.1.0.0"));
-}
-
-TEST(Subnet, ParsesCidrTextAndBareAddresses) {
-  const PrefixKey lan = prefix("10.0.0.0/8");
-  EXPECT_EQ(lan.family, Family::v4);
-  EXPECT_EQ(lan.length, 8);
-  EXPECT_EQ(lan, prefix_of(ip("10.20.30.40"), 8));
-  EXPECT_EQ(prefix("2001:db8::/32"), prefix_of(ip("2001:db8:ffff::1"), 32));
-  EXPECT_EQ(prefix("10.1.2.3"), host_key(ip("10.1.2.3")));
-  EXPECT_EQ(prefix("::1"), host_key(ip("::1")));
-  EXPECT_EQ(prefix("0.0.0.0/0"), prefix_of(ip("1.2.3.4"), 0));
-  EXPECT_EQ(prefix("::/0"), prefix_of(ip("2001::1"), 0));
-  EXPECT_EQ(prefix("10.1.2.3/32"), host_key(ip("10.1.2.3")));
-  EXPECT_EQ(to_string(prefix("2001:DB8:1::/48")), "2001:db8:1::/48");
-  // An IPv4-mapped prefix is the IPv4 prefix it maps, as addresses are normalized alike.
-  EXPECT_EQ(prefix("::ffff:10.0.0.0/104"), prefix("10.0.0.0/8"));
-  EXPECT_EQ(prefix("::ffff:0:0/96"), prefix("0.0.0.0/0"));
-  // Bits past the length are cleared, as Config::validate() and the gater read the text.
-  EXPECT_EQ(prefix("10.1.2.3/24"), prefix("10.1.2.0/24"));
-  EXPECT_EQ(prefix("2001:db8::1/64"), prefix("2001:db8::/64"));
-  EXPECT_EQ(prefix("::ffff:0:0/80"), prefix("::/80"));
-}
-
-TEST(Subnet, RejectsMalformedCidrWithAReason) {
-  const std::vector<std::string> malformed = {
-      "",
-      "/8",
-      "10.0.0.0/",
-      "10.0.0.0/33",
-      "2001:db8::/129",
-      "10.0.0/8",
-      "10.0.0.0/8/8",
-      "10.0.0.0/-1",
-      "10.0.0.0/+8",
-      "10.0.0.0/0008",
-      "10.0.0.0/8 ",
-      " 10.0.0.0/8",
-      "10.0.0.0 /8",
-      "fe80::1%eth0/64",
-      "hello/8",
-      "256.0.0.0/8",
-      std::string("10.0.0.0\0/8", 11),
-      std::string("10.0.0.0/8\0", 11),
-  };
-  for (const std::string& text : malformed) {
-    std::string error;
-    EXPECT_FALSE(parse_prefix(text, &error).has_value()) << "accepted: " << text;
-    EXPECT_EQ(error.rfind("malformed CIDR \"", 0), 0U) << text << " -> " << error;
-    EXPECT_FALSE(parse_prefix(text).has_value()) << text;
-  }
-  std::string error;
-  (void)parse_prefix("10.0.0.0/33", &error);
-  EXPECT_EQ(error, "malformed CIDR \"10.0.0.0/33\": prefix length 33 exceeds 32 for IPv4");
-  (void)parse_prefix("2001:db8::/129", &error);
-  EXPECT_EQ(error, "malformed CIDR \"2001:db8::/129\": prefix length 129 exceeds 128 for IPv6");
-  (void)parse_prefix("10.0.0.0/x", &error);
-  EXPECT_EQ(error, "malformed CIDR \"10.0.0.0/x\": the prefix length is not a number");
-  (void)parse_prefix("10.0.0.0 /8", &error);
-  EXPECT_EQ(error, "malformed CIDR \"10.0.0.0 /8\": not an IP address");
-}
 
 // ---------------------------------------------------------------------------------------
 // subnet_counter.hpp

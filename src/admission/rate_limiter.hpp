@@ -1,6 +1,6 @@
 // Token buckets for the admission rate limits of docs/design.md, "Admission": new inbound
-// connections per subnet (SubnetRateLimiter, defaults in §4) and outbound dials overall
-// (OutboundDialLimiter). Written here because nothing in Boost fits.
+// connections per subnet (SubnetRateLimiter, defaults in docs/configuration.md) and outbound dials
+// overall (OutboundDialLimiter). Written here because nothing in Boost fits.
 //
 //   SubnetRateLimiter inbound(limits.inbound_rate);
 //   if (auto refusal = inbound.admit(remote.address, now))
@@ -31,26 +31,12 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include "base/rate_rules.hpp"
 #include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/types.hpp"
-#include "detail/subnet.hpp"
+#include "net/prefix.hpp"
 
 namespace dep2p::connmgr::detail {
-
-// Throws std::invalid_argument naming `field` unless `rate` is usable: per_second a finite
-// number >= 0 (0 disables), and when enabled a finite burst of at least 1, since a bucket
-// that can never hold one token would refuse everything.
-inline void validate_rate(const Rate& rate, std::string_view field) {
-  const auto fail = [&](const std::string& why) {
-    throw std::invalid_argument(std::string(field) + ": " + why);
-  };
-  if (!std::isfinite(rate.per_second) || rate.per_second < 0) {
-    fail("per_second must be a finite number, at least 0 (0 disables the limit)");
-  }
-  if (rate.per_second > 0 && (!std::isfinite(rate.burst) || rate.burst < 1)) {
-    fail("burst must be at least 1, or no connection is ever admitted");
-  }
-}
 
 // "10" or "2.5": the shortest text that reads back as the same number.
 inline std::string format_number(double value) {
@@ -172,7 +158,7 @@ class OutboundDialLimiter {
 // seconds at the defaults) and leaves every existing limit intact.
 class SubnetRateLimiter {
   // Bucket of each prefix: the time it is full again (see BucketRule).
-  using Buckets = boost::unordered_flat_map<PrefixKey, TimePoint, PrefixKeyHash>;
+  using Buckets = boost::unordered_flat_map<Prefix, TimePoint, PrefixHash>;
 
  public:
   // Throws std::invalid_argument naming the field (e.g. limits.inbound_rate.ipv4_24) for
@@ -189,11 +175,11 @@ class SubnetRateLimiter {
   // "inbound rate limit: subnet 10.1.2.0/24 over 10/s (burst 50)", naming the narrowest
   // empty bucket, or a full table. A refusal changes no bucket.
   std::optional<std::string> admit(const boost::asio::ip::address& address, TimePoint now) {
-    const PrefixKey host = host_key(address);
+    const Prefix host = host_prefix(address);
     if (exempt_loopback_ && is_loopback(host)) return std::nullopt;
     struct Step {
       const Level* level;
-      PrefixKey prefix;
+      Prefix prefix;
       TimePoint full_at;
       bool present;
       Buckets::iterator at;  // valid when present, until the first insertion below
@@ -203,7 +189,7 @@ class SubnetRateLimiter {
     std::size_t absent = 0;
     for (const Level& level : family_levels(host.family)) {
       if (!level.rule.enabled()) continue;
-      const PrefixKey prefix = prefix_of(host, level.length);
+      const Prefix prefix = prefix_of(host, level.length);
       const auto it = buckets_.find(prefix);
       const bool present = it != buckets_.end();
       const TimePoint full_at = present ? it->second : BucketRule::kFull;
@@ -258,7 +244,7 @@ class SubnetRateLimiter {
   std::size_t size() const noexcept { return buckets_.size(); }
   // Tokens in the bucket of `prefix` at `now` (the burst when it has none); nullopt when
   // no enabled limit applies to a prefix of that family and length.
-  std::optional<double> tokens(const PrefixKey& prefix, TimePoint now) const {
+  std::optional<double> tokens(const Prefix& prefix, TimePoint now) const {
     for (const Level& level : family_levels(prefix.family)) {
       if (level.length != prefix.length || !level.rule.enabled()) continue;
       const auto it = buckets_.find(prefix);

@@ -1,5 +1,5 @@
 // SubnetCounter: the per-address and per-subnet connection caps of docs/design.md, "Admission"
-// (defaults in §4: 8 per IPv4 address, 64 per IPv4 /24, 8 per IPv6 /56, 64 per IPv6 /48). It counts
+// (defaults: 8 per IPv4 address, 64 per IPv4 /24, 8 per IPv6 /56, 64 per IPv6 /48). It counts
 // connections, open and pending alike, so that one host or one network cannot take the
 // whole pool however its connections are spread over time.
 //
@@ -44,7 +44,7 @@
 
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/limits.hpp"
-#include "detail/subnet.hpp"
+#include "net/prefix.hpp"
 
 namespace dep2p::connmgr::detail {
 
@@ -54,7 +54,7 @@ class SubnetCounter {
   explicit SubnetCounter(SubnetCaps caps = {}) : caps_(std::move(caps)) {
     if (auto error = validate(caps_)) throw std::invalid_argument(error->message);
     for (const PrefixOverride& o : caps_.overrides) {
-      const PrefixKey prefix = *parse_prefix(o.subnet);
+      const Prefix prefix = *parse_prefix(o.subnet);
       override_caps_.emplace(prefix, o.max_connections);
       std::vector<std::uint8_t>& lengths = override_lengths_[family_index(prefix.family)];
       if (std::find(lengths.begin(), lengths.end(), prefix.length) == lengths.end()) {
@@ -66,26 +66,10 @@ class SubnetCounter {
     }
   }
 
-  // The first override the constructor would refuse: a prefix that does not parse, or one
-  // that repeats an earlier one (which cap would apply?). For Config::validate(), so that
-  // every configuration it accepts constructs.
+  // The first override the constructor would refuse (see check_overrides in
+  // net/prefix.hpp): every configuration Config::validate() accepts constructs.
   static std::optional<ConfigError> validate(const SubnetCaps& caps) {
-    boost::unordered_flat_map<PrefixKey, std::size_t, PrefixKeyHash> seen;
-    for (std::size_t i = 0; i < caps.overrides.size(); ++i) {
-      std::string field = "limits.subnets.overrides[" + std::to_string(i) + "].subnet";
-      std::string error;
-      const std::optional<PrefixKey> prefix = parse_prefix(caps.overrides[i].subnet, &error);
-      if (!prefix) {
-        std::string message = field + ": " + error;
-        return ConfigError{std::move(field), std::move(message)};
-      }
-      if (const auto [it, added] = seen.try_emplace(*prefix, i); !added) {
-        std::string message = field + ": " + to_string(*prefix) + " repeats overrides[" +
-                              std::to_string(it->second) + "]";
-        return ConfigError{std::move(field), std::move(message)};
-      }
-    }
-    return std::nullopt;
+    return check_overrides(caps);
   }
 
   // Counts one connection from `address` if every cap that applies has room; otherwise
@@ -93,7 +77,7 @@ class SubnetCounter {
   // connections" or "subnet 10.0.0.0/8 (override) holds 100 of 100 connections".
   // `bypass` (the address is allow-listed) skips the caps.
   std::optional<std::string> try_add(const boost::asio::ip::address& address, bool bypass) {
-    const PrefixKey host = host_key(address);
+    const Prefix host = host_prefix(address);
     if (bypass || (caps_.exempt_loopback && is_loopback(host))) {
       ++addresses_[host].uncapped;
       return std::nullopt;
@@ -113,7 +97,7 @@ class SubnetCounter {
     }
     const Levels levels = subnet_levels(host.family);
     for (std::size_t i = 0; i < levels.size; ++i) {
-      const PrefixKey subnet = prefix_of(host, levels.length[i]);
+      const Prefix subnet = prefix_of(host, levels.length[i]);
       const std::size_t held = count(subnet);
       if (held >= levels.cap[i]) return holds("subnet " + to_string(subnet), held, levels.cap[i]);
     }
@@ -128,7 +112,7 @@ class SubnetCounter {
   // uncapped ones are released first: that keeps the caps' counts high, the safe side,
   // and totals stay exact either way.
   bool remove(const boost::asio::ip::address& address) {
-    const PrefixKey host = host_key(address);
+    const Prefix host = host_prefix(address);
     const auto it = addresses_.find(host);
     if (it == addresses_.end()) return false;
     AddressCount& n = it->second;
@@ -149,11 +133,11 @@ class SubnetCounter {
 
   // Connections counted from this address, capped or not.
   std::size_t connections(const boost::asio::ip::address& address) const {
-    const auto it = addresses_.find(host_key(address));
+    const auto it = addresses_.find(host_prefix(address));
     return it == addresses_.end() ? 0 : std::size_t{it->second.capped} + it->second.uncapped;
   }
   // Connections charged to a subnet (IPv4 /24, IPv6 /56 or /48) or to an override prefix.
-  std::size_t count(const PrefixKey& prefix) const {
+  std::size_t count(const Prefix& prefix) const {
     const auto it = prefixes_.find(prefix);
     return it == prefixes_.end() ? 0 : it->second;
   }
@@ -183,9 +167,9 @@ class SubnetCounter {
   // The longest override prefix holding `host` and its cap: one probe per distinct
   // override length of the family, so a few lengths cost a few probes however many
   // overrides share them.
-  std::optional<std::pair<PrefixKey, std::size_t>> find_override(const PrefixKey& host) const {
+  std::optional<std::pair<Prefix, std::size_t>> find_override(const Prefix& host) const {
     for (const std::uint8_t length : override_lengths_[family_index(host.family)]) {
-      const PrefixKey prefix = prefix_of(host, length);
+      const Prefix prefix = prefix_of(host, length);
       if (const auto it = override_caps_.find(prefix); it != override_caps_.end()) {
         return std::pair{prefix, it->second};
       }
@@ -193,7 +177,7 @@ class SubnetCounter {
     return std::nullopt;
   }
 
-  void release(const PrefixKey& prefix) {
+  void release(const Prefix& prefix) {
     const auto it = prefixes_.find(prefix);
     assert(it != prefixes_.end() && it->second > 0);
     if (it == prefixes_.end()) return;
@@ -207,14 +191,14 @@ class SubnetCounter {
   SubnetCaps caps_;
   // Override prefix -> its cap; override_lengths_[family] lists the distinct lengths in
   // use, longest first, so the first hit is the longest match.
-  boost::unordered_flat_map<PrefixKey, std::size_t, PrefixKeyHash> override_caps_;
+  boost::unordered_flat_map<Prefix, std::size_t, PrefixHash> override_caps_;
   std::array<std::vector<std::uint8_t>, 2> override_lengths_;
   // Every address with at least one counted connection (host keys, normalized).
-  boost::unordered_flat_map<PrefixKey, AddressCount, PrefixKeyHash> addresses_;
+  boost::unordered_flat_map<Prefix, AddressCount, PrefixHash> addresses_;
   // Subnet and override prefix -> capped connections inside it; never holds a zero. One
   // table serves both because their keys cannot meet: a subnet key is only charged by
   // addresses outside every override, so it never equals an override prefix.
-  boost::unordered_flat_map<PrefixKey, std::size_t, PrefixKeyHash> prefixes_;
+  boost::unordered_flat_map<Prefix, std::size_t, PrefixHash> prefixes_;
 };
 
 }  // namespace dep2p::connmgr::detail
