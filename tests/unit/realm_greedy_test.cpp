@@ -1,6 +1,6 @@
-// The node trim's greedy over realm pools (src/detail/realm_greedy.hpp): the level-at-a-time
+// The node trim's greedy over realm pools (src/realm/realm_greedy.hpp): the level-at-a-time
 // run must choose exactly what the step-by-step one chooses when no peer is in two realms.
-#include "detail/realm_greedy.hpp"
+#include "realm/realm_greedy.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <random>
 #include <vector>
 
-#include "detail/score_key.hpp"
+#include "trim/score_key.hpp"
 
 namespace dep2p::connmgr::detail::realm_greedy {
 namespace {

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "detail/compact_vector.hpp"
-#include "detail/paged_vector.hpp"
-#include "detail/peer_id_table.hpp"
+#include "base/compact_vector.hpp"
+#include "base/paged_vector.hpp"
+#include "pool/peer_id_table.hpp"
 #include "support/fake_connection.hpp"
 #include "support/manager_harness.hpp"
 

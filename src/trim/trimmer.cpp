@@ -5,7 +5,7 @@
 #include <optional>
 #include <tuple>
 
-#include "detail/score_key.hpp"
+#include "trim/score_key.hpp"
 
 namespace dep2p::connmgr {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/events.hpp"
-#include "detail/score_key.hpp"
+#include "trim/score_key.hpp"
 
 namespace dep2p::connmgr::detail {
 

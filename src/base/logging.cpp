@@ -1,4 +1,4 @@
-#include "detail/logging.hpp"
+#include "base/logging.hpp"
 
 #include <spdlog/sinks/stdout_sinks.h>
 

@@ -19,18 +19,18 @@
 #include <boost/container/small_vector.hpp>
 #include <boost/unordered/unordered_flat_set.hpp>
 
+#include "admission/rate_limiter.hpp"
+#include "admission/subnet_counter.hpp"
+#include "base/logging.hpp"
+#include "base/paged_vector.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/gater.hpp"
-#include "detail/event_hub.hpp"
-#include "detail/logging.hpp"
-#include "detail/manager_access.hpp"
-#include "detail/observability.hpp"
-#include "detail/paged_vector.hpp"
-#include "detail/peer_id_table.hpp"
-#include "admission/rate_limiter.hpp"
-#include "detail/score_key.hpp"
-#include "admission/subnet_counter.hpp"
-#include "detail/tag_table.hpp"
+#include "manager/event_hub.hpp"
+#include "observe/observability.hpp"
+#include "pool/peer_id_table.hpp"
+#include "realm/manager_access.hpp"
+#include "tags/tag_table.hpp"
+#include "trim/score_key.hpp"
 
 namespace dep2p::connmgr {
 

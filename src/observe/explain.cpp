@@ -4,7 +4,7 @@
 #include <string>
 
 #include "dep2p/connmgr/explain.hpp"
-#include "detail/observability.hpp"
+#include "observe/observability.hpp"
 
 namespace dep2p::connmgr {
 

@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "detail/event_hub.hpp"
+#include "manager/event_hub.hpp"
 
 namespace dep2p::connmgr {
 

@@ -34,9 +34,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include "base/logging.hpp"
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/error.hpp"
-#include "detail/logging.hpp"
 #include "net/prefix_map.hpp"
 
 namespace dep2p::connmgr {

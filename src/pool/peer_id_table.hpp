@@ -10,8 +10,8 @@
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include "base/paged_vector.hpp"
 #include "dep2p/connmgr/types.hpp"
-#include "detail/paged_vector.hpp"
 
 namespace dep2p::connmgr::detail {
 

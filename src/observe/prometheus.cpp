@@ -15,7 +15,7 @@
 #include "dep2p/connmgr/admission.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/realm_manager.hpp"
-#include "detail/observability.hpp"
+#include "observe/observability.hpp"
 
 namespace dep2p::connmgr {
 namespace detail {

@@ -14,11 +14,11 @@
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <boost/unordered/unordered_flat_set.hpp>
 
+#include "base/compact_vector.hpp"
 #include "dep2p/connmgr/error.hpp"
-#include "detail/compact_vector.hpp"
-#include "detail/manager_access.hpp"
-#include "detail/realm_greedy.hpp"
-#include "detail/score_key.hpp"
+#include "realm/manager_access.hpp"
+#include "realm/realm_greedy.hpp"
+#include "trim/score_key.hpp"
 
 namespace dep2p::connmgr {
 namespace {

@@ -13,8 +13,8 @@
 #include <boost/container/small_vector.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include "base/compact_vector.hpp"
 #include "dep2p/connmgr/types.hpp"
-#include "detail/compact_vector.hpp"
 
 namespace dep2p::connmgr::detail {
 
