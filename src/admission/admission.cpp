@@ -1,7 +1,5 @@
 #include "dep2p/connmgr/admission.hpp"
 
-#include "dep2p/connmgr/gater.hpp"
-
 namespace dep2p::connmgr {
 
 std::string_view to_string(Stage stage) noexcept {
@@ -33,7 +31,5 @@ std::string_view to_string(RefusalReason reason) noexcept {
   }
   return "unknown";
 }
-
-bool Gater::bypasses_caps(const boost::asio::ip::address&) { return false; }
 
 }  // namespace dep2p::connmgr

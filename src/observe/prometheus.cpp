@@ -227,19 +227,4 @@ void write_realm_prometheus(std::ostream& out,
 
 }  // namespace detail
 
-void ConnectionManager::write_prometheus(std::ostream& out) const {
-  detail::write_prometheus(out, stats());
-}
-
-// Through the public queries: each realm's figures are consistent, the set of realms is
-// the one realms() saw (a realm removed meanwhile is left out).
-void RealmConnectionManager::write_prometheus(std::ostream& out) const {
-  manager().write_prometheus(out);
-  std::vector<std::pair<std::string, RealmStats>> realm_figures;
-  for (std::string& name : realms()) {
-    if (auto figures = realm_stats(name)) realm_figures.emplace_back(std::move(name), *figures);
-  }
-  detail::write_realm_prometheus(out, realm_figures);
-}
-
 }  // namespace dep2p::connmgr

@@ -4,6 +4,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "base/token_owners.hpp"
 #include "dep2p/connmgr/error.hpp"
 
 namespace dep2p::connmgr {
@@ -90,6 +91,16 @@ int Bump::apply(const DecayingValue& v, int delta) const {
       },
       rule_);
 }
+
+DecayingTag::DecayingTag(detail::TokenKey, std::weak_ptr<detail::DecayingTagOwner> owner,
+                         std::uint32_t tag, std::uint64_t generation, std::string name,
+                         Duration interval)
+    : owner_(std::move(owner)),
+      registered_(true),
+      tag_(tag),
+      generation_(generation),
+      name_(std::move(name)),
+      interval_(interval) {}
 
 std::error_code DecayingTag::bump(const NodeId& peer, int delta) {
   auto owner = owner_.lock();

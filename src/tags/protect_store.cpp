@@ -3,7 +3,7 @@
 #include <mutex>
 
 #include "dep2p/connmgr/error.hpp"
-#include "tags/tag_table.hpp"
+#include "tags/protect_table.hpp"
 
 namespace dep2p::connmgr {
 

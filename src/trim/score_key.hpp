@@ -46,8 +46,4 @@ inline std::uint64_t value_key(std::int64_t value) {
   return static_cast<std::uint64_t>(value) ^ (1ULL << 63);
 }
 
-// Whether `trimmer` is the library's own ScoreTrimmer (make_score_trimmer()), whose
-// order the manager may then apply to its pool directly instead of through a snapshot.
-bool is_score_trimmer(const Trimmer& trimmer) noexcept;
-
 }  // namespace dep2p::connmgr::detail

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "trim/score_key.hpp"
+#include "trim/value_buckets.hpp"
 
 namespace dep2p::connmgr {
 namespace {
@@ -16,27 +17,19 @@ using detail::RankKey;
 // RankKey::value alone (the first field of detail::key_of): the tag sum in unsigned order.
 std::uint64_t value_key(const PeerSnapshot& peer) { return detail::value_key(peer.value); }
 
-// The k-th smallest (1-based) of `values`, 1 <= k <= values.size(), in O(n): a histogram
-// over the values' range (one pass) finds the bucket holding it, and only that bucket's
-// values are selected among. Tag sums usually span a small range, so each value then
-// has a bucket of its own and no selection is needed at all.
+// The k-th smallest (1-based) of `values`, 1 <= k <= values.size(), in O(n): the buckets
+// over the values' range (one pass) find the one holding it, and only that bucket's values
+// are selected among (none when each value has a bucket of its own, as tag sums do).
 std::uint64_t kth_smallest(const std::vector<std::uint64_t>& values, std::size_t k) {
   const auto [lo_it, hi_it] = std::minmax_element(values.begin(), values.end());
-  const std::uint64_t lo = *lo_it;
-  const std::uint64_t range = *hi_it - lo;
-  // At most 2^16 buckets, and no more than about one per value.
-  const int bits = std::min(16, static_cast<int>(std::bit_width(values.size())));
-  const int shift = std::max(0, static_cast<int>(std::bit_width(range)) - bits);
-  std::vector<std::uint32_t> counts(static_cast<std::size_t>(range >> shift) + 1, 0);
-  for (const std::uint64_t v : values) ++counts[static_cast<std::size_t>((v - lo) >> shift)];
-  std::size_t below = 0;  // values in the buckets before `bucket`
-  std::size_t bucket = 0;
-  while (below + counts[bucket] < k) below += counts[bucket++];
-  if (shift == 0) return lo + bucket;
+  detail::ValueBuckets buckets(*lo_it, *hi_it, values.size());
+  for (const std::uint64_t v : values) buckets.add(v, 1);
+  const auto [bucket, below] = buckets.boundary(k);
+  if (buckets.exact()) return buckets.key_of(bucket);
   std::vector<std::uint64_t> inside;
-  inside.reserve(counts[bucket]);
+  inside.reserve(buckets.weight(bucket));
   for (const std::uint64_t v : values) {
-    if (((v - lo) >> shift) == bucket) inside.push_back(v);
+    if (buckets.bucket_of(v) == bucket) inside.push_back(v);
   }
   const auto kth = inside.begin() + static_cast<std::ptrdiff_t>(k - 1 - below);
   std::nth_element(inside.begin(), kth, inside.end());
@@ -226,10 +219,6 @@ class ActivityTrimmer final : public Trimmer {
 }  // namespace
 
 std::shared_ptr<Trimmer> make_score_trimmer() { return std::make_shared<ScoreTrimmer>(); }
-
-bool detail::is_score_trimmer(const Trimmer& trimmer) noexcept {
-  return dynamic_cast<const ScoreTrimmer*>(&trimmer) != nullptr;
-}
 
 std::shared_ptr<Trimmer> make_activity_trimmer(ActivityTrimmerOptions options) {
   return std::make_shared<ActivityTrimmer>(options);

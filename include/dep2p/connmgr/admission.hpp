@@ -54,20 +54,18 @@ struct Refusal {
       message;  // one sentence: "inbound refused: subnet 10.1.2.0/24 holds 8 of 8 connections"
 };
 
+namespace detail {
+struct TokenKey;
+class ReservationOwner;
+}  // namespace detail
+
 // Held resources of one admission in progress: pending-handshake slots, a place under the
 // per-address caps, reserved memory or descriptors. Dropping it releases exactly those;
-// add_connection() consumes it, moving what the connection keeps to the connection.
+// add_connection() consumes it, moving what the connection keeps to the connection. Only
+// the manager makes one.
 class Reservation {
  public:
-  class Owner {
-   public:
-    virtual ~Owner() = default;
-    virtual void release_reservation(std::uint64_t id) noexcept = 0;
-  };
-
   Reservation() = default;
-  Reservation(std::weak_ptr<Owner> owner, std::uint64_t id, Direction direction)
-      : owner_(std::move(owner)), id_(id), direction_(direction) {}
   ~Reservation() { release(); }
   Reservation(Reservation&& other) noexcept
       : owner_(std::move(other.owner_)),
@@ -87,18 +85,21 @@ class Reservation {
 
   // Releases what it holds now; idempotent.
   void release() noexcept {
-    if (id_ == 0) return;
-    if (auto owner = owner_.lock()) owner->release_reservation(id_);
-    id_ = 0;
+    if (id_ != 0) release_now();
   }
   bool valid() const noexcept { return id_ != 0; }
   Direction direction() const noexcept { return direction_; }
   std::uint64_t id() const noexcept { return id_; }
-  // Hands the id over (to the manager's add_connection); the caller takes over releasing.
-  std::uint64_t take() noexcept { return std::exchange(id_, 0); }
+
+  // Library-internal: the manager's constructor and hand-over (a host cannot name the key).
+  Reservation(detail::TokenKey key, std::weak_ptr<detail::ReservationOwner> owner, std::uint64_t id,
+              Direction direction);
+  std::uint64_t take(detail::TokenKey key) noexcept;
 
  private:
-  std::weak_ptr<Owner> owner_;
+  void release_now() noexcept;
+
+  std::weak_ptr<detail::ReservationOwner> owner_;
   std::uint64_t id_ = 0;
   Direction direction_ = Direction::inbound;
 };

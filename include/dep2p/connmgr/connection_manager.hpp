@@ -56,8 +56,9 @@ class logger;
 namespace dep2p::connmgr {
 
 namespace detail {
-struct ManagerAccess;
-}
+class ManagerCore;
+class PoolExtension;
+}  // namespace detail
 
 // What the manager uses from its environment; every member is optional.
 struct Dependencies {
@@ -66,13 +67,17 @@ struct Dependencies {
   std::shared_ptr<spdlog::logger> logger;
   // Defaults to SteadyTimeSource.
   std::shared_ptr<TimeSource> time_source;
-  // Defaults to make_score_trimmer().
+  // Defaults to the library's own default order (make_score_trimmer()'s), which the
+  // manager then applies to its pool directly instead of through a snapshot.
   std::shared_ptr<Trimmer> trimmer;
   // Defaults to make_default_path_selector().
   std::shared_ptr<PathSelector> path_selector;
   // Asked at every admission stage; null allows everything. Its on_tightened() is
   // subscribed to, and connections it then denies are closed with CloseReason::gated.
   std::shared_ptr<Gater> gater;
+  // Library-internal: the layer built on this manager (RealmConnectionManager sets it).
+  // A host leaves it empty; the type is not part of the public interface.
+  std::shared_ptr<detail::PoolExtension> extension;
 };
 
 struct TagInfo {
@@ -270,9 +275,7 @@ class ConnectionManager {
   bool is_closed() const;
 
  private:
-  friend struct detail::ManagerAccess;
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
+  std::shared_ptr<detail::ManagerCore> core_;
 };
 
 }  // namespace dep2p::connmgr

@@ -105,8 +105,13 @@ class Bump {
   Rule rule_;
 };
 
+namespace detail {
+struct TokenKey;
+class DecayingTagOwner;
+}  // namespace detail
+
 // A registered decaying tag. A default-constructed handle is not valid; methods on it,
-// and on a closed tag, return Errc::tag_closed.
+// and on a closed tag, return Errc::tag_closed. Only the manager makes a valid one.
 class DecayingTag {
  public:
   DecayingTag() = default;
@@ -124,27 +129,12 @@ class DecayingTag {
   // The interval in force (the requested one raised to the decay resolution).
   Duration interval() const { return interval_; }
 
-  // The manager's side of a handle; hosts do not implement it.
-  class Owner {
-   public:
-    virtual ~Owner() = default;
-    virtual std::error_code bump_decaying(std::uint32_t tag, std::uint64_t generation,
-                                          const NodeId& peer, int delta) = 0;
-    virtual std::error_code remove_decaying(std::uint32_t tag, std::uint64_t generation,
-                                            const NodeId& peer) = 0;
-    virtual void close_decaying(std::uint32_t tag, std::uint64_t generation) = 0;
-  };
-  DecayingTag(std::weak_ptr<Owner> owner, std::uint32_t tag, std::uint64_t generation,
-              std::string name, Duration interval)
-      : owner_(std::move(owner)),
-        registered_(true),
-        tag_(tag),
-        generation_(generation),
-        name_(std::move(name)),
-        interval_(interval) {}
+  // Library-internal: the manager's constructor (a host cannot name the key).
+  DecayingTag(detail::TokenKey key, std::weak_ptr<detail::DecayingTagOwner> owner,
+              std::uint32_t tag, std::uint64_t generation, std::string name, Duration interval);
 
  private:
-  std::weak_ptr<Owner> owner_;
+  std::weak_ptr<detail::DecayingTagOwner> owner_;
   bool registered_ = false;
   std::uint32_t tag_ = 0;
   std::uint64_t generation_ = 0;

@@ -19,17 +19,15 @@
 
 namespace dep2p::connmgr {
 
+namespace detail {
+struct TokenKey;
+class HoldOwner;
+}  // namespace detail
+
+// Only the manager makes one (ConnectionManager::keep_alive).
 class KeepAliveHold {
  public:
-  class Owner {
-   public:
-    virtual ~Owner() = default;
-    virtual void release_hold(const NodeId& peer) noexcept = 0;
-  };
-
   KeepAliveHold() = default;
-  KeepAliveHold(std::weak_ptr<Owner> owner, const NodeId& peer)
-      : owner_(std::move(owner)), peer_(peer) {}
   ~KeepAliveHold() { release(); }
   KeepAliveHold(KeepAliveHold&& other) noexcept
       : owner_(std::move(other.owner_)), peer_(std::exchange(other.peer_, std::nullopt)) {}
@@ -45,14 +43,17 @@ class KeepAliveHold {
   KeepAliveHold& operator=(const KeepAliveHold&) = delete;
 
   void release() noexcept {
-    if (!peer_) return;
-    if (auto owner = owner_.lock()) owner->release_hold(*peer_);
-    peer_.reset();
+    if (peer_) release_now();
   }
   bool active() const noexcept { return peer_.has_value(); }
 
+  // Library-internal: the manager's constructor (a host cannot name the key).
+  KeepAliveHold(detail::TokenKey key, std::weak_ptr<detail::HoldOwner> owner, const NodeId& peer);
+
  private:
-  std::weak_ptr<Owner> owner_;
+  void release_now() noexcept;
+
+  std::weak_ptr<detail::HoldOwner> owner_;
   std::optional<NodeId> peer_;
 };
 

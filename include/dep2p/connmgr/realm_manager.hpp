@@ -83,7 +83,8 @@ class RealmConnectionManager {
  public:
   using executor_type = ConnectionManager::executor_type;
 
-  // Builds the node's ConnectionManager with a realm-aware trimmer around deps.trimmer.
+  // Builds the node's ConnectionManager. While connections are bound, the realm rules rank
+  // its trims; otherwise deps.trimmer (or the default order) decides alone.
   // Throws std::invalid_argument naming the field when config.validate() fails.
   RealmConnectionManager(executor_type executor, Config config = {}, Dependencies deps = {});
   template <typename ExecutionContext>
@@ -161,8 +162,10 @@ class RealmConnectionManager {
   // Closes manager() and stops realm trims. Idempotent.
   void close();
 
- private:
+  // The layer's internal state (src/realm/); an incomplete type outside the library.
   struct State;
+
+ private:
   std::shared_ptr<State> state_;
 };
 

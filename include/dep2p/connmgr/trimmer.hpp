@@ -34,17 +34,6 @@ struct ConnectionSnapshot {
   TimePoint last_activity{};  // the last reported bytes, or opened_at
   double download_rate = 0;   // bytes per second received, smoothed
   double upload_rate = 0;     // bytes per second sent, smoothed
-  // The manager's index of the connection: small, and stable while the connection is
-  // open (reused after it closes), so a layer over the manager can keep per-connection
-  // data in an array instead of a table keyed by id. RealmConnectionManager does.
-  std::uint32_t slot = 0;
-};
-
-// The manager's index and id of one connection: all a layer over the manager needs to reach
-// its own data for the connection (see ConnectionSnapshot::slot), at a fifth of the size.
-struct ConnectionRef {
-  ConnectionId id{};
-  std::uint32_t slot = 0;
 };
 
 struct PeerSnapshot {
@@ -54,7 +43,7 @@ struct PeerSnapshot {
   bool has_inbound = false;   // at least one of its connections is inbound
   bool is_protected = false;  // only force_trim() shows protected peers
   std::uint32_t connection_count = 0;
-  // When the snapshot carries connections (or connection_refs), the peer's are
+  // When the snapshot carries connections, the peer's are
   // connections[first_connection .. first_connection + connection_count).
   std::uint32_t first_connection = 0;
 };
@@ -64,9 +53,6 @@ struct PeerSnapshot {
 struct TrimInputs {
   bool peer_ids = true;     // TrimSnapshot::peer_ids
   bool connections = true;  // TrimSnapshot::connections
-  // TrimSnapshot::connection_refs: only the slot and id of each connection, for a trimmer
-  // that keeps its own per-connection data by slot (RealmConnectionManager's).
-  bool connection_refs = false;
 };
 
 struct TrimSnapshot {
@@ -77,13 +63,9 @@ struct TrimSnapshot {
   std::vector<PeerSnapshot> peers;
   std::vector<NodeId> peer_ids;                 // peer_ids[i] is the id of peers[i], if asked for
   std::vector<ConnectionSnapshot> connections;  // if asked for
-  std::vector<ConnectionRef> connection_refs;   // if asked for; indexed as connections
 
   std::span<const ConnectionSnapshot> connections_of(const PeerSnapshot& peer) const {
     return {connections.data() + peer.first_connection, peer.connection_count};
-  }
-  std::span<const ConnectionRef> connection_refs_of(const PeerSnapshot& peer) const {
-    return {connection_refs.data() + peer.first_connection, peer.connection_count};
   }
 };
 

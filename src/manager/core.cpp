@@ -1,0 +1,161 @@
+// ManagerCore: construction, start, close, the extension's door, and acting on effects.
+#include "manager/core.hpp"
+
+#include <exception>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include "base/logging.hpp"
+#include "manager/connection_access.hpp"
+
+namespace dep2p::connmgr::detail {
+
+std::uint64_t ConnectionAccess::new_token() {
+  static std::atomic<std::uint64_t> last{0};
+  return (last.fetch_add(1, std::memory_order_relaxed) + 1) * 2;
+}
+
+ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies deps)
+    : token_(ConnectionAccess::new_token()),
+      env_{executor, boost::asio::make_strand(executor),
+           deps.time_source ? std::move(deps.time_source) : std::make_shared<SteadyTimeSource>(),
+           deps.logger ? std::move(deps.logger) : make_default_logger()},
+      config_(std::move(config)),
+      schedule_(ScheduleSettings::of(config_)),
+      caps_(config_.limits.subnets),
+      inbound_rates_(config_.limits.inbound_rate),
+      outbound_dials_(config_.limits.outbound_dials),
+      hub_(env_.logger) {
+  policies_.default_order = !deps.trimmer;
+  policies_.trimmer = deps.trimmer ? std::move(deps.trimmer) : make_score_trimmer();
+  policies_.trim_inputs = policies_.trimmer->inputs();
+  policies_.gater = std::move(deps.gater);
+  policies_.path_selector =
+      deps.path_selector ? std::move(deps.path_selector) : make_default_path_selector();
+  policies_.has_extension = deps.extension != nullptr;
+  policies_.extension = deps.extension;
+}
+
+ManagerCore::~ManagerCore() {
+  // Let go of the handles so that they can be tracked by another manager. (Handles
+  // detached but not yet closed are released by the act phase that holds them.)
+  for (std::uint32_t slot = 0; slot < pool_.conn_slots(); ++slot) {
+    const ConnEntry& conn = pool_.conn(slot);
+    if (conn.handle) ConnectionAccess::release(*conn.handle);
+  }
+}
+
+void ManagerCore::start() {
+  reservation_owner_ = std::weak_ptr<ReservationOwner>(shared_from_this());
+  hold_owner_ = std::weak_ptr<HoldOwner>(shared_from_this());
+  env_.logger->info("connmgr: effective settings: {}", config_.describe());
+  timers_.background = env_.time->make_timer(env_.strand);
+  timers_.decay = env_.time->make_timer(env_.strand);
+  timers_.housekeeping = env_.time->make_timer(env_.strand);
+  timers_.keepalive = env_.time->make_timer(env_.strand);
+  if (auto extension = policies_.extension.lock()) extension->attach(*this);
+  arm_background_check();
+  arm_decay_tick();
+  if (policies_.gater) {
+    gater_subscription_ = policies_.gater->on_tightened([weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        boost::asio::post(self->env_.strand, [weak] {
+          if (auto again = weak.lock()) again->regate();
+        });
+      }
+    });
+  }
+}
+
+void ManagerCore::close() {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    closed_ = true;
+  }
+  trim_.done.notify_all();
+  hub_.close();
+  gater_subscription_.reset();
+  if (timers_.background) timers_.background->cancel();
+  if (timers_.decay) timers_.decay->cancel();
+  if (timers_.housekeeping) timers_.housekeeping->cancel();
+  if (timers_.keepalive) timers_.keepalive->cancel();
+}
+
+bool ManagerCore::is_closed() const {
+  std::lock_guard lock(mutex_);
+  return closed_;
+}
+
+// --- The extension's door ------------------------------------------------------------
+
+std::optional<ConnectionPlace> ManagerCore::locate(const Connection& connection) const {
+  std::lock_guard lock(mutex_);
+  const Locked<> locked;
+  auto slot = tracked_slot(locked, connection);
+  if (!slot) return std::nullopt;
+  return ConnectionPlace{*slot, pool_.conn(*slot).id};
+}
+
+void ManagerCore::publish(Event event) {
+  if (!hub_.has_subscribers()) return;
+  hub_.enqueue(std::move(event));
+  hub_.drain();
+}
+
+Refusal ManagerCore::refuse(Stage stage, RefusalReason reason, std::string scope, std::string limit,
+                            std::string message) {
+  Refusal refusal =
+      count_refusal(stage, reason, std::move(scope), std::move(limit), std::move(message));
+  hub_.drain();
+  return refusal;
+}
+
+Refusal ManagerCore::count_refusal(Stage stage, RefusalReason reason, std::string scope,
+                                   std::string limit, std::string message) {
+  refusals_[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  // Logged at debug level only: refusals can come by the thousand under attack, and the
+  // caller gets the text anyway.
+  env_.logger->debug("connmgr: {}", message);
+  Refusal refusal{stage, reason, std::move(scope), std::move(limit), std::move(message)};
+  if (hub_.has_subscribers()) hub_.enqueue(RefusedEvent{refusal});
+  return refusal;
+}
+
+// --- Acting ------------------------------------------------------------------------------
+
+void ManagerCore::act(Effects& effects) {
+  for (std::size_t i = 0; i < effects.closes.size(); ++i) {
+    // A trim closes thousands of handles: fetch the host's objects (whose tracking word
+    // is written here and read again when close() reports back) a few ahead.
+    if (i + 8 < effects.closes.size()) __builtin_prefetch(effects.closes[i + 8].handle.get(), 1);
+    Closing& c = effects.closes[i];
+    close_handle(*c.handle, c.reason, c.detail);
+  }
+  std::vector<std::shared_ptr<Connection>>& batch = effects.batch;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (i + 16 < batch.size()) __builtin_prefetch(batch[i + 16].get(), 1);
+    close_handle(*batch[i], effects.batch_reason, effects.batch_detail);
+    batch[i].reset();  // while the object's lines are still in cache
+  }
+  hub_.drain();
+  effects.closes.clear();  // releases the handles, still unlocked
+  batch.clear();
+  send_pings(effects.pings);
+  for (const NodeId& peer : effects.reselect) reselect(peer);
+  effects.reselect.clear();
+}
+
+void ManagerCore::close_handle(Connection& handle, CloseReason reason, const std::string& detail) {
+  ConnectionAccess::mark_closed(handle, token_);
+  try {
+    handle.close(reason, detail);
+  } catch (const std::exception& e) {
+    env_.logger->warn("connmgr: Connection::close threw: {}", e.what());
+  } catch (...) {
+    env_.logger->warn("connmgr: Connection::close threw a non-standard exception");
+  }
+}
+
+}  // namespace dep2p::connmgr::detail

@@ -1,0 +1,361 @@
+// ManagerCore: what ConnectionManager is made of — the one lock, the units it guards (the
+// pool, tags, protections, schedules, the admission ledger, caps and rates) held by value,
+// and the orchestration of every public operation: lock, ask the units, collect Effects,
+// unlock, act. It is the only place that calls host code, and it does so only outside its
+// lock (docs/design.md, "Threading"; docs/architecture.md has the map and the lock order).
+//
+// The units hold no lock and decide nothing about threads; what must run under the core's
+// lock takes a Locked<> token, which only the core can make. Its operations are spread
+// over files by concern (core_pool.cpp, core_admission.cpp, core_tags.cpp, core_trim.cpp,
+// core_timers.cpp, core_paths.cpp, core_observe.cpp), each holding the orchestration for
+// its part; the logic is in the units.
+//
+// Lock order: mutex_, then (inside the extension's calls) the extension's own leaf lock,
+// then the event hub's. The hooks' lock and the refusal counters are taken alone.
+//
+// Thread safety: every public method is thread-safe (see connection_manager.hpp).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/strand.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
+
+#include "admission/hooks.hpp"
+#include "admission/ledger.hpp"
+#include "admission/limit_checks.hpp"
+#include "admission/rate_limiter.hpp"
+#include "admission/subnet_counter.hpp"
+#include "base/token_owners.hpp"
+#include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/error.hpp"
+#include "manager/effects.hpp"
+#include "manager/event_hub.hpp"
+#include "manager/extension.hpp"
+#include "manager/locked.hpp"
+#include "pool/pool.hpp"
+#include "tags/decay_engine.hpp"
+#include "tags/protect_table.hpp"
+#include "tags/tag_table.hpp"
+#include "timers/connection_schedule.hpp"
+#include "timers/expiry_schedule.hpp"
+#include "trim/snapshot.hpp"
+#include "trim/victims.hpp"
+
+namespace dep2p::connmgr::detail {
+
+class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
+                          public CoreDoor,
+                          public DecayingTagOwner,
+                          public ReservationOwner,
+                          public HoldOwner {
+ public:
+  using executor_type = ConnectionManager::executor_type;
+  enum class TrimKind { background, explicit_trim, forced, exact_count, limits_changed };
+
+  // REQUIRES: config.validate() passed.
+  ManagerCore(executor_type executor, Config config, Dependencies deps);
+  ~ManagerCore();
+  // Arms the timers and attaches the extension; called once, right after construction.
+  void start();
+  void close();
+  bool is_closed() const;
+  executor_type executor() const { return env_.executor; }
+
+  // --- The pool (core_pool.cpp) ----------------------------------------------------
+  std::error_code add_connection(std::shared_ptr<Connection> handle);
+  std::error_code remove_connection(const Connection& connection, CloseReason reason);
+  std::error_code close_peer(const NodeId& peer, CloseReason reason, std::string_view detail);
+  std::error_code close_connection(const Connection& connection, CloseReason reason,
+                                   std::string_view detail);
+  std::error_code adjust_streams(const Connection& connection, Direction direction, bool opened,
+                                 Refusal* refusal);
+  std::optional<ConnectionId> connection_id(const Connection& connection) const;
+  std::shared_ptr<Connection> best_connection(const NodeId& peer) const;
+  std::vector<std::shared_ptr<Connection>> connections(const NodeId& peer) const;
+  std::size_t connection_count(std::optional<Direction> direction) const;
+  std::size_t peer_count() const;
+
+  // --- Admission (core_admission.cpp) ----------------------------------------------
+  DialCheck check_dial(const NodeId& peer, bool force_new);
+  Admission check_dial_addr(const NodeId& peer, const Endpoint& remote);
+  Admission admit_inbound(const Endpoint& remote);
+  std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
+                             const Endpoint& remote, Refusal* refusal);
+  std::error_code add_reserved(std::shared_ptr<Connection> handle, Reservation reservation,
+                               Refusal* refusal);
+  Admission reserve_resources(const std::optional<NodeId>& peer, std::uint64_t memory,
+                              std::size_t fds);
+  Limits effective_limits() const;
+  Subscription add_before_connect(ConnectionManager::BeforeConnectHook hook);
+  Subscription add_after_handshake(ConnectionManager::AfterHandshakeHook hook);
+
+  // --- Tags and protection (core_tags.cpp) -----------------------------------------
+  std::error_code tag_peer(const NodeId& peer, std::string_view name, int value);
+  std::error_code untag_peer(const NodeId& peer, std::string_view name);
+  std::error_code upsert_tag(const NodeId& peer, std::string_view name,
+                             const std::function<int(int)>& fn);
+  std::optional<TagInfo> tag_info(const NodeId& peer) const;
+  DecayingTag register_decaying_tag(std::string_view name, Duration interval, Decay decay,
+                                    Bump bump, std::error_code& ec);
+  // `duration` of zero or less means until unprotected.
+  std::error_code protect(const NodeId& peer, std::string_view tag, Duration duration);
+  bool unprotect(const NodeId& peer, std::string_view tag);
+  bool is_protected(const NodeId& peer, std::optional<std::string_view> tag) const;
+
+  // --- Trimming (core_trim.cpp) ----------------------------------------------------
+  std::size_t run_trim(TrimKind kind, std::size_t exact_count);
+  std::error_code set_limits(std::size_t low_water, std::size_t high_water);
+  Config config() const;
+
+  // --- Lifecycle, activity and keepalive (core_timers.cpp) --------------------------
+  std::error_code track_pending(std::shared_ptr<Connection> handle, ConnectionState state);
+  std::error_code report_state(const Connection& connection, ConnectionState next);
+  std::optional<ConnectionState> state(const Connection& connection) const;
+  std::error_code record_activity(const Connection& connection, std::uint64_t bytes_in,
+                                  std::uint64_t bytes_out);
+  std::optional<Duration> rtt(const Connection& connection) const;
+  KeepAliveHold keep_alive(const NodeId& peer);
+
+  // --- Observation (core_observe.cpp) ----------------------------------------------
+  Stats stats() const;
+  std::optional<Explanation> explain(const NodeId& peer) const;
+  Subscription subscribe(EventHandler handler) { return hub_.subscribe(std::move(handler)); }
+  // Delivers the events queued so far (no lock may be held).
+  void deliver_events() { hub_.drain(); }
+
+  // --- CoreDoor: the extension's way in --------------------------------------------
+  std::optional<ConnectionPlace> locate(const Connection& connection) const override;
+  void publish(Event event) override;
+  Refusal refuse(Stage stage, RefusalReason reason, std::string scope, std::string limit,
+                 std::string message) override;
+  TimePoint now() const override { return env_.time->now(); }
+
+ private:
+  // What the core runs on; immutable after construction.
+  struct Environment {
+    executor_type executor;
+    boost::asio::strand<executor_type> strand;
+    std::shared_ptr<TimeSource> time;
+    std::shared_ptr<spdlog::logger> logger;
+  };
+  // The pluggable parts; immutable after construction.
+  struct Policies {
+    std::shared_ptr<Trimmer> trimmer;
+    TrimInputs trim_inputs;
+    // No trimmer was given: the default order, which the core may apply to the pool in
+    // place instead of through a snapshot.
+    bool default_order = true;
+    std::shared_ptr<Gater> gater;  // null: every intercept allows
+    std::shared_ptr<PathSelector> path_selector;
+    // The layer built on this manager (the realm layer), if any. Held weakly: the layer
+    // owns the manager, and a layer being destroyed is not called any more.
+    std::weak_ptr<PoolExtension> extension;
+    bool has_extension = false;
+  };
+  // One trim at a time: `running` is set by the trimming thread; each finished trim bumps
+  // `generation` and wakes the callers that joined it.
+  struct TrimGate {
+    bool running = false;
+    std::thread::id thread;
+    std::uint64_t generation = 0;
+    std::size_t last_closed = 0;
+    std::condition_variable done;
+  };
+  // The core's timers, armed and fired on the strand; armed under mutex_ (Timer methods
+  // never call back).
+  struct Timers {
+    std::unique_ptr<Timer> background;
+    std::unique_ptr<Timer> decay;
+    std::unique_ptr<Timer> housekeeping;
+    std::unique_ptr<Timer> keepalive;
+    bool housekeeping_armed = false;
+    TimePoint housekeeping_at{};
+    bool keepalive_armed = false;
+    TimePoint keepalive_at{};
+  };
+  // Connections not established yet (track_pending), by handle.
+  struct PendingEntry {
+    std::shared_ptr<Connection> handle;
+    ConnectionState state;
+    std::uint64_t serial;  // matches its handshake deadline in the schedule
+  };
+  struct Pending {
+    boost::unordered_flat_map<const Connection*, PendingEntry> entries;
+    std::uint64_t next_serial = 0;
+  };
+  // The connections detached in the current batch, for the extension (see detach()).
+  struct DetachBatch {
+    bool open = false;
+    std::vector<DetachedConnection> connections;
+    std::vector<NodeId> peers;  // only while somebody subscribes to events
+  };
+
+  // --- Pool mutations under the lock (core_pool.cpp) -------------------------------
+
+  // The slot of a connection this manager tracks, or nullopt. A handle detached but not
+  // yet closed still names this manager; its slot's handle tells it apart.
+  std::optional<std::uint32_t> tracked_slot(const Locked<>&, const Connection& c) const;
+  // Whether the handle is this manager's: tracked, detached for closing, or closed by it
+  // with the host's report still to come.
+  bool ours(const Connection& c) const;
+  std::error_code insert_connection(const Locked<>& locked, std::shared_ptr<Connection> handle,
+                                    const ConnectionFacts& facts,
+                                    const std::optional<boost::asio::ip::address>& capped);
+  // Removes one connection from the pool and returns its handle, for closing or release
+  // outside the lock. Every detach is told to the extension: at once, or with the others
+  // of its batch at end_detach_batch().
+  std::shared_ptr<Connection> detach(const Locked<>& locked, std::uint32_t conn_slot,
+                                     CloseReason reason, const std::string& detail);
+  void begin_detach_batch(const Locked<>& locked);
+  void end_detach_batch(const Locked<>& locked);
+  // Detaches the victims' connections into `closing`; returns how many.
+  std::size_t close_victims(const Locked<>& locked, const VictimSlots& victims,
+                            bool allow_protected, CloseReason reason, const std::string& detail,
+                            std::vector<std::shared_ptr<Connection>>& closing,
+                            std::size_t& peers_closed);
+  // A peer whose last connection went: kept as a temporary entry while tag_retention
+  // allows, released otherwise.
+  void retain_or_release(const Locked<>& locked, std::uint32_t slot);
+  void release_peer(const Locked<>& locked, std::uint32_t slot);
+  // A temporary entry that no longer holds any tag has no reason to exist.
+  void release_if_empty_temporary(const Locked<>& locked, std::uint32_t slot);
+  std::optional<ConnectionFacts> read_facts(const Connection& handle);
+  std::error_code after_handshake(const Connection& handle, Direction direction, Refusal* refusal);
+
+  // --- Tags under the lock (core_tags.cpp) ------------------------------------------
+  std::uint32_t tagging_slot(const Locked<>& locked, const NodeId& peer, std::error_code& ec);
+  void set_tag(const Locked<>& locked, std::uint32_t slot, std::string_view name, int value);
+  std::int64_t value_of(const PeerSlot& entry) const {
+    return entry.tags.sum() + decay_.sum(entry.decay);
+  }
+  bool holds_tags(const PeerSlot& entry) const {
+    return !entry.tags.empty() || entry.decay != kNoDecaySet;
+  }
+  void schedule_expiry(const Locked<>& locked, std::uint32_t slot, TimePoint at);
+  void lose_protection(const Locked<>& locked, const NodeId& peer, TimePoint now);
+  Duration temp_lifetime() const { return config_.grace_period; }
+  void arm_housekeeping(const Locked<>& locked, TimePoint at);
+  void housekeeping();
+  void arm_decay_tick();
+  void decay_tick();
+  void prune_temporary(const Locked<>& locked, TimePoint now);
+  // DecayingTagOwner
+  std::error_code bump_decaying(std::uint32_t tag, std::uint64_t generation, const NodeId& peer,
+                                int delta) override;
+  std::error_code remove_decaying(std::uint32_t tag, std::uint64_t generation,
+                                  const NodeId& peer) override;
+  void close_decaying(std::uint32_t tag, std::uint64_t generation) override;
+
+  // --- Admission under the lock (core_admission.cpp) -------------------------------
+  ConnectionCounts system_counts() const;
+  ConnectionCounts peer_counts(const NodeId& peer) const;
+  Refusal refuse(const LimitBreach& breach, Stage stage, const std::string& prefix);
+  template <class F>
+  Decision gate(F&& intercept);
+  template <class F>
+  std::optional<Refusal> ask_gater(Stage stage, const std::string& what, F&& intercept);
+  // Counts a refusal and queues its RefusedEvent (delivered by the caller, unlocked).
+  Refusal count_refusal(Stage stage, RefusalReason reason, std::string scope, std::string limit,
+                        std::string message);
+  bool gater_allows(const boost::asio::ip::address& address);
+  Reservation open_reservation(const Locked<>& locked, Charge charge);
+  void release_reservation(std::uint64_t id) noexcept override;  // ReservationOwner
+  // The gater asked for a re-check: close the connections intercept_secured now denies.
+  void regate();
+
+  // --- Trimming (core_trim.cpp) ----------------------------------------------------
+  void arm_background_check();
+  std::string trim_with_snapshot(std::unique_lock<std::mutex>& lock, TrimKind kind,
+                                 std::size_t exact_count, TimePoint now, std::size_t before,
+                                 CloseReason reason,
+                                 std::vector<std::shared_ptr<Connection>>& closing,
+                                 std::size_t& closed, std::size_t& peers_closed);
+  // The extension's ranking of the candidates, or the default order's in place; nullopt
+  // when neither applies (a host's trimmer ranks through the snapshot).
+  // `default_fallback`: the default order ranks when the extension has no say, even if
+  // the host gave a trimmer (which ranks only through a snapshot, unlocked).
+  std::optional<VictimSlots> rank_under_lock(const Locked<>& locked, const CandidateView& view,
+                                             const TrimTarget& rule, bool default_fallback,
+                                             std::size_t& target);
+  bool rank_snapshot(const Plan& plan, std::vector<std::uint32_t>& order);
+  void count_trim(const Locked<>& locked, TrimKind kind, std::size_t closed,
+                  std::size_t peers_closed);
+  std::string describe(TrimKind kind, std::size_t before, std::size_t target) const;
+
+  // --- Lifecycle, activity and keepalive (core_timers.cpp) --------------------------
+  void arm_keepalive(const Locked<>& locked, TimePoint now);
+  void keepalive_round();
+  void on_pong(std::uint32_t slot, ConnectionId id, std::uint32_t sequence, TimePoint sent_at,
+               std::error_code ec);
+  // Counts a miss; returns the handle to close when it was the last one allowed.
+  std::optional<Closing> miss(const Locked<>& locked, std::uint32_t slot);
+  void expire_handshakes(const Locked<>& locked, TimePoint now, Effects& effects);
+  bool held(const NodeId& peer) const { return !holds_.empty() && holds_.contains(peer); }
+  void release_hold(const NodeId& peer) noexcept override;  // HoldOwner
+
+  // --- Paths (core_paths.cpp) ------------------------------------------------------
+  // Rules that run when a connection joins a peer that has others. Returns whether the
+  // peer has several paths (then the path selector must be asked).
+  bool apply_path_rules(const Locked<>& locked, std::uint32_t added, Effects& effects);
+  void close_redundant(const Locked<>& locked, TimePoint now, Effects& effects);
+  // Asks the path selector (host code: unlocked) for the peer's best connection.
+  void reselect(const NodeId& peer);
+
+  // --- Acting (effects.cpp) --------------------------------------------------------
+  // Outside the lock: closes, then events, then pings, then path selection.
+  void act(Effects& effects);
+  void close_handle(Connection& handle, CloseReason reason, const std::string& detail);
+  void send_pings(std::vector<Ping>& pings);
+
+  const std::uint64_t token_;  // this manager's mark in Connection's tracking word
+  Environment env_;
+  Policies policies_;
+  Subscription gater_subscription_;  // re-gating on Gater::on_tightened
+
+  // --- Guarded by mutex_ --------------------------------------------------------------
+  mutable std::mutex mutex_;
+  Config config_;
+  bool closed_ = false;
+  Pool pool_;
+  TagNames tag_names_;
+  // Source of PeerCold::tags_stamp: every tag change of a peer stamps it with a fresh
+  // number, so upsert_tag sees whether that peer's tags changed while its function ran.
+  std::uint64_t tag_clock_ = 0;
+  DecayEngine decay_;
+  ProtectTable protections_;
+  ExpirySchedule expiries_;      // temporary entries' ends
+  ConnectionSchedule schedule_;  // keepalive, idle, redundant paths, handshakes
+  Pending pending_;
+  boost::unordered_flat_map<NodeId, std::size_t, NodeIdHash> holds_;  // peer -> holds
+  AdmissionLedger ledger_;
+  SubnetCounter caps_;
+  SubnetRateLimiter inbound_rates_;
+  OutboundDialLimiter outbound_dials_;
+  Stats stats_;  // the running totals; the counts are filled in by stats()
+  TrimGate trim_;
+  Timers timers_;
+  DetachBatch detached_;
+
+  // --- With their own synchronisation -------------------------------------------------
+  Hooks hooks_;  // its own lock, taken alone
+  std::array<std::atomic<std::uint64_t>, kRefusalReasonCount> refusals_{};
+  std::atomic<std::uint64_t> unknown_reports_{0};      // duplicate or unknown reports
+  EventHub hub_;                                       // its own lock, taken after mutex_
+  std::weak_ptr<ReservationOwner> reservation_owner_;  // set once by start()
+  std::weak_ptr<HoldOwner> hold_owner_;                // set once by start()
+};
+
+}  // namespace dep2p::connmgr::detail

@@ -1,0 +1,321 @@
+// ManagerCore: trims (docs/design.md, "Trimming"): what starts one, who ranks it (the
+// extension, the default order in place, or the host's trimmer through a snapshot), and
+// the commit; the victims are closed by act() with no lock held.
+#include <exception>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include "manager/core.hpp"
+#include "trim/in_place.hpp"
+
+namespace dep2p::connmgr::detail {
+namespace {
+
+TrimmedEvent::Kind event_kind(ManagerCore::TrimKind kind) {
+  using TrimKind = ManagerCore::TrimKind;
+  switch (kind) {
+    case TrimKind::background: return TrimmedEvent::Kind::background;
+    case TrimKind::explicit_trim: return TrimmedEvent::Kind::explicit_trim;
+    case TrimKind::forced: return TrimmedEvent::Kind::forced;
+    case TrimKind::exact_count: return TrimmedEvent::Kind::exact_count;
+    case TrimKind::limits_changed: return TrimmedEvent::Kind::limits_changed;
+  }
+  return TrimmedEvent::Kind::explicit_trim;
+}
+
+}  // namespace
+
+void ManagerCore::arm_background_check() {
+  std::chrono::milliseconds period;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    period = config_.silence_period;
+  }
+  timers_.background->wait_until(env_.time->now() + period, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) {
+      self->run_trim(TrimKind::background, 0);
+      self->arm_background_check();
+    }
+  });
+}
+
+std::optional<VictimSlots> ManagerCore::rank_under_lock(const Locked<>& locked,
+                                                        const CandidateView& view,
+                                                        const TrimTarget& rule,
+                                                        bool default_fallback,
+                                                        std::size_t& target) {
+  if (auto extension = policies_.extension.lock()) {
+    // The extension ranks only when it has a say (connections bound to realms).
+    std::size_t candidate_connections = 0;
+    view.for_each(
+        [&](std::uint32_t, const PeerSlot& entry) { candidate_connections += entry.conns.size(); });
+    const RankRequest request{rule.of(candidate_connections), rule.partial(), view.forced()};
+    if (request.target == 0 || candidate_connections == 0) {
+      target = request.target;
+      return VictimSlots{};
+    }
+    if (auto victims = extension->rank(locked, view, request)) {
+      target = request.target;
+      return victims;
+    }
+  }
+  if (!policies_.default_order && !default_fallback) return std::nullopt;
+  return rank_in_place(view, rule, target);
+}
+
+bool ManagerCore::rank_snapshot(const Plan& plan, std::vector<std::uint32_t>& order) {
+  if (plan.snapshot.peers.empty() || plan.target == 0) return true;
+  try {
+    policies_.trimmer->rank(plan.snapshot, plan.target, order);
+    return true;
+  } catch (const std::exception& e) {
+    env_.logger->error("connmgr: trimmer threw, trim aborted: {}", e.what());
+  } catch (...) {
+    env_.logger->error("connmgr: trimmer threw a non-standard exception, trim aborted");
+  }
+  return false;
+}
+
+// A trim through the trimmer's snapshot: plan under the lock, rank outside it (the
+// trimmer may be host code), commit under it again. Returns the detail text; `lock` is
+// held on entry and on return.
+std::string ManagerCore::trim_with_snapshot(std::unique_lock<std::mutex>& lock, TrimKind kind,
+                                            std::size_t exact_count, TimePoint now,
+                                            std::size_t before, CloseReason reason,
+                                            std::vector<std::shared_ptr<Connection>>& closing,
+                                            std::size_t& closed, std::size_t& peers_closed) {
+  const bool forced = kind == TrimKind::forced;
+  const bool exact = kind == TrimKind::exact_count;
+  const TrimInputs& inputs = policies_.trim_inputs;
+  Plan unprotected;
+  Plan protected_plan;
+  unprotected.snapshot.now = now;
+  protected_plan.snapshot.now = now;
+  unprotected.snapshot.forced = forced;
+  protected_plan.snapshot.forced = forced;
+  reserve(unprotected, pool_.peers(), pool_.counts().connections, inputs);
+  const Duration grace = config_.grace_period;
+  std::size_t candidate_connections = 0;
+  {
+    using Mode = CandidateView::Mode;
+    const CandidateView view(pool_, decay_, now, grace,
+                             forced ? Mode::forced_unprotected : Mode::normal);
+    view.for_each([&](std::uint32_t slot, const PeerSlot& entry) {
+      add_candidate(unprotected, view, slot, entry, inputs);
+      candidate_connections += entry.conns.size();
+    });
+    if (forced) {
+      const CandidateView protected_view(pool_, decay_, now, grace, Mode::forced_protected);
+      protected_view.for_each([&](std::uint32_t slot, const PeerSlot& entry) {
+        add_candidate(protected_plan, protected_view, slot, entry, inputs);
+      });
+    }
+  }
+  if (forced) {
+    unprotected.target = pool_.counts().connections - config_.low_water;
+    // Protected peers go only for what the unprotected ones cannot cover in the plan,
+    // ranked for that shortfall alone: the trimmer's order need only be right within the
+    // target it is given (the least valuable protected peers, not any of them).
+    // Unprotected victims that change meanwhile, or connections added while the trimmer
+    // runs, are never a reason to close a protected peer.
+    protected_plan.target =
+        unprotected.target > candidate_connections ? unprotected.target - candidate_connections : 0;
+  } else {
+    using Kind = TrimTarget::Kind;
+    unprotected.target =
+        TrimTarget{exact ? Kind::exact : Kind::watermark, exact_count, config_.low_water}.of(
+            candidate_connections);
+  }
+  std::string detail = describe(kind, before, unprotected.target);
+  lock.unlock();
+
+  // Rank outside the lock: the trimmer is pluggable host code.
+  std::vector<std::uint32_t> order;
+  std::vector<std::uint32_t> protected_order;
+  bool ok = rank_snapshot(unprotected, order);
+  if (ok && forced) ok = rank_snapshot(protected_plan, protected_order);
+  Victims victims;
+  if (ok) victims = select(unprotected, order, unprotected.target, exact);
+
+  // Commit: apply the decisions to the pool.
+  lock.lock();
+  const Locked<> locked;
+  if (!ok || closed_) return detail;
+  closed = close_victims(locked, in_slot_order(unprotected, victims), false, reason, detail,
+                         closing, peers_closed);
+  // The protected phase closes no more than the pool still holds above low water (less
+  // than planned only if connections went meanwhile).
+  const std::size_t count = pool_.counts().connections;
+  if (protected_plan.target > 0 && count > config_.low_water) {
+    const Victims more = select(protected_plan, protected_order,
+                                std::min(protected_plan.target, count - config_.low_water), false);
+    closed += close_victims(locked, in_slot_order(protected_plan, more), true, reason, detail,
+                            closing, peers_closed);
+  }
+  count_trim(locked, kind, closed, peers_closed);
+  return detail;
+}
+
+// A trim that ran to its commit (not one whose trimmer threw) is counted, and announced
+// after the DisconnectedEvents of its connections.
+void ManagerCore::count_trim(const Locked<>&, TrimKind kind, std::size_t closed,
+                             std::size_t peers_closed) {
+  ++stats_.trims;
+  if (closed > 0 && hub_.has_subscribers()) {
+    hub_.enqueue(TrimmedEvent{event_kind(kind), peers_closed, closed, pool_.counts().connections});
+  }
+}
+
+std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
+  const TimePoint now = env_.time->now();
+  std::unique_lock lock(mutex_);
+  if (closed_) return 0;
+  if (trim_.running) {
+    if (kind == TrimKind::background || kind == TrimKind::limits_changed) return 0;
+    if (trim_.thread == std::this_thread::get_id()) return 0;  // called from inside a trim
+    if (kind == TrimKind::explicit_trim) {
+      ++stats_.trims_joined;
+      const std::uint64_t generation = trim_.generation;
+      trim_.done.wait(lock, [&] { return trim_.generation != generation || closed_; });
+      return closed_ ? 0 : trim_.last_closed;
+    }
+    trim_.done.wait(lock, [&] { return !trim_.running || closed_; });
+    if (closed_) return 0;
+  }
+
+  const std::size_t count = pool_.counts().connections;
+  const bool watermarks_on = config_.low_water != 0 && config_.high_water != 0;
+  switch (kind) {
+    case TrimKind::background:
+    case TrimKind::limits_changed:
+      if (!watermarks_on || count < config_.high_water) return 0;
+      break;
+    case TrimKind::explicit_trim:
+    case TrimKind::forced:
+      if (!watermarks_on || count <= config_.low_water) return 0;
+      break;
+    case TrimKind::exact_count:
+      if (exact_count == 0) return 0;
+      break;
+  }
+  trim_.running = true;
+  trim_.thread = std::this_thread::get_id();
+  // However the trim ends, the next one may run and the callers that joined wake up.
+  struct Finish {
+    ManagerCore& core;
+    std::unique_lock<std::mutex>& lock;
+    std::size_t closed = 0;
+    ~Finish() {
+      if (!lock.owns_lock()) lock.lock();
+      core.trim_.running = false;
+      core.trim_.thread = {};
+      core.trim_.last_closed = closed;
+      ++core.trim_.generation;
+      lock.unlock();
+      core.trim_.done.notify_all();
+    }
+  } finish{*this, lock};
+
+  const bool forced = kind == TrimKind::forced;
+  const bool exact = kind == TrimKind::exact_count;
+  const CloseReason reason = forced || exact ? CloseReason::forced_trim : CloseReason::trimmed;
+  Effects effects;
+  std::size_t closed = 0;
+  std::size_t peers_closed = 0;
+  std::string detail;
+  bool ranked = false;  // under the lock, by the extension or the default order in place
+  {
+    const Locked<> locked;
+    if (!exact) prune_temporary(locked, now);
+    // The extension, or the default order in place: plan, rank and commit in one hold of
+    // the lock, with no host code in between.
+    using Mode = CandidateView::Mode;
+    using Kind = TrimTarget::Kind;
+    const TrimTarget rule = forced  ? TrimTarget{Kind::fixed, count - config_.low_water, 0}
+                            : exact ? TrimTarget{Kind::exact, exact_count, 0}
+                                    : TrimTarget{Kind::watermark, 0, config_.low_water};
+    const CandidateView view(pool_, decay_, now, config_.grace_period,
+                             forced ? Mode::forced_unprotected : Mode::normal);
+    std::size_t target = 0;
+    std::optional<VictimSlots> victims = rank_under_lock(locked, view, rule, false, target);
+    if (victims) {
+      ranked = true;
+      detail = describe(kind, count, target);
+      closed = close_victims(locked, *victims, false, reason, detail, effects.batch, peers_closed);
+      if (forced && pool_.counts().connections > config_.low_water) {
+        // Protected peers, ranked among themselves for what the others could not cover.
+        // (When the realm rules ranked the first phase and nothing is bound any more, the
+        // default order ranks this one, whatever trimmer the host gave.)
+        const CandidateView protected_view(pool_, decay_, now, config_.grace_period,
+                                           Mode::forced_protected);
+        const TrimTarget shortfall{Kind::fixed, pool_.counts().connections - config_.low_water, 0};
+        std::size_t ignored = 0;
+        if (auto more = rank_under_lock(locked, protected_view, shortfall, true, ignored)) {
+          closed += close_victims(locked, *more, true, reason, detail, effects.batch, peers_closed);
+        }
+      }
+      count_trim(locked, kind, closed, peers_closed);
+    }
+  }
+  if (!ranked) {
+    detail = trim_with_snapshot(lock, kind, exact_count, now, count, reason, effects.batch, closed,
+                                peers_closed);
+  }
+  lock.unlock();
+
+  // Act: close the victims, deliver events — all unlocked.
+  effects.batch_reason = reason;
+  effects.batch_detail = detail;
+  act(effects);
+  finish.closed = closed;
+  if (closed > 0) {
+    env_.logger->debug("connmgr: trim closed {} connections of {} peers", closed, peers_closed);
+  }
+  return closed;
+}
+
+std::string ManagerCore::describe(TrimKind kind, std::size_t before, std::size_t target) const {
+  const std::string pool =
+      std::to_string(before) + " connections, low water " + std::to_string(config_.low_water);
+  switch (kind) {
+    case TrimKind::background:
+      return "trimmed by the background check: " + pool + ", high water " +
+             std::to_string(config_.high_water);
+    case TrimKind::explicit_trim: return "trimmed on request: " + pool;
+    case TrimKind::forced: return "force_trim: " + pool + ", grace ignored";
+    case TrimKind::exact_count: return "trim_connections(" + std::to_string(target) + "): " + pool;
+    case TrimKind::limits_changed:
+      return "trimmed after the limits were lowered: " + pool + ", high water " +
+             std::to_string(config_.high_water);
+  }
+  return pool;
+}
+
+std::error_code ManagerCore::set_limits(std::size_t low_water, std::size_t high_water) {
+  bool schedule = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return Errc::closed;
+    Config candidate = config_;
+    candidate.low_water = low_water;
+    candidate.high_water = high_water;
+    if (auto error = candidate.validate()) return Errc::invalid_argument;
+    config_ = candidate;
+    schedule = high_water != 0 && low_water != 0 && pool_.counts().connections >= high_water;
+  }
+  if (schedule) {
+    boost::asio::post(env_.strand, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->run_trim(TrimKind::limits_changed, 0);
+    });
+  }
+  return {};
+}
+
+Config ManagerCore::config() const {
+  std::lock_guard lock(mutex_);
+  return config_;
+}
+
+}  // namespace dep2p::connmgr::detail

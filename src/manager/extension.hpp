@@ -1,0 +1,89 @@
+// The one door between the manager core and a layer built on it (the realm layer): what
+// the core tells the layer, under its lock and once per batch or ranking, and what the
+// layer may ask of the core, without holding any lock of its own.
+//
+//   class Realms final : public PoolExtension { ... };
+//   Dependencies deps;
+//   deps.extension = realms;          // the core calls realms->attach(door) once
+//
+// Lock order: the core's lock, then the layer's own (a leaf): the core calls on_detached()
+// and rank() holding its lock, and the layer takes its own inside and lets it go before
+// returning. The layer never calls the door while holding its own lock, and never keeps
+// a lock across calls.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dep2p/connmgr/admission.hpp"
+#include "dep2p/connmgr/connection.hpp"
+#include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/types.hpp"
+#include "manager/locked.hpp"
+#include "trim/candidates.hpp"
+#include "trim/victims.hpp"
+
+namespace dep2p::connmgr::detail {
+
+// A connection in the pool, as the core finds it: its slot (stable while it is open,
+// reused after) and its id (never reused).
+struct ConnectionPlace {
+  std::uint32_t slot;
+  ConnectionId id;
+  friend bool operator==(const ConnectionPlace&, const ConnectionPlace&) = default;
+};
+
+// A connection that left the pool.
+struct DetachedConnection {
+  std::uint32_t slot;
+  ConnectionId id;
+  CloseReason reason;
+};
+
+// One ranking asked of the layer: cover `target` connections among the view's candidates.
+struct RankRequest {
+  std::size_t target = 0;
+  bool exact = false;   // trim_connections(): the last peer may give up only some
+  bool forced = false;  // force_trim(): an emergency, where reserves may go
+};
+
+// What the core offers the layer. Every call takes the core's lock itself: the caller
+// holds none.
+class CoreDoor {
+ public:
+  // Where the connection sits in the pool, if it is there.
+  virtual std::optional<ConnectionPlace> locate(const Connection& connection) const = 0;
+  // Queues an event in commit order and delivers it.
+  virtual void publish(Event event) = 0;
+  // Counts a refusal in the manager's stats, publishes its RefusedEvent and returns it.
+  virtual Refusal refuse(Stage stage, RefusalReason reason, std::string scope, std::string limit,
+                         std::string message) = 0;
+  // The manager's time.
+  virtual TimePoint now() const = 0;
+
+ protected:
+  ~CoreDoor() = default;
+};
+
+class PoolExtension {
+ public:
+  virtual ~PoolExtension() = default;
+  // Once, when the core is built, before any connection is added. `door` lives as long as
+  // the core; the layer must not call it after the core is closed.
+  virtual void attach(CoreDoor& door) = 0;
+  // Once per batch of connections that left the pool (one for a single close; all of a
+  // trim's victims), after their DisconnectedEvents were queued. `peers` holds each one's
+  // peer id, and `events` is not null, only when somebody subscribes to events; events
+  // appended there are published right after.
+  virtual void on_detached(const Locked<>& locked, std::span<const DetachedConnection> batch,
+                           std::span<const NodeId> peers, std::vector<Event>* events) = 0;
+  // Once per trim ranking: the victims among the view's candidates, or nullopt to leave
+  // the choice to the core's own order (the layer has no say in it).
+  virtual std::optional<VictimSlots> rank(const Locked<>& locked, const CandidateView& view,
+                                          const RankRequest& request) = 0;
+};
+
+}  // namespace dep2p::connmgr::detail

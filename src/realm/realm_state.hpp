@@ -1,0 +1,167 @@
+// RealmConnectionManager's state: the realms, the bindings of the node's connections to
+// them, and the two things the manager core asks of the layer through its one door
+// (manager/extension.hpp): to forget the bindings of connections that left the pool, and
+// to rank the node's trims while connections are bound (docs/architecture.md, "Realms").
+//
+// Lock order: the core's lock, then `mutex` (a leaf): the core calls on_detached() and
+// rank() holding its own lock, and they take `mutex` inside. The layer never calls the core
+// while holding `mutex`.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/unordered/unordered_flat_set.hpp>
+
+#include "base/compact_vector.hpp"
+#include "dep2p/connmgr/realm_manager.hpp"
+#include "manager/extension.hpp"
+#include "realm/member_table.hpp"
+#include "realm/realm_greedy.hpp"
+
+namespace dep2p::connmgr {
+
+struct RealmConnectionManager::State final : detail::PoolExtension {
+  struct IdHash {
+    std::size_t operator()(ConnectionId id) const noexcept {
+      return std::hash<std::uint64_t>{}(static_cast<std::uint64_t>(id));
+    }
+  };
+
+  struct Realm {
+    std::string name;
+    RealmConfig config;
+    std::size_t connections = 0;  // bound now
+    detail::MemberTable members;
+    RealmStats stats;
+    bool trim_scheduled = false;
+    // Connections this realm's own trim is closing (their closure is not "global").
+    boost::unordered_flat_set<ConnectionId, IdHash> own_trim;
+    std::uint32_t index = 0;  // in realm_table, for as long as the realm exists
+  };
+
+  // The realms one connection is bound to, at the connection's slot in the pool: the node's
+  // trim and on_detached reach it by index, with no lookup. `id` tells the slot's current
+  // connection from an earlier one. 24 bytes, one realm inline (the node's trim reads one
+  // binding per candidate connection).
+  struct BoundTo {
+    std::uint32_t realm;   // in realm_table
+    std::uint32_t member;  // in that realm's members
+  };
+  struct Binding {
+    ConnectionId id{};
+    detail::CompactVector<BoundTo, 1> realms;
+  };
+
+  using Contender = detail::realm_greedy::Contender;
+  using Stake = detail::realm_greedy::Stake;
+  using StakeEntry = detail::realm_greedy::StakeEntry;
+  using Pool = detail::realm_greedy::Pool;
+
+  // One node trim's ranking: the candidates dealt into their pools as they come, each pool
+  // a stretch of `candidates` as long as its realm's bound connections (no pool can hold
+  // more candidates than that), the unbound pool last and as long as there are indices.
+  // Stretches a pool does not fill are never written (nor, being fresh memory, mapped).
+  struct NodeRanking {
+    std::vector<Pool> pools;                   // pools[0] is the unbound connections
+    std::vector<std::uint32_t> limit;          // each pool's stretch ends here
+    std::vector<std::uint32_t> pool_of_realm;  // by realm index
+    std::unique_ptr<Contender[]> candidates;
+    // By candidate index; only once a peer turns out to be in two realms (the step-by-step
+    // greedy needs them then; the level-at-a-time one reads each candidate's count alone).
+    std::unique_ptr<Stake[]> stakes;
+    std::vector<StakeEntry> entries;
+    std::size_t indices = 0;
+    bool single = true;     // no peer in two realms: the greedy can go a value level at a time
+    bool overflow = false;  // a pool outgrew its stretch (a broken count): rank nothing
+  };
+
+  // --- State (guarded by `mutex` unless said otherwise) ------------------------------
+  mutable std::mutex mutex;
+  std::map<std::string, std::unique_ptr<Realm>, std::less<>> realms;
+  // Every realm at its `index`; null where a removed realm was (free_realm_indices).
+  std::vector<Realm*> realm_table;
+  std::vector<std::uint32_t> free_realm_indices;
+  std::vector<Binding> bindings;  // by the connection's pool slot
+  std::size_t bound_slots = 0;    // bindings with at least one realm
+  std::size_t reserved = 0;       // sum of the realms' min_reserved
+  bool closed = false;
+  // Calls to bind() under way. While there are none, every binding with a realm belongs to
+  // the connection now in its slot (a bind that raced its connection's closure undoes
+  // itself before it returns), so a ranking may read the bindings with no id to check;
+  // while there are some, it checks each binding's id against the connection's.
+  std::atomic<std::uint32_t> binds_in_flight{0};
+  // The core's door: set once by attach(), before any connection exists. Not guarded.
+  detail::CoreDoor* door = nullptr;
+  // Declared last, destroyed first (see ~State).
+  std::unique_ptr<ConnectionManager> manager;
+
+  ~State() override {
+    // Close and destroy the manager while this state is whole: nothing it runs may reach
+    // a half-destroyed layer.
+    manager.reset();
+  }
+
+  // --- Lookups (REQUIRES: mutex) -------------------------------------------------------
+  Realm* find(std::string_view name) const {
+    auto it = realms.find(name);
+    return it == realms.end() ? nullptr : it->second.get();
+  }
+  // The live member entry for `peer`, or null with the error to return.
+  detail::Member* find_member(std::string_view realm, const NodeId& peer,
+                              std::error_code& ec) const;
+  // The binding of the connection now at `slot`, if it is `id` and bound.
+  Binding* binding_at(std::uint32_t slot, ConnectionId id) {
+    if (slot >= bindings.size()) return nullptr;
+    Binding& b = bindings[slot];
+    return b.id == id && !b.realms.empty() ? &b : nullptr;
+  }
+  static std::optional<std::size_t> position(const Binding& b, const Realm* realm) {
+    for (std::size_t k = 0; k < b.realms.size(); ++k) {
+      if (b.realms[k].realm == realm->index) return k;
+    }
+    return std::nullopt;
+  }
+  // Removes element k; the order of a connection's realms does not matter.
+  template <typename List>
+  static void erase_at(List& list, std::size_t k) {
+    list[k] = list.back();
+    list.pop_back();
+  }
+
+  // --- Bindings (REQUIRES: mutex) ------------------------------------------------------
+  // Binds the connection of binding `b`, to `peer`, to `realm` (b.id set). What may throw
+  // comes first: a failed bind leaves every count as it was.
+  void add(Binding& b, Realm& realm, const NodeId& peer);
+  // Ends the binding b.realms[k].
+  void drop(Binding& b, std::size_t k);
+
+  // The node-level rules of a realm's config: system ⊇ realm ⊇ peer, and the reserves of
+  // all realms within the global low water. `others` is the reserve of the other realms.
+  static std::optional<ConfigError> check_against_node(const RealmConfig& config,
+                                                       std::size_t others, const Config& node);
+
+  // --- The extension (realm_ranking.cpp) ----------------------------------------------
+  void attach(detail::CoreDoor& core) override { door = &core; }
+  void on_detached(const detail::Locked<>& locked,
+                   std::span<const detail::DetachedConnection> batch, std::span<const NodeId> peers,
+                   std::vector<Event>* events) override;
+  std::optional<detail::VictimSlots> rank(const detail::Locked<>& locked,
+                                          const detail::CandidateView& view,
+                                          const detail::RankRequest& request) override;
+
+  // --- A realm's own trim (realm_trim.cpp) ---------------------------------------------
+  std::size_t trim_realm(std::string_view name);
+  // Posts a trim of the realm on the manager's executor. REQUIRES: mutex.
+  void schedule_trim(Realm& realm, const std::shared_ptr<State>& self);
+};
+
+}  // namespace dep2p::connmgr
