@@ -125,28 +125,6 @@ Refusal ManagerCore::count_refusal(Stage stage, RefusalReason reason, std::strin
 
 // --- Acting ------------------------------------------------------------------------------
 
-void ManagerCore::act(Effects& effects) {
-  for (std::size_t i = 0; i < effects.closes.size(); ++i) {
-    // A trim closes thousands of handles: fetch the host's objects (whose tracking word
-    // is written here and read again when close() reports back) a few ahead.
-    if (i + 8 < effects.closes.size()) __builtin_prefetch(effects.closes[i + 8].handle.get(), 1);
-    Closing& c = effects.closes[i];
-    close_handle(*c.handle, c.reason, c.detail);
-  }
-  std::vector<std::shared_ptr<Connection>>& batch = effects.batch;
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (i + 16 < batch.size()) __builtin_prefetch(batch[i + 16].get(), 1);
-    close_handle(*batch[i], effects.batch_reason, effects.batch_detail);
-    batch[i].reset();  // while the object's lines are still in cache
-  }
-  hub_.drain();
-  effects.closes.clear();  // releases the handles, still unlocked
-  batch.clear();
-  send_pings(effects.pings);
-  for (const NodeId& peer : effects.reselect) reselect(peer);
-  effects.reselect.clear();
-}
-
 void ManagerCore::close_handle(Connection& handle, CloseReason reason, const std::string& detail) {
   ConnectionAccess::mark_closed(handle, token_);
   try {
@@ -156,6 +134,37 @@ void ManagerCore::close_handle(Connection& handle, CloseReason reason, const std
   } catch (...) {
     env_.logger->warn("connmgr: Connection::close threw a non-standard exception");
   }
+}
+
+void ManagerCore::act(Effects& effects) {
+  if (effects.empty()) {  // most calls: nothing but the events their commit queued
+    hub_.drain();
+    return;
+  }
+  for (std::size_t i = 0; i < effects.closes.size(); ++i) {
+    // Fetch the host's objects (whose tracking word is written here and read again when
+    // close() reports back) a few ahead.
+    if (i + 8 < effects.closes.size()) __builtin_prefetch(effects.closes[i + 8].handle.get(), 1);
+    Closing& c = effects.closes[i];
+    close_handle(*c.handle, c.reason, c.detail);
+  }
+  hub_.drain();
+  effects.closes.clear();  // releases the handles, still unlocked
+  if (!effects.pings.empty()) send_pings(effects.pings);
+  for (const NodeId& peer : effects.reselect) reselect(peer);
+  effects.reselect.clear();
+}
+
+void ManagerCore::act(ClosingBatch& batch) {
+  std::vector<std::shared_ptr<Connection>>& handles = batch.handles;
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    // A trim closes thousands of handles: fetch the host's objects a few ahead.
+    if (i + 16 < handles.size()) __builtin_prefetch(handles[i + 16].get(), 1);
+    close_handle(*handles[i], batch.reason, batch.detail);
+    handles[i].reset();  // while the object's lines are still in cache
+  }
+  hub_.drain();
+  handles.clear();
 }
 
 }  // namespace dep2p::connmgr::detail

@@ -227,9 +227,21 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
                             std::vector<std::shared_ptr<Connection>>& closing,
                             std::size_t& peers_closed);
   // A peer whose last connection went: kept as a temporary entry while tag_retention
-  // allows, released otherwise.
-  void retain_or_release(const Locked<>& locked, std::uint32_t slot);
-  void release_peer(const Locked<>& locked, std::uint32_t slot);
+  // allows, released otherwise. Inline: a trim does this for every victim.
+  void retain_or_release(const Locked<>& locked, std::uint32_t slot) {
+    if (config_.tag_retention.count() > 0 && holds_tags(pool_.peer(slot)) &&
+        pool_.counts().temporary < config_.max_temp_peers) {
+      pool_.set_temporary(slot, true);
+      schedule_expiry(locked, slot, env_.time->now() + config_.tag_retention);
+      return;
+    }
+    release_peer(locked, slot);
+  }
+  void release_peer(const Locked<>&, std::uint32_t slot) {
+    decay_.drop(pool_.peer(slot).decay);
+    expiries_.cancel(slot);
+    pool_.release_peer(slot, tag_names_);
+  }
   // A temporary entry that no longer holds any tag has no reason to exist.
   void release_if_empty_temporary(const Locked<>& locked, std::uint32_t slot);
   std::optional<ConnectionFacts> read_facts(const Connection& handle);
@@ -317,6 +329,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // --- Acting (effects.cpp) --------------------------------------------------------
   // Outside the lock: closes, then events, then pings, then path selection.
   void act(Effects& effects);
+  // Outside the lock: a trim's victims, then events.
+  void act(ClosingBatch& batch);
   void close_handle(Connection& handle, CloseReason reason, const std::string& detail);
   void send_pings(std::vector<Ping>& pings);
 

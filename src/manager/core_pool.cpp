@@ -354,23 +354,6 @@ std::size_t ManagerCore::close_victims(const Locked<>& locked, const VictimSlots
   return closed;
 }
 
-void ManagerCore::retain_or_release(const Locked<>& locked, std::uint32_t slot) {
-  const PeerSlot& entry = pool_.peer(slot);
-  if (config_.tag_retention.count() > 0 && holds_tags(entry) &&
-      pool_.counts().temporary < config_.max_temp_peers) {
-    pool_.set_temporary(slot, true);
-    schedule_expiry(locked, slot, env_.time->now() + config_.tag_retention);
-    return;
-  }
-  release_peer(locked, slot);
-}
-
-void ManagerCore::release_peer(const Locked<>&, std::uint32_t slot) {
-  decay_.drop(pool_.peer(slot).decay);
-  expiries_.cancel(slot);
-  pool_.release_peer(slot, tag_names_);
-}
-
 void ManagerCore::release_if_empty_temporary(const Locked<>& locked, std::uint32_t slot) {
   const PeerSlot& entry = pool_.peer(slot);
   if (entry.live && entry.temporary && !holds_tags(entry)) release_peer(locked, slot);

@@ -221,7 +221,7 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   const bool forced = kind == TrimKind::forced;
   const bool exact = kind == TrimKind::exact_count;
   const CloseReason reason = forced || exact ? CloseReason::forced_trim : CloseReason::trimmed;
-  Effects effects;
+  ClosingBatch batch;
   std::size_t closed = 0;
   std::size_t peers_closed = 0;
   std::string detail;
@@ -243,7 +243,7 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
     if (victims) {
       ranked = true;
       detail = describe(kind, count, target);
-      closed = close_victims(locked, *victims, false, reason, detail, effects.batch, peers_closed);
+      closed = close_victims(locked, *victims, false, reason, detail, batch.handles, peers_closed);
       if (forced && pool_.counts().connections > config_.low_water) {
         // Protected peers, ranked among themselves for what the others could not cover.
         // (When the realm rules ranked the first phase and nothing is bound any more, the
@@ -253,22 +253,22 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
         const TrimTarget shortfall{Kind::fixed, pool_.counts().connections - config_.low_water, 0};
         std::size_t ignored = 0;
         if (auto more = rank_under_lock(locked, protected_view, shortfall, true, ignored)) {
-          closed += close_victims(locked, *more, true, reason, detail, effects.batch, peers_closed);
+          closed += close_victims(locked, *more, true, reason, detail, batch.handles, peers_closed);
         }
       }
       count_trim(locked, kind, closed, peers_closed);
     }
   }
   if (!ranked) {
-    detail = trim_with_snapshot(lock, kind, exact_count, now, count, reason, effects.batch, closed,
+    detail = trim_with_snapshot(lock, kind, exact_count, now, count, reason, batch.handles, closed,
                                 peers_closed);
   }
   lock.unlock();
 
   // Act: close the victims, deliver events — all unlocked.
-  effects.batch_reason = reason;
-  effects.batch_detail = detail;
-  act(effects);
+  batch.reason = reason;
+  batch.detail = std::move(detail);
+  act(batch);
   finish.closed = closed;
   if (closed > 0) {
     env_.logger->debug("connmgr: trim closed {} connections of {} peers", closed, peers_closed);

@@ -11,8 +11,9 @@
 // Peers and connections live in slot tables indexed by small numbers (a connection's slot
 // is in its handle's tracking word, so reports cost no lookup); released slots are reused
 // through free lists, and a peer slot's generation changes on release, so a plan made
-// earlier can tell a reused slot. Hot accessors are inline: the manager's trim walks
-// these tables under its lock.
+// earlier can tell a reused slot. Hot accessors are inline, and the mutations a trim makes
+// per victim (detach, release_peer) always are: the manager's trim walks these tables
+// under its lock, and a call per victim would cost more than the work.
 //
 // Thread safety: none; the owner locks.
 #pragma once
@@ -207,7 +208,7 @@ class Pool {
   // Gives the slot back: its tags are cleared (their names released in `names`). The
   // caller drops first what it keeps elsewhere for the slot (decaying tags, an expiry).
   // REQUIRES: the peer holds no connection.
-  void release_peer(std::uint32_t slot, TagNames& names) {
+  [[gnu::always_inline]] void release_peer(std::uint32_t slot, TagNames& names) {
     PeerSlot& entry = peers_[slot];
     if (entry.temporary) --counts_.temporary;
     entry.tags.clear(names);
@@ -271,7 +272,7 @@ class Pool {
   // peer's entry stays (empty when this was its last connection) for the caller to keep
   // or release. Its place under the caps, if any, is the caller's to give back first
   // (cap_address()). Returns the handle.
-  std::shared_ptr<Connection> detach(std::uint32_t conn_slot) {
+  [[gnu::always_inline]] std::shared_ptr<Connection> detach(std::uint32_t conn_slot) {
     ConnEntry& c = conns_[conn_slot];
     const std::uint32_t slot = c.peer_slot;
     PeerSlot& entry = peers_[slot];

@@ -64,8 +64,7 @@ bool DecayEngine::erase(std::uint32_t& set, std::uint32_t tag) {
   return false;
 }
 
-void DecayEngine::drop(std::uint32_t& set) {
-  if (set == kNoDecaySet) return;
+void DecayEngine::drop_set(std::uint32_t& set) {
   sets_[set] = Set{};
   free_sets_.push_back(set);
   set = kNoDecaySet;

@@ -88,7 +88,9 @@ class DecayEngine {
   // Drops `tag` from the set (and the set once empty). Returns whether it was there.
   bool erase(std::uint32_t& set, std::uint32_t tag);
   // Gives the whole set back.
-  void drop(std::uint32_t& set);
+  void drop(std::uint32_t& set) {
+    if (set != kNoDecaySet) drop_set(set);  // most peers hold no decaying tag
+  }
   // The set's tags by name and current value.
   std::vector<std::pair<std::string, int>> list(std::uint32_t set) const;
 
@@ -125,6 +127,7 @@ class DecayEngine {
     boost::container::small_vector<Entry, 1> entries;
   };
   static void apply(Set& set, std::size_t index, const DecayResult& result);
+  void drop_set(std::uint32_t& set);
   void settle(std::uint32_t& set);
 
   std::vector<Definition> defs_;  // by tag id

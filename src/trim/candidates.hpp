@@ -77,17 +77,40 @@ class CandidateView {
   ConnectionId connection_id(std::uint32_t conn_slot) const { return pool_.conn(conn_slot).id; }
 
   // f(slot, entry) for every candidate, in slot order. The walk is bound by its stream of
-  // peer entries: they are fetched 16 ahead.
+  // peer entries: they are fetched 16 ahead. The mode is decided once, outside the loop.
   template <class F>
   void for_each(F&& f) const {
-    pool_.for_each_slot([&](std::size_t index, const PeerSlot& entry) {
-      __builtin_prefetch(Pool::ahead_of(entry, 16));  // past the page's end is harmless
-      const auto slot = static_cast<std::uint32_t>(index);
-      if (is_candidate(slot, entry)) f(slot, entry);
-    });
+    switch (mode_) {
+      case Mode::normal:
+        if (grace_.count() == 0) {
+          walk([](std::uint32_t, const PeerSlot& e) { return !e.is_protected; }, f);
+        } else {
+          walk([this](std::uint32_t slot,
+                      const PeerSlot& e) { return !e.is_protected && out_of_grace(slot); },
+               f);
+        }
+        return;
+      case Mode::forced_unprotected:
+        walk([](std::uint32_t, const PeerSlot& e) { return !e.is_protected; }, f);
+        return;
+      case Mode::forced_protected:
+        walk([](std::uint32_t, const PeerSlot& e) { return e.is_protected; }, f);
+        return;
+    }
   }
 
  private:
+  template <class Keep, class F>
+  void walk(Keep&& keep, F& f) const {
+    pool_.for_each_slot([&](std::size_t index, const PeerSlot& entry) {
+      __builtin_prefetch(Pool::ahead_of(entry, 16));  // past the page's end is harmless
+      const auto slot = static_cast<std::uint32_t>(index);
+      if (entry.live && !entry.temporary && !entry.conns.empty() && keep(slot, entry)) {
+        f(slot, entry);
+      }
+    });
+  }
+
   const Pool& pool_;
   const DecayEngine& decay_;
   TimePoint now_;

@@ -61,6 +61,7 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
                 : base + keys[slot];
   };
   ValueBuckets counted(lo, hi, candidates);
+  const ValueBuckets::Index bucket_of = counted.index();
   for (std::size_t slot = 0; slot < slots; ++slot) {
     if (weight[slot] != 0)
       counted.add(key_at(slot), saturated ? connections_of(slot) : weight[slot]);
@@ -74,7 +75,7 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
   bool tied_multi = false;
   for (std::size_t slot = 0; slot < slots; ++slot) {
     const bool candidate = weight[slot] != 0;
-    const std::size_t bucket = candidate ? counted.bucket_of(key_at(slot)) : boundary + 1;
+    const std::size_t bucket = candidate ? bucket_of(key_at(slot)) : boundary + 1;
     keys[victims] = static_cast<std::uint32_t>(slot);
     victims += static_cast<std::size_t>(bucket < boundary);
     if (bucket == boundary) {

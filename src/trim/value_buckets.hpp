@@ -32,6 +32,16 @@ class ValueBuckets {
   std::size_t bucket_of(std::uint64_t key) const {
     return static_cast<std::size_t>((key - lo_) >> shift_);
   }
+  // bucket_of() as a value, for hot loops: its two fields stay in registers where the
+  // buckets' own stores could otherwise make the compiler reload them.
+  struct Index {
+    std::uint64_t lo;
+    int shift;
+    std::size_t operator()(std::uint64_t key) const {
+      return static_cast<std::size_t>((key - lo) >> shift);
+    }
+  };
+  Index index() const { return {lo_, shift_}; }
   void add(std::uint64_t key, std::size_t weight) { counts_[bucket_of(key)] += weight; }
   // Whether each bucket holds one key value only (then a bucket is a value).
   bool exact() const { return shift_ == 0; }
