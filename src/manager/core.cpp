@@ -136,11 +136,7 @@ void ManagerCore::close_handle(Connection& handle, CloseReason reason, const std
   }
 }
 
-void ManagerCore::act(Effects& effects) {
-  if (effects.empty()) {  // most calls: nothing but the events their commit queued
-    hub_.drain();
-    return;
-  }
+void ManagerCore::act_on(Effects& effects) {
   for (std::size_t i = 0; i < effects.closes.size(); ++i) {
     // Fetch the host's objects (whose tracking word is written here and read again when
     // close() reports back) a few ahead.

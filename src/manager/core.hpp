@@ -219,7 +219,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // of its batch at end_detach_batch().
   std::shared_ptr<Connection> detach(const Locked<>& locked, std::uint32_t conn_slot,
                                      CloseReason reason, const std::string& detail);
-  void begin_detach_batch(const Locked<>& locked);
+  void begin_detach_batch(const Locked<>& locked, std::size_t expected = 0);
   void end_detach_batch(const Locked<>& locked);
   // Detaches the victims' connections into `closing`; returns how many.
   std::size_t close_victims(const Locked<>& locked, const VictimSlots& victims,
@@ -326,9 +326,16 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // Asks the path selector (host code: unlocked) for the peer's best connection.
   void reselect(const NodeId& peer);
 
-  // --- Acting (effects.cpp) --------------------------------------------------------
+  // --- Acting (core.cpp) ----------------------------------------------------------
   // Outside the lock: closes, then events, then pings, then path selection.
-  void act(Effects& effects);
+  void act(Effects& effects) {
+    if (effects.empty()) {  // most calls: nothing but the events their commit queued
+      hub_.drain();
+      return;
+    }
+    act_on(effects);
+  }
+  void act_on(Effects& effects);
   // Outside the lock: a trim's victims, then events.
   void act(ClosingBatch& batch);
   void close_handle(Connection& handle, CloseReason reason, const std::string& detail);

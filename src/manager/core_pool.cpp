@@ -286,7 +286,10 @@ std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uin
   return handle;
 }
 
-void ManagerCore::begin_detach_batch(const Locked<>&) { detached_.open = true; }
+void ManagerCore::begin_detach_batch(const Locked<>&, std::size_t expected) {
+  detached_.open = true;
+  if (policies_.has_extension) detached_.connections.reserve(expected);
+}
 
 void ManagerCore::end_detach_batch(const Locked<>& locked) {
   detached_.open = false;
@@ -324,7 +327,7 @@ std::size_t ManagerCore::close_victims(const Locked<>& locked, const VictimSlots
   std::size_t closed = 0;
   const std::size_t n = slots.size();
   pool_.begin_batch(n);
-  begin_detach_batch(locked);
+  begin_detach_batch(locked, n);
   for (std::size_t k = 0; k < n; ++k) {
     // The victims are scattered over the pool: fetch the peer entries a few victims ahead,
     // then their first connection entries, so the loads overlap. Every line the commit

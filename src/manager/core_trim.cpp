@@ -48,18 +48,7 @@ std::optional<VictimSlots> ManagerCore::rank_under_lock(const Locked<>& locked,
                                                         std::size_t& target) {
   if (auto extension = policies_.extension.lock()) {
     // The extension ranks only when it has a say (connections bound to realms).
-    std::size_t candidate_connections = 0;
-    view.for_each(
-        [&](std::uint32_t, const PeerSlot& entry) { candidate_connections += entry.conns.size(); });
-    const RankRequest request{rule.of(candidate_connections), rule.partial(), view.forced()};
-    if (request.target == 0 || candidate_connections == 0) {
-      target = request.target;
-      return VictimSlots{};
-    }
-    if (auto victims = extension->rank(locked, view, request)) {
-      target = request.target;
-      return victims;
-    }
+    if (auto victims = extension->rank(locked, view, rule, target)) return victims;
   }
   if (!policies_.default_order && !default_fallback) return std::nullopt;
   return rank_in_place(view, rule, target);

@@ -56,16 +56,19 @@ Subscription EventHub::subscribe(EventHandler handler) {
 
 void EventHub::enqueue(Event event) {
   std::lock_guard lock(state_->mutex);
-  if (!state_->closed) state_->queue.push_back(std::move(event));
+  if (state_->closed) return;
+  state_->queue.push_back(std::move(event));
+  state_->pending.store(state_->queue.size(), std::memory_order_release);
 }
 
-void EventHub::drain() {
+void EventHub::deliver() {
   std::unique_lock lock(state_->mutex);
   if (state_->draining) return;
   state_->draining = true;
   while (!state_->queue.empty() && !state_->closed) {
     std::deque<Event> batch;
     batch.swap(state_->queue);
+    state_->pending.store(0, std::memory_order_release);
     std::vector<std::shared_ptr<Slot>> slots = state_->slots;
     lock.unlock();
     for (const Event& event : batch) {
@@ -92,6 +95,7 @@ void EventHub::close() {
   std::lock_guard lock(state_->mutex);
   state_->closed = true;
   state_->queue.clear();
+  state_->pending.store(0, std::memory_order_release);
 }
 
 }  // namespace detail

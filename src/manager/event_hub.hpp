@@ -31,7 +31,11 @@ class EventHub {
     return state_->subscriber_count.load(std::memory_order_relaxed) > 0;
   }
   void enqueue(Event event);
-  void drain();
+  // Delivers the queued events. A thread always sees the events it queued itself; with
+  // none queued (most calls: nobody subscribes) this is one load.
+  void drain() {
+    if (state_->pending.load(std::memory_order_acquire) != 0) deliver();
+  }
   // Drops queued events; no delivery starts afterwards.
   void close();
 
@@ -41,9 +45,12 @@ class EventHub {
     EventHandler handler;
     std::atomic<bool> active{true};
   };
+  void deliver();
+
   struct State {
     std::mutex mutex;
     std::deque<Event> queue;
+    std::atomic<std::size_t> pending{0};  // queue.size(), readable without the mutex
     // Registered handlers; a delivery copies this list and checks `active` per call.
     std::vector<std::shared_ptr<Slot>> slots;
     std::atomic<std::size_t> subscriber_count{0};

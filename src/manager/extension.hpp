@@ -43,13 +43,6 @@ struct DetachedConnection {
   CloseReason reason;
 };
 
-// One ranking asked of the layer: cover `target` connections among the view's candidates.
-struct RankRequest {
-  std::size_t target = 0;
-  bool exact = false;   // trim_connections(): the last peer may give up only some
-  bool forced = false;  // force_trim(): an emergency, where reserves may go
-};
-
 // What the core offers the layer. Every call takes the core's lock itself: the caller
 // holds none.
 class CoreDoor {
@@ -80,10 +73,13 @@ class PoolExtension {
   // appended there are published right after.
   virtual void on_detached(const Locked<>& locked, std::span<const DetachedConnection> batch,
                            std::span<const NodeId> peers, std::vector<Event>* events) = 0;
-  // Once per trim ranking: the victims among the view's candidates, or nullopt to leave
-  // the choice to the core's own order (the layer has no say in it).
+  // Once per trim ranking: the victims among the view's candidates covering `rule`'s
+  // target, which follows from the candidates' connections the layer counts on its one
+  // walk over the view (returned in `target`); or nullopt to leave the choice to the
+  // core's own order (the layer has no say in it). A forced view is an emergency, where
+  // reserves may go.
   virtual std::optional<VictimSlots> rank(const Locked<>& locked, const CandidateView& view,
-                                          const RankRequest& request) = 0;
+                                          const TrimTarget& rule, std::size_t& target) = 0;
 };
 
 }  // namespace dep2p::connmgr::detail

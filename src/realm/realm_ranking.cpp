@@ -130,8 +130,10 @@ void State::on_detached(const detail::Locked<>&, std::span<const detail::Detache
 
 std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
                                                const detail::CandidateView& view,
-                                               const detail::RankRequest& request) {
+                                               const detail::TrimTarget& rule,
+                                               std::size_t& target) {
   std::unique_ptr<NodeRanking> ranked;
+  std::size_t candidate_connections = 0;
   {
     std::lock_guard lock(mutex);
     ranked = start_ranking(*this, view.peer_slots());
@@ -141,6 +143,7 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
     const bool check_ids = binds_in_flight.load() != 0;
     view.for_each([&](std::uint32_t slot, const detail::PeerSlot& entry) {
       const auto conns = view.connections(entry);
+      candidate_connections += conns.size();
       add_contender(*ranked, slot, view.key(slot), static_cast<std::uint32_t>(conns.size()),
                     [&](auto&& f) {
                       for (std::uint32_t c : conns) {
@@ -153,6 +156,8 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
     });
   }
   detail::VictimSlots choice;
+  target = rule.of(candidate_connections);
+  if (target == 0) return choice;
   // A pool that outgrew its stretch means a realm's count fell below its bindings: an
   // invariant broken. Nothing is closed then rather than closing by a broken count.
   if (ranked->overflow) return choice;
@@ -162,7 +167,7 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
   Contender last{};
   const detail::realm_greedy::Run run{
       ranked->pools, ranked->candidates.get(), ranked->stakes.get(),   ranked->entries,
-      fate,          request.target,           request.forced ? 3 : 2, nullptr,
+      fate,          target,                   view.forced() ? 3 : 2, nullptr,
       &last};
   const std::size_t covered =
       r.single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
@@ -170,17 +175,17 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
   // there are at most that many. Written without a branch (half the candidates may go, at
   // random), one slot past the last victim at most.
   std::vector<std::uint32_t>& slots = choice.slots;
-  slots.resize(std::min(request.target, fate.size()) + 1);
+  slots.resize(std::min(target, fate.size()) + 1);
   std::size_t taken = 0;
   for (std::uint32_t slot = 0; slot < fate.size(); ++slot) {
     slots[taken] = slot;
     taken += static_cast<std::size_t>(fate[slot] == detail::realm_greedy::kTaken);
   }
   slots.resize(taken);
-  if (request.exact && covered > request.target) {
+  if (rule.partial() && covered > target) {
     // The last peer taken gives up only what the target still needed.
     choice.partial_slot = last.index;
-    choice.partial_count = last.connections - (covered - request.target);
+    choice.partial_count = last.connections - (covered - target);
   }
   return choice;
 }

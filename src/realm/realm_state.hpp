@@ -156,7 +156,8 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
                    std::vector<Event>* events) override;
   std::optional<detail::VictimSlots> rank(const detail::Locked<>& locked,
                                           const detail::CandidateView& view,
-                                          const detail::RankRequest& request) override;
+                                          const detail::TrimTarget& rule,
+                                          std::size_t& target) override;
 
   // --- A realm's own trim (realm_trim.cpp) ---------------------------------------------
   std::size_t trim_realm(std::string_view name);
