@@ -264,17 +264,18 @@ std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uin
                                                 CloseReason reason, const std::string& detail) {
   const ConnEntry& conn = pool_.conn(conn_slot);
   const std::uint32_t slot = conn.peer_slot;
-  const ConnectionId id = conn.id;
+  // conn.id lies past the entry's first 32 bytes, often on a second cache line: read only
+  // for event subscribers and the extension.
   if (conn.capped) caps_.remove(pool_.cap_address(conn_slot));
   ++stats_.connections_removed;
   ++stats_.closes_by_reason[static_cast<std::size_t>(reason)];
   const bool extension = policies_.has_extension;
   if (hub_.has_subscribers()) {
     const NodeId peer_id = pool_.id_of(slot);  // rebuilt from the packed table once
-    hub_.enqueue(DisconnectedEvent{peer_id, id, conn.direction, reason, detail});
+    hub_.enqueue(DisconnectedEvent{peer_id, conn.id, conn.direction, reason, detail});
     if (extension) detached_.peers.push_back(peer_id);
   }
-  if (extension) detached_.connections.push_back({conn_slot, id, reason});
+  if (extension) detached_.connections.push_back({conn_slot, conn.id, reason});
   // The handle's owner word is cleared by the caller: at once for a reported closure, in
   // the act phase (next to close(), on the same cache line) for the manager's own.
   std::shared_ptr<Connection> handle = pool_.detach(conn_slot);
