@@ -289,7 +289,21 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   void regate();
 
   // --- Trimming (core_trim.cpp) ----------------------------------------------------
+  struct TrimOutcome {
+    ClosingBatch batch;
+    std::size_t closed = 0;
+    std::size_t peers_closed = 0;
+  };
   void arm_background_check();
+  // With a trim under way: what this call returns without running (joined or skipped), or
+  // nullopt once it may run. REQUIRES: `lock` holds mutex_.
+  std::optional<std::size_t> wait_for_turn(std::unique_lock<std::mutex>& lock, TrimKind kind);
+  // Whether the pool is past the point where a trim of this kind closes anything.
+  bool trim_needed(TrimKind kind, std::size_t exact_count, std::size_t count) const;
+  // Plans, ranks (the extension, or the default order in place) and commits in one hold of
+  // the lock, with no host code in between; false when a host's trimmer must rank instead.
+  bool trim_in_place(const Locked<>& locked, TrimKind kind, std::size_t exact_count,
+                     std::size_t count, TimePoint now, CloseReason reason, TrimOutcome& out);
   std::string trim_with_snapshot(std::unique_lock<std::mutex>& lock, TrimKind kind,
                                  std::size_t exact_count, TimePoint now, std::size_t before,
                                  CloseReason reason,

@@ -157,38 +157,43 @@ void ManagerCore::count_trim(const Locked<>&, TrimKind kind, std::size_t closed,
   }
 }
 
-std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
-  const TimePoint now = env_.time->now();
-  std::unique_lock lock(mutex_);
+std::optional<std::size_t> ManagerCore::wait_for_turn(std::unique_lock<std::mutex>& lock,
+                                                      TrimKind kind) {
   if (closed_) return 0;
-  if (trim_.running) {
-    if (kind == TrimKind::background || kind == TrimKind::limits_changed) return 0;
-    if (trim_.thread == std::this_thread::get_id()) return 0;  // called from inside a trim
-    if (kind == TrimKind::explicit_trim) {
-      ++stats_.trims_joined;
-      const std::uint64_t generation = trim_.generation;
-      trim_.done.wait(lock, [&] { return trim_.generation != generation || closed_; });
-      return closed_ ? 0 : trim_.last_closed;
-    }
-    trim_.done.wait(lock, [&] { return !trim_.running || closed_; });
-    if (closed_) return 0;
+  if (!trim_.running) return std::nullopt;
+  if (kind == TrimKind::background || kind == TrimKind::limits_changed) return 0;
+  if (trim_.thread == std::this_thread::get_id()) return 0;  // called from inside a trim
+  if (kind == TrimKind::explicit_trim) {
+    // trim() joins the trim under way and reports what it closed.
+    ++stats_.trims_joined;
+    const std::uint64_t generation = trim_.generation;
+    trim_.done.wait(lock, [&] { return trim_.generation != generation || closed_; });
+    return closed_ ? 0 : trim_.last_closed;
   }
+  // force_trim() and trim_connections() run after it, on the pool it left.
+  trim_.done.wait(lock, [&] { return !trim_.running || closed_; });
+  if (closed_) return 0;
+  return std::nullopt;
+}
 
-  const std::size_t count = pool_.counts().connections;
+bool ManagerCore::trim_needed(TrimKind kind, std::size_t exact_count, std::size_t count) const {
   const bool watermarks_on = config_.low_water != 0 && config_.high_water != 0;
   switch (kind) {
     case TrimKind::background:
-    case TrimKind::limits_changed:
-      if (!watermarks_on || count < config_.high_water) return 0;
-      break;
+    case TrimKind::limits_changed: return watermarks_on && count >= config_.high_water;
     case TrimKind::explicit_trim:
-    case TrimKind::forced:
-      if (!watermarks_on || count <= config_.low_water) return 0;
-      break;
-    case TrimKind::exact_count:
-      if (exact_count == 0) return 0;
-      break;
+    case TrimKind::forced: return watermarks_on && count > config_.low_water;
+    case TrimKind::exact_count: return exact_count != 0;
   }
+  return false;
+}
+
+std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
+  const TimePoint now = env_.time->now();
+  std::unique_lock lock(mutex_);
+  if (auto result = wait_for_turn(lock, kind)) return *result;
+  const std::size_t count = pool_.counts().connections;
+  if (!trim_needed(kind, exact_count, count)) return 0;
   trim_.running = true;
   trim_.thread = std::this_thread::get_id();
   // However the trim ends, the next one may run and the callers that joined wake up.
@@ -208,61 +213,62 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   } finish{*this, lock};
 
   const bool forced = kind == TrimKind::forced;
-  const bool exact = kind == TrimKind::exact_count;
-  const CloseReason reason = forced || exact ? CloseReason::forced_trim : CloseReason::trimmed;
-  ClosingBatch batch;
-  std::size_t closed = 0;
-  std::size_t peers_closed = 0;
-  std::string detail;
-  bool ranked = false;  // under the lock, by the extension or the default order in place
-  {
-    const Locked<> locked;
-    if (!exact) prune_temporary(locked, now);
-    // The extension, or the default order in place: plan, rank and commit in one hold of
-    // the lock, with no host code in between.
-    using Mode = CandidateView::Mode;
-    using Kind = TrimTarget::Kind;
-    const TrimTarget rule = forced  ? TrimTarget{Kind::fixed, count - config_.low_water, 0}
-                            : exact ? TrimTarget{Kind::exact, exact_count, 0}
-                                    : TrimTarget{Kind::watermark, 0, config_.low_water};
-    const CandidateView view(pool_, decay_, now, config_.grace_period,
-                             forced ? Mode::forced_unprotected : Mode::normal);
-    std::size_t target = 0;
-    std::optional<VictimSlots> victims = rank_under_lock(locked, view, rule, false, target);
-    if (victims) {
-      ranked = true;
-      detail = describe(kind, count, target);
-      closed = close_victims(locked, *victims, false, reason, detail, batch.handles, peers_closed);
-      if (forced && pool_.counts().connections > config_.low_water) {
-        // Protected peers, ranked among themselves for what the others could not cover.
-        // (When the realm rules ranked the first phase and nothing is bound any more, the
-        // default order ranks this one, whatever trimmer the host gave.)
-        const CandidateView protected_view(pool_, decay_, now, config_.grace_period,
-                                           Mode::forced_protected);
-        const TrimTarget shortfall{Kind::fixed, pool_.counts().connections - config_.low_water, 0};
-        std::size_t ignored = 0;
-        if (auto more = rank_under_lock(locked, protected_view, shortfall, true, ignored)) {
-          closed += close_victims(locked, *more, true, reason, detail, batch.handles, peers_closed);
-        }
-      }
-      count_trim(locked, kind, closed, peers_closed);
-    }
-  }
-  if (!ranked) {
-    detail = trim_with_snapshot(lock, kind, exact_count, now, count, reason, batch.handles, closed,
-                                peers_closed);
+  const CloseReason reason =
+      forced || kind == TrimKind::exact_count ? CloseReason::forced_trim : CloseReason::trimmed;
+  TrimOutcome outcome;
+  if (!trim_in_place(Locked<>{}, kind, exact_count, count, now, reason, outcome)) {
+    outcome.batch.detail = trim_with_snapshot(lock, kind, exact_count, now, count, reason,
+                                              outcome.batch.handles, outcome.closed,
+                                              outcome.peers_closed);
   }
   lock.unlock();
 
   // Act: close the victims, deliver events — all unlocked.
-  batch.reason = reason;
-  batch.detail = std::move(detail);
-  act(batch);
-  finish.closed = closed;
-  if (closed > 0) {
-    env_.logger->debug("connmgr: trim closed {} connections of {} peers", closed, peers_closed);
+  outcome.batch.reason = reason;
+  act(outcome.batch);
+  finish.closed = outcome.closed;
+  if (outcome.closed > 0) {
+    env_.logger->debug("connmgr: trim closed {} connections of {} peers", outcome.closed,
+                       outcome.peers_closed);
   }
-  return closed;
+  return outcome.closed;
+}
+
+bool ManagerCore::trim_in_place(const Locked<>& locked, TrimKind kind, std::size_t exact_count,
+                                std::size_t count, TimePoint now, CloseReason reason,
+                                TrimOutcome& out) {
+  const bool forced = kind == TrimKind::forced;
+  const bool exact = kind == TrimKind::exact_count;
+  if (!exact) prune_temporary(locked, now);
+  using Mode = CandidateView::Mode;
+  using Kind = TrimTarget::Kind;
+  const TrimTarget rule = forced  ? TrimTarget{Kind::fixed, count - config_.low_water, 0}
+                          : exact ? TrimTarget{Kind::exact, exact_count, 0}
+                                  : TrimTarget{Kind::watermark, 0, config_.low_water};
+  const CandidateView view(pool_, decay_, now, config_.grace_period,
+                           forced ? Mode::forced_unprotected : Mode::normal);
+  std::size_t target = 0;
+  std::optional<VictimSlots> victims = rank_under_lock(locked, view, rule, false, target);
+  if (!victims) return false;
+  std::string& detail = out.batch.detail;
+  detail = describe(kind, count, target);
+  out.closed =
+      close_victims(locked, *victims, false, reason, detail, out.batch.handles, out.peers_closed);
+  if (forced && pool_.counts().connections > config_.low_water) {
+    // Protected peers, ranked among themselves for what the others could not cover.
+    // (When the realm rules ranked the first phase and nothing is bound any more, the
+    // default order ranks this one, whatever trimmer the host gave.)
+    const CandidateView protected_view(pool_, decay_, now, config_.grace_period,
+                                       Mode::forced_protected);
+    const TrimTarget shortfall{Kind::fixed, pool_.counts().connections - config_.low_water, 0};
+    std::size_t ignored = 0;
+    if (auto more = rank_under_lock(locked, protected_view, shortfall, true, ignored)) {
+      out.closed +=
+          close_victims(locked, *more, true, reason, detail, out.batch.handles, out.peers_closed);
+    }
+  }
+  count_trim(locked, kind, out.closed, out.peers_closed);
+  return true;
 }
 
 std::string ManagerCore::describe(TrimKind kind, std::size_t before, std::size_t target) const {

@@ -1,13 +1,13 @@
 // The node trim's greedy over realm pools (see RealmConnectionManager::State::rank and
-// docs/architecture.md, "Realms"): the types it works on and two ways to run it. Header-only
-// so that tests can run both on the same input.
+// docs/architecture.md, "Realms"): the types it works on and the step-at-a-time run
+// (realm/realm_by_level.hpp holds the level-at-a-time one). Header-only so that tests can
+// run both on the same input.
 #pragma once
 
 #include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <queue>
 #include <utility>
 #include <vector>
 
@@ -199,7 +199,9 @@ inline std::uint64_t standing_of(std::size_t count, std::size_t floor) {
   return (1ULL << 63) | (~static_cast<std::uint64_t>(count - floor) >> 1);
 }
 
-// One step at a time: returns the connections covered.
+// One step at a time: returns the connections covered. One function on purpose: the
+// tournament tree, the pools' heads and their lazy sorting change together at every step,
+// and the lambdas below share that state; apart, each would take it all as arguments.
 inline std::size_t stepwise(Run run) {
   std::vector<Pool>& pools = run.pools;
   Contender* const candidates = run.candidates;
@@ -295,272 +297,6 @@ inline std::size_t stepwise(Run run) {
     }
   }
 
-  return covered;
-}
-
-// The pools' next values for by_level(), lowest first: a pool is queued at most once at a
-// time. Where the values span little (tag sums usually do: 100 pools over 100 values make
-// 10,000 levels' worth of queueing per phase), a bucket per value, each a list linked
-// through the pools; otherwise a binary heap.
-class LevelQueue {
- public:
-  // Values in [lo, hi], `pools` pools. Buckets only if the span is at most `bucket_limit`.
-  LevelQueue(std::uint64_t lo, std::uint64_t hi, std::size_t pools, std::size_t bucket_limit)
-      : lo_(lo), buckets_(hi - lo <= bucket_limit) {
-    if (buckets_) {
-      head_.assign(static_cast<std::size_t>(hi - lo) + 1, kNone);
-      link_.assign(pools, kNone);
-    }
-  }
-  bool empty() const { return buckets_ ? queued_ == 0 : heap_.empty(); }
-  // REQUIRES: in bucket mode, `value` not below the last level popped since clear().
-  void push(std::uint64_t value, std::uint32_t pool) {
-    if (!buckets_) {
-      heap_.emplace(value, pool);
-      return;
-    }
-    const auto bucket = static_cast<std::size_t>(value - lo_);
-    link_[pool] = head_[bucket];
-    head_[bucket] = pool;
-    ++queued_;
-  }
-  // Moves the pools queued at the lowest value into `out` (cleared first), in no
-  // particular order. REQUIRES: !empty().
-  void pop_level(std::vector<std::uint32_t>& out) {
-    out.clear();
-    if (!buckets_) {
-      const std::uint64_t value = heap_.top().first;
-      while (!heap_.empty() && heap_.top().first == value) {
-        out.push_back(heap_.top().second);
-        heap_.pop();
-      }
-      return;
-    }
-    while (head_[cursor_] == kNone) ++cursor_;
-    for (std::uint32_t p = head_[cursor_]; p != kNone; p = link_[p]) out.push_back(p);
-    head_[cursor_] = kNone;
-    queued_ -= out.size();
-  }
-  void clear() {
-    if (!buckets_) {
-      heap_ = {};
-      return;
-    }
-    for (; queued_ > 0; ++cursor_) {
-      for (std::uint32_t p = head_[cursor_]; p != kNone; p = link_[p]) --queued_;
-      head_[cursor_] = kNone;
-    }
-    cursor_ = 0;
-  }
-
- private:
-  static constexpr std::uint32_t kNone = UINT32_MAX;
-  using Entry = std::pair<std::uint64_t, std::uint32_t>;  // a pool's next value, the pool
-  std::uint64_t lo_;
-  bool buckets_;
-  std::vector<std::uint32_t> head_;  // by value - lo: the first pool queued there
-  std::vector<std::uint32_t> link_;  // by pool: the next pool in its bucket
-  std::size_t cursor_ = 0;           // no pool is queued below it
-  std::size_t queued_ = 0;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_;
-};
-
-// The same choice as stepwise(), a whole value level at a time, when every candidate is
-// in one pool only (REQUIRES: each peer is dealt once; stakes are not read). Then a pool's
-// takes and skips depend on its own count alone, so a level that the target does not
-// exhaust is taken pool by pool, in any order; only the level where the target is reached
-// is played step by step, in HeadKey order. `order` holds the same peers as stepwise()'s,
-// with the same last one (the one an exact trim may take in part); within a level taken
-// whole, pool by pool. Returns the connections covered.
-inline std::size_t by_level(Run run) {
-  std::vector<Pool>& pools = run.pools;
-  Contender* const candidates = run.candidates;
-  std::vector<std::uint8_t>& fate = run.fate;
-  const std::size_t target = run.target;
-  const auto pool_count = static_cast<std::uint32_t>(pools.size());
-
-  // Each pool in value order; a run of equal values is put in full order only when the
-  // order decides something: when the pool reaches its floor within it, or at the level
-  // where the target is reached. sorted_to[p]: the end of the last run put in order.
-  SortScratch scratch;
-  std::vector<std::uint32_t> sorted_to(pool_count);
-  std::uint64_t lo = UINT64_MAX;  // the lowest and highest values of all candidates
-  std::uint64_t hi = 0;
-  std::size_t candidate_count = 0;
-  for (std::uint32_t p = 0; p < pool_count; ++p) {
-    Pool& pool = pools[p];
-    Contender* from = candidates + pool.begin;
-    Contender* to = candidates + pool.end;
-    if (!counting_sort(from, to, scratch)) {
-      std::sort(from, to, [](const Contender& a, const Contender& b) { return a.value < b.value; });
-    }
-    sorted_to[p] = pool.begin;
-    if (from != to) {
-      lo = std::min(lo, from->value);
-      hi = std::max(hi, (to - 1)->value);
-      candidate_count += pool.end - pool.begin;
-    }
-  }
-  if (lo > hi) return 0;  // no candidate
-  auto run_end = [&](std::uint32_t p, std::uint32_t at) {
-    const std::uint32_t end = pools[p].end;
-    const std::uint64_t value = candidates[at].value;
-    std::uint32_t stop = at + 1;
-    while (stop != end && candidates[stop].value == value) ++stop;
-    return stop;
-  };
-  // Puts the rest of a run, [at, stop), in full order (the peers taken from its start
-  // in an earlier phase were in order already).
-  auto order_run = [&](std::uint32_t p, std::uint32_t at, std::uint32_t stop) {
-    if (stop > sorted_to[p]) {
-      std::sort(candidates + at, candidates + stop);
-      sorted_to[p] = stop;
-    }
-  };
-
-  std::size_t covered = 0;
-  std::vector<std::uint32_t> pos(pool_count);
-  std::vector<std::uint32_t> stop(pool_count);
-  std::vector<std::size_t> floors(pool_count, 0);
-  std::vector<std::uint8_t> whole(pool_count, 0);  // the pool's run fits whole
-  std::vector<std::uint32_t> level;                // the pools with candidates at this level
-  LevelQueue next(lo, hi, pool_count, candidate_count + 1024);
-  for (int phase = 1; phase <= run.phases && covered < target; ++phase) {
-    // Whether pool p can give more this phase; moves pos[p] past taken peers.
-    auto active = [&](std::uint32_t p) {
-      const Pool& pool = pools[p];
-      if (p != 0 && pool.count <= floors[p]) return false;
-      while (pos[p] != pool.end && fate[candidates[pos[p]].index] == kTaken) ++pos[p];
-      return pos[p] != pool.end;
-    };
-    for (std::uint32_t p = 0; p < pool_count; ++p) {
-      pos[p] = pools[p].begin;
-      floors[p] = p == 0 ? 0 : floor_of(pools[p], phase);
-      if (active(p)) next.push(candidates[pos[p]].value, p);
-    }
-    while (covered < target && !next.empty()) {
-      next.pop_level(level);
-      for (std::uint32_t p : level) stop[p] = run_end(p, pos[p]);
-      // Whether the candidate at `at` in pool p fits now; 0: the pool is done this phase.
-      auto fits = [&](std::uint32_t p, std::size_t count, const Contender& c) {
-        if (p == 0) return 1;
-        if (count <= floors[p]) return 0;
-        return count >= floors[p] + c.bound() ? 1 : -1;
-      };
-      // Walks pool p's run from `at` in order, with the pool at `count` connections: f(c,
-      // true) for each peer that fits (count falls by its bound), f(c, false) for each that
-      // does not, until the run ends or the pool is at its floor. Returns where it stopped.
-      auto walk = [&](std::uint32_t p, std::uint32_t at, std::size_t& count, auto&& f) {
-        for (; at != stop[p]; ++at) {
-          const Contender& c = candidates[at];
-          if (fate[c.index] == kTaken) continue;
-          const int fit = fits(p, count, c);
-          if (fit == 0) break;
-          if (fit > 0) count -= c.bound();
-          f(c, fit > 0);
-        }
-        return at;
-      };
-      // What the whole level would cover. A run whose bound connections all fit above
-      // the floor goes whole, in any order (each of its peers fits when its turn comes:
-      // the count only falls to what it is after the last); only the others are ordered
-      // and walked.
-      std::size_t gives = 0;
-      for (std::uint32_t p : level) {
-        std::size_t count = pools[p].count;
-        std::size_t run_bound = 0;
-        std::size_t run_connections = 0;
-        for (std::uint32_t at = pos[p]; at != stop[p]; ++at) {
-          const Contender& c = candidates[at];
-          if (fate[c.index] == kTaken) continue;
-          run_bound += c.bound();
-          run_connections += c.connections;
-        }
-        whole[p] = p == 0 || count >= floors[p] + run_bound;
-        if (whole[p]) {
-          gives += run_connections;
-          continue;
-        }
-        order_run(p, pos[p], stop[p]);
-        walk(p, pos[p], count, [&](const Contender& c, bool taken) {
-          if (taken) gives += c.connections;
-        });
-      }
-      auto take = [&](std::uint32_t p, const Contender& c) {
-        covered += note_taken(run, c);
-        pools[p].count -= c.bound();
-      };
-      if (covered + gives < target) {
-        for (std::uint32_t p : level) {
-          if (whole[p]) {
-            for (std::uint32_t& at = pos[p]; at != stop[p]; ++at) {
-              const Contender& c = candidates[at];
-              if (fate[c.index] != kTaken) take(p, c);
-            }
-            if (active(p)) next.push(candidates[pos[p]].value, p);
-            continue;
-          }
-          std::size_t count = pools[p].count;
-          pos[p] = walk(p, pos[p], count, [&](const Contender& c, bool taken) {
-            if (taken) {
-              take(p, c);
-            } else {
-              fate[c.index] = static_cast<std::uint8_t>(phase);
-            }
-          });
-          if (active(p)) next.push(candidates[pos[p]].value, p);
-        }
-        continue;
-      }
-      // The level where the target is reached: one step at a time, the cheapest head first
-      // (HeadKey: the unbound pool, then the largest excess over the floor, then the rest
-      // of the default order).
-      auto head_key = [&](std::uint32_t p) {
-        const Contender& c = candidates[pos[p]];
-        const std::uint64_t standing = p == 0 ? 0 : standing_of(pools[p].count, floors[p]);
-        return HeadKey{c.value, standing, c.activity(), c.newer, c.index};
-      };
-      // Drops pools with nothing more at this level; skips taken peers.
-      auto settle = [&](std::uint32_t p) {
-        while (pos[p] != stop[p] && fate[candidates[pos[p]].index] == kTaken) ++pos[p];
-        return pos[p] != stop[p] && (p == 0 || pools[p].count > floors[p]);
-      };
-      for (std::uint32_t p : level) order_run(p, pos[p], stop[p]);
-      const std::vector<std::uint32_t> at_level = level;
-      std::erase_if(level, [&](std::uint32_t p) { return !settle(p); });
-      while (covered < target && !level.empty()) {
-        std::size_t best = 0;
-        HeadKey best_key = head_key(level[0]);
-        for (std::size_t k = 1; k < level.size(); ++k) {
-          const HeadKey key = head_key(level[k]);
-          if (key < best_key) {
-            best = k;
-            best_key = key;
-          }
-        }
-        const std::uint32_t p = level[best];
-        const Contender& c = candidates[pos[p]];
-        if (fits(p, pools[p].count, c) > 0) {
-          take(p, c);
-        } else {
-          fate[c.index] = static_cast<std::uint8_t>(phase);
-        }
-        ++pos[p];
-        if (!settle(p)) {
-          level[best] = level.back();
-          level.pop_back();
-        }
-      }
-      // The level gives what was counted, so the target is reached. Should it not be,
-      // the pools go on to their next levels.
-      if (covered < target) {
-        for (std::uint32_t p : at_level) {
-          if (pos[p] == stop[p] && active(p)) next.push(candidates[pos[p]].value, p);
-        }
-      }
-    }
-    next.clear();
-  }
   return covered;
 }
 

@@ -5,6 +5,7 @@
 // then from above their reserves, and in an emergency from anywhere.
 #include <stdexcept>
 
+#include "realm/realm_by_level.hpp"
 #include "realm/realm_state.hpp"
 
 namespace dep2p::connmgr {

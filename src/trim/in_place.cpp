@@ -8,46 +8,117 @@
 
 namespace dep2p::connmgr::detail {
 
+namespace {
+
+// One pass over the candidates, noting per slot what the ranking reads again.
+struct Noted {
+  // weight[slot]: the candidate's connections, saturated at 255 (0: not a candidate; a
+  // candidate is connected, so it holds at least one).
+  std::vector<std::uint8_t> weight;
+  // keys[slot]: the candidate's value key as an offset from `base` (the first candidate's
+  // key less 2^31). When some key lies further than that from the first (tag sums spread
+  // over more than 2^31: `wide`), keys are read from the pool instead.
+  std::vector<std::uint32_t> keys;
+  std::uint64_t base = 0;
+  bool wide = false;
+  bool saturated = false;  // some candidate holds 255 connections or more
+  std::uint64_t lo = UINT64_MAX;
+  std::uint64_t hi = 0;
+  std::size_t candidates = 0;
+  std::size_t connections = 0;
+
+  std::size_t connections_of(const Pool& pool, std::size_t slot) const {
+    return weight[slot] == 255 ? pool.peer(static_cast<std::uint32_t>(slot)).conns.size()
+                               : weight[slot];
+  }
+  std::uint64_t key_at(const CandidateView& view, std::size_t slot) const {
+    return wide ? value_key(view.value(view.pool().peer(static_cast<std::uint32_t>(slot))))
+                : base + keys[slot];
+  }
+};
+
+Noted note_candidates(const CandidateView& view) {
+  const std::size_t slots = view.peer_slots();
+  Noted n;
+  n.weight.assign(slots, 0);
+  n.keys.resize(slots);
+  view.for_each([&](std::uint32_t slot, const PeerSlot& entry) {
+    const std::uint64_t key = value_key(view.value(entry));
+    if (n.candidates == 0) n.base = key - (1ULL << 31);
+    const std::uint64_t offset = key - n.base;  // modulo 2^64: exact when it fits
+    n.wide = n.wide || offset > UINT32_MAX;
+    n.keys[slot] = static_cast<std::uint32_t>(offset);
+    n.lo = std::min(n.lo, key);
+    n.hi = std::max(n.hi, key);
+    ++n.candidates;
+    const std::size_t count = entry.conns.size();
+    n.connections += count;
+    n.weight[slot] = static_cast<std::uint8_t>(std::min<std::size_t>(count, 255));
+    n.saturated = n.saturated || count >= 255;
+  });
+  return n;
+}
+
+// Orders the boundary bucket's peers and returns how many of them go, the first `wanted`
+// connections' worth (the last one in part when the rule allows it). `tied` is left with
+// the ones taken first.
+std::size_t take_tied(const CandidateView& view, const Noted& n, std::vector<RankKey>& tied,
+                      bool multi, std::size_t wanted, const TrimTarget& rule, VictimSlots& out) {
+  std::size_t taken = 0;
+  if (!multi) {
+    // One connection each: exactly `wanted` of them go, in any order.
+    taken = std::min(wanted, tied.size());
+    if (taken < tied.size()) {
+      std::nth_element(tied.begin(), tied.begin() + static_cast<std::ptrdiff_t>(taken), tied.end());
+    }
+    return taken;
+  }
+  std::sort(tied.begin(), tied.end());
+  std::size_t covered = 0;
+  while (taken < tied.size() && covered < wanted) {
+    const std::size_t count = n.connections_of(view.pool(), tied[taken].index);
+    if (rule.partial() && covered + count > wanted) {
+      out.partial_slot = tied[taken].index;
+      out.partial_count = wanted - covered;
+    }
+    covered += count;
+    ++taken;
+  }
+  return taken;
+}
+
+// Merges the first `taken` of `tied` into the slot-ordered `slots`, from the back, in place.
+void merge_by_slot(std::vector<std::uint32_t>& slots, std::vector<RankKey>& tied,
+                   std::size_t taken) {
+  std::sort(tied.begin(), tied.begin() + static_cast<std::ptrdiff_t>(taken),
+            [](const RankKey& a, const RankKey& b) { return a.index < b.index; });
+  std::size_t from = slots.size();
+  std::size_t to = from + taken;
+  slots.resize(to);
+  while (taken > 0) {
+    const std::uint32_t next = tied[taken - 1].index;
+    if (from > 0 && slots[from - 1] > next) {
+      slots[--to] = slots[--from];
+    } else {
+      slots[--to] = next;
+      --taken;
+    }
+  }
+}
+
+}  // namespace
+
 VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std::size_t& target) {
   VictimSlots out;
   const Pool& pool = view.pool();
   const std::size_t slots = view.peer_slots();
-  // weight[slot]: the candidate's connections, saturated at 255 (0: not a candidate; a
-  // candidate is connected, so it holds at least one).
-  std::vector<std::uint8_t> weight(slots, 0);
-  // keys[slot]: the candidate's value key as an offset from `base` (the first candidate's
-  // key less 2^31). When some key lies further than that from the first (tag sums spread
-  // over more than 2^31: `wide`), keys are read from the pool instead.
-  std::vector<std::uint32_t> keys(slots);
-  std::uint64_t base = 0;
-  bool wide = false;
-  std::uint64_t lo = UINT64_MAX;
-  std::uint64_t hi = 0;
-  std::size_t candidates = 0;
-  std::size_t candidate_connections = 0;
-  bool saturated = false;
-  view.for_each([&](std::uint32_t slot, const PeerSlot& entry) {
-    const std::uint64_t key = value_key(view.value(entry));
-    if (candidates == 0) base = key - (1ULL << 31);
-    const std::uint64_t offset = key - base;  // modulo 2^64: exact when it fits
-    wide = wide || offset > UINT32_MAX;
-    keys[slot] = static_cast<std::uint32_t>(offset);
-    lo = std::min(lo, key);
-    hi = std::max(hi, key);
-    ++candidates;
-    const std::size_t count = entry.conns.size();
-    candidate_connections += count;
-    weight[slot] = static_cast<std::uint8_t>(std::min<std::size_t>(count, 255));
-    saturated = saturated || count >= 255;
-  });
-  auto connections_of = [&](std::size_t slot) -> std::size_t {
-    return weight[slot] == 255 ? pool.peer(static_cast<std::uint32_t>(slot)).conns.size()
-                               : weight[slot];
-  };
-  target = rule.of(candidate_connections);
-  if (candidates == 0 || target == 0) return out;
-  std::size_t victims = 0;                // written over keys[0, victims)
-  if (target >= candidate_connections) {  // every candidate goes, whole
+  Noted n = note_candidates(view);
+  const std::vector<std::uint8_t>& weight = n.weight;
+  std::vector<std::uint32_t>& keys = n.keys;
+  target = rule.of(n.connections);
+  if (n.candidates == 0 || target == 0) return out;
+  std::size_t victims = 0;               // written over keys[0, victims)
+  if (target >= n.connections) {         // every candidate goes, whole
     for (std::size_t slot = 0; slot < slots; ++slot) {
       keys[victims] = static_cast<std::uint32_t>(slot);
       victims += static_cast<std::size_t>(weight[slot] != 0);
@@ -56,15 +127,12 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
     out.slots = std::move(keys);
     return out;
   }
-  auto key_at = [&](std::size_t slot) {
-    return wide ? value_key(view.value(pool.peer(static_cast<std::uint32_t>(slot))))
-                : base + keys[slot];
-  };
-  ValueBuckets counted(lo, hi, candidates);
+  ValueBuckets counted(n.lo, n.hi, n.candidates);
   const ValueBuckets::Index bucket_of = counted.index();
   for (std::size_t slot = 0; slot < slots; ++slot) {
-    if (weight[slot] != 0)
-      counted.add(key_at(slot), saturated ? connections_of(slot) : weight[slot]);
+    if (weight[slot] != 0) {
+      counted.add(n.key_at(view, slot), n.saturated ? n.connections_of(pool, slot) : weight[slot]);
+    }
   }
   const auto [boundary, below] = counted.boundary(target);
 
@@ -75,7 +143,7 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
   bool tied_multi = false;
   for (std::size_t slot = 0; slot < slots; ++slot) {
     const bool candidate = weight[slot] != 0;
-    const std::size_t bucket = candidate ? bucket_of(key_at(slot)) : boundary + 1;
+    const std::size_t bucket = candidate ? bucket_of(n.key_at(view, slot)) : boundary + 1;
     keys[victims] = static_cast<std::uint32_t>(slot);
     victims += static_cast<std::size_t>(bucket < boundary);
     if (bucket == boundary) {
@@ -96,43 +164,9 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
     }
     tied.push_back(view.key(tied_slots[k]));
   }
-  // The first of them, until they hold `wanted` connections.
   const std::size_t wanted = target - below;  // 1 <= wanted <= the bucket's weight
-  std::size_t taken = 0;
-  if (!tied_multi) {
-    // One connection each: exactly `wanted` of them go, in any order.
-    taken = std::min(wanted, tied.size());
-    if (taken < tied.size()) {
-      std::nth_element(tied.begin(), tied.begin() + static_cast<std::ptrdiff_t>(taken), tied.end());
-    }
-  } else {
-    std::sort(tied.begin(), tied.end());
-    std::size_t covered = 0;
-    while (taken < tied.size() && covered < wanted) {
-      const std::size_t count = connections_of(tied[taken].index);
-      if (rule.partial() && covered + count > wanted) {
-        out.partial_slot = tied[taken].index;
-        out.partial_count = wanted - covered;
-      }
-      covered += count;
-      ++taken;
-    }
-  }
-  // Merge them into the slot-ordered list, from the back, in place.
-  std::sort(tied.begin(), tied.begin() + static_cast<std::ptrdiff_t>(taken),
-            [](const RankKey& a, const RankKey& b) { return a.index < b.index; });
-  std::size_t from = out.slots.size();
-  std::size_t to = from + taken;
-  out.slots.resize(to);
-  while (taken > 0) {
-    const std::uint32_t next = tied[taken - 1].index;
-    if (from > 0 && out.slots[from - 1] > next) {
-      out.slots[--to] = out.slots[--from];
-    } else {
-      out.slots[--to] = next;
-      --taken;
-    }
-  }
+  const std::size_t taken = take_tied(view, n, tied, tied_multi, wanted, rule, out);
+  merge_by_slot(out.slots, tied, taken);
   return out;
 }
 

@@ -1,5 +1,7 @@
-// The node trim's greedy over realm pools (src/realm/realm_greedy.hpp): the level-at-a-time
-// run must choose exactly what the step-by-step one chooses when no peer is in two realms.
+// The node trim's greedy over realm pools (src/realm/realm_greedy.hpp and
+// realm_by_level.hpp): the level-at-a-time run must choose exactly what the step-by-step
+// one chooses when no peer is in two realms.
+#include "realm/realm_by_level.hpp"
 #include "realm/realm_greedy.hpp"
 
 #include <gtest/gtest.h>
