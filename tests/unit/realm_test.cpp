@@ -16,8 +16,11 @@
 #include "dep2p/connmgr/clock.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/realm_manager.hpp"
+#include "dep2p/connmgr/trimmer.hpp"
+#include "realm/realm_greedy.hpp"
 #include "support/fake_connection.hpp"
 #include "support/manager_harness.hpp"
+#include "trim/score_key.hpp"
 
 namespace dep2p::connmgr::testing {
 namespace {
@@ -567,31 +570,113 @@ TEST(RealmGlobalTrim, AnExactTrimTakesItsLastPeerInPart) {
   EXPECT_EQ(h.node.realm_connections("a"), 2u);
 }
 
-// The node's trim ranks the pool in place, without a snapshot, except for force_trim(),
-// which goes through the trimmer's snapshot. Where the target is met above the reserves
-// (so that the forced trim never needs its third phase), both must close the same
-// connections. Random nodes: realms with shares and reserves, peers with several
-// connections, bound to none, one or two realms, tag values with many ties.
+// The realm rules applied to the trimmer's snapshot: what the node's trim must close,
+// worked out apart from the manager. A plain manager with the same connections and tags
+// hands its snapshot to a trimmer that keeps it (and closes nothing); the candidates are
+// dealt into pools from the bindings the test made, and the step-by-step greedy chooses.
+// Returns the peers (snapshot indices) it takes.
+struct SnapshotKeeper final : Trimmer {
+  TrimInputs inputs() const override { return {false, false}; }
+  void rank(const TrimSnapshot& snapshot, std::size_t target,
+            std::vector<std::uint32_t>&) override {
+    kept = snapshot;
+    kept_target = target;
+  }
+  TrimSnapshot kept;
+  std::size_t kept_target = 0;
+};
+
+struct BoundPlan {
+  std::uint64_t peer;  // peers are numbered 1.. in the order they first connect
+  int value;
+  std::vector<int> realms;
+};
+
+std::vector<bool> realm_rules_on_snapshot(const TrimSnapshot& snapshot, std::size_t target,
+                                          const std::vector<BoundPlan>& connections,
+                                          const std::vector<RealmConfig>& configs) {
+  namespace greedy = detail::realm_greedy;
+  const std::size_t peers = snapshot.peers.size();
+  // bound[i][r]: connections of peer i bound to realm r, in the order first bound.
+  std::vector<std::vector<std::pair<int, std::uint32_t>>> bound(peers);
+  std::vector<greedy::Pool> pools(configs.size() + 1);
+  for (const BoundPlan& plan : connections) {
+    auto& of_peer = bound[plan.peer - 1];
+    for (int r : plan.realms) {
+      ++pools[static_cast<std::size_t>(r) + 1].count;
+      auto it = std::find_if(of_peer.begin(), of_peer.end(),
+                             [r](const auto& b) { return b.first == r; });
+      if (it == of_peer.end()) {
+        of_peer.emplace_back(r, 1);
+      } else {
+        ++it->second;
+      }
+    }
+  }
+  for (std::size_t r = 0; r < configs.size(); ++r) {
+    pools[r + 1].share = configs[r].low_water;
+    pools[r + 1].reserve = configs[r].min_reserved;
+  }
+  std::vector<std::vector<greedy::Contender>> dealt(pools.size());
+  std::vector<greedy::Stake> stakes(peers);
+  std::vector<greedy::StakeEntry> entries;
+  for (std::uint32_t i = 0; i < peers; ++i) {
+    const PeerSnapshot& peer = snapshot.peers[i];
+    const detail::RankKey key = detail::key_of(peer, i, snapshot.forced);
+    auto deal = [&](std::uint32_t pool, std::uint32_t count) {
+      dealt[pool].push_back(greedy::Contender::of(key.value, key.activity, key.newer, i,
+                                                  peer.connection_count, count));
+    };
+    if (bound[i].empty()) {
+      stakes[i] = greedy::Stake{0, 0, 0, 0};
+      deal(0, 0);
+      continue;
+    }
+    const auto first_pool = static_cast<std::uint32_t>(bound[i][0].first + 1);
+    const auto start = static_cast<std::uint32_t>(entries.size());
+    for (std::size_t k = 1; k < bound[i].size(); ++k) {
+      entries.push_back({static_cast<std::uint32_t>(bound[i][k].first + 1), bound[i][k].second});
+    }
+    stakes[i] = greedy::Stake{first_pool, bound[i][0].second, start,
+                              static_cast<std::uint32_t>(entries.size())};
+    for (const auto& [r, count] : bound[i]) deal(static_cast<std::uint32_t>(r + 1), count);
+  }
+  std::vector<greedy::Contender> candidates;
+  for (std::size_t p = 0; p < pools.size(); ++p) {
+    pools[p].begin = pools[p].sorted = pools[p].head = static_cast<std::uint32_t>(candidates.size());
+    candidates.insert(candidates.end(), dealt[p].begin(), dealt[p].end());
+    pools[p].end = static_cast<std::uint32_t>(candidates.size());
+  }
+  std::vector<std::uint8_t> fate(peers, 0);
+  greedy::stepwise(greedy::Run{pools, candidates.data(), stakes.data(), entries, fate, target,
+                               snapshot.forced ? 3 : 2, nullptr, nullptr});
+  std::vector<bool> taken(peers);
+  for (std::size_t i = 0; i < peers; ++i) taken[i] = fate[i] == greedy::kTaken;
+  return taken;
+}
+
+// The node's trim ranks the pool in place, through the realm layer's extension; the realm
+// rules applied to the trimmer's snapshot of the same node (above) must close the same
+// peers. Random nodes: realms with shares and reserves, peers with several connections,
+// bound to none, one or two realms, tag values with many ties; trim() and force_trim().
 TEST(RealmGlobalTrim, RankingInPlaceClosesWhatTheSnapshotCloses) {
   int compared = 0;
   int with_shared = 0;
+  int forced = 0;
+  int short_of_target = 0;
   for (unsigned seed = 1; seed <= 150; ++seed) {
     std::mt19937 rng(seed);
     auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
     const int realms = pick(1, 5);
     const bool shared = seed % 2 == 0;  // some peers in two realms (the stepwise greedy)
-    struct Plan {
-      std::uint64_t peer;
-      int value;
-      std::vector<int> realms;
-    };
-    std::vector<Plan> connections;
+    const bool force = seed % 3 == 0;
+    std::vector<BoundPlan> connections;
     const int peers = pick(10, 40);
     for (std::uint64_t p = 1; p <= static_cast<std::uint64_t>(peers); ++p) {
       const int value = pick(0, 4);
       const int count = pick(1, 3);
       for (int k = 0; k < count; ++k) {
-        Plan plan{p, value, {}};
+        BoundPlan plan{p, value, {}};
         const int roll = pick(0, 99);
         if (roll >= 30) plan.realms.push_back(pick(0, realms - 1));
         if (shared && roll >= 80) {
@@ -612,42 +697,43 @@ TEST(RealmGlobalTrim, RankingInPlaceClosesWhatTheSnapshotCloses) {
       configs.push_back(
           realm(static_cast<std::size_t>(share), 0, 0, static_cast<std::size_t>(reserve)));
     }
-    auto build = [&](RealmHarness& h, std::vector<std::shared_ptr<FakeConnection>>& out) {
-      for (std::size_t r = 0; r < configs.size(); ++r) {
-        h.create(("r" + std::to_string(r)).c_str(), configs[r]);
-      }
-      for (const Plan& plan : connections) {
-        auto c = reporting_connection(h.manager(), peer_id(plan.peer), Direction::inbound);
-        ASSERT_FALSE(h.manager().add_connection(c));
-        for (int r : plan.realms) ASSERT_FALSE(h.node.bind(*c, "r" + std::to_string(r)));
-        ASSERT_FALSE(h.manager().tag_peer(peer_id(plan.peer), "v", plan.value));
-        out.push_back(std::move(c));
-      }
-    };
-    RealmHarness in_place(trim_config(static_cast<std::size_t>(low), 100'000));
-    RealmHarness snapshot(trim_config(static_cast<std::size_t>(low), 100'000));
-    std::vector<std::shared_ptr<FakeConnection>> a;
-    std::vector<std::shared_ptr<FakeConnection>> b;
-    build(in_place, a);
-    build(snapshot, b);
-    const std::size_t target = static_cast<std::size_t>(total - low);
-    const std::size_t closed = in_place.manager().trim();
-    if (closed < target) continue;  // stopped short at the reserves: force_trim goes on
-    EXPECT_EQ(snapshot.manager().force_trim(), closed) << "seed " << seed;
-    for (std::size_t k = 0; k < a.size(); ++k) {
-      EXPECT_EQ(a[k]->closed(), b[k]->closed()) << "seed " << seed << ", connection " << k;
+    RealmHarness node(trim_config(static_cast<std::size_t>(low), 100'000));
+    auto keeper = std::make_shared<SnapshotKeeper>();
+    ManagerHarness mirror(trim_config(static_cast<std::size_t>(low), 100'000), keeper);
+    for (std::size_t r = 0; r < configs.size(); ++r) {
+      node.create(("r" + std::to_string(r)).c_str(), configs[r]);
     }
-    for (int r = 0; r < realms; ++r) {
-      const std::string name = "r" + std::to_string(r);
-      EXPECT_EQ(in_place.node.realm_connections(name), snapshot.node.realm_connections(name))
-          << "seed " << seed << ", realm " << name;
+    std::vector<std::shared_ptr<FakeConnection>> open;
+    for (const BoundPlan& plan : connections) {
+      auto c = reporting_connection(node.manager(), peer_id(plan.peer), Direction::inbound);
+      ASSERT_FALSE(node.manager().add_connection(c));
+      for (int r : plan.realms) ASSERT_FALSE(node.node.bind(*c, "r" + std::to_string(r)));
+      ASSERT_FALSE(node.manager().tag_peer(peer_id(plan.peer), "v", plan.value));
+      open.push_back(std::move(c));
+      mirror.add(plan.peer, Direction::inbound);
+      ASSERT_FALSE(mirror.manager.tag_peer(peer_id(plan.peer), "v", plan.value));
     }
+    const std::size_t closed = force ? node.manager().force_trim() : node.manager().trim();
+    EXPECT_EQ(force ? mirror.manager.force_trim() : mirror.manager.trim(), 0u);
+    ASSERT_EQ(keeper->kept.peers.size(), static_cast<std::size_t>(peers)) << "seed " << seed;
+    const std::vector<bool> taken =
+        realm_rules_on_snapshot(keeper->kept, keeper->kept_target, connections, configs);
+    std::size_t expected = 0;
+    for (std::size_t k = 0; k < connections.size(); ++k) {
+      const bool gone = taken[connections[k].peer - 1];
+      expected += gone ? 1 : 0;
+      EXPECT_EQ(open[k]->closed(), gone) << "seed " << seed << ", connection " << k;
+    }
+    EXPECT_EQ(closed, expected) << "seed " << seed;
     ++compared;
     with_shared += shared ? 1 : 0;
+    forced += force ? 1 : 0;
+    short_of_target += closed < keeper->kept_target ? 1 : 0;
   }
-  // Most nodes meet their target: the comparison covers both greedies.
-  EXPECT_GE(compared, 100);
-  EXPECT_GE(with_shared, 40);
+  EXPECT_EQ(compared, 150);
+  EXPECT_GE(with_shared, 70);
+  EXPECT_GE(forced, 45);
+  EXPECT_GT(short_of_target, 0) << "some trims stop at the realms' floors";
 }
 
 // --- Concurrency -----------------------------------------------------------------------
