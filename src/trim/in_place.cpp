@@ -31,10 +31,6 @@ struct Noted {
     return weight[slot] == 255 ? pool.peer(static_cast<std::uint32_t>(slot)).conns.size()
                                : weight[slot];
   }
-  std::uint64_t key_at(const CandidateView& view, std::size_t slot) const {
-    return wide ? value_key(view.value(view.pool().peer(static_cast<std::uint32_t>(slot))))
-                : base + keys[slot];
-  }
 };
 
 Noted note_candidates(const CandidateView& view) {
@@ -42,20 +38,38 @@ Noted note_candidates(const CandidateView& view) {
   Noted n;
   n.weight.assign(slots, 0);
   n.keys.resize(slots);
+  // The walk keeps its running figures in locals: stores through the one-byte weights may
+  // alias any memory, so fields of `n` would be reloaded and stored at every candidate.
+  std::uint8_t* const weight = n.weight.data();
+  std::uint32_t* const keys = n.keys.data();
+  std::uint64_t base = 0;
+  bool wide = false;
+  bool saturated = false;
+  std::uint64_t lo = UINT64_MAX;
+  std::uint64_t hi = 0;
+  std::size_t candidates = 0;
+  std::size_t connections = 0;
   view.for_each([&](std::uint32_t slot, const PeerSlot& entry) {
     const std::uint64_t key = value_key(view.value(entry));
-    if (n.candidates == 0) n.base = key - (1ULL << 31);
-    const std::uint64_t offset = key - n.base;  // modulo 2^64: exact when it fits
-    n.wide = n.wide || offset > UINT32_MAX;
-    n.keys[slot] = static_cast<std::uint32_t>(offset);
-    n.lo = std::min(n.lo, key);
-    n.hi = std::max(n.hi, key);
-    ++n.candidates;
+    if (candidates == 0) base = key - (1ULL << 31);
+    const std::uint64_t offset = key - base;  // modulo 2^64: exact when it fits
+    wide = wide || offset > UINT32_MAX;
+    keys[slot] = static_cast<std::uint32_t>(offset);
+    lo = std::min(lo, key);
+    hi = std::max(hi, key);
+    ++candidates;
     const std::size_t count = entry.conns.size();
-    n.connections += count;
-    n.weight[slot] = static_cast<std::uint8_t>(std::min<std::size_t>(count, 255));
-    n.saturated = n.saturated || count >= 255;
+    connections += count;
+    weight[slot] = static_cast<std::uint8_t>(std::min<std::size_t>(count, 255));
+    saturated = saturated || count >= 255;
   });
+  n.base = base;
+  n.wide = wide;
+  n.saturated = saturated;
+  n.lo = lo;
+  n.hi = hi;
+  n.candidates = candidates;
+  n.connections = connections;
   return n;
 }
 
@@ -115,6 +129,15 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
   Noted n = note_candidates(view);
   const std::vector<std::uint8_t>& weight = n.weight;
   std::vector<std::uint32_t>& keys = n.keys;
+  // The loops below read keys through these locals rather than through `n` (see
+  // note_candidates()).
+  const bool wide = n.wide;
+  const std::uint64_t base = n.base;
+  const std::uint32_t* const offsets = keys.data();
+  auto key_at = [&](std::size_t slot) {
+    return wide ? value_key(view.value(pool.peer(static_cast<std::uint32_t>(slot))))
+                : base + offsets[slot];
+  };
   target = rule.of(n.connections);
   if (n.candidates == 0 || target == 0) return out;
   std::size_t victims = 0;               // written over keys[0, victims)
@@ -131,7 +154,7 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
   const ValueBuckets::Index bucket_of = counted.index();
   for (std::size_t slot = 0; slot < slots; ++slot) {
     if (weight[slot] != 0) {
-      counted.add(n.key_at(view, slot), n.saturated ? n.connections_of(pool, slot) : weight[slot]);
+      counted.add(key_at(slot), n.saturated ? n.connections_of(pool, slot) : weight[slot]);
     }
   }
   const auto [boundary, below] = counted.boundary(target);
@@ -143,7 +166,7 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
   bool tied_multi = false;
   for (std::size_t slot = 0; slot < slots; ++slot) {
     const bool candidate = weight[slot] != 0;
-    const std::size_t bucket = candidate ? bucket_of(n.key_at(view, slot)) : boundary + 1;
+    const std::size_t bucket = candidate ? bucket_of(key_at(slot)) : boundary + 1;
     keys[victims] = static_cast<std::uint32_t>(slot);
     victims += static_cast<std::size_t>(bucket < boundary);
     if (bucket == boundary) {
