@@ -2,13 +2,17 @@
 # Packaging check: the library installs as a CMake package that a consumer finds with
 # find_package(dep2p_connmgr), and it builds inside a consumer's tree with add_subdirectory.
 #
-#   1. builds the library (Release, no tests or examples, Ninja) and installs it to a
-#      staging prefix under a temporary directory;
+#   1. installs the library to a staging prefix under a temporary directory: from BUILD_DIR
+#      when given (an existing build tree of this repository, such as build/ci, which CI
+#      has just built and tested), otherwise from a fresh Release build (no tests or
+#      examples, Ninja);
 #   2. configures, builds and runs tests/consumers/find_package against that prefix only
 #      (CMAKE_PREFIX_PATH; the system's Boost, spdlog and fmt packages are found as usual);
 #   3. configures, builds and runs tests/consumers/add_subdirectory, which adds this
 #      repository's root to its own tree, this time as a shared library
 #      (BUILD_SHARED_LIBS=ON), so both library kinds are built and linked.
+#
+#   bash .ci/consumers.sh [BUILD_DIR]
 #
 # Environment: DEP2P_JOBS (build parallelism, default nproc), DEP2P_KEEP_WORKDIR=1 keeps
 # the temporary directory for inspection.
@@ -25,12 +29,20 @@ fi
 prefix=$work/prefix
 common=(-G Ninja -DCMAKE_BUILD_TYPE=Release -Wno-dev)
 
-echo "consumers: building and installing the library to $prefix"
-cmake -S "$root" -B "$work/library" "${common[@]}" \
-  -DDEP2P_CONNMGR_BUILD_TESTS=OFF -DDEP2P_CONNMGR_BUILD_EXAMPLES=OFF \
-  -DDEP2P_CONNMGR_INSTALL=ON -DCMAKE_INSTALL_PREFIX="$prefix" >/dev/null
-cmake --build "$work/library" -j "$jobs"
-cmake --install "$work/library" >/dev/null
+if [ $# -ge 1 ]; then
+  library=$1
+  [ -f "$library/CMakeCache.txt" ] || { echo "consumers: $library is not a build tree" >&2; exit 2; }
+  echo "consumers: installing the library built in $library to $prefix"
+  cmake --build "$library" -j "$jobs" --target dep2p_connmgr
+else
+  library=$work/library
+  echo "consumers: building and installing the library to $prefix"
+  cmake -S "$root" -B "$library" "${common[@]}" \
+    -DDEP2P_CONNMGR_BUILD_TESTS=OFF -DDEP2P_CONNMGR_BUILD_EXAMPLES=OFF \
+    -DDEP2P_CONNMGR_INSTALL=ON >/dev/null
+  cmake --build "$library" -j "$jobs"
+fi
+cmake --install "$library" --prefix "$prefix" >/dev/null
 test -f "$prefix/lib/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake" ||
   test -f "$prefix/lib64/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake" ||
   { echo "consumers: no package config installed" >&2; exit 1; }
@@ -42,8 +54,9 @@ cmake --build "$work/find_package" -j "$jobs"
 "$work/find_package/consumer"
 
 echo "consumers: add_subdirectory consumer"
-cmake -S "$root/tests/consumers/add_subdirectory" -B "$work/add_subdirectory" "${common[@]}" \
-  -DDEP2P_CONNMGR_SOURCE_DIR="$root" -DBUILD_SHARED_LIBS=ON >/dev/null
+# Unoptimised (no build type): what this checks does not depend on it, and it builds fastest.
+cmake -S "$root/tests/consumers/add_subdirectory" -B "$work/add_subdirectory" -G Ninja -Wno-dev \
+  -DCMAKE_BUILD_TYPE= -DDEP2P_CONNMGR_SOURCE_DIR="$root" -DBUILD_SHARED_LIBS=ON >/dev/null
 cmake --build "$work/add_subdirectory" -j "$jobs"
 ls "$work/add_subdirectory/dep2p_connmgr"/libdep2p_connmgr.so* >/dev/null ||
   { echo "consumers: the add_subdirectory build made no shared library" >&2; exit 1; }
