@@ -7,78 +7,20 @@
 // a connection whose close() reports the closure back to the manager synchronously.
 #include <benchmark/benchmark.h>
 
-#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "dep2p/connmgr/connmgr.hpp"
-#include "support/fake_connection.hpp"
+#include "bench/bench_pool.hpp"
 
 namespace cm = dep2p::connmgr;
+using cm::bench::BenchConnection;
+using cm::bench::bench_config;
+using cm::bench::Pool;
 using cm::testing::peer_id;
 
 namespace {
-
-// Reports its closure back at once, as a host that closes synchronously would.
-class BenchConnection final : public cm::Connection {
- public:
-  BenchConnection(cm::ConnectionManager& manager, cm::NodeId peer, cm::Direction direction)
-      : manager_(&manager), peer_(std::move(peer)), direction_(direction) {}
-  cm::NodeId remote_peer() const override { return peer_; }
-  cm::Direction direction() const override { return direction_; }
-  cm::Endpoint remote_endpoint() const override { return {}; }
-  void close(cm::CloseReason reason, std::string_view) override {
-    manager_->remove_connection(*this, reason);
-  }
-  void ping(PingHandler done) override { done({}); }
-
- private:
-  cm::ConnectionManager* manager_;
-  cm::NodeId peer_;
-  cm::Direction direction_;
-};
-
-cm::Config bench_config(std::size_t n) {
-  cm::Config config;
-  config.low_water = n / 2;
-  config.high_water = n;
-  config.grace_period = std::chrono::milliseconds(0);
-  config.silence_period = std::chrono::hours(24);  // keep the background check out of it
-  config.decay_resolution = std::chrono::seconds(60);
-  // Keepalive and idle timers have their own benchmark; they stay out of the others.
-  config.keepalive_interval = std::chrono::milliseconds(0);
-  config.idle_timeout = std::chrono::milliseconds(0);
-  config.max_temp_peers = n + 1;
-  return config;
-}
-
-struct Pool {
-  explicit Pool(std::size_t n, cm::Config config, std::shared_ptr<cm::Gater> gater = nullptr)
-      : time(std::make_shared<cm::ManualTimeSource>(io)),
-        manager(io, std::move(config),
-                cm::Dependencies{.time_source = time, .gater = std::move(gater)}) {
-    std::mt19937 rng(42);
-    std::uniform_int_distribution<int> value(0, 99);
-    peers.reserve(n);
-    connections.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      peers.push_back(peer_id(i));
-      auto c = std::make_shared<BenchConnection>(
-          manager, peers.back(), i % 2 == 0 ? cm::Direction::inbound : cm::Direction::outbound);
-      manager.add_connection(c);
-      manager.tag_peer(peers.back(), "score", value(rng));
-      connections.push_back(std::move(c));
-    }
-  }
-  explicit Pool(std::size_t n) : Pool(n, bench_config(n)) {}
-  boost::asio::io_context io;
-  std::shared_ptr<cm::ManualTimeSource> time;
-  cm::ConnectionManager manager;
-  std::vector<cm::NodeId> peers;
-  std::vector<std::shared_ptr<BenchConnection>> connections;
-};
 
 void BM_AddRemoveConnection(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
