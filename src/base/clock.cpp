@@ -90,10 +90,7 @@ ManualTimeSource::ManualTimeSource(boost::asio::io_context& io)
 
 ManualTimeSource::~ManualTimeSource() = default;
 
-TimePoint ManualTimeSource::now() const {
-  std::lock_guard lock(mutex_);
-  return now_;
-}
+TimePoint ManualTimeSource::now() const { return now_.load(std::memory_order_acquire); }
 
 std::unique_ptr<Timer> ManualTimeSource::make_timer(boost::asio::any_io_executor executor) {
   return std::make_unique<ManualTimer>(*this, std::move(executor));
@@ -114,7 +111,7 @@ void ManualTimeSource::disarm(ManualTimer* timer) {
 
 void ManualTimeSource::jump(Duration by) {
   std::lock_guard lock(mutex_);
-  now_ += by;
+  now_.store(now_.load(std::memory_order_relaxed) + by, std::memory_order_release);
 }
 
 void ManualTimeSource::run_ready() {
@@ -126,7 +123,7 @@ void ManualTimeSource::advance(Duration by) {
   TimePoint target;
   {
     std::lock_guard lock(mutex_);
-    target = now_ + by;
+    target = now_.load(std::memory_order_relaxed) + by;
   }
   run_ready();
   for (;;) {
@@ -134,11 +131,12 @@ void ManualTimeSource::advance(Duration by) {
     {
       std::lock_guard lock(mutex_);
       if (pending_.empty() || pending_.begin()->first.first > target) {
-        now_ = target;
+        now_.store(target, std::memory_order_release);
         break;
       }
       auto first = pending_.begin();
-      now_ = std::max(now_, first->first.first);
+      now_.store(std::max(now_.load(std::memory_order_relaxed), first->first.first),
+                 std::memory_order_release);
       due = std::move(first->second);
       pending_.erase(first);
     }

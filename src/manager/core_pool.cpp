@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "manager/connection_access.hpp"
+#include "pool/activity.hpp"
 #include "manager/core.hpp"
 
 namespace dep2p::connmgr::detail {
@@ -92,6 +93,7 @@ std::error_code ManagerCore::insert_connection(
     slot = pool_.add_peer(facts.peer, now, false, is_protected);
   }
   Connection& added = *handle;
+  ActivityAccess::start(added, now);
   // The nth connection added gets id n: ids are never zero and never reused.
   const auto id = static_cast<ConnectionId>(++stats_.connections_added);
   const std::uint32_t conn_slot =

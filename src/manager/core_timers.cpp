@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "manager/connection_access.hpp"
+#include "pool/activity.hpp"
 #include "manager/core.hpp"
 
 namespace dep2p::connmgr::detail {
@@ -74,7 +75,8 @@ void ManagerCore::keepalive_round() {
     while (auto due = schedule_.pop_idle(now)) {
       ConnEntry* conn = pool_.live_conn(due->slot, due->id);
       if (conn == nullptr) continue;
-      const TimePoint idle_at = conn->last_activity + idle_timeout;
+      const TimePoint last_activity = ActivityAccess::read(*conn->handle).last;
+      const TimePoint idle_at = last_activity + idle_timeout;
       const PeerSlot& peer = pool_.peer(conn->peer_slot);
       if (idle_at > now) {
         schedule_.idle_check(due->slot, due->id, idle_at);
@@ -83,7 +85,7 @@ void ManagerCore::keepalive_round() {
       } else {
         std::string detail = "idle: no streams and no activity for " +
                              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                now - conn->last_activity)
+                                                now - last_activity)
                                                 .count()) +
                              " ms";
         auto handle = detach(locked, due->slot, CloseReason::idle_timeout, detail);
@@ -145,25 +147,13 @@ void ManagerCore::on_pong(std::uint32_t slot, ConnectionId id, std::uint32_t seq
   act(effects);
 }
 
+// No lock: the traffic is recorded on the handle (pool/activity.hpp). Only this manager
+// sets the owner word to its token; a handle detached for closing still holds it until its
+// closure is marked, and recording on it then is harmless (nobody reads it any more).
 std::error_code ManagerCore::record_activity(const Connection& connection, std::uint64_t bytes_in,
                                              std::uint64_t bytes_out) {
-  const TimePoint now = env_.time->now();
-  std::lock_guard lock(mutex_);
-  const Locked<> locked;
-  auto slot = tracked_slot(locked, connection);
-  if (!slot) return Errc::unknown_connection;
-  ConnEntry& conn = pool_.conn(*slot);
-  // Exponentially weighted rate with a 10 s time constant: every byte counts 1/tau at
-  // first and fades with its age, so the sum estimates bytes per second without dividing
-  // by tiny intervals.
-  constexpr double kTau = 10.0;
-  const double dt = std::chrono::duration<double>(now - conn.last_activity).count();
-  const double fade = dt > 0 ? std::exp(-dt / kTau) : 1.0;
-  conn.download_rate =
-      static_cast<float>(conn.download_rate * fade + static_cast<double>(bytes_in) / kTau);
-  conn.upload_rate =
-      static_cast<float>(conn.upload_rate * fade + static_cast<double>(bytes_out) / kTau);
-  conn.last_activity = now;
+  if (ConnectionAccess::owner(connection) != token_) return Errc::unknown_connection;
+  ActivityAccess::record(connection, env_.time->now(), bytes_in, bytes_out);
   return {};
 }
 

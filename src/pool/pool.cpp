@@ -25,7 +25,6 @@ std::uint32_t Pool::add_connection(std::uint32_t peer_slot, std::shared_ptr<Conn
   c.streams_in = in ? facts.streams : 0;
   c.streams_out = in ? 0 : facts.streams;
   c.opened_at = now;
-  c.last_activity = now;
   c.ipv6 = facts.remote.address.is_v6() && !facts.remote.address.to_v6().is_v4_mapped();
   pack_remote(c, slot, facts.remote);
   if (capped) {

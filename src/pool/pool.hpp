@@ -67,11 +67,8 @@ struct alignas(32) ConnEntry {
   bool cap_elsewhere : 1 = false;
   ConnectionId id{};
   TimePoint opened_at{};
-  TimePoint last_activity{};  // the last reported bytes, or opened_at
-  Duration srtt{};            // smoothed keepalive RTT; zero until the first answer
-  // Smoothed rates in bytes per second (estimates: a float's 24-bit mantissa is plenty).
-  float download_rate = 0;
-  float upload_rate = 0;
+  // The traffic (last activity, rates) is on the handle: pool/activity.hpp.
+  Duration srtt{};  // smoothed keepalive RTT; zero until the first answer
   std::uint32_t ping_sequence = 0;
   std::uint16_t missed = 0;                // pings missed in a row; saturates at 65535
   std::uint16_t port = 0;                  // of the remote endpoint

@@ -1,5 +1,7 @@
 #include "trim/snapshot.hpp"
 
+#include "pool/activity.hpp"
+
 namespace dep2p::connmgr::detail {
 
 void reserve(Plan& plan, std::size_t peers, std::size_t connections, const TrimInputs& inputs) {
@@ -17,9 +19,10 @@ void add_candidate(Plan& plan, const CandidateView& view, std::uint32_t slot, co
     peer.first_connection = static_cast<std::uint32_t>(plan.snapshot.connections.size());
     for (std::uint32_t c : entry.conns) {
       const ConnEntry& conn = view.pool().conn(c);
-      plan.snapshot.connections.push_back(
-          ConnectionSnapshot{conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at,
-                             true, conn.last_activity, conn.download_rate, conn.upload_rate});
+      const ActivityAccess::Activity activity = ActivityAccess::read(*conn.handle);
+      plan.snapshot.connections.push_back(ConnectionSnapshot{
+          conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at, true, activity.last,
+          activity.download_rate, activity.upload_rate});
     }
   }
   if (inputs.peer_ids) plan.snapshot.peer_ids.push_back(view.pool().id_of(slot));

@@ -3,9 +3,11 @@
 // fall on it.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "dep2p/connmgr/connection_manager.hpp"
@@ -213,6 +215,56 @@ class CapturingTrimmer final : public Trimmer {
   }
   std::vector<ConnectionSnapshot> seen;
 };
+
+// record_activity takes none of the manager's locks (the figures live on each handle):
+// two threads recording on their own connections while a third ranks trims (reading every
+// connection's figures) end exactly where one thread making the same calls ends. The
+// clock stands still, so each rate is the plain sum of its bytes over the time constant.
+TEST(Activity, ThreadsRecordingOnTheirOwnConnectionsEndWhereASequentialRunEnds) {
+  constexpr std::size_t kPerThread = 100;
+  constexpr int kRounds = 300;
+  auto record = [](ConnectionManager& manager,
+                   const std::vector<std::shared_ptr<FakeConnection>>& connections,
+                   std::size_t first, std::size_t count) {
+    for (int round = 0; round < kRounds; ++round) {
+      for (std::size_t i = first; i < first + count; ++i) {
+        const auto bytes = static_cast<std::uint64_t>((round * 31 + static_cast<int>(i) * 7) % 1000);
+        EXPECT_FALSE(manager.record_activity(*connections[i], bytes, 2 * bytes));
+      }
+    }
+  };
+  Config config = keepalive_config();
+  config.low_water = 1;
+  config.high_water = 10'000;
+  auto concurrent_trimmer = std::make_shared<CapturingTrimmer>();
+  auto sequential_trimmer = std::make_shared<CapturingTrimmer>();
+  ManagerHarness concurrent(config, concurrent_trimmer);
+  ManagerHarness sequential(config, sequential_trimmer);
+  const auto a = concurrent.add_peers(1, 2 * kPerThread);
+  const auto b = sequential.add_peers(1, 2 * kPerThread);
+
+  std::atomic<int> running{2};
+  std::thread first([&] { record(concurrent.manager, a, 0, kPerThread); --running; });
+  std::thread second([&] { record(concurrent.manager, a, kPerThread, kPerThread); --running; });
+  // The trimmer ranks nothing (it leaves the order empty): each trim only reads.
+  while (running.load() > 0) EXPECT_EQ(concurrent.manager.trim(), 0u);
+  first.join();
+  second.join();
+  record(sequential.manager, b, 0, 2 * kPerThread);
+
+  concurrent.manager.trim();
+  sequential.manager.trim();
+  ASSERT_EQ(concurrent_trimmer->seen.size(), 2 * kPerThread);
+  ASSERT_EQ(sequential_trimmer->seen.size(), 2 * kPerThread);
+  for (std::size_t i = 0; i < 2 * kPerThread; ++i) {
+    const ConnectionSnapshot& x = concurrent_trimmer->seen[i];
+    const ConnectionSnapshot& y = sequential_trimmer->seen[i];
+    EXPECT_GT(x.download_rate, 0.0) << i;
+    EXPECT_EQ(x.download_rate, y.download_rate) << i;
+    EXPECT_EQ(x.upload_rate, y.upload_rate) << i;
+    EXPECT_EQ(x.last_activity, y.last_activity) << i;
+  }
+}
 
 TEST(Activity, RatesAreSmoothedAndShowInTheTrimSnapshot) {
   auto trimmer = std::make_shared<CapturingTrimmer>();

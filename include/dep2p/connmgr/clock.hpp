@@ -13,6 +13,7 @@
 // given to make_timer().
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -89,8 +90,8 @@ class ManualTimeSource final : public TimeSource {
   void disarm(ManualTimer* timer);
 
   boost::asio::io_context& io_;
-  mutable std::mutex mutex_;
-  TimePoint now_;
+  mutable std::mutex mutex_;  // the timers; now_ is written under it and read without
+  std::atomic<TimePoint> now_;
   std::uint64_t next_sequence_ = 0;
   // Armed timers by (deadline, arming order): fired in that order.
   std::map<std::pair<TimePoint, std::uint64_t>, Pending> pending_;

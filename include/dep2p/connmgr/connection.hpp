@@ -6,7 +6,8 @@
 //   manager.add_connection(std::make_shared<TcpConnection>(...));
 //
 // A Connection is tracked by at most one manager at a time: the base class keeps one word
-// saying where that manager keeps it, so reports about it cost no hash lookup.
+// saying where that manager keeps it, so reports about it cost no hash lookup, and the
+// connection's recorded traffic, so recording it takes no lock of the manager.
 //
 // Thread safety: the manager never calls these methods while holding one of its locks, so
 // an implementation may call back into the manager (e.g. report the closure from close()).
@@ -26,7 +27,18 @@ namespace dep2p::connmgr {
 
 namespace detail {
 struct ConnectionAccess;
-}
+struct ActivityAccess;
+// A connection's traffic as the manager records it (ConnectionManager::record_activity):
+// kept on the handle, so that recording takes none of the manager's locks and calls for
+// different connections never meet. `busy` is a one-word lock ordering the calls for the
+// same connection; the manager reads the cell only under it.
+struct ActivityCell {
+  std::atomic<bool> busy{false};
+  TimePoint last{};  // the last reported bytes, or when the connection was added
+  float download_rate = 0;  // bytes per second, smoothed
+  float upload_rate = 0;
+};
+}  // namespace detail
 
 class Connection {
  public:
@@ -59,6 +71,7 @@ class Connection {
 
  private:
   friend struct detail::ConnectionAccess;
+  friend struct detail::ActivityAccess;
   // Which manager holds this connection, as that manager's token (0: none). The manager
   // claims it with a compare-and-swap when it adds the connection; when it closes the
   // connection itself it sets the token's low bit (closed, the host's report still to come)
@@ -66,6 +79,7 @@ class Connection {
   // (its index in that manager's table) is read and written only under that manager's lock.
   mutable std::atomic<std::uint64_t> owner_{0};
   std::uint32_t slot_ = 0;
+  mutable detail::ActivityCell activity_;
 };
 
 }  // namespace dep2p::connmgr

@@ -187,7 +187,9 @@ class ConnectionManager {
 
   // --- Activity, keepalive, idle (docs/design.md, "Keepalive, idle and paths") -------------------
   // The host reports bytes moved on a connection: its last activity and smoothed rates
-  // (what ActivityTrimmer ranks by), and a reason not to close it as idle.
+  // (what ActivityTrimmer ranks by), and a reason not to close it as idle. Takes none of
+  // the manager's locks (the figures live on the handle), so calls for different
+  // connections from different threads never wait for each other or for a trim.
   std::error_code record_activity(const Connection& connection, std::uint64_t bytes_in,
                                   std::uint64_t bytes_out);
   // The connection's smoothed round-trip time from keepalive pings (RFC 6298's 7/8
