@@ -3,7 +3,7 @@
 # builds and runs.
 #
 #   ./dev.sh demo [ARGS]     build and run the swarm demo (ARGS: --nodes N, --svg PATH, --seed S, --verbose)
-#   ./dev.sh test [PRESET]   build and run every test (preset: ci by default; asan, tsan, clang, dev)
+#   ./dev.sh test [PRESET]   build and run every test (preset: ci by default, with ASan + UBSan; tsan, clang, dev)
 #   ./dev.sh bench [ARGS]    build the benchmarks in Release and run them (ARGS go to Google Benchmark)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
