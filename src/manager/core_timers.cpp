@@ -8,8 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include "manager/connection_access.hpp"
-#include "pool/activity.hpp"
 #include "manager/core.hpp"
+#include "pool/activity.hpp"
 
 namespace dep2p::connmgr::detail {
 

@@ -217,9 +217,9 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
       forced || kind == TrimKind::exact_count ? CloseReason::forced_trim : CloseReason::trimmed;
   TrimOutcome outcome;
   if (!trim_in_place(Locked<>{}, kind, exact_count, count, now, reason, outcome)) {
-    outcome.batch.detail = trim_with_snapshot(lock, kind, exact_count, now, count, reason,
-                                              outcome.batch.handles, outcome.closed,
-                                              outcome.peers_closed);
+    outcome.batch.detail =
+        trim_with_snapshot(lock, kind, exact_count, now, count, reason, outcome.batch.handles,
+                           outcome.closed, outcome.peers_closed);
   }
   lock.unlock();
 

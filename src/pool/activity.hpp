@@ -18,7 +18,7 @@ namespace dep2p::connmgr::detail {
 
 struct ActivityAccess {
   struct Activity {
-    TimePoint last{};  // the last reported bytes, or when the connection was added
+    TimePoint last{};         // the last reported bytes, or when the connection was added
     float download_rate = 0;  // bytes per second, smoothed
     float upload_rate = 0;
   };

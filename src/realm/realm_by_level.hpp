@@ -309,11 +309,11 @@ class ByLevel {
   std::uint64_t hi_ = 0;
   std::size_t candidate_count_ = 0;
   std::size_t covered_ = 0;
-  std::vector<std::uint32_t> pos_;          // by pool: its next candidate
-  std::vector<std::uint32_t> stop_;         // by pool: the end of its run at this level
-  std::vector<std::size_t> floors_;         // by pool: its floor this phase
-  std::vector<std::uint8_t> whole_;         // by pool: its run at this level fits whole
-  std::vector<std::uint32_t> level_;        // the pools with candidates at this level
+  std::vector<std::uint32_t> pos_;    // by pool: its next candidate
+  std::vector<std::uint32_t> stop_;   // by pool: the end of its run at this level
+  std::vector<std::size_t> floors_;   // by pool: its floor this phase
+  std::vector<std::uint8_t> whole_;   // by pool: its run at this level fits whole
+  std::vector<std::uint32_t> level_;  // the pools with candidates at this level
 };
 
 inline std::size_t by_level(Run run) { return ByLevel(run).play(); }

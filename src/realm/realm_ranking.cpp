@@ -166,10 +166,15 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
   for (Pool& pool : ranked->pools) pool.sorted = pool.head = pool.begin;
   std::vector<std::uint8_t> fate(r.indices, 0);
   Contender last{};
-  const detail::realm_greedy::Run run{
-      ranked->pools, ranked->candidates.get(), ranked->stakes.get(),   ranked->entries,
-      fate,          target,                   view.forced() ? 3 : 2, nullptr,
-      &last};
+  const detail::realm_greedy::Run run{ranked->pools,
+                                      ranked->candidates.get(),
+                                      ranked->stakes.get(),
+                                      ranked->entries,
+                                      fate,
+                                      target,
+                                      view.forced() ? 3 : 2,
+                                      nullptr,
+                                      &last};
   const std::size_t covered =
       r.single ? detail::realm_greedy::by_level(run) : detail::realm_greedy::stepwise(run);
   // Each peer taken covers at least one connection, and the greedy stops at the target:

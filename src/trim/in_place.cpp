@@ -140,8 +140,8 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
   };
   target = rule.of(n.connections);
   if (n.candidates == 0 || target == 0) return out;
-  std::size_t victims = 0;               // written over keys[0, victims)
-  if (target >= n.connections) {         // every candidate goes, whole
+  std::size_t victims = 0;        // written over keys[0, victims)
+  if (target >= n.connections) {  // every candidate goes, whole
     for (std::size_t slot = 0; slot < slots; ++slot) {
       keys[victims] = static_cast<std::uint32_t>(slot);
       victims += static_cast<std::size_t>(weight[slot] != 0);

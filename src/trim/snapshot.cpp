@@ -20,9 +20,9 @@ void add_candidate(Plan& plan, const CandidateView& view, std::uint32_t slot, co
     for (std::uint32_t c : entry.conns) {
       const ConnEntry& conn = view.pool().conn(c);
       const ActivityAccess::Activity activity = ActivityAccess::read(*conn.handle);
-      plan.snapshot.connections.push_back(ConnectionSnapshot{
-          conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at, true, activity.last,
-          activity.download_rate, activity.upload_rate});
+      plan.snapshot.connections.push_back(
+          ConnectionSnapshot{conn.id, conn.direction, conn.path, conn.streams(), conn.opened_at,
+                             true, activity.last, activity.download_rate, activity.upload_rate});
     }
   }
   if (inputs.peer_ids) plan.snapshot.peer_ids.push_back(view.pool().id_of(slot));

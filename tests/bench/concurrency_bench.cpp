@@ -112,8 +112,7 @@ void BM_TrimStall(benchmark::State& state) {
   }
   state.counters["longest_wait_us"] = longest_us;
   state.counters["p99.9_wait_us"] = p999_us;
-  state.counters["tag_calls"] =
-      benchmark::Counter(calls, benchmark::Counter::kAvgIterations);
+  state.counters["tag_calls"] = benchmark::Counter(calls, benchmark::Counter::kAvgIterations);
 }
 BENCHMARK(BM_TrimStall)->Arg(100'000)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5);
 

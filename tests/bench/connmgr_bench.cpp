@@ -15,8 +15,8 @@
 #include "bench/bench_pool.hpp"
 
 namespace cm = dep2p::connmgr;
-using cm::bench::BenchConnection;
 using cm::bench::bench_config;
+using cm::bench::BenchConnection;
 using cm::bench::Pool;
 using cm::testing::peer_id;
 

@@ -159,8 +159,8 @@ TEST(LimitChecks, StreamsAreCheckedForTheSystemFirstThenThePeer) {
   ScopeLimits peer;
   peer.streams_inbound = 1;
   int calls = 0;
-  auto breach = stream_breach(system, {5, 5}, peer, {1, 0}, Direction::inbound,
-                              named("peer p", &calls));
+  auto breach =
+      stream_breach(system, {5, 5}, peer, {1, 0}, Direction::inbound, named("peer p", &calls));
   ASSERT_TRUE(breach);
   EXPECT_EQ(breach->scope, "system");
   EXPECT_EQ(breach->limit, "streams_total");

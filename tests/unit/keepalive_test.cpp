@@ -228,7 +228,8 @@ TEST(Activity, ThreadsRecordingOnTheirOwnConnectionsEndWhereASequentialRunEnds) 
                    std::size_t first, std::size_t count) {
     for (int round = 0; round < kRounds; ++round) {
       for (std::size_t i = first; i < first + count; ++i) {
-        const auto bytes = static_cast<std::uint64_t>((round * 31 + static_cast<int>(i) * 7) % 1000);
+        const auto bytes =
+            static_cast<std::uint64_t>((round * 31 + static_cast<int>(i) * 7) % 1000);
         EXPECT_FALSE(manager.record_activity(*connections[i], bytes, 2 * bytes));
       }
     }
@@ -244,8 +245,14 @@ TEST(Activity, ThreadsRecordingOnTheirOwnConnectionsEndWhereASequentialRunEnds) 
   const auto b = sequential.add_peers(1, 2 * kPerThread);
 
   std::atomic<int> running{2};
-  std::thread first([&] { record(concurrent.manager, a, 0, kPerThread); --running; });
-  std::thread second([&] { record(concurrent.manager, a, kPerThread, kPerThread); --running; });
+  std::thread first([&] {
+    record(concurrent.manager, a, 0, kPerThread);
+    --running;
+  });
+  std::thread second([&] {
+    record(concurrent.manager, a, kPerThread, kPerThread);
+    --running;
+  });
   // The trimmer ranks nothing (it leaves the order empty): each trim only reads.
   while (running.load() > 0) EXPECT_EQ(concurrent.manager.trim(), 0u);
   first.join();

@@ -24,8 +24,8 @@ const TimePoint kNow = TimePoint(std::chrono::seconds(100));
 
 ConnectionFacts facts(std::uint64_t peer, Direction direction, std::uint32_t streams = 0,
                       Endpoint remote = endpoint("127.0.0.1")) {
-  return ConnectionFacts{peer_id(peer), direction, PathKind::direct, streams, remote,
-                         Transport::tcp};
+  return ConnectionFacts{peer_id(peer), direction, PathKind::direct,
+                         streams,       remote,    Transport::tcp};
 }
 
 struct PoolTest : ::testing::Test {
@@ -40,8 +40,8 @@ struct PoolTest : ::testing::Test {
     if (slot == kNoSlot) slot = pool.add_peer(peer_id(peer), kNow, false, false);
     auto handle = std::make_shared<FakeConnection>(peer_id(peer), direction, remote);
     next_id = ConnectionId{static_cast<std::uint64_t>(next_id) + 1};
-    return pool.add_connection(slot, handle, next_id, facts(peer, direction, streams, remote),
-                               kNow, capped);
+    return pool.add_connection(slot, handle, next_id, facts(peer, direction, streams, remote), kNow,
+                               capped);
   }
 };
 

@@ -1,8 +1,8 @@
 // The node trim's greedy over realm pools (src/realm/realm_greedy.hpp and
 // realm_by_level.hpp): the level-at-a-time run must choose exactly what the step-by-step
 // one chooses when no peer is in two realms.
-#include "realm/realm_by_level.hpp"
 #include "realm/realm_greedy.hpp"
+#include "realm/realm_by_level.hpp"
 
 #include <gtest/gtest.h>
 

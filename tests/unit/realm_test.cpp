@@ -604,8 +604,8 @@ std::vector<bool> realm_rules_on_snapshot(const TrimSnapshot& snapshot, std::siz
     auto& of_peer = bound[plan.peer - 1];
     for (int r : plan.realms) {
       ++pools[static_cast<std::size_t>(r) + 1].count;
-      auto it = std::find_if(of_peer.begin(), of_peer.end(),
-                             [r](const auto& b) { return b.first == r; });
+      auto it =
+          std::find_if(of_peer.begin(), of_peer.end(), [r](const auto& b) { return b.first == r; });
       if (it == of_peer.end()) {
         of_peer.emplace_back(r, 1);
       } else {
@@ -643,7 +643,8 @@ std::vector<bool> realm_rules_on_snapshot(const TrimSnapshot& snapshot, std::siz
   }
   std::vector<greedy::Contender> candidates;
   for (std::size_t p = 0; p < pools.size(); ++p) {
-    pools[p].begin = pools[p].sorted = pools[p].head = static_cast<std::uint32_t>(candidates.size());
+    pools[p].begin = pools[p].sorted = pools[p].head =
+        static_cast<std::uint32_t>(candidates.size());
     candidates.insert(candidates.end(), dealt[p].begin(), dealt[p].end());
     pools[p].end = static_cast<std::uint32_t>(candidates.size());
   }

@@ -34,7 +34,7 @@ struct ActivityAccess;
 // same connection; the manager reads the cell only under it.
 struct ActivityCell {
   std::atomic<bool> busy{false};
-  TimePoint last{};  // the last reported bytes, or when the connection was added
+  TimePoint last{};         // the last reported bytes, or when the connection was added
   float download_rate = 0;  // bytes per second, smoothed
   float upload_rate = 0;
 };
