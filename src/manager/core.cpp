@@ -18,6 +18,9 @@ std::uint64_t ConnectionAccess::new_token() {
 
 ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies deps)
     : token_(ConnectionAccess::new_token()),
+      streams_unbounded_(config.limits.system.streams_inbound == kUnlimited &&
+                         config.limits.system.streams_outbound == kUnlimited &&
+                         config.limits.system.streams_total == kUnlimited),
       env_{executor, boost::asio::make_strand(executor),
            deps.time_source ? std::move(deps.time_source) : std::make_shared<SteadyTimeSource>(),
            deps.logger ? std::move(deps.logger) : make_default_logger()},
@@ -70,7 +73,7 @@ void ManagerCore::start() {
 
 void ManagerCore::close() {
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     if (closed_) return;
     closed_ = true;
   }
@@ -84,14 +87,14 @@ void ManagerCore::close() {
 }
 
 bool ManagerCore::is_closed() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   return closed_;
 }
 
 // --- The extension's door ------------------------------------------------------------
 
 std::optional<ConnectionPlace> ManagerCore::locate(const Connection& connection) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   auto slot = tracked_slot(locked, connection);
   if (!slot) return std::nullopt;

@@ -10,8 +10,15 @@
 // core_timers.cpp, core_paths.cpp, core_observe.cpp), each holding the orchestration for
 // its part; the logic is in the units.
 //
-// Lock order: mutex_, then (inside the extension's calls) the extension's own leaf lock,
-// then the event hub's. The hooks' lock and the refusal counters are taken alone.
+// The lock (core_lock.hpp) is held whole by every operation that changes what peers exist,
+// their connections, or state shared by all peers; the per-peer operations on a peer that
+// exists (tags of a name already known, streams, reading its connections and tags) enter
+// the thread's lane, lock that peer's entry (PeerLock) and touch only that peer's entries
+// and their lane's Lane.
+//
+// Lock order: lock_ (whole, or a lane and then one peer), then (inside the extension's calls) the
+// extension's own leaf lock, then the event hub's. The hooks' lock and the refusal
+// counters are taken alone.
 //
 // Thread safety: every public method is thread-safe (see connection_manager.hpp).
 #pragma once
@@ -41,6 +48,7 @@
 #include "base/token_owners.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/error.hpp"
+#include "manager/core_lock.hpp"
 #include "manager/effects.hpp"
 #include "manager/event_hub.hpp"
 #include "manager/extension.hpp"
@@ -144,6 +152,15 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   TimePoint now() const override { return env_.time->now(); }
 
  private:
+  // What a lane holder keeps of its own; whole holders read it.
+  struct Lane {
+    // Streams opened minus closed by this lane's holders, in each direction, not in the
+    // pool's totals (stream_totals() adds them up; modulo 2^64).
+    std::uint64_t streams[2] = {0, 0};
+    std::uint32_t last_name = UINT32_MAX;  // the tag name id this lane used last
+  };
+  using Lock = CoreLock<Lane>;
+
   // What the core runs on; immutable after construction.
   struct Environment {
     executor_type executor;
@@ -172,9 +189,9 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     std::thread::id thread;
     std::uint64_t generation = 0;
     std::size_t last_closed = 0;
-    std::condition_variable done;
+    std::condition_variable_any done;
   };
-  // The core's timers, armed and fired on the strand; armed under mutex_ (Timer methods
+  // The core's timers, armed and fired on the strand; armed under lock_ (Timer methods
   // never call back).
   struct Timers {
     std::unique_ptr<Timer> background;
@@ -296,15 +313,15 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   };
   void arm_background_check();
   // With a trim under way: what this call returns without running (joined or skipped), or
-  // nullopt once it may run. REQUIRES: `lock` holds mutex_.
-  std::optional<std::size_t> wait_for_turn(std::unique_lock<std::mutex>& lock, TrimKind kind);
+  // nullopt once it may run. REQUIRES: `lock` holds lock_.
+  std::optional<std::size_t> wait_for_turn(std::unique_lock<Lock>& lock, TrimKind kind);
   // Whether the pool is past the point where a trim of this kind closes anything.
   bool trim_needed(TrimKind kind, std::size_t exact_count, std::size_t count) const;
   // Plans, ranks (the extension, or the default order in place) and commits in one hold of
   // the lock, with no host code in between; false when a host's trimmer must rank instead.
   bool trim_in_place(const Locked<>& locked, TrimKind kind, std::size_t exact_count,
                      std::size_t count, TimePoint now, CloseReason reason, TrimOutcome& out);
-  std::string trim_with_snapshot(std::unique_lock<std::mutex>& lock, TrimKind kind,
+  std::string trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind,
                                  std::size_t exact_count, TimePoint now, std::size_t before,
                                  CloseReason reason,
                                  std::vector<std::shared_ptr<Connection>>& closing,
@@ -356,19 +373,66 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   void send_pings(std::vector<Ping>& pings);
 
   const std::uint64_t token_;  // this manager's mark in Connection's tracking word
+  // No system-wide stream limit: a lane holder counts streams, with the peer locked.
+  const bool streams_unbounded_;
   Environment env_;
   Policies policies_;
   Subscription gater_subscription_;  // re-gating on Gater::on_tightened
 
-  // --- Guarded by mutex_ --------------------------------------------------------------
-  mutable std::mutex mutex_;
+
+  // --- Lane holders' helpers (core_tags.cpp, core_pool.cpp) ---------------------------
+  class LaneGuard {
+   public:
+    explicit LaneGuard(const ManagerCore& core) : core_(core), entered_(core.lock_.enter()) {}
+    ~LaneGuard() { core_.lock_.leave(entered_.index); }
+    LaneGuard(const LaneGuard&) = delete;
+    LaneGuard& operator=(const LaneGuard&) = delete;
+    Lane& lane() const { return entered_.lane; }
+
+   private:
+    const ManagerCore& core_;
+    Lock::Entered entered_;
+  };
+  // A lane holder's hold on one peer's entries (its PeerSlot, PeerCold and connections).
+  struct PeerLock : ByteLock {
+    explicit PeerLock(const PeerSlot& entry) : ByteLock(entry.busy) {}
+  };
+  // What upsert_tag compares to tell whether a peer's tags changed: its entry and the
+  // entry's stamp. No entry and an entry whose tags never changed read the same.
+  struct TagVersion {
+    std::uint32_t slot = kNoSlot;
+    std::uint32_t generation = 0;
+    std::uint64_t stamp = 0;
+    bool operator==(const TagVersion& o) const {
+      return stamp == o.stamp && (stamp == 0 || (slot == o.slot && generation == o.generation));
+    }
+  };
+  TagVersion tag_version(std::uint32_t slot) const {
+    if (slot == kNoSlot) return {};
+    return {slot, pool_.peer(slot).generation, pool_.cold(slot).tags_stamp};
+  }
+  // The id of a tag name known already, or nullopt (interning one needs the whole lock).
+  std::optional<std::uint32_t> known_name(const LaneGuard& lane, std::string_view name);
+  // Sets a tag of a live peer held by a lane holder; false when it takes the whole lock (a
+  // new name).
+  bool set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot, std::string_view name,
+                       int value);
+  // A stream opened or closed by a lane holder; nullopt when the peer's limits refuse it
+  // (the whole lock counts and explains the refusal).
+  std::optional<std::error_code> adjust_streams_in_lane(const LaneGuard& lane,
+                                                        const Connection& connection,
+                                                        Direction direction, bool opened);
+  // Streams opened and closed on the whole pool, the lanes' counts included.
+  // REQUIRES: the whole lock.
+  std::array<std::size_t, 2> stream_totals(const Locked<>& locked) const;
+
+  // --- Guarded by lock_ (whole) ------------------------------------------------------
+  // The lanes' Lane data live in the lock, each beside its lane's lock word.
+  mutable Lock lock_;
   Config config_;
   bool closed_ = false;
   Pool pool_;
   TagNames tag_names_;
-  // Source of PeerCold::tags_stamp: every tag change of a peer stamps it with a fresh
-  // number, so upsert_tag sees whether that peer's tags changed while its function ran.
-  std::uint64_t tag_clock_ = 0;
   DecayEngine decay_;
   ProtectTable protections_;
   ExpirySchedule expiries_;      // temporary entries' ends
@@ -388,7 +452,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   Hooks hooks_;  // its own lock, taken alone
   std::array<std::atomic<std::uint64_t>, kRefusalReasonCount> refusals_{};
   std::atomic<std::uint64_t> unknown_reports_{0};      // duplicate or unknown reports
-  EventHub hub_;                                       // its own lock, taken after mutex_
+  EventHub hub_;                                       // its own lock, taken after lock_
   std::weak_ptr<ReservationOwner> reservation_owner_;  // set once by start()
   std::weak_ptr<HoldOwner> hold_owner_;                // set once by start()
 };

@@ -84,14 +84,14 @@ Reservation ManagerCore::open_reservation(const Locked<>&, Charge charge) {
 }
 
 void ManagerCore::release_reservation(std::uint64_t id) noexcept {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   ledger_.close(id, caps_);
 }
 
 DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
   DialCheck result;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     if (closed_) {
       result.error = Errc::closed;
       return result;
@@ -132,7 +132,7 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
     return result;
   }
   const TimePoint now = env_.time->now();
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) {
     result.error = Errc::closed;
@@ -173,7 +173,7 @@ Admission ManagerCore::admit_inbound(const Endpoint& remote) {
   }
   const bool allowlisted = gater_allows(remote.address);
   const TimePoint now = env_.time->now();
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) {
     result.error = Errc::closed;
@@ -220,7 +220,7 @@ std::error_code ManagerCore::on_secured(Reservation& reservation, Direction dire
     if (refusal != nullptr) *refusal = std::move(*r);
     return Errc::peer_blocked;
   }
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   if (closed_) return Errc::closed;
   Charge* charge = ledger_.find(reservation.id());
   if (charge == nullptr) return Errc::invalid_argument;
@@ -251,7 +251,7 @@ std::error_code ManagerCore::add_reserved(std::shared_ptr<Connection> handle,
   if (auto ec = after_handshake(*handle, facts->direction, refusal)) return ec;
   Effects effects;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return Errc::closed;
     const Charge* charge = ledger_.find(reservation.id());
@@ -276,7 +276,7 @@ std::error_code ManagerCore::add_reserved(std::shared_ptr<Connection> handle,
 Admission ManagerCore::reserve_resources(const std::optional<NodeId>& peer, std::uint64_t memory,
                                          std::size_t fds) {
   Admission result;
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) {
     result.error = Errc::closed;
@@ -304,7 +304,7 @@ Admission ManagerCore::reserve_resources(const std::optional<NodeId>& peer, std:
 }
 
 Limits ManagerCore::effective_limits() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   return config_.limits;
 }
 
@@ -326,7 +326,7 @@ void ManagerCore::regate() {
   };
   std::vector<Open> open;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     if (closed_) return;
     open.reserve(pool_.counts().connections);
     for (std::uint32_t slot = 0; slot < pool_.conn_slots(); ++slot) {
@@ -347,7 +347,7 @@ void ManagerCore::regate() {
   if (denied.empty()) return;
   Effects effects;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     begin_detach_batch(locked);
     for (auto& [handle, reason] : denied) {

@@ -5,7 +5,8 @@
 namespace dep2p::connmgr::detail {
 
 Stats ManagerCore::stats() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
+  const Locked<> locked;
   Stats s = stats_;
   for (std::size_t r = 0; r < kRefusalReasonCount; ++r) {
     s.refusals_by_reason[r] = refusals_[r].load(std::memory_order_relaxed);
@@ -18,7 +19,8 @@ Stats ManagerCore::stats() const {
   s.peers = pool_.peers() - counts.temporary;
   s.temporary_peers = counts.temporary;
   s.protected_peers = protections_.size();
-  s.streams = counts.streams[0] + counts.streams[1];
+  const std::array<std::size_t, 2> streams = stream_totals(locked);
+  s.streams = streams[0] + streams[1];
   s.pending_inbound = ledger_.pending(Direction::inbound);
   s.pending_outbound = ledger_.pending(Direction::outbound);
   s.reservations = ledger_.reservations();
@@ -50,7 +52,7 @@ Stats ManagerCore::stats() const {
 // order, so the slot is an equivalent last tie-break. O(peers) under the lock.
 std::optional<Explanation> ManagerCore::explain(const NodeId& peer) const {
   const TimePoint now = env_.time->now();
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const std::uint32_t entry_slot = pool_.find(peer);
   if (entry_slot == kNoSlot) return std::nullopt;
   const PeerSlot& entry = pool_.peer(entry_slot);

@@ -113,7 +113,7 @@ void ManagerCore::reselect(const NodeId& peer) {
   std::uint32_t generation;
   std::uint32_t version;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     if (closed_) return;
     slot = pool_.find(peer);
     if (slot == kNoSlot || pool_.peer(slot).conns.empty()) return;
@@ -139,7 +139,7 @@ void ManagerCore::reselect(const NodeId& peer) {
   }
   if (choice >= candidates.size()) choice = current.value_or(0);
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     // The same entry (not released and taken again), with paths, none come or gone. A
     // peer's last connection going does not bump paths_version: it leaves the entry without
     // paths or releases it, and the first two checks see that.

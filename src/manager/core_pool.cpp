@@ -56,7 +56,7 @@ std::error_code ManagerCore::add_connection(std::shared_ptr<Connection> handle) 
   }
   Effects effects;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return Errc::closed;
     const Connection* key = handle.get();
@@ -117,7 +117,7 @@ std::error_code ManagerCore::remove_connection(const Connection& connection, Clo
   std::shared_ptr<Connection> released;
   std::optional<NodeId> reselect_peer;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     auto slot = tracked_slot(locked, connection);
     if (!slot) {
@@ -147,7 +147,7 @@ std::error_code ManagerCore::close_peer(const NodeId& peer, CloseReason reason,
   Effects effects;
   const std::string text(detail);
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return Errc::closed;
     const std::uint32_t slot = pool_.find(peer);
@@ -168,7 +168,7 @@ std::error_code ManagerCore::close_connection(const Connection& connection, Clos
   Effects effects;
   const std::string text(detail);
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return Errc::closed;
     auto slot = tracked_slot(locked, connection);
@@ -181,9 +181,23 @@ std::error_code ManagerCore::close_connection(const Connection& connection, Clos
 
 std::error_code ManagerCore::adjust_streams(const Connection& connection, Direction direction,
                                             bool opened, Refusal* refusal) {
+  if (ConnectionAccess::owner(connection) != token_) return Errc::unknown_connection;
+  // Without a system-wide stream limit, a stream is the peer's business: a lane and the
+  // peer's lock are enough.
+  if (streams_unbounded_) {
+    std::optional<std::error_code> done;  // nullopt: a refusal, which the whole lock explains
+    {
+      const LaneGuard lane(*this);
+      done = adjust_streams_in_lane(lane, connection, direction, opened);
+    }
+    if (done) {
+      hub_.drain();
+      return *done;
+    }
+  }
   std::optional<Refusal> refused;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     auto slot = tracked_slot(locked, connection);
     if (!slot) return Errc::unknown_connection;
@@ -193,10 +207,10 @@ std::error_code ManagerCore::adjust_streams(const Connection& connection, Direct
       const std::uint32_t peer_slot = conn.peer_slot;
       const PeerSlot& peer = pool_.peer(peer_slot);
       const std::uint32_t peer_in = pool_.cold(peer_slot).streams_in;
-      const PoolCounts& counts = pool_.counts();
+      const std::array<std::size_t, 2> totals = stream_totals(locked);
       if (auto breach = stream_breach(
-              config_.limits.system, StreamCounts{counts.streams[0], counts.streams[1]},
-              config_.limits.peer, StreamCounts{peer_in, peer.streams - peer_in}, direction,
+              config_.limits.system, StreamCounts{totals[0], totals[1]}, config_.limits.peer,
+              StreamCounts{peer_in, peer.streams - peer_in}, direction,
               [&] { return "peer " + pool_.id_of(peer_slot).short_hex(); })) {
         refused =
             refuse(*breach, Stage::stream, std::string(to_string(direction)) + " stream refused: ");
@@ -223,8 +237,60 @@ std::error_code ManagerCore::adjust_streams(const Connection& connection, Direct
   return {};
 }
 
+std::optional<std::error_code> ManagerCore::adjust_streams_in_lane(const LaneGuard& lane,
+                                                                   const Connection& connection,
+                                                                   Direction direction,
+                                                                   bool opened) {
+  // In a lane the slot word, the entry and its peer are stable (only whole holders change
+  // them); the counts are the peer's, under its lock.
+  const std::uint32_t slot = ConnectionAccess::slot(connection);
+  if (ConnectionAccess::owner(connection) != token_ || slot >= pool_.conn_slots() ||
+      pool_.conn(slot).handle.get() != &connection) {
+    return Errc::unknown_connection;
+  }
+  const ConnEntry& conn = pool_.conn(slot);
+  const PeerLock locked_peer(pool_.peer(conn.peer_slot));
+  const bool in = direction == Direction::inbound;
+  const std::size_t d = in ? 0 : 1;
+  if (opened) {
+    const std::uint32_t peer_slot = conn.peer_slot;
+    const PeerSlot& peer = pool_.peer(peer_slot);
+    const std::uint32_t peer_in = pool_.cold(peer_slot).streams_in;
+    if (stream_breach(ScopeLimits{}, StreamCounts{0, 0}, config_.limits.peer,
+                      StreamCounts{peer_in, peer.streams - peer_in}, direction,
+                      [] { return std::string(); })) {
+      return std::nullopt;
+    }
+    if (hub_.has_subscribers()) {
+      hub_.enqueue(StreamOpenedEvent{pool_.id_of(peer_slot), conn.id, direction});
+    }
+    pool_.count_peer_stream(slot, direction, +1);
+    ++lane.lane().streams[d];
+    return std::error_code{};
+  }
+  if ((in ? conn.streams_in : conn.streams_out) == 0) {
+    return Errc::invalid_argument;  // more closes than opens
+  }
+  if (hub_.has_subscribers()) {
+    hub_.enqueue(StreamClosedEvent{pool_.id_of(conn.peer_slot), conn.id, direction});
+  }
+  pool_.count_peer_stream(slot, direction, -1);
+  --lane.lane().streams[d];
+  return std::error_code{};
+}
+
+std::array<std::size_t, 2> ManagerCore::stream_totals(const Locked<>&) const {
+  std::array<std::size_t, 2> totals{pool_.counts().streams[0], pool_.counts().streams[1]};
+  for (std::size_t index = 0; index < Lock::kLanes; ++index) {
+    const Lane& lane = lock_.lane(index);
+    totals[0] += lane.streams[0];
+    totals[1] += lane.streams[1];
+  }
+  return totals;
+}
+
 std::optional<ConnectionId> ManagerCore::connection_id(const Connection& connection) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   auto slot = tracked_slot(locked, connection);
   if (!slot) return std::nullopt;
@@ -232,7 +298,7 @@ std::optional<ConnectionId> ManagerCore::connection_id(const Connection& connect
 }
 
 std::shared_ptr<Connection> ManagerCore::best_connection(const NodeId& peer) const {
-  std::lock_guard lock(mutex_);
+  const LaneGuard lane(*this);
   const std::uint32_t slot = pool_.find(peer);
   if (slot == kNoSlot || pool_.peer(slot).conns.empty()) return nullptr;
   const PeerSlot& entry = pool_.peer(slot);
@@ -241,7 +307,7 @@ std::shared_ptr<Connection> ManagerCore::best_connection(const NodeId& peer) con
 
 std::vector<std::shared_ptr<Connection>> ManagerCore::connections(const NodeId& peer) const {
   std::vector<std::shared_ptr<Connection>> out;
-  std::lock_guard lock(mutex_);
+  const LaneGuard lane(*this);
   if (const std::uint32_t slot = pool_.find(peer); slot != kNoSlot) {
     for (std::uint32_t c : pool_.peer(slot).conns) out.push_back(pool_.conn(c).handle);
   }
@@ -249,14 +315,14 @@ std::vector<std::shared_ptr<Connection>> ManagerCore::connections(const NodeId& 
 }
 
 std::size_t ManagerCore::connection_count(std::optional<Direction> direction) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const PoolCounts& counts = pool_.counts();
   if (!direction) return counts.connections;
   return *direction == Direction::inbound ? counts.inbound : counts.outbound;
 }
 
 std::size_t ManagerCore::peer_count() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   return pool_.peers() - pool_.counts().temporary;
 }
 

@@ -26,15 +26,43 @@ std::uint32_t ManagerCore::tagging_slot(const Locked<>& locked, const NodeId& pe
   return slot;
 }
 
-// Sets a plain tag and stamps the change (see tag_clock_).
+// Sets a plain tag and stamps the change (see TagVersion).
 void ManagerCore::set_tag(const Locked<>&, std::uint32_t slot, std::string_view name, int value) {
   pool_.peer(slot).tags.set(tag_names_, tag_names_.intern(name), value);
-  pool_.cold(slot).tags_stamp = ++tag_clock_;
+  ++pool_.cold(slot).tags_stamp;
+}
+
+std::optional<std::uint32_t> ManagerCore::known_name(const LaneGuard& lane,
+                                                     std::string_view name) {
+  // Hosts use a handful of names over and over: the lane's last one skips the string hash.
+  // An id forgotten since names nothing (an empty name, never asked for) or another name.
+  std::uint32_t& last = lane.lane().last_name;
+  if (last != UINT32_MAX && tag_names_.name(last) == name) return last;
+  const std::optional<std::uint32_t> id = tag_names_.find(name);
+  if (id) last = *id;
+  return id;
+}
+
+bool ManagerCore::set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot,
+                                  std::string_view name, int value) {
+  const std::optional<std::uint32_t> id = known_name(lane, name);
+  if (!id) return false;
+  const PeerLock peer(pool_.peer(slot));
+  pool_.peer(slot).tags.set<true>(tag_names_, *id, value);
+  ++pool_.cold(slot).tags_stamp;
+  return true;
 }
 
 std::error_code ManagerCore::tag_peer(const NodeId& peer, std::string_view name, int value) {
   if (name.empty()) return Errc::invalid_argument;
-  std::lock_guard lock(mutex_);
+  {
+    const LaneGuard lane(*this);
+    if (closed_) return Errc::closed;
+    const std::uint32_t slot = pool_.find(peer);
+    if (slot != kNoSlot && set_tag_in_lane(lane, slot, name, value)) return {};
+  }
+  // A peer without an entry, or a name not known yet.
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) return Errc::closed;
   std::error_code ec;
@@ -45,13 +73,32 @@ std::error_code ManagerCore::tag_peer(const NodeId& peer, std::string_view name,
 }
 
 std::error_code ManagerCore::untag_peer(const NodeId& peer, std::string_view name) {
-  std::lock_guard lock(mutex_);
+  {
+    const LaneGuard lane(*this);
+    if (closed_) return Errc::closed;
+    const std::uint32_t slot = pool_.find(peer);
+    if (slot == kNoSlot) return Errc::unknown_peer;
+    const std::optional<std::uint32_t> id = known_name(lane, name);
+    if (!id) return {};
+    PeerSlot& entry = pool_.peer(slot);
+    const PeerLock locked_peer(entry);
+    // A temporary entry left without tags goes, which takes the whole lock.
+    const bool may_empty = entry.temporary && entry.decay == kNoDecaySet && entry.tags.size() <= 1;
+    if (!may_empty) {
+      switch (entry.tags.remove_shared(tag_names_, *id)) {
+        case PeerTags::Removal::absent: return {};
+        case PeerTags::Removal::removed: ++pool_.cold(slot).tags_stamp; return {};
+        case PeerTags::Removal::needs_whole: break;
+      }
+    }
+  }
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) return Errc::closed;
   const std::uint32_t slot = pool_.find(peer);
   if (slot == kNoSlot) return Errc::unknown_peer;
   if (auto id = tag_names_.find(name)) {
-    if (pool_.peer(slot).tags.remove(tag_names_, *id)) pool_.cold(slot).tags_stamp = ++tag_clock_;
+    if (pool_.peer(slot).tags.remove(tag_names_, *id)) ++pool_.cold(slot).tags_stamp;
   }
   release_if_empty_temporary(locked, slot);
   return {};
@@ -62,23 +109,35 @@ std::error_code ManagerCore::upsert_tag(const NodeId& peer, std::string_view nam
   if (name.empty() || !fn) return Errc::invalid_argument;
   for (;;) {
     int old = 0;
-    std::uint64_t seen = 0;
+    TagVersion seen;
     {
-      std::lock_guard lock(mutex_);
+      const LaneGuard lane(*this);
       if (closed_) return Errc::closed;
       if (const std::uint32_t slot = pool_.find(peer); slot != kNoSlot) {
-        seen = pool_.cold(slot).tags_stamp;
-        if (auto id = tag_names_.find(name)) old = pool_.peer(slot).tags.get(*id).value_or(0);
+        const PeerLock locked_peer(pool_.peer(slot));
+        seen = tag_version(slot);
+        if (auto id = known_name(lane, name)) old = pool_.peer(slot).tags.get(*id).value_or(0);
       }
     }
     const int value = fn(old);  // host code: unlocked
-    std::lock_guard lock(mutex_);
+    {
+      const LaneGuard lane(*this);
+      if (closed_) return Errc::closed;
+      const std::uint32_t slot = pool_.find(peer);
+      if (slot != kNoSlot) {
+        if (const std::optional<std::uint32_t> id = known_name(lane, name)) {
+          const PeerLock locked_peer(pool_.peer(slot));
+          if (!(tag_version(slot) == seen)) continue;  // changed meanwhile: recompute
+          pool_.peer(slot).tags.set<true>(tag_names_, *id, value);
+          ++pool_.cold(slot).tags_stamp;
+          return {};
+        }
+      }
+    }
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return Errc::closed;
-    // A peer's entry created since starts with no stamp, as an absent one reads: then
-    // neither held a tag changed meanwhile, and `old` (zero) is right for both.
-    const std::uint32_t now_slot = pool_.find(peer);
-    if ((now_slot != kNoSlot ? pool_.cold(now_slot).tags_stamp : 0) != seen) {
+    if (!(tag_version(pool_.find(peer)) == seen)) {
       continue;  // this peer's tags changed meanwhile: recompute from the new value
     }
     std::error_code ec;
@@ -90,10 +149,11 @@ std::error_code ManagerCore::upsert_tag(const NodeId& peer, std::string_view nam
 }
 
 std::optional<TagInfo> ManagerCore::tag_info(const NodeId& peer) const {
-  std::lock_guard lock(mutex_);
+  const LaneGuard lane(*this);
   const std::uint32_t slot = pool_.find(peer);
   if (slot == kNoSlot) return std::nullopt;
   const PeerSlot& entry = pool_.peer(slot);
+  const PeerLock locked_peer(entry);
   return TagInfo{pool_.cold(slot).first_seen, value_of(entry),    entry.tags.list(tag_names_),
                  decay_.list(entry.decay),    entry.conns.size(), entry.temporary};
 }
@@ -108,7 +168,7 @@ DecayingTag ManagerCore::register_decaying_tag(std::string_view name, Duration i
     return {};
   }
   const TimePoint now = env_.time->now();
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   if (closed_) {
     ec = Errc::closed;
     return {};
@@ -131,7 +191,7 @@ std::error_code ManagerCore::bump_decaying(std::uint32_t tag, std::uint64_t gene
     std::optional<std::uint32_t> seen;  // the entry's version, if the peer holds the tag
     Bump bump = Bump::sum();
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(lock_);
       const Locked<> locked;
       if (closed_) return Errc::closed;
       const DecayEngine::Definition* def = decay_.open(tag, generation);
@@ -163,7 +223,7 @@ std::error_code ManagerCore::bump_decaying(std::uint32_t tag, std::uint64_t gene
       env_.logger->warn("connmgr: bump function of a decaying tag threw");
       return Errc::invalid_argument;
     }
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return Errc::closed;
     if (decay_.open(tag, generation) == nullptr) return Errc::tag_closed;
@@ -182,7 +242,7 @@ std::error_code ManagerCore::bump_decaying(std::uint32_t tag, std::uint64_t gene
 
 std::error_code ManagerCore::remove_decaying(std::uint32_t tag, std::uint64_t generation,
                                              const NodeId& peer) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) return Errc::closed;
   if (decay_.open(tag, generation) == nullptr) return Errc::tag_closed;
@@ -193,7 +253,7 @@ std::error_code ManagerCore::remove_decaying(std::uint32_t tag, std::uint64_t ge
 }
 
 void ManagerCore::close_decaying(std::uint32_t tag, std::uint64_t generation) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (!decay_.close(tag, generation)) return;  // closed already: fine
   for (std::uint32_t slot = 0; slot < pool_.peer_slots(); ++slot) {
@@ -207,7 +267,7 @@ void ManagerCore::close_decaying(std::uint32_t tag, std::uint64_t generation) {
 void ManagerCore::arm_decay_tick() {
   Duration resolution;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     if (closed_) return;
     resolution = config_.decay_resolution;
   }
@@ -227,7 +287,7 @@ void ManagerCore::decay_tick() {
   std::vector<DecayEngine::CustomWork> custom;
   std::vector<Decay> custom_decay;  // by tag, for the custom ones
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return;
     DecayEngine::DueTags due;
@@ -253,7 +313,7 @@ void ManagerCore::decay_tick() {
       work.result = DecayResult{work.value.value, false};
     }
   }
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) return;
   for (const DecayEngine::CustomWork& work : custom) {
@@ -271,7 +331,7 @@ void ManagerCore::decay_tick() {
 std::error_code ManagerCore::protect(const NodeId& peer, std::string_view tag, Duration duration) {
   if (tag.empty()) return Errc::invalid_argument;
   const bool timed = duration.count() > 0;
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) return Errc::closed;
   const TimePoint until = timed ? env_.time->now() + duration : ProtectTable::kForever;
@@ -285,7 +345,7 @@ std::error_code ManagerCore::protect(const NodeId& peer, std::string_view tag, D
 }
 
 bool ManagerCore::unprotect(const NodeId& peer, std::string_view tag) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   const bool still = protections_.unprotect(peer, tag);
   if (!still) lose_protection(locked, peer, env_.time->now());
@@ -293,7 +353,8 @@ bool ManagerCore::unprotect(const NodeId& peer, std::string_view tag) {
 }
 
 bool ManagerCore::is_protected(const NodeId& peer, std::optional<std::string_view> tag) const {
-  std::lock_guard lock(mutex_);
+  // The protection table changes only under the whole lock: a lane holder reads it.
+  const LaneGuard lane(*this);
   return tag ? protections_.is_protected(peer, *tag) : protections_.is_protected(peer);
 }
 
@@ -329,7 +390,7 @@ void ManagerCore::arm_housekeeping(const Locked<>&, TimePoint at) {
 
 void ManagerCore::housekeeping() {
   const TimePoint now = env_.time->now();
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   timers_.housekeeping_armed = false;
   if (closed_) return;

@@ -45,7 +45,7 @@ void ManagerCore::keepalive_round() {
   const TimePoint now = env_.time->now();
   Effects effects;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     timers_.keepalive_armed = false;
     if (closed_) return;
@@ -126,7 +126,7 @@ void ManagerCore::on_pong(std::uint32_t slot, ConnectionId id, std::uint32_t seq
   const TimePoint now = env_.time->now();
   Effects effects;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (closed_) return;
     ConnEntry* conn = pool_.live_conn(slot, id);
@@ -158,7 +158,7 @@ std::error_code ManagerCore::record_activity(const Connection& connection, std::
 }
 
 std::optional<Duration> ManagerCore::rtt(const Connection& connection) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   auto slot = tracked_slot(locked, connection);
   if (!slot || pool_.conn(*slot).srtt == Duration::zero()) return std::nullopt;
@@ -166,14 +166,14 @@ std::optional<Duration> ManagerCore::rtt(const Connection& connection) const {
 }
 
 KeepAliveHold ManagerCore::keep_alive(const NodeId& peer) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   if (closed_) return {};
   ++holds_[peer];
   return KeepAliveHold(TokenKey{}, hold_owner_, peer);
 }
 
 void ManagerCore::release_hold(const NodeId& peer) noexcept {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   auto it = holds_.find(peer);
   if (it == holds_.end()) return;
   if (--it->second == 0) holds_.erase(it);
@@ -188,7 +188,7 @@ std::error_code ManagerCore::track_pending(std::shared_ptr<Connection> handle,
     return Errc::illegal_transition;
   }
   const TimePoint now = env_.time->now();
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (closed_) return Errc::closed;
   const Connection* key = handle.get();
@@ -206,7 +206,7 @@ std::error_code ManagerCore::report_state(const Connection& connection, Connecti
   enum class After { nothing, add, remove } after = After::nothing;
   std::shared_ptr<Connection> handle;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     const Locked<> locked;
     if (auto it = pending_.entries.find(&connection); it != pending_.entries.end()) {
       const ConnectionState current = it->second.state;
@@ -246,7 +246,7 @@ std::error_code ManagerCore::report_state(const Connection& connection, Connecti
 }
 
 std::optional<ConnectionState> ManagerCore::state(const Connection& connection) const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   const Locked<> locked;
   if (auto it = pending_.entries.find(&connection); it != pending_.entries.end()) {
     return it->second.state;

@@ -29,7 +29,7 @@ TrimmedEvent::Kind event_kind(ManagerCore::TrimKind kind) {
 void ManagerCore::arm_background_check() {
   std::chrono::milliseconds period;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     if (closed_) return;
     period = config_.silence_period;
   }
@@ -70,7 +70,7 @@ bool ManagerCore::rank_snapshot(const Plan& plan, std::vector<std::uint32_t>& or
 // A trim through the trimmer's snapshot: plan under the lock, rank outside it (the
 // trimmer may be host code), commit under it again. Returns the detail text; `lock` is
 // held on entry and on return.
-std::string ManagerCore::trim_with_snapshot(std::unique_lock<std::mutex>& lock, TrimKind kind,
+std::string ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind,
                                             std::size_t exact_count, TimePoint now,
                                             std::size_t before, CloseReason reason,
                                             std::vector<std::shared_ptr<Connection>>& closing,
@@ -157,7 +157,7 @@ void ManagerCore::count_trim(const Locked<>&, TrimKind kind, std::size_t closed,
   }
 }
 
-std::optional<std::size_t> ManagerCore::wait_for_turn(std::unique_lock<std::mutex>& lock,
+std::optional<std::size_t> ManagerCore::wait_for_turn(std::unique_lock<Lock>& lock,
                                                       TrimKind kind) {
   if (closed_) return 0;
   if (!trim_.running) return std::nullopt;
@@ -190,7 +190,7 @@ bool ManagerCore::trim_needed(TrimKind kind, std::size_t exact_count, std::size_
 
 std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   const TimePoint now = env_.time->now();
-  std::unique_lock lock(mutex_);
+  std::unique_lock lock(lock_);
   if (auto result = wait_for_turn(lock, kind)) return *result;
   const std::size_t count = pool_.counts().connections;
   if (!trim_needed(kind, exact_count, count)) return 0;
@@ -199,7 +199,7 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   // However the trim ends, the next one may run and the callers that joined wake up.
   struct Finish {
     ManagerCore& core;
-    std::unique_lock<std::mutex>& lock;
+    std::unique_lock<Lock>& lock;
     std::size_t closed = 0;
     ~Finish() {
       if (!lock.owns_lock()) lock.lock();
@@ -291,7 +291,7 @@ std::string ManagerCore::describe(TrimKind kind, std::size_t before, std::size_t
 std::error_code ManagerCore::set_limits(std::size_t low_water, std::size_t high_water) {
   bool schedule = false;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(lock_);
     if (closed_) return Errc::closed;
     Config candidate = config_;
     candidate.low_water = low_water;
@@ -309,7 +309,7 @@ std::error_code ManagerCore::set_limits(std::size_t low_water, std::size_t high_
 }
 
 Config ManagerCore::config() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(lock_);
   return config_;
 }
 

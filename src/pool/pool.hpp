@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -84,6 +85,9 @@ struct alignas(64) PeerSlot {
   bool live = false;
   bool temporary = false;
   bool is_protected = false;     // mirrors the protection table while live
+  // A lock of this entry alone, for callers that hold it among others (the manager's lane
+  // holders): 1 while held. Accessed only through std::atomic_ref.
+  alignas(std::atomic_ref<std::uint8_t>::required_alignment) mutable std::uint8_t busy = 0;
   std::uint32_t generation = 0;  // changes on every release
   std::uint32_t streams = 0;
   std::uint32_t inbound = 0;      // inbound connections
@@ -307,6 +311,17 @@ class Pool {
     peers_[c.peer_slot].streams += step;
     if (in) cold_[c.peer_slot].streams_in += step;
     counts_.streams[in ? 0 : 1] += static_cast<std::size_t>(static_cast<std::ptrdiff_t>(delta));
+  }
+
+  // The same, leaving the pool's totals to the caller: a caller holding only the peer's
+  // lane keeps its own count of the difference (the manager's Lane).
+  void count_peer_stream(std::uint32_t conn_slot, Direction direction, int delta) {
+    ConnEntry& c = conns_[conn_slot];
+    const bool in = direction == Direction::inbound;
+    const auto step = static_cast<std::uint32_t>(delta);
+    (in ? c.streams_in : c.streams_out) += step;
+    peers_[c.peer_slot].streams += step;
+    if (in) cold_[c.peer_slot].streams_in += step;
   }
 
   // The remote endpoint, rebuilt from the packed entry.

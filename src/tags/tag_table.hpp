@@ -1,10 +1,13 @@
 // Tag tables: interned tag names and one peer's plain tags with their sum, shared by the
 // standalone TagStore and the manager's pool (docs/design.md, "Pool and tags").
 //
-// Thread safety: none; the owner locks.
+// Thread safety: none; the owner locks. The manager also lets holders of different lock
+// shards (which exclude every writer of the name maps) count references at once: the
+// *_shared functions.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -60,6 +63,22 @@ class TagNames {
     return std::nullopt;
   }
   void acquire(std::uint32_t id) { ++entries_[id].references; }
+  // The same for callers that run alongside one another, with the name maps only read
+  // meanwhile (the manager's shard holders); every call that runs alongside them must be
+  // one of these two.
+  void acquire_shared(std::uint32_t id) {
+    std::atomic_ref(entries_[id].references).fetch_add(1, std::memory_order_relaxed);
+  }
+  // Drops a reference unless it is the last one (forgetting the name changes the maps):
+  // returns false, changing nothing, in that case.
+  bool release_shared(std::uint32_t id) {
+    std::atomic_ref references(entries_[id].references);
+    std::uint64_t seen = references.load(std::memory_order_relaxed);
+    while (seen > 1) {
+      if (references.compare_exchange_weak(seen, seen - 1, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
   void release(std::uint32_t id) {
     if (--entries_[id].references == 0) forget(id);
   }
@@ -74,7 +93,7 @@ class TagNames {
  private:
   struct Entry {
     std::string name;
-    std::uint64_t references = 0;
+    alignas(std::atomic_ref<std::uint64_t>::required_alignment) std::uint64_t references = 0;
   };
   static constexpr std::uint32_t kNone = UINT32_MAX;
   void forget(std::uint32_t id) {
@@ -101,7 +120,9 @@ class PeerTags {
     int value;
   };
 
-  // Overwrites or adds; returns the previous value if there was one.
+  // Overwrites or adds; returns the previous value if there was one. `Shared`: a new name's
+  // reference is counted with TagNames::acquire_shared.
+  template <bool Shared = false>
   std::optional<int> set(TagNames& names, std::uint32_t name, int value) {
     for (Tag& tag : tags_) {
       if (tag.name == name) {
@@ -112,10 +133,32 @@ class PeerTags {
       }
     }
     tags_.push_back(Tag{name, value});
-    names.acquire(name);
+    if constexpr (Shared) {
+      names.acquire_shared(name);
+    } else {
+      names.acquire(name);
+    }
     sum_ += value;
     return std::nullopt;
   }
+  enum class Removal { absent, removed, needs_whole };
+  // remove() for callers of the *_shared functions: a tag holding its name's last
+  // reference stays (needs_whole).
+  Removal remove_shared(TagNames& names, std::uint32_t name) {
+    for (auto it = tags_.begin(); it != tags_.end(); ++it) {
+      if (it->name == name) {
+        if (!names.release_shared(name)) return Removal::needs_whole;
+        sum_ -= it->value;
+        tags_.erase(it);
+        return Removal::removed;
+      }
+    }
+    return Removal::absent;
+  }
+  bool contains(std::uint32_t name) const {
+    return std::any_of(tags_.begin(), tags_.end(), [&](const Tag& t) { return t.name == name; });
+  }
+  std::size_t size() const { return tags_.size(); }
   bool remove(TagNames& names, std::uint32_t name) {
     for (auto it = tags_.begin(); it != tags_.end(); ++it) {
       if (it->name == name) {
