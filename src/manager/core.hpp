@@ -144,6 +144,16 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // Delivers the events queued so far (no lock may be held).
   void deliver_events() { hub_.drain(); }
 
+  // --- For tests (CoreProbe) ---------------------------------------------------------
+  enum class TrimPoint { ranked, batch_committed };
+  // `probe` runs on the trimming thread after each ranking (the whole lock held, lanes
+  // open: only per-peer calls on peers with an entry may be made from it) and after each
+  // committed batch but the last (no lock held). Set before any trim runs.
+  void set_trim_probe(std::function<void(TrimPoint)> probe, std::size_t batch) {
+    trim_probe_ = std::move(probe);
+    trim_batch_ = batch;
+  }
+
   // --- CoreDoor: the extension's way in --------------------------------------------
   std::optional<ConnectionPlace> locate(const Connection& connection) const override;
   void publish(Event event) override;
@@ -238,9 +248,11 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
                                      CloseReason reason, const std::string& detail);
   void begin_detach_batch(const Locked<>& locked, std::size_t expected = 0);
   void end_detach_batch(const Locked<>& locked);
-  // Detaches the victims' connections into `closing`; returns how many.
+  // Detaches the connections of victims [begin, end) into `closing`; returns how many. A
+  // victim that changed since the trim began ranking (TrimWatch) is skipped.
   std::size_t close_victims(const Locked<>& locked, const VictimSlots& victims,
-                            bool allow_protected, CloseReason reason, const std::string& detail,
+                            std::size_t begin, std::size_t end, bool allow_protected,
+                            CloseReason reason, const std::string& detail,
                             std::vector<std::shared_ptr<Connection>>& closing,
                             std::size_t& peers_closed);
   // A peer whose last connection went: kept as a temporary entry while tag_retention
@@ -255,6 +267,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     release_peer(locked, slot);
   }
   void release_peer(const Locked<>&, std::uint32_t slot) {
+    note_change(slot);
     decay_.drop(pool_.peer(slot).decay);
     expiries_.cancel(slot);
     pool_.release_peer(slot, tag_names_);
@@ -311,21 +324,42 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     std::size_t closed = 0;
     std::size_t peers_closed = 0;
   };
+  // While a trim runs, from the start of its ranking: the peers that changed since (their
+  // tags or protection, their connections, their entry released), which its commit keeps.
+  // Lane holders write the bytes of the peers they hold; whole holders write any.
+  struct TrimWatch {
+    bool active = false;
+    std::vector<std::uint8_t> changed;  // by peer slot; slots taken since are never victims
+  };
+  void note_change(std::uint32_t slot) {
+    if (watch_.active && slot < watch_.changed.size()) [[unlikely]] watch_.changed[slot] = 1;
+  }
+  bool changed_in_trim(std::uint32_t slot) const {
+    return watch_.active && slot < watch_.changed.size() && watch_.changed[slot] != 0;
+  }
+  // Ranks with the lanes open (per-peer calls go on meanwhile; the whole lock stays held,
+  // so no other whole holder changes the pool), then closes them again.
+  std::optional<VictimSlots> rank_with_lanes_open(const Locked<>& locked,
+                                                  const CandidateView& view,
+                                                  const TrimTarget& rule, bool default_fallback,
+                                                  std::size_t& target);
+  // Commits the victims in batches of trim_batch_, letting go of the lock between two
+  // (the victims so far are closed then, and other calls run); adds to `out`.
+  // REQUIRES: `lock` holds lock_ whole; it does again on return.
+  void commit_victims(std::unique_lock<Lock>& lock, const VictimSlots& victims,
+                      bool allow_protected, TrimOutcome& out);
   void arm_background_check();
   // With a trim under way: what this call returns without running (joined or skipped), or
   // nullopt once it may run. REQUIRES: `lock` holds lock_.
   std::optional<std::size_t> wait_for_turn(std::unique_lock<Lock>& lock, TrimKind kind);
   // Whether the pool is past the point where a trim of this kind closes anything.
   bool trim_needed(TrimKind kind, std::size_t exact_count, std::size_t count) const;
-  // Plans, ranks (the extension, or the default order in place) and commits in one hold of
-  // the lock, with no host code in between; false when a host's trimmer must rank instead.
-  bool trim_in_place(const Locked<>& locked, TrimKind kind, std::size_t exact_count,
-                     std::size_t count, TimePoint now, CloseReason reason, TrimOutcome& out);
-  std::string trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind,
-                                 std::size_t exact_count, TimePoint now, std::size_t before,
-                                 CloseReason reason,
-                                 std::vector<std::shared_ptr<Connection>>& closing,
-                                 std::size_t& closed, std::size_t& peers_closed);
+  // Plans and ranks (the extension, or the default order in place) under the lock with the
+  // lanes open, then commits; false when a host's trimmer must rank instead.
+  bool trim_in_place(std::unique_lock<Lock>& lock, TrimKind kind, std::size_t exact_count,
+                     std::size_t count, TimePoint now, TrimOutcome& out);
+  void trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind, std::size_t exact_count,
+                          TimePoint now, std::size_t before, TrimOutcome& out);
   // The extension's ranking of the candidates, or the default order's in place; nullopt
   // when neither applies (a host's trimmer ranks through the snapshot).
   // `default_fallback`: the default order ranks when the extension has no say, even if
@@ -372,12 +406,17 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   void close_handle(Connection& handle, CloseReason reason, const std::string& detail);
   void send_pings(std::vector<Ping>& pings);
 
+  // Victims a trim commits in one hold of the lock: about 100 microseconds of work.
+  static constexpr std::size_t kTrimBatch = 2048;
+
   const std::uint64_t token_;  // this manager's mark in Connection's tracking word
   // No system-wide stream limit: a lane holder counts streams, with the peer locked.
   const bool streams_unbounded_;
   Environment env_;
   Policies policies_;
   Subscription gater_subscription_;  // re-gating on Gater::on_tightened
+  std::function<void(TrimPoint)> trim_probe_;  // tests only (set_trim_probe)
+  std::size_t trim_batch_ = kTrimBatch;
 
 
   // --- Lane holders' helpers (core_tags.cpp, core_pool.cpp) ---------------------------
@@ -445,6 +484,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   OutboundDialLimiter outbound_dials_;
   Stats stats_;  // the running totals; the counts are filled in by stats()
   TrimGate trim_;
+  TrimWatch watch_;
   Timers timers_;
   DetachBatch detached_;
 

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <array>
+#include <cassert>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -135,11 +136,13 @@ class CoreLock {
   // --- Whole --------------------------------------------------------------------------
   void lock() noexcept { acquire(false); }
   void unlock() noexcept {
-    const std::uint32_t seen = state_.load(std::memory_order_relaxed);
-    // A sleeper waits for the state to change from what it saw with kSleepers set: any
-    // store changes it, so a sleeper that sets the bit after this load still wakes.
-    state_.store(0, std::memory_order_release);
-    if ((seen & kSleepers) != 0) state_.notify_all();
+    assert(held_by_me());
+#ifndef NDEBUG
+    holder_.store(std::thread::id(), std::memory_order_relaxed);
+#endif
+    // An exchange, not a store: a waiter that set kSleepers before it is woken, one that
+    // tries after it finds the state changed and does not sleep.
+    if ((state_.exchange(0, std::memory_order_release) & kSleepers) != 0) state_.notify_all();
   }
   // The whole lock again after letting the threads that wait for it (whole or lane) in
   // first: a holder that unlocks and locks again in a loop (a trim's batches) does not
@@ -148,12 +151,14 @@ class CoreLock {
   // REQUIRES: the whole lock held, lanes closed. Lets lane holders in; other whole
   // holders stay out.
   void open_lanes() noexcept {
-    const std::uint32_t seen = state_.load(std::memory_order_relaxed);
-    state_.store(kHeld, std::memory_order_release);
-    if ((seen & kSleepers) != 0) state_.notify_all();
+    assert(held_by_me());
+    if ((state_.exchange(kHeld, std::memory_order_release) & kSleepers) != 0) {
+      state_.notify_all();
+    }
   }
   // REQUIRES: the whole lock held, lanes open. Returns once no lane is held.
   void close_lanes() noexcept {
+    assert(held_by_me());
     wait_for_backed_off();
     state_.fetch_or(kClosed, std::memory_order_seq_cst);
     wait_for_lanes();
@@ -223,7 +228,8 @@ class CoreLock {
   void acquire(bool after_waiters) noexcept {
     bool counted = false;
     for (unsigned spins = 0;; ++spins) {
-      if (after_waiters && whole_waiting_.load(std::memory_order_acquire) != 0) {
+      // Others waiting: not counting this thread, once it counts itself.
+      if (after_waiters && whole_waiting_.load(std::memory_order_acquire) > (counted ? 1u : 0u)) {
         backoff(spins);
         continue;
       }
@@ -243,8 +249,17 @@ class CoreLock {
       wait_until([](std::uint32_t state) { return (state & kHeld) == 0; });
     }
     if (counted) whole_waiting_.fetch_sub(1, std::memory_order_release);
+#ifndef NDEBUG
+    holder_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+#endif
     wait_for_lanes();
   }
+#ifndef NDEBUG
+  bool held_by_me() const noexcept {
+    return holder_.load(std::memory_order_relaxed) == std::this_thread::get_id() &&
+           (state_.load(std::memory_order_relaxed) & kHeld) != 0;
+  }
+#endif
   // Lane holders that backed off go before the lanes close again.
   void wait_for_backed_off() noexcept {
     for (unsigned spins = 0; waiting_.load(std::memory_order_acquire) != 0; ++spins) {
@@ -285,6 +300,9 @@ class CoreLock {
   std::atomic<std::uint32_t> waiting_{0};        // lane holders that backed off, not yet in
   std::atomic<std::uint32_t> whole_waiting_{0};  // threads waiting for the whole lock
   std::array<Line, kLanes> lines_{};
+#ifndef NDEBUG
+  std::atomic<std::thread::id> holder_{};  // the whole holder, for assertions
+#endif
 };
 
 }  // namespace dep2p::connmgr::detail

@@ -81,6 +81,7 @@ std::error_code ManagerCore::insert_connection(
   }
   std::uint32_t slot = pool_.find(facts.peer);
   if (slot != kNoSlot) {
+    note_change(slot);
     if (pool_.peer(slot).temporary) {
       // A temporary entry becomes real on connect, keeping its tags; its grace period
       // starts now.
@@ -386,23 +387,22 @@ void ManagerCore::end_detach_batch(const Locked<>& locked) {
 }
 
 std::size_t ManagerCore::close_victims(const Locked<>& locked, const VictimSlots& victims,
+                                       std::size_t begin, std::size_t end,
                                        bool allow_protected, CloseReason reason,
                                        const std::string& detail,
                                        std::vector<std::shared_ptr<Connection>>& closing,
                                        std::size_t& peers_closed) {
   const std::vector<std::uint32_t>& slots = victims.slots;
   const bool check_generation = !victims.generations.empty();
-  closing.reserve(closing.size() + slots.size());
+  closing.reserve(closing.size() + (end - begin));
   std::size_t closed = 0;
-  const std::size_t n = slots.size();
-  pool_.begin_batch(n);
-  begin_detach_batch(locked, n);
-  for (std::size_t k = 0; k < n; ++k) {
+  begin_detach_batch(locked, end - begin);
+  for (std::size_t k = begin; k < end; ++k) {
     // The victims are scattered over the pool: fetch the peer entries a few victims ahead,
     // then their first connection entries, so the loads overlap. Every line the commit
     // touches is fetched.
-    if (k + 16 < n) __builtin_prefetch(&pool_.peer(slots[k + 16]), 1);  // one line
-    if (k + 8 < n) {
+    if (k + 16 < end) __builtin_prefetch(&pool_.peer(slots[k + 16]), 1);  // one line
+    if (k + 8 < end) {
       const PeerSlot& ahead = pool_.peer(slots[k + 8]);
       // detach() touches the entry's first 32 bytes, one line (more only for a capped one,
       // or with event subscribers or an extension, which read the id).
@@ -412,6 +412,7 @@ std::size_t ManagerCore::close_victims(const Locked<>& locked, const VictimSlots
     if (!entry.live || entry.temporary) continue;
     if (check_generation && entry.generation != victims.generations[k]) continue;
     if (entry.is_protected && !allow_protected) continue;
+    if (changed_in_trim(slots[k])) continue;
     std::size_t count = entry.conns.size();
     if (slots[k] == victims.partial_slot) count = std::min(count, victims.partial_count);
     for (std::size_t i = 0; i < count; ++i) {
@@ -421,7 +422,6 @@ std::size_t ManagerCore::close_victims(const Locked<>& locked, const VictimSlots
       if (last) ++peers_closed;  // detach() released the slot with its last connection
     }
   }
-  pool_.end_batch();
   end_detach_batch(locked);
   return closed;
 }

@@ -30,6 +30,7 @@ std::uint32_t ManagerCore::tagging_slot(const Locked<>& locked, const NodeId& pe
 void ManagerCore::set_tag(const Locked<>&, std::uint32_t slot, std::string_view name, int value) {
   pool_.peer(slot).tags.set(tag_names_, tag_names_.intern(name), value);
   ++pool_.cold(slot).tags_stamp;
+  note_change(slot);
 }
 
 std::optional<std::uint32_t> ManagerCore::known_name(const LaneGuard& lane,
@@ -50,6 +51,7 @@ bool ManagerCore::set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot,
   const PeerLock peer(pool_.peer(slot));
   pool_.peer(slot).tags.set<true>(tag_names_, *id, value);
   ++pool_.cold(slot).tags_stamp;
+  note_change(slot);
   return true;
 }
 
@@ -87,7 +89,10 @@ std::error_code ManagerCore::untag_peer(const NodeId& peer, std::string_view nam
     if (!may_empty) {
       switch (entry.tags.remove_shared(tag_names_, *id)) {
         case PeerTags::Removal::absent: return {};
-        case PeerTags::Removal::removed: ++pool_.cold(slot).tags_stamp; return {};
+        case PeerTags::Removal::removed:
+          ++pool_.cold(slot).tags_stamp;
+          note_change(slot);
+          return {};
         case PeerTags::Removal::needs_whole: break;
       }
     }
@@ -98,7 +103,10 @@ std::error_code ManagerCore::untag_peer(const NodeId& peer, std::string_view nam
   const std::uint32_t slot = pool_.find(peer);
   if (slot == kNoSlot) return Errc::unknown_peer;
   if (auto id = tag_names_.find(name)) {
-    if (pool_.peer(slot).tags.remove(tag_names_, *id)) ++pool_.cold(slot).tags_stamp;
+    if (pool_.peer(slot).tags.remove(tag_names_, *id)) {
+      ++pool_.cold(slot).tags_stamp;
+      note_change(slot);
+    }
   }
   release_if_empty_temporary(locked, slot);
   return {};
@@ -130,6 +138,7 @@ std::error_code ManagerCore::upsert_tag(const NodeId& peer, std::string_view nam
           if (!(tag_version(slot) == seen)) continue;  // changed meanwhile: recompute
           pool_.peer(slot).tags.set<true>(tag_names_, *id, value);
           ++pool_.cold(slot).tags_stamp;
+          note_change(slot);
           return {};
         }
       }
@@ -209,6 +218,7 @@ std::error_code ManagerCore::bump_decaying(std::uint32_t tag, std::uint64_t gene
         if (slot == kNoSlot) slot = tagging_slot(locked, peer, ec);
         if (slot == kNoSlot) return ec;
         decay_.set(pool_.peer(slot).decay, tag, def->bump.apply(current, delta), now);
+        note_change(slot);
         return {};
       }
       bump = def->bump;
@@ -236,6 +246,7 @@ std::error_code ManagerCore::bump_decaying(std::uint32_t tag, std::uint64_t gene
     if (slot == kNoSlot) slot = tagging_slot(locked, peer, ec);
     if (slot == kNoSlot) return ec;
     decay_.set(pool_.peer(slot).decay, tag, value, env_.time->now());
+    note_change(slot);
     return {};
   }
 }
@@ -248,6 +259,7 @@ std::error_code ManagerCore::remove_decaying(std::uint32_t tag, std::uint64_t ge
   if (decay_.open(tag, generation) == nullptr) return Errc::tag_closed;
   const std::uint32_t slot = pool_.find(peer);
   if (slot == kNoSlot || !decay_.erase(pool_.peer(slot).decay, tag)) return Errc::unknown_peer;
+  note_change(slot);
   release_if_empty_temporary(locked, slot);
   return {};
 }
@@ -339,6 +351,7 @@ std::error_code ManagerCore::protect(const NodeId& peer, std::string_view tag, D
   if (outcome == ProtectTable::Outcome::over_cap) return Errc::protection_limit;
   if (const std::uint32_t slot = pool_.find(peer); slot != kNoSlot) {
     pool_.peer(slot).is_protected = true;
+    note_change(slot);
   }
   if (timed) arm_housekeeping(locked, until);
   return {};

@@ -68,13 +68,10 @@ bool ManagerCore::rank_snapshot(const Plan& plan, std::vector<std::uint32_t>& or
 }
 
 // A trim through the trimmer's snapshot: plan under the lock, rank outside it (the
-// trimmer may be host code), commit under it again. Returns the detail text; `lock` is
-// held on entry and on return.
-std::string ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind,
-                                            std::size_t exact_count, TimePoint now,
-                                            std::size_t before, CloseReason reason,
-                                            std::vector<std::shared_ptr<Connection>>& closing,
-                                            std::size_t& closed, std::size_t& peers_closed) {
+// trimmer may be host code), commit under it again. `lock` is held on entry and on return.
+void ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind,
+                                     std::size_t exact_count, TimePoint now, std::size_t before,
+                                     TrimOutcome& out) {
   const bool forced = kind == TrimKind::forced;
   const bool exact = kind == TrimKind::exact_count;
   const TrimInputs& inputs = policies_.trim_inputs;
@@ -117,7 +114,7 @@ std::string ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKi
         TrimTarget{exact ? Kind::exact : Kind::watermark, exact_count, config_.low_water}.of(
             candidate_connections);
   }
-  std::string detail = describe(kind, before, unprotected.target);
+  out.batch.detail = describe(kind, before, unprotected.target);
   lock.unlock();
 
   // Rank outside the lock: the trimmer is pluggable host code.
@@ -128,23 +125,19 @@ std::string ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKi
   Victims victims;
   if (ok) victims = select(unprotected, order, unprotected.target, exact);
 
-  // Commit: apply the decisions to the pool.
+  // Commit: apply the decisions to the pool (each victim checked against its generation).
   lock.lock();
-  const Locked<> locked;
-  if (!ok || closed_) return detail;
-  closed = close_victims(locked, in_slot_order(unprotected, victims), false, reason, detail,
-                         closing, peers_closed);
+  if (!ok || closed_) return;
+  commit_victims(lock, in_slot_order(unprotected, victims), false, out);
   // The protected phase closes no more than the pool still holds above low water (less
   // than planned only if connections went meanwhile).
   const std::size_t count = pool_.counts().connections;
-  if (protected_plan.target > 0 && count > config_.low_water) {
+  if (!closed_ && protected_plan.target > 0 && count > config_.low_water) {
     const Victims more = select(protected_plan, protected_order,
                                 std::min(protected_plan.target, count - config_.low_water), false);
-    closed += close_victims(locked, in_slot_order(protected_plan, more), true, reason, detail,
-                            closing, peers_closed);
+    commit_victims(lock, in_slot_order(protected_plan, more), true, out);
   }
-  count_trim(locked, kind, closed, peers_closed);
-  return detail;
+  count_trim(Locked<>{}, kind, out.closed, out.peers_closed);
 }
 
 // A trim that ran to its commit (not one whose trimmer threw) is counted, and announced
@@ -212,19 +205,23 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
     }
   } finish{*this, lock};
 
-  const bool forced = kind == TrimKind::forced;
-  const CloseReason reason =
-      forced || kind == TrimKind::exact_count ? CloseReason::forced_trim : CloseReason::trimmed;
   TrimOutcome outcome;
-  if (!trim_in_place(Locked<>{}, kind, exact_count, count, now, reason, outcome)) {
-    outcome.batch.detail =
-        trim_with_snapshot(lock, kind, exact_count, now, count, reason, outcome.batch.handles,
-                           outcome.closed, outcome.peers_closed);
+  outcome.batch.reason = kind == TrimKind::forced || kind == TrimKind::exact_count
+                             ? CloseReason::forced_trim
+                             : CloseReason::trimmed;
+  // From the start of the ranking to the end of the commit, changes to peers are noted:
+  // the commit keeps a peer that changed (docs/architecture.md, "Trims and concurrent
+  // calls").
+  watch_.active = true;
+  watch_.changed.assign(pool_.peer_slots(), 0);
+  if (!trim_in_place(lock, kind, exact_count, count, now, outcome)) {
+    trim_with_snapshot(lock, kind, exact_count, now, count, outcome);
   }
+  watch_.active = false;
+  watch_.changed = {};
   lock.unlock();
 
-  // Act: close the victims, deliver events — all unlocked.
-  outcome.batch.reason = reason;
+  // Act: close the last victims, deliver events — all unlocked.
   act(outcome.batch);
   finish.closed = outcome.closed;
   if (outcome.closed > 0) {
@@ -234,9 +231,46 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   return outcome.closed;
 }
 
-bool ManagerCore::trim_in_place(const Locked<>& locked, TrimKind kind, std::size_t exact_count,
-                                std::size_t count, TimePoint now, CloseReason reason,
+std::optional<VictimSlots> ManagerCore::rank_with_lanes_open(const Locked<>& locked,
+                                                             const CandidateView& view,
+                                                             const TrimTarget& rule,
+                                                             bool default_fallback,
+                                                             std::size_t& target) {
+  lock_.open_lanes();
+  std::optional<VictimSlots> victims = rank_under_lock(locked, view, rule, default_fallback, target);
+  if (trim_probe_) trim_probe_(TrimPoint::ranked);
+  lock_.close_lanes();
+  return victims;
+}
+
+void ManagerCore::commit_victims(std::unique_lock<Lock>& lock, const VictimSlots& victims,
+                                 bool allow_protected, TrimOutcome& out) {
+  const std::size_t n = victims.slots.size();
+  // Released entries leave the peer index in one pass at the end (Pool::begin_batch),
+  // however many times the lock is let go in between.
+  pool_.begin_batch(n);
+  for (std::size_t begin = 0; begin < n && !closed_;) {
+    const std::size_t end = std::min(n, begin + trim_batch_);
+    out.closed += close_victims(Locked<>{}, victims, begin, end, allow_protected, out.batch.reason,
+                                out.batch.detail, out.batch.handles, out.peers_closed);
+    begin = end;
+    if (begin == n) break;
+    // Let the node in: the calls waiting for the lock go first, and the victims so far
+    // are closed now rather than at the end.
+    lock.unlock();
+    act(out.batch);
+    if (trim_probe_) trim_probe_(TrimPoint::batch_committed);
+    lock.release();
+    lock_.lock_after_waiters();
+    lock = std::unique_lock<Lock>(lock_, std::adopt_lock);
+  }
+  pool_.end_batch();
+}
+
+bool ManagerCore::trim_in_place(std::unique_lock<Lock>& lock, TrimKind kind,
+                                std::size_t exact_count, std::size_t count, TimePoint now,
                                 TrimOutcome& out) {
+  const Locked<> locked;
   const bool forced = kind == TrimKind::forced;
   const bool exact = kind == TrimKind::exact_count;
   if (!exact) prune_temporary(locked, now);
@@ -245,26 +279,36 @@ bool ManagerCore::trim_in_place(const Locked<>& locked, TrimKind kind, std::size
   const TrimTarget rule = forced  ? TrimTarget{Kind::fixed, count - config_.low_water, 0}
                           : exact ? TrimTarget{Kind::exact, exact_count, 0}
                                   : TrimTarget{Kind::watermark, 0, config_.low_water};
-  const CandidateView view(pool_, decay_, now, config_.grace_period,
-                           forced ? Mode::forced_unprotected : Mode::normal);
   std::size_t target = 0;
-  std::optional<VictimSlots> victims = rank_under_lock(locked, view, rule, false, target);
+  std::optional<VictimSlots> victims;
+  {
+    const CandidateView view(pool_, decay_, now, config_.grace_period,
+                             forced ? Mode::forced_unprotected : Mode::normal);
+    victims = rank_with_lanes_open(locked, view, rule, false, target);
+  }
   if (!victims) return false;
-  std::string& detail = out.batch.detail;
-  detail = describe(kind, count, target);
-  out.closed =
-      close_victims(locked, *victims, false, reason, detail, out.batch.handles, out.peers_closed);
-  if (forced && pool_.counts().connections > config_.low_water) {
+  out.batch.detail = describe(kind, count, target);
+  // What the unprotected victims cannot cover, as ranked: the protected phase's share.
+  // Victims kept because they changed meanwhile, or connections added while the commit
+  // lets go of the lock, are never a reason to close a protected peer.
+  std::size_t shortfall = 0;
+  if (forced) {
+    std::size_t planned = 0;
+    for (const std::uint32_t slot : victims->slots) planned += pool_.peer(slot).conns.size();
+    shortfall = rule.count > planned ? rule.count - planned : 0;
+  }
+  commit_victims(lock, *victims, false, out);
+  if (shortfall > 0 && !closed_ && pool_.counts().connections > config_.low_water) {
     // Protected peers, ranked among themselves for what the others could not cover.
     // (When the realm rules ranked the first phase and nothing is bound any more, the
     // default order ranks this one, whatever trimmer the host gave.)
     const CandidateView protected_view(pool_, decay_, now, config_.grace_period,
                                        Mode::forced_protected);
-    const TrimTarget shortfall{Kind::fixed, pool_.counts().connections - config_.low_water, 0};
+    const TrimTarget protected_rule{
+        Kind::fixed, std::min(shortfall, pool_.counts().connections - config_.low_water), 0};
     std::size_t ignored = 0;
-    if (auto more = rank_under_lock(locked, protected_view, shortfall, true, ignored)) {
-      out.closed +=
-          close_victims(locked, *more, true, reason, detail, out.batch.handles, out.peers_closed);
+    if (auto more = rank_with_lanes_open(locked, protected_view, protected_rule, true, ignored)) {
+      commit_victims(lock, *more, true, out);
     }
   }
   count_trim(locked, kind, out.closed, out.peers_closed);

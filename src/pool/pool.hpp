@@ -33,6 +33,7 @@
 
 #include "base/compact_vector.hpp"
 #include "base/paged_vector.hpp"
+#include "base/relaxed.hpp"
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/types.hpp"
 #include "pool/peer_id_table.hpp"
@@ -89,8 +90,8 @@ struct alignas(64) PeerSlot {
   // holders): 1 while held. Accessed only through std::atomic_ref.
   alignas(std::atomic_ref<std::uint8_t>::required_alignment) mutable std::uint8_t busy = 0;
   std::uint32_t generation = 0;  // changes on every release
-  std::uint32_t streams = 0;
-  std::uint32_t inbound = 0;      // inbound connections
+  Relaxed<std::uint32_t> streams = 0;  // read by a trim while lane holders change it
+  std::uint32_t inbound = 0;           // inbound connections
   std::uint32_t best = kNoSlot;   // conn slot of the chosen path; in a free slot: next free
   std::uint32_t decay = kNoSlot;  // the peer's decaying tags (DecayEngine), if any
   PeerTags tags;
@@ -146,7 +147,10 @@ class Pool {
   // The live slot of `peer`, or kNoSlot.
   std::uint32_t find(const NodeId& peer) const {
     auto it = index_.find(peer);
-    return it == index_.end() ? kNoSlot : *it;
+    if (it == index_.end()) return kNoSlot;
+    // During a batch, a released entry stays in the index until end_batch().
+    if (batch_ && !peers_[*it].live) [[unlikely]] return kNoSlot;
+    return *it;
   }
   PeerSlot& peer(std::uint32_t slot) { return peers_[slot]; }
   const PeerSlot& peer(std::uint32_t slot) const { return peers_[slot]; }
@@ -156,7 +160,7 @@ class Pool {
   // Slots in the peer table, live or free: slot numbers are below it.
   std::size_t peer_slots() const { return peers_.size(); }
   // Live entries, temporary ones included.
-  std::size_t peers() const { return index_.size(); }
+  std::size_t peers() const { return index_.size() - unindexed_count_; }
   // f(slot, entry) for every slot, live or free, in slot order.
   template <class F>
   void for_each_slot(F&& f) const {
@@ -172,8 +176,14 @@ class Pool {
                                          ahead * sizeof(PeerSlot));
   }
 
-  // Takes a slot for `id` (not yet in the pool). REQUIRES: no batch release under way.
+  // Takes a slot for `id` (not yet in the pool).
   std::uint32_t add_peer(const NodeId& id, TimePoint now, bool temporary, bool is_protected) {
+    if (batch_) [[unlikely]] {
+      // The id's entry released in this batch, and the slot about to be reused, leave the
+      // index first: one entry per id, one per slot.
+      if (auto it = index_.find(id); it != index_.end()) unindex_now(*it);
+      if (free_peer_ != kNoSlot) unindex_now(free_peer_);
+    }
     std::uint32_t slot;
     if (free_peer_ != kNoSlot) {
       slot = free_peer_;
@@ -222,6 +232,7 @@ class Pool {
     entry.temporary = false;
     ++entry.generation;
     if (batch_) {
+      if (slot >= unindexed_.size()) unindexed_.resize(peers_.size(), false);
       unindexed_[slot] = true;  // leaves the index in end_batch()
       ++unindexed_count_;
     } else {
@@ -233,8 +244,9 @@ class Pool {
 
   // A commit that releases a large share of the peers takes their slots out of the index
   // in one pass at the end, instead of one hashed erase each (a cache miss into the index
-  // and one into the id table per victim). Between the two, released slots are still
-  // indexed: nothing may look peers up by id or add peers.
+  // and one into the id table per victim). The batch may last across several critical
+  // sections: until end_batch(), find() skips released entries still indexed, and
+  // add_peer() takes out of the index what it would otherwise duplicate.
   void begin_batch(std::size_t releases_expected) {
     batch_ = releases_expected >= 1024 && releases_expected >= index_.size() / 8;
     if (batch_) unindexed_.assign(peers_.size(), false);
@@ -243,7 +255,9 @@ class Pool {
     if (!batch_) return;
     batch_ = false;
     if (unindexed_count_ > 0) {
-      boost::unordered::erase_if(index_, [&](std::uint32_t slot) { return unindexed_[slot]; });
+      boost::unordered::erase_if(index_, [&](std::uint32_t slot) {
+        return slot < unindexed_.size() && unindexed_[slot];
+      });
     }
     unindexed_count_ = 0;
     unindexed_ = {};
@@ -358,6 +372,14 @@ class Pool {
   };
 
   void pack_remote(ConnEntry& c, std::uint32_t conn_slot, const Endpoint& remote);
+  // During a batch: takes a released slot still indexed (under the id it had) out of the
+  // index at once.
+  void unindex_now(std::uint32_t slot) {
+    if (slot >= unindexed_.size() || !unindexed_[slot]) return;
+    index_.erase(slot);  // hashes the id the slot still holds
+    unindexed_[slot] = false;
+    --unindexed_count_;
+  }
 
   PoolCounts counts_;
   // Peer entries by slot, with their cold parts and ids at the same index. A slot is live

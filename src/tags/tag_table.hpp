@@ -19,6 +19,7 @@
 #include <boost/unordered/unordered_flat_map.hpp>
 
 #include "base/compact_vector.hpp"
+#include "base/relaxed.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr::detail {
@@ -191,7 +192,9 @@ class PeerTags {
   bool empty() const { return tags_.empty(); }
 
  private:
-  std::int64_t sum_ = 0;        // first: a trim reads the sum, rarely the tags
+  // First: a trim reads the sum, rarely the tags. Relaxed: a trim ranks while lane holders
+  // change it (the manager's CoreLock).
+  Relaxed<std::int64_t> sum_ = 0;
   CompactVector<Tag, 1> tags_;  // one inline: most peers carry one tag, if any
 };
 

@@ -17,6 +17,7 @@
 
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/error.hpp"
+#include "manager/core_probe.hpp"
 #include "support/fake_connection.hpp"
 #include "support/manager_harness.hpp"
 
@@ -29,7 +30,6 @@ using testing::ManagerHarness;
 using testing::peer_id;
 using testing::trim_config;
 
-constexpr std::size_t kLowWater = 64;
 constexpr std::uint64_t kFirstPermanent = 1;  // peers 1..10: protected throughout, 2 conns
 constexpr std::uint64_t kPermanentPeers = 10;
 constexpr std::uint64_t kFirstChurn = 11;  // peers 11..30: tags and protections churn
@@ -74,8 +74,12 @@ void churn(ConnectionManager& manager, const char* name, bool protect_even_at_en
   }
 }
 
-TEST(Stress, TagAndProtectFromTwoThreadsWhileTrimsRunKeepsExactCounts) {
-  ManagerHarness h(trim_config(kLowWater, 2 * kLowWater, 0ms, 10s));
+// The run, for a pool whose trims close about `low_water` connections each, committed in
+// batches of `trim_batch` peers: one hold of the lock, or several with the lock released
+// between them while the other threads keep calling.
+void run_stress(std::size_t low_water, std::size_t trim_batch) {
+  ManagerHarness h(trim_config(low_water, 2 * low_water, 0ms, 10s));
+  detail::CoreProbe::on_trim(h.manager, nullptr, trim_batch);
   std::atomic<std::uint64_t> connected_events{0};
   std::atomic<std::uint64_t> disconnected_events{0};
   Subscription subscription = h.manager.subscribe([&](const Event& e) {
@@ -85,7 +89,7 @@ TEST(Stress, TagAndProtectFromTwoThreadsWhileTrimsRunKeepsExactCounts) {
 
   std::vector<Tracked> tracked;
   tracked.reserve(2 * kPermanentPeers + kChurnPeers + static_cast<std::size_t>(kFreshConnections) +
-                  200);
+                  low_water + 136);
   for (std::uint64_t n = kFirstPermanent; n < kFirstPermanent + kPermanentPeers; ++n) {
     ASSERT_FALSE(h.manager.protect(peer_id(n), "permanent"));
     tracked.push_back({h.add(n, Direction::inbound), false});
@@ -97,7 +101,7 @@ TEST(Stress, TagAndProtectFromTwoThreadsWhileTrimsRunKeepsExactCounts) {
   const std::size_t permanent_connections = 2 * kPermanentPeers;
   // At most 20 permanent + 20 churn connections are ever protected: below low water, so
   // force_trim never needs to close a protected peer.
-  static_assert(2 * kPermanentPeers + kChurnPeers <= kLowWater);
+  ASSERT_LE(2 * kPermanentPeers + kChurnPeers, low_water);
 
   std::atomic<bool> adds_done{false};
   std::thread churn_a([&] { churn(h.manager, "a", /*protect_even_at_end=*/true); });
@@ -199,12 +203,14 @@ TEST(Stress, TagAndProtectFromTwoThreadsWhileTrimsRunKeepsExactCounts) {
     if (!h.manager.connections(peer_id(n)).empty()) protected_churn_alive.push_back(n);
   }
   const std::uint64_t first_late = kFirstFresh + static_cast<std::uint64_t>(kFreshConnections);
-  for (std::uint64_t i = 0; i < 100; ++i) tracked.push_back({h.add(first_late + i), false});
+  for (std::uint64_t i = 0; i < low_water + 36; ++i) {
+    tracked.push_back({h.add(first_late + i), false});
+  }
   (void)h.manager.force_trim();
   h.time->run_ready();
   expected = alive();
-  EXPECT_EQ(h.manager.connection_count(), kLowWater);
-  EXPECT_EQ(expected, kLowWater);
+  EXPECT_EQ(h.manager.connection_count(), low_water);
+  EXPECT_EQ(expected, low_water);
   for (std::uint64_t n = kFirstPermanent; n < kFirstPermanent + kPermanentPeers; ++n) {
     EXPECT_EQ(h.manager.connections(peer_id(n)).size(), 2u) << "permanent peer " << n;
   }
@@ -212,6 +218,12 @@ TEST(Stress, TagAndProtectFromTwoThreadsWhileTrimsRunKeepsExactCounts) {
     EXPECT_EQ(h.manager.connections(peer_id(n)).size(), 1u) << "protected churn peer " << n;
   }
 }
+
+TEST(Stress, TagAndProtectFromTwoThreadsWhileTrimsRunKeepsExactCounts) { run_stress(64, 2048); }
+
+// Trims of about 1,200 victims in batches of 256: their commits release the lock between
+// batches while the other threads keep calling.
+TEST(Stress, TheSameWhileTrimsCommitInSeveralBatches) { run_stress(1200, 256); }
 
 }  // namespace
 }  // namespace dep2p::connmgr

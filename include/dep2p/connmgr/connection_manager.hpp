@@ -58,6 +58,7 @@ namespace dep2p::connmgr {
 namespace detail {
 class ManagerCore;
 class PoolExtension;
+struct CoreProbe;
 }  // namespace detail
 
 // What the manager uses from its environment; every member is optional.
@@ -277,6 +278,7 @@ class ConnectionManager {
   bool is_closed() const;
 
  private:
+  friend struct detail::CoreProbe;  // the library's own tests
   std::shared_ptr<detail::ManagerCore> core_;
 };
 
