@@ -250,9 +250,9 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   void end_detach_batch(const Locked<>& locked);
   // Detaches the connections of victims [begin, end) into `closing`; returns how many. A
   // victim that changed since the trim began ranking (TrimWatch) is skipped.
-  std::size_t close_victims(const Locked<>& locked, const VictimSlots& victims,
-                            std::size_t begin, std::size_t end, bool allow_protected,
-                            CloseReason reason, const std::string& detail,
+  std::size_t close_victims(const Locked<>& locked, const VictimSlots& victims, std::size_t begin,
+                            std::size_t end, bool allow_protected, CloseReason reason,
+                            const std::string& detail,
                             std::vector<std::shared_ptr<Connection>>& closing,
                             std::size_t& peers_closed);
   // A peer whose last connection went: kept as a temporary entry while tag_retention
@@ -332,15 +332,15 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     std::vector<std::uint8_t> changed;  // by peer slot; slots taken since are never victims
   };
   void note_change(std::uint32_t slot) {
-    if (watch_.active && slot < watch_.changed.size()) [[unlikely]] watch_.changed[slot] = 1;
+    if (watch_.active && slot < watch_.changed.size()) [[unlikely]]
+      watch_.changed[slot] = 1;
   }
   bool changed_in_trim(std::uint32_t slot) const {
     return watch_.active && slot < watch_.changed.size() && watch_.changed[slot] != 0;
   }
   // Ranks with the lanes open (per-peer calls go on meanwhile; the whole lock stays held,
   // so no other whole holder changes the pool), then closes them again.
-  std::optional<VictimSlots> rank_with_lanes_open(const Locked<>& locked,
-                                                  const CandidateView& view,
+  std::optional<VictimSlots> rank_with_lanes_open(const Locked<>& locked, const CandidateView& view,
                                                   const TrimTarget& rule, bool default_fallback,
                                                   std::size_t& target);
   // Commits the victims in batches of trim_batch_, letting go of the lock between two
@@ -414,10 +414,9 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   const bool streams_unbounded_;
   Environment env_;
   Policies policies_;
-  Subscription gater_subscription_;  // re-gating on Gater::on_tightened
+  Subscription gater_subscription_;            // re-gating on Gater::on_tightened
   std::function<void(TrimPoint)> trim_probe_;  // tests only (set_trim_probe)
   std::size_t trim_batch_ = kTrimBatch;
-
 
   // --- Lane holders' helpers (core_tags.cpp, core_pool.cpp) ---------------------------
   class LaneGuard {
@@ -454,8 +453,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   std::optional<std::uint32_t> known_name(const LaneGuard& lane, std::string_view name);
   // Sets a tag of a live peer held by a lane holder; false when it takes the whole lock (a
   // new name).
-  bool set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot, std::string_view name,
-                       int value);
+  bool set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot, std::string_view name, int value);
   // A stream opened or closed by a lane holder; nullopt when the peer's limits refuse it
   // (the whole lock counts and explains the refusal).
   std::optional<std::error_code> adjust_streams_in_lane(const LaneGuard& lane,

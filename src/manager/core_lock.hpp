@@ -28,8 +28,8 @@
 #pragma once
 
 #include <array>
-#include <cassert>
 #include <atomic>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <thread>
@@ -184,9 +184,7 @@ class CoreLock {
       wait_until([](std::uint32_t state) { return (state & kClosed) == 0; });
     }
   }
-  void leave(std::size_t index) noexcept {
-    lines_[index].word.store(0, std::memory_order_release);
-  }
+  void leave(std::size_t index) noexcept { lines_[index].word.store(0, std::memory_order_release); }
   // REQUIRES: the whole lock held (lanes closed).
   const Lane& lane(std::size_t index) const noexcept { return lines_[index].lane; }
 

@@ -387,9 +387,8 @@ void ManagerCore::end_detach_batch(const Locked<>& locked) {
 }
 
 std::size_t ManagerCore::close_victims(const Locked<>& locked, const VictimSlots& victims,
-                                       std::size_t begin, std::size_t end,
-                                       bool allow_protected, CloseReason reason,
-                                       const std::string& detail,
+                                       std::size_t begin, std::size_t end, bool allow_protected,
+                                       CloseReason reason, const std::string& detail,
                                        std::vector<std::shared_ptr<Connection>>& closing,
                                        std::size_t& peers_closed) {
   const std::vector<std::uint32_t>& slots = victims.slots;

@@ -33,8 +33,7 @@ void ManagerCore::set_tag(const Locked<>&, std::uint32_t slot, std::string_view 
   note_change(slot);
 }
 
-std::optional<std::uint32_t> ManagerCore::known_name(const LaneGuard& lane,
-                                                     std::string_view name) {
+std::optional<std::uint32_t> ManagerCore::known_name(const LaneGuard& lane, std::string_view name) {
   // Hosts use a handful of names over and over: the lane's last one skips the string hash.
   // An id forgotten since names nothing (an empty name, never asked for) or another name.
   std::uint32_t& last = lane.lane().last_name;
@@ -44,8 +43,8 @@ std::optional<std::uint32_t> ManagerCore::known_name(const LaneGuard& lane,
   return id;
 }
 
-bool ManagerCore::set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot,
-                                  std::string_view name, int value) {
+bool ManagerCore::set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot, std::string_view name,
+                                  int value) {
   const std::optional<std::uint32_t> id = known_name(lane, name);
   if (!id) return false;
   const PeerLock peer(pool_.peer(slot));

@@ -150,8 +150,7 @@ void ManagerCore::count_trim(const Locked<>&, TrimKind kind, std::size_t closed,
   }
 }
 
-std::optional<std::size_t> ManagerCore::wait_for_turn(std::unique_lock<Lock>& lock,
-                                                      TrimKind kind) {
+std::optional<std::size_t> ManagerCore::wait_for_turn(std::unique_lock<Lock>& lock, TrimKind kind) {
   if (closed_) return 0;
   if (!trim_.running) return std::nullopt;
   if (kind == TrimKind::background || kind == TrimKind::limits_changed) return 0;
@@ -237,7 +236,8 @@ std::optional<VictimSlots> ManagerCore::rank_with_lanes_open(const Locked<>& loc
                                                              bool default_fallback,
                                                              std::size_t& target) {
   lock_.open_lanes();
-  std::optional<VictimSlots> victims = rank_under_lock(locked, view, rule, default_fallback, target);
+  std::optional<VictimSlots> victims =
+      rank_under_lock(locked, view, rule, default_fallback, target);
   if (trim_probe_) trim_probe_(TrimPoint::ranked);
   lock_.close_lanes();
   return victims;

@@ -85,15 +85,15 @@ struct alignas(32) ConnEntry {
 struct alignas(64) PeerSlot {
   bool live = false;
   bool temporary = false;
-  bool is_protected = false;     // mirrors the protection table while live
+  bool is_protected = false;  // mirrors the protection table while live
   // A lock of this entry alone, for callers that hold it among others (the manager's lane
   // holders): 1 while held. Accessed only through std::atomic_ref.
   alignas(std::atomic_ref<std::uint8_t>::required_alignment) mutable std::uint8_t busy = 0;
-  std::uint32_t generation = 0;  // changes on every release
+  std::uint32_t generation = 0;        // changes on every release
   Relaxed<std::uint32_t> streams = 0;  // read by a trim while lane holders change it
   std::uint32_t inbound = 0;           // inbound connections
-  std::uint32_t best = kNoSlot;   // conn slot of the chosen path; in a free slot: next free
-  std::uint32_t decay = kNoSlot;  // the peer's decaying tags (DecayEngine), if any
+  std::uint32_t best = kNoSlot;        // conn slot of the chosen path; in a free slot: next free
+  std::uint32_t decay = kNoSlot;       // the peer's decaying tags (DecayEngine), if any
   PeerTags tags;
   CompactVector<std::uint32_t, 2> conns;  // connection slots
 };
@@ -149,7 +149,8 @@ class Pool {
     auto it = index_.find(peer);
     if (it == index_.end()) return kNoSlot;
     // During a batch, a released entry stays in the index until end_batch().
-    if (batch_ && !peers_[*it].live) [[unlikely]] return kNoSlot;
+    if (batch_ && !peers_[*it].live) [[unlikely]]
+      return kNoSlot;
     return *it;
   }
   PeerSlot& peer(std::uint32_t slot) { return peers_[slot]; }
@@ -255,9 +256,8 @@ class Pool {
     if (!batch_) return;
     batch_ = false;
     if (unindexed_count_ > 0) {
-      boost::unordered::erase_if(index_, [&](std::uint32_t slot) {
-        return slot < unindexed_.size() && unindexed_[slot];
-      });
+      boost::unordered::erase_if(
+          index_, [&](std::uint32_t slot) { return slot < unindexed_.size() && unindexed_[slot]; });
     }
     unindexed_count_ = 0;
     unindexed_ = {};

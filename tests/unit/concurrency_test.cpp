@@ -5,11 +5,11 @@
 // reservations, and what a trim keeps when a peer changes while it ranks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -104,15 +104,13 @@ TEST(Concurrency, ThreadsOnTheirOwnPeersEndInTheStateOfASequentialRun) {
   std::vector<std::thread> threads;
   for (std::size_t t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      own_peers_script(parallel.manager, parallel_connections[t],
-                       1 + t * kPerThread, kPerThread,
+      own_peers_script(parallel.manager, parallel_connections[t], 1 + t * kPerThread, kPerThread,
                        static_cast<std::uint32_t>(t) + 1, kRounds);
     });
   }
   for (std::thread& thread : threads) thread.join();
   for (std::size_t t = 0; t < kThreads; ++t) {
-    own_peers_script(sequential.manager, sequential_connections[t],
-                     1 + t * kPerThread, kPerThread,
+    own_peers_script(sequential.manager, sequential_connections[t], 1 + t * kPerThread, kPerThread,
                      static_cast<std::uint32_t>(t) + 1, kRounds);
   }
 
@@ -190,9 +188,9 @@ TEST(Concurrency, APeerProtectedBetweenTwoBatchesOfTheCommitIsLeftByThatTrim) {
         EXPECT_TRUE(r.all[0]->closed());
         EXPECT_TRUE(r.all[1]->closed());
         EXPECT_FALSE(r.all[5]->closed());
-        EXPECT_FALSE(r.h.manager.protect(peer_id(6), "keep"));         // protected
-        EXPECT_FALSE(r.h.manager.remove_connection(*r.all[6]));        // 7 leaves by itself
-        EXPECT_FALSE(r.h.manager.add_connection(                       // 8 gets a second one
+        EXPECT_FALSE(r.h.manager.protect(peer_id(6), "keep"));   // protected
+        EXPECT_FALSE(r.h.manager.remove_connection(*r.all[6]));  // 7 leaves by itself
+        EXPECT_FALSE(r.h.manager.add_connection(                 // 8 gets a second one
             std::make_shared<FakeConnection>(peer_id(8), Direction::outbound)));
       },
       2);

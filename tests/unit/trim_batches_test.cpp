@@ -84,9 +84,8 @@ TEST(TrimBatches, APeerThatChangesWhileTheTrimCommitsIsLeftByIt) {
   ManagerHarness h(trim_config(kLowWater, kPeers + 1));
   Connections all = fill(h);
   std::error_code ec;
-  DecayingTag score =
-      h.manager.register_decaying_tag("score", std::chrono::seconds(1), Decay::none(),
-                                      Bump::sum(), ec);
+  DecayingTag score = h.manager.register_decaying_tag("score", std::chrono::seconds(1),
+                                                      Decay::none(), Bump::sum(), ec);
   ASSERT_FALSE(ec);
   // Peers 1501..1505 are victims past the first batch; 1506 is one too, and unchanged.
   ASSERT_FALSE(h.manager.tag_peer(peer_id(1504), "extra", 1));
