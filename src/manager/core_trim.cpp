@@ -24,6 +24,15 @@ TrimmedEvent::Kind event_kind(ManagerCore::TrimKind kind) {
   return TrimmedEvent::Kind::explicit_trim;
 }
 
+// Takes the core's lock back, after the callers that waited for it while `lock` was let
+// go (unlocked, still associated).
+template <class Lockable>
+void retake_after_waiters(std::unique_lock<Lockable>& lock) {
+  Lockable& core = *lock.release();
+  core.lock_after_waiters();
+  lock = std::unique_lock<Lockable>(core, std::adopt_lock);
+}
+
 }  // namespace
 
 void ManagerCore::arm_background_check() {
@@ -260,11 +269,13 @@ void ManagerCore::commit_victims(std::unique_lock<Lock>& lock, const VictimSlots
     lock.unlock();
     act(out.batch);
     if (trim_probe_) trim_probe_(TrimPoint::batch_committed);
-    lock.release();
-    lock_.lock_after_waiters();
-    lock = std::unique_lock<Lock>(lock_, std::adopt_lock);
+    retake_after_waiters(lock);
   }
-  pool_.end_batch();
+  // The released entries leave the peer index one part per critical section.
+  while (!pool_.end_batch_step()) {
+    lock.unlock();
+    retake_after_waiters(lock);
+  }
 }
 
 bool ManagerCore::trim_in_place(std::unique_lock<Lock>& lock, TrimKind kind,

@@ -29,7 +29,6 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
-#include <boost/unordered/unordered_flat_set.hpp>
 
 #include "base/compact_vector.hpp"
 #include "base/paged_vector.hpp"
@@ -37,11 +36,10 @@
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/types.hpp"
 #include "pool/peer_id_table.hpp"
+#include "pool/peer_index.hpp"
 #include "tags/tag_table.hpp"
 
 namespace dep2p::connmgr::detail {
-
-inline constexpr std::uint32_t kNoSlot = UINT32_MAX;
 
 // One tracked connection. A free entry has a null handle and sits in the free list. 96
 // bytes: the remote endpoint as raw bytes (Pool::remote_of rebuilds it), flags as bits,
@@ -136,7 +134,7 @@ struct ConnectionFacts {
 
 class Pool {
  public:
-  Pool() : index_(0, SlotHash{&ids_}, SlotEqual{&ids_}) {}
+  Pool() : index_(ids_) {}
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -145,14 +143,7 @@ class Pool {
   // --- Peers -----------------------------------------------------------------------
 
   // The live slot of `peer`, or kNoSlot.
-  std::uint32_t find(const NodeId& peer) const {
-    auto it = index_.find(peer);
-    if (it == index_.end()) return kNoSlot;
-    // During a batch, a released entry stays in the index until end_batch().
-    if (batch_ && !peers_[*it].live) [[unlikely]]
-      return kNoSlot;
-    return *it;
-  }
+  std::uint32_t find(const NodeId& peer) const { return index_.find(peer); }
   PeerSlot& peer(std::uint32_t slot) { return peers_[slot]; }
   const PeerSlot& peer(std::uint32_t slot) const { return peers_[slot]; }
   PeerCold& cold(std::uint32_t slot) { return cold_[slot]; }
@@ -161,7 +152,7 @@ class Pool {
   // Slots in the peer table, live or free: slot numbers are below it.
   std::size_t peer_slots() const { return peers_.size(); }
   // Live entries, temporary ones included.
-  std::size_t peers() const { return index_.size() - unindexed_count_; }
+  std::size_t peers() const { return index_.size(); }
   // f(slot, entry) for every slot, live or free, in slot order.
   template <class F>
   void for_each_slot(F&& f) const {
@@ -179,12 +170,6 @@ class Pool {
 
   // Takes a slot for `id` (not yet in the pool).
   std::uint32_t add_peer(const NodeId& id, TimePoint now, bool temporary, bool is_protected) {
-    if (batch_) [[unlikely]] {
-      // The id's entry released in this batch, and the slot about to be reused, leave the
-      // index first: one entry per id, one per slot.
-      if (auto it = index_.find(id); it != index_.end()) unindex_now(*it);
-      if (free_peer_ != kNoSlot) unindex_now(free_peer_);
-    }
     std::uint32_t slot;
     if (free_peer_ != kNoSlot) {
       slot = free_peer_;
@@ -195,13 +180,14 @@ class Pool {
       peers_.emplace_back();
       cold_.emplace_back();
     }
+    index_.forget_stale(slot, id);
     ids_.assign(slot, id);
     PeerSlot& entry = peers_[slot];
     cold_[slot] = PeerCold{.first_seen = now};
     entry.live = true;
     entry.temporary = temporary;
     entry.is_protected = is_protected;
-    index_.insert(slot);
+    index_.insert(slot, id);
     if (temporary) ++counts_.temporary;
     return slot;
   }
@@ -232,35 +218,26 @@ class Pool {
     entry.live = false;
     entry.temporary = false;
     ++entry.generation;
-    if (batch_) {
-      if (slot >= unindexed_.size()) unindexed_.resize(peers_.size(), false);
-      unindexed_[slot] = true;  // leaves the index in end_batch()
-      ++unindexed_count_;
-    } else {
-      index_.erase(slot);
-    }
+    index_.erase(slot);
     entry.best = free_peer_;  // a free slot links to the next free one
     free_peer_ = slot;
   }
 
   // A commit that releases a large share of the peers takes their slots out of the index
-  // in one pass at the end, instead of one hashed erase each (a cache miss into the index
-  // and one into the id table per victim). The batch may last across several critical
-  // sections: until end_batch(), find() skips released entries still indexed, and
-  // add_peer() takes out of the index what it would otherwise duplicate.
+  // in a sweep after it, instead of one hashed erase each (a cache miss into the index
+  // and one into the id table per victim). The sweep goes one part of the index per
+  // end_batch_step(), so the owner can let its lock go between steps. The batch may last
+  // across several critical sections: until it ends, find() skips released entries
+  // still indexed, and add_peer() takes out of the index what it would otherwise
+  // duplicate.
   void begin_batch(std::size_t releases_expected) {
-    batch_ = releases_expected >= 1024 && releases_expected >= index_.size() / 8;
-    if (batch_) unindexed_.assign(peers_.size(), false);
+    index_.begin_batch(releases_expected, peers_.size());
   }
+  // True when the batch is over.
+  bool end_batch_step() { return index_.sweep_step(); }
   void end_batch() {
-    if (!batch_) return;
-    batch_ = false;
-    if (unindexed_count_ > 0) {
-      boost::unordered::erase_if(
-          index_, [&](std::uint32_t slot) { return slot < unindexed_.size() && unindexed_[slot]; });
+    while (!end_batch_step()) {
     }
-    unindexed_count_ = 0;
-    unindexed_ = {};
   }
 
   // --- Connections -----------------------------------------------------------------
@@ -350,49 +327,16 @@ class Pool {
   }
 
  private:
-  // The index stores only slot numbers (4 bytes each, so it stays cache-resident at 100k
-  // peers) and compares ids through the id table; NodeId keys work transparently.
-  struct SlotHash {
-    using is_transparent = void;
-    using is_avalanching = void;  // NodeId::hash already mixes every byte
-    const PeerIdTable* ids;
-    std::size_t operator()(std::uint32_t slot) const noexcept { return ids->hash(slot); }
-    std::size_t operator()(const NodeId& id) const noexcept { return id.hash(); }
-  };
-  struct SlotEqual {
-    using is_transparent = void;
-    const PeerIdTable* ids;
-    bool operator()(std::uint32_t a, std::uint32_t b) const noexcept { return a == b; }
-    bool operator()(const NodeId& id, std::uint32_t slot) const noexcept {
-      return ids->equals(slot, id);
-    }
-    bool operator()(std::uint32_t slot, const NodeId& id) const noexcept {
-      return ids->equals(slot, id);
-    }
-  };
-
   void pack_remote(ConnEntry& c, std::uint32_t conn_slot, const Endpoint& remote);
-  // During a batch: takes a released slot still indexed (under the id it had) out of the
-  // index at once.
-  void unindex_now(std::uint32_t slot) {
-    if (slot >= unindexed_.size() || !unindexed_[slot]) return;
-    index_.erase(slot);  // hashes the id the slot still holds
-    unindexed_[slot] = false;
-    --unindexed_count_;
-  }
 
   PoolCounts counts_;
   // Peer entries by slot, with their cold parts and ids at the same index. A slot is live
-  // iff it is in index_ (or, during a batch release, not marked in unindexed_).
+  // iff index_ finds it under its id.
   PagedVector<PeerSlot> peers_;
   PagedVector<PeerCold> cold_;
   PeerIdTable ids_;
-  boost::unordered_flat_set<std::uint32_t, SlotHash, SlotEqual> index_;
+  PeerIndex index_;
   std::uint32_t free_peer_ = kNoSlot;  // free peer slots, linked through PeerSlot::best
-  // Slots released during a batch (see begin_batch), still in index_.
-  bool batch_ = false;
-  std::vector<bool> unindexed_;
-  std::size_t unindexed_count_ = 0;
   // Every tracked connection at its Connection slot; free ones linked through peer_slot.
   PagedVector<ConnEntry> conns_;
   std::uint32_t free_conn_ = kNoSlot;

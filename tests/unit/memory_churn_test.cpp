@@ -1,12 +1,14 @@
 // Memory stays bounded under churn (issue 3, acceptance 5): a million peers connect, get
 // plain and decaying tags, disconnect and are retained for tag_retention, and afterwards
-// the manager holds exactly as many heap bytes as after a warm-up wave of the same shape.
+// the manager holds as many heap bytes as after a warm-up wave of the same shape, within
+// the few KB by which the peer index's parts move as they rehash (kIndexSlack).
 //
 // The measure is the number of live bytes obtained through operator new, counted by the
 // replacements in tests/support/counting_allocator.cpp. This file is in its own executable
 // because replacing the global operator new and delete applies to the whole program.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
@@ -103,15 +105,25 @@ TEST(MemoryChurn, AMillionPeersLeaveTheManagersHeapAtItsBaseline) {
   ASSERT_EQ(manager.stats().temporary_peers, 0u);
   const std::int64_t baseline = live_bytes();
 
+  // The peer index is split in parts by hash (src/pool/peer_index.hpp); each part's
+  // table rehashes by its own load, so its capacity follows its share of a wave, which
+  // varies from wave to wave. That moves the heap by a few KB either way; a leak of one
+  // byte per peer would hold 1 MB by the end.
+  constexpr std::int64_t kIndexSlack = 16 * 1024;
   std::size_t failures = 0;
+  std::int64_t highest = baseline;
   for (std::size_t wave = 1; wave <= kWaves; ++wave) {
     failures +=
         churn_wave(manager, *time, tag, 1 + wave * kWave, kWave, connections, remote, kRetention);
+    highest = std::max(highest, live_bytes());
   }
   const std::int64_t after = live_bytes();
 
   EXPECT_EQ(failures, 0u);
-  EXPECT_EQ(after, baseline) << "bytes still held after 1M peers: " << (after - baseline);
+  EXPECT_LE(after, baseline + kIndexSlack)
+      << "bytes still held after 1M peers: " << (after - baseline);
+  EXPECT_LE(highest, baseline + kIndexSlack)
+      << "bytes held after the worst wave: " << (highest - baseline);
   const Stats stats = manager.stats();
   EXPECT_EQ(stats.connections, 0u);
   EXPECT_EQ(stats.peers, 0u);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "pool/pool.hpp"
 #include "support/fake_connection.hpp"
@@ -145,6 +146,63 @@ TEST_F(PoolTest, ABatchReleaseLeavesTheIndexInOnePassWithTheSameResult) {
   for (std::uint64_t p = 0; p < kPeers; ++p) {
     EXPECT_EQ(pool.find(peer_id(p)) == kNoSlot, p % 2 == 0) << p;
   }
+}
+
+// The sweep goes one part of the index per step; between steps (where the owner lets
+// its lock go) peers are found, added back, and released, and the index stays exact.
+TEST_F(PoolTest, ABatchSweptInStepsStaysExactWhilePeersComeAndGoBetweenSteps) {
+  constexpr std::uint64_t kPeers = 4096;
+  for (std::uint64_t p = 0; p < kPeers; ++p) add(p, Direction::inbound);
+  pool.begin_batch(kPeers / 2);
+  for (std::uint64_t p = 0; p < kPeers; p += 2) {
+    const std::uint32_t slot = pool.find(peer_id(p));
+    pool.detach(pool.peer(slot).conns.front());
+    pool.release_peer(slot, names);
+  }
+  EXPECT_EQ(pool.peers(), kPeers / 2);
+  // Released ids are not found before any sweep; one comes back (its stale entry and
+  // the reused slot's leave the index first).
+  EXPECT_EQ(pool.find(peer_id(0)), kNoSlot);
+  add(0, Direction::inbound);
+  std::set<std::uint64_t> live;
+  for (std::uint64_t p = 1; p < kPeers; p += 2) live.insert(p);
+  live.insert(0);
+  std::size_t steps = 0;
+  std::uint64_t next_back = 2;  // released ids added back, one per step
+  std::uint64_t next_gone = 1;  // live ids released, one per step
+  while (!pool.end_batch_step()) {
+    ++steps;
+    ASSERT_LT(steps, 1000u);
+    add(next_back, Direction::inbound);
+    live.insert(next_back);
+    next_back += 2;
+    const std::uint32_t slot = pool.find(peer_id(next_gone));
+    ASSERT_NE(slot, kNoSlot);
+    pool.detach(pool.peer(slot).conns.front());
+    pool.release_peer(slot, names);
+    live.erase(next_gone);
+    next_gone += 2;
+    EXPECT_EQ(pool.peers(), live.size());
+  }
+  EXPECT_GT(steps, 4u);  // swept in parts, not in one pass
+  EXPECT_EQ(pool.peers(), live.size());
+  EXPECT_EQ(pool.counts().connections, live.size());
+  for (std::uint64_t p = 0; p < kPeers; ++p) {
+    const std::uint32_t slot = pool.find(peer_id(p));
+    ASSERT_EQ(slot != kNoSlot, live.contains(p)) << p;
+    if (slot != kNoSlot) {
+      EXPECT_EQ(pool.id_of(slot), peer_id(p));
+    }
+  }
+  // Every released slot is reusable, and each id is indexed once: releasing every live
+  // peer empties the index.
+  for (const std::uint64_t p : live) {
+    const std::uint32_t slot = pool.find(peer_id(p));
+    pool.detach(pool.peer(slot).conns.front());
+    pool.release_peer(slot, names);
+  }
+  EXPECT_EQ(pool.peers(), 0u);
+  for (std::uint64_t p = 0; p < kPeers; ++p) EXPECT_EQ(pool.find(peer_id(p)), kNoSlot) << p;
 }
 
 TEST_F(PoolTest, TheRemoteEndpointComesBackAsItWentInScopeIdIncluded) {
