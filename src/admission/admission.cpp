@@ -12,6 +12,7 @@ std::string_view to_string(Stage stage) noexcept {
     case Stage::stream: return "stream";
     case Stage::resources: return "resources";
     case Stage::bind: return "bind";
+    case Stage::claim: return "claim";
   }
   return "unknown";
 }

@@ -19,6 +19,7 @@
 #include <boost/unordered/unordered_flat_map.hpp>
 
 #include "admission/subnet_counter.hpp"
+#include "base/compact_vector.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr::detail {
@@ -31,6 +32,9 @@ struct Charge {
   std::optional<boost::asio::ip::address> capped_address;  // a place under the caps
   std::uint64_t memory = 0;                                // reserved bytes
   std::size_t fds = 0;                                     // reserved descriptors
+  // Claims the extension (the realm layer) made on this admission: tokens only it reads,
+  // handed back to it when the admission ends, added or not (PoolExtension::on_claims_end).
+  CompactVector<std::uint64_t, 1> claims;
 };
 
 // A peer's admission counts (its open connections and streams are the pool's).
@@ -63,11 +67,16 @@ class AdmissionLedger {
     if (charge.pending) ++peers_[peer].pending[index(charge.direction)];
   }
   // Ends a reservation: every count it holds is undone and its place under the caps given
-  // back. Returns false for an id that is not live.
+  // back; `last_look(charge)` runs first. Returns false for an id that is not live.
   bool close(std::uint64_t id, SubnetCounter& caps) {
+    return close(id, caps, [](const Charge&) {});
+  }
+  template <class F>
+  bool close(std::uint64_t id, SubnetCounter& caps, F&& last_look) {
     auto it = reservations_.find(id);
     if (it == reservations_.end()) return false;
     Charge& charge = it->second;
+    last_look(static_cast<const Charge&>(charge));
     if (charge.capped_address) caps.remove(*charge.capped_address);
     count(charge, -1);
     reservations_.erase(it);

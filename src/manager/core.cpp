@@ -107,6 +107,26 @@ void ManagerCore::publish(Event event) {
   hub_.drain();
 }
 
+std::optional<bool> ManagerCore::claim(const Reservation& reservation, ClaimCheck& check) {
+  std::lock_guard lock(lock_);
+  if (closed_ || !reservation.valid()) return std::nullopt;
+  Charge* charge = ledger_.find(reservation.id());
+  if (charge == nullptr || !charge->peer) return std::nullopt;
+  return check.check(Locked<>{}, *charge->peer, charge->claims);
+}
+
+void ManagerCore::end_claims(const Locked<>& locked, const Charge& charge,
+                             const ConnectionPlace* added) noexcept {
+  auto extension = policies_.extension.lock();
+  if (!extension || !charge.peer) return;
+  std::vector<Event> events;
+  extension->on_claims_end(
+      locked, *charge.peer,
+      std::span<const std::uint64_t>(charge.claims.data(), charge.claims.size()), added,
+      hub_.has_subscribers() ? &events : nullptr);
+  for (Event& event : events) hub_.enqueue(std::move(event));
+}
+
 Refusal ManagerCore::refuse(Stage stage, RefusalReason reason, std::string scope, std::string limit,
                             std::string message) {
   Refusal refusal =

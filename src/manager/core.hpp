@@ -160,6 +160,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   Refusal refuse(Stage stage, RefusalReason reason, std::string scope, std::string limit,
                  std::string message) override;
   TimePoint now() const override { return env_.time->now(); }
+  std::optional<bool> claim(const Reservation& reservation, ClaimCheck& check) override;
 
  private:
   // What a lane holder keeps of its own; whole holders read it.
@@ -315,6 +316,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   bool gater_allows(const boost::asio::ip::address& address);
   Reservation open_reservation(const Locked<>& locked, Charge charge);
   void release_reservation(std::uint64_t id) noexcept override;  // ReservationOwner
+  // Tells the extension that an admission with claims ended (added at `added`, or
+  // released) and queues the events it returns.
+  void end_claims(const Locked<>& locked, const Charge& charge,
+                  const ConnectionPlace* added) noexcept;
   // The gater asked for a re-check: close the connections intercept_secured now denies.
   void regate();
 

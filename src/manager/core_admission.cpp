@@ -85,7 +85,9 @@ Reservation ManagerCore::open_reservation(const Locked<>&, Charge charge) {
 
 void ManagerCore::release_reservation(std::uint64_t id) noexcept {
   std::lock_guard lock(lock_);
-  ledger_.close(id, caps_);
+  ledger_.close(id, caps_, [this](const Charge& charge) {
+    if (!charge.claims.empty()) end_claims(Locked<>{}, charge, nullptr);
+  });
 }
 
 DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
@@ -260,12 +262,17 @@ std::error_code ManagerCore::add_reserved(std::shared_ptr<Connection> handle,
       return Errc::invalid_argument;  // not this connection's reservation
     }
     const Connection* key = handle.get();
+    const bool claimed = !charge->claims.empty();
     if (auto ec = insert_connection(locked, std::move(handle), *facts, charge->capped_address)) {
       return ec;  // the reservation (still registered) releases everything
     }
-    if (apply_path_rules(locked, ConnectionAccess::slot(*key), effects)) {
-      effects.reselect.push_back(facts->peer);
+    const std::uint32_t slot = ConnectionAccess::slot(*key);
+    if (claimed) {
+      // The claims become bindings before anyone else sees the connection.
+      const ConnectionPlace place{slot, pool_.conn(slot).id};
+      end_claims(locked, *ledger_.find(reservation.id()), &place);
     }
+    if (apply_path_rules(locked, slot, effects)) effects.reselect.push_back(facts->peer);
     // The connection now holds the address's place; the pending slot ends.
     ledger_.consume(reservation.take(TokenKey{}));
   }

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/compact_vector.hpp"
 #include "dep2p/connmgr/admission.hpp"
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/events.hpp"
@@ -43,6 +44,20 @@ struct DetachedConnection {
   CloseReason reason;
 };
 
+// The claims of one admission: tokens the layer writes and reads, kept on the admission.
+using ClaimTokens = CompactVector<std::uint64_t, 1>;
+
+// The layer's check of one claim (CoreDoor::claim), run under the core's lock.
+class ClaimCheck {
+ public:
+  // Checks a claim by `peer` and, when it is accepted, records it in `tokens`; the
+  // layer's own lock is taken inside (the lock order holds).
+  virtual bool check(const Locked<>& locked, const NodeId& peer, ClaimTokens& tokens) = 0;
+
+ protected:
+  ~ClaimCheck() = default;
+};
+
 // What the core offers the layer. Every call takes the core's lock itself: the caller
 // holds none.
 class CoreDoor {
@@ -56,6 +71,10 @@ class CoreDoor {
                          std::string message) = 0;
   // The manager's time.
   virtual TimePoint now() const = 0;
+  // Runs `check` on an open reservation of this manager that knows its peer (after
+  // on_secured), under the core's lock, and returns its verdict; nullopt when the
+  // reservation is not open here, does not know its peer yet, or the core is closed.
+  virtual std::optional<bool> claim(const Reservation& reservation, ClaimCheck& check) = 0;
 
  protected:
   ~CoreDoor() = default;
@@ -73,6 +92,12 @@ class PoolExtension {
   // appended there are published right after.
   virtual void on_detached(const Locked<>& locked, std::span<const DetachedConnection> batch,
                            std::span<const NodeId> peers, std::vector<Event>* events) = 0;
+  // Once when an admission with claims ends: consumed by the add of `peer`'s connection
+  // now at `added`, in the same critical section as the add, or released without one
+  // (`added` null). `events` as in on_detached.
+  virtual void on_claims_end(const Locked<>& locked, const NodeId& peer,
+                             std::span<const std::uint64_t> claims, const ConnectionPlace* added,
+                             std::vector<Event>* events) noexcept = 0;
   // Once per trim ranking: the victims among the view's candidates covering `rule`'s
   // target, which follows from the candidates' connections the layer counts on its one
   // walk over the view (returned in `target`); or nullopt to leave the choice to the

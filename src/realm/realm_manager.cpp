@@ -133,6 +133,7 @@ std::optional<ConfigError> State::check_against_node(const RealmConfig& config, 
 RealmConnectionManager::RealmConnectionManager(executor_type executor, Config config,
                                                Dependencies deps)
     : state_(std::make_shared<State>()) {
+  state_->self = state_;
   if (auto error = config.validate()) {
     throw std::invalid_argument("connmgr Config." + error->field + ": " + error->message);
   }
@@ -170,10 +171,13 @@ std::error_code RealmConnectionManager::create_realm(std::string_view realm,
   auto entry = std::make_unique<State::Realm>();
   entry->name = std::string(realm);
   entry->config = config;
+  entry->generation = ++state_->realms_created;
   // What may throw comes first, so that a failure leaves no trace.
   state_->realm_table.reserve(state_->realm_table.size() + 1);
+  state_->by_name.reserve(state_->by_name.size() + 1);
   State::Realm* added = entry.get();
   state_->realms.emplace(added->name, std::move(entry));
+  state_->by_name.emplace(added->name, added);  // keyed by the realm's own name
   if (state_->free_realm_indices.empty()) {
     added->index = static_cast<std::uint32_t>(state_->realm_table.size());
     state_->realm_table.push_back(added);
@@ -215,6 +219,7 @@ std::error_code RealmConnectionManager::remove_realm(std::string_view realm) {
     state_->reserved -= gone->config.min_reserved;
     state_->realm_table[gone->index] = nullptr;  // no binding names it any more
     state_->free_realm_indices.push_back(gone->index);
+    state_->by_name.erase(std::string_view(gone->name));
     state_->realms.erase(it);
   }
   for (Event& e : events) state_->door->publish(std::move(e));
@@ -237,7 +242,7 @@ std::error_code RealmConnectionManager::set_realm_limit(std::string_view realm,
   state_->reserved = others + config.min_reserved;
   entry->config = config;
   if (config.high_water > 0 && entry->connections >= config.high_water) {
-    state_->schedule_trim(*entry, state_);
+    state_->schedule_trim(*entry);
   }
   return {};
 }
@@ -305,7 +310,7 @@ std::error_code RealmConnectionManager::bind(const Connection& connection, std::
     } else {
       state_->add(b, *entry, peer);
       if (c.high_water > 0 && entry->connections >= c.high_water) {
-        state_->schedule_trim(*entry, state_);
+        state_->schedule_trim(*entry);
       }
     }
   }
@@ -386,6 +391,7 @@ std::optional<RealmStats> RealmConnectionManager::realm_stats(std::string_view r
   RealmStats stats = entry->stats;
   stats.connections = entry->connections;
   stats.members = entry->members.live();
+  stats.pending = entry->claims;
   return stats;
 }
 

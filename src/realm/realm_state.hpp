@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <boost/unordered/unordered_flat_set.hpp>
 
 #include "base/compact_vector.hpp"
@@ -46,6 +48,13 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
     // Connections this realm's own trim is closing (their closure is not "global").
     boost::unordered_flat_set<ConnectionId, IdHash> own_trim;
     std::uint32_t index = 0;  // in realm_table, for as long as the realm exists
+    // Tells this realm from an earlier one at the same index (a claim names both).
+    std::uint32_t generation = 0;
+    // Claims outstanding: places held under hard_max. With max_members set, the peers that
+    // were not members when they claimed, with their claims' count: places held under
+    // max_members.
+    std::size_t claims = 0;
+    boost::unordered_flat_map<NodeId, std::uint32_t, NodeIdHash> claimants;
   };
 
   // The realms one connection is bound to, at the connection's slot in the pool: the node's
@@ -87,18 +96,30 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   // --- State (guarded by `mutex` unless said otherwise) ------------------------------
   mutable std::mutex mutex;
   std::map<std::string, std::unique_ptr<Realm>, std::less<>> realms;
+  // The same realms by name, hashed: the lookup every claim and bind makes.
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view name) const noexcept {
+      return std::hash<std::string_view>{}(name);
+    }
+  };
+  boost::unordered_flat_map<std::string_view, Realm*, NameHash> by_name;
   // Every realm at its `index`; null where a removed realm was (free_realm_indices).
   std::vector<Realm*> realm_table;
   std::vector<std::uint32_t> free_realm_indices;
-  std::vector<Binding> bindings;  // by the connection's pool slot
-  std::size_t bound_slots = 0;    // bindings with at least one realm
-  std::size_t reserved = 0;       // sum of the realms' min_reserved
+  std::vector<Binding> bindings;     // by the connection's pool slot
+  std::uint32_t realms_created = 0;  // the last realm's generation
+  std::size_t bound_slots = 0;       // bindings with at least one realm
+  std::size_t reserved = 0;          // sum of the realms' min_reserved
   bool closed = false;
   // Calls to bind() under way. While there are none, every binding with a realm belongs to
   // the connection now in its slot (a bind that raced its connection's closure undoes
   // itself before it returns), so a ranking may read the bindings with no id to check;
   // while there are some, it checks each binding's id against the connection's.
   std::atomic<std::uint32_t> binds_in_flight{0};
+  // This state, for the trims it posts from calls that hold no reference to it. Set once
+  // by the constructor. Not guarded.
+  std::weak_ptr<State> self;
   // The core's door: set once by attach(), before any connection exists. Not guarded.
   detail::CoreDoor* door = nullptr;
   // Declared last, destroyed first (see ~State).
@@ -112,8 +133,8 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
 
   // --- Lookups (REQUIRES: mutex) -------------------------------------------------------
   Realm* find(std::string_view name) const {
-    auto it = realms.find(name);
-    return it == realms.end() ? nullptr : it->second.get();
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : it->second;
   }
   // The live member entry for `peer`, or null with the error to return.
   detail::Member* find_member(std::string_view realm, const NodeId& peer,
@@ -137,6 +158,12 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
     list.pop_back();
   }
 
+  // --- Claims (realm_claims.cpp; REQUIRES: mutex) -------------------------------------
+  // The realm a claim token names, if it still exists, and whether the claim holds a
+  // member place; and the token of a claim.
+  Realm* claimed_realm(std::uint64_t token, bool& member_place) const;
+  static std::uint64_t claim_token(const Realm& realm, bool member_place);
+
   // --- Bindings (REQUIRES: mutex) ------------------------------------------------------
   // Binds the connection of binding `b`, to `peer`, to `realm` (b.id set). What may throw
   // comes first: a failed bind leaves every count as it was.
@@ -149,11 +176,14 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   static std::optional<ConfigError> check_against_node(const RealmConfig& config,
                                                        std::size_t others, const Config& node);
 
-  // --- The extension (realm_ranking.cpp) ----------------------------------------------
+  // --- The extension (realm_ranking.cpp; on_claims_end in realm_claims.cpp) ------------
   void attach(detail::CoreDoor& core) override { door = &core; }
   void on_detached(const detail::Locked<>& locked,
                    std::span<const detail::DetachedConnection> batch, std::span<const NodeId> peers,
                    std::vector<Event>* events) override;
+  void on_claims_end(const detail::Locked<>& locked, const NodeId& peer,
+                     std::span<const std::uint64_t> claims, const detail::ConnectionPlace* added,
+                     std::vector<Event>* events) noexcept override;
   std::optional<detail::VictimSlots> rank(const detail::Locked<>& locked,
                                           const detail::CandidateView& view,
                                           const detail::TrimTarget& rule,
@@ -162,7 +192,7 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   // --- A realm's own trim (realm_trim.cpp) ---------------------------------------------
   std::size_t trim_realm(std::string_view name);
   // Posts a trim of the realm on the manager's executor. REQUIRES: mutex.
-  void schedule_trim(Realm& realm, const std::shared_ptr<State>& self);
+  void schedule_trim(Realm& realm);
 };
 
 }  // namespace dep2p::connmgr

@@ -92,13 +92,12 @@ std::size_t State::trim_realm(std::string_view name) {
   return closed_count;
 }
 
-void State::schedule_trim(Realm& realm, const std::shared_ptr<State>& self) {
+void State::schedule_trim(Realm& realm) {
   if (realm.trim_scheduled || closed) return;
   realm.trim_scheduled = true;
-  boost::asio::post(manager->get_executor(),
-                    [weak = std::weak_ptr<State>(self), name = realm.name] {
-                      if (auto state = weak.lock()) state->trim_realm(name);
-                    });
+  boost::asio::post(manager->get_executor(), [weak = self, name = realm.name] {
+    if (auto state = weak.lock()) state->trim_realm(name);
+  });
 }
 
 }  // namespace dep2p::connmgr

@@ -80,9 +80,10 @@ BENCHMARK(BM_Trim)
 // a share (low water) of half its connections and a reserve of a quarter, so the node's
 // trim from N to N/2 runs the realm rules over every candidate. Compare with BM_Trim.
 struct RealmPool {
-  explicit RealmPool(std::size_t n)
+  explicit RealmPool(std::size_t n) : RealmPool(n, bench_config(n)) {}
+  RealmPool(std::size_t n, cm::Config config)
       : time(std::make_shared<cm::ManualTimeSource>(io)),
-        node(io, bench_config(n), cm::Dependencies{.time_source = time}) {
+        node(io, std::move(config), cm::Dependencies{.time_source = time}) {
     constexpr std::size_t kRealms = 100;
     cm::RealmConfig realm;
     realm.low_water = n / kRealms / 2;
@@ -123,6 +124,44 @@ void BM_RealmTrim(benchmark::State& state) {
   state.counters["closed"] = static_cast<double>(closed);
 }
 BENCHMARK(BM_RealmTrim)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
+
+// The admission of an inbound connection up to its add: admit_inbound, on_secured for a
+// peer not in the pool, and (second argument 1) a claim of one realm, with the pool of
+// BM_RealmTrim (N connections bound to 100 realms); the reservation is then released.
+// The difference between the two is what a realm claim costs.
+void BM_AdmitSecured(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const bool claim = state.range(1) != 0;
+  cm::Config config = bench_config(n);
+  const cm::Rate huge{1e9, 1e9};
+  config.limits.inbound_rate.ipv4_24 = huge;
+  config.limits.inbound_rate.ipv4_16 = huge;
+  config.limits.system.connections_inbound = 10 * n;
+  config.limits.system.connections_total = 10 * n;
+  RealmPool pool(n, config);
+  cm::ConnectionManager& manager = pool.node.manager();
+  std::vector<cm::Endpoint> remotes;
+  std::vector<cm::NodeId> peers;
+  for (std::size_t i = 0; i < 1024; ++i) {
+    remotes.push_back(cm::Endpoint{
+        boost::asio::ip::make_address_v4(0x0a000000u + static_cast<std::uint32_t>(i)), 4001});
+    peers.push_back(peer_id(n + i));
+  }
+  std::size_t i = 0;
+  std::size_t refused = 0;
+  for (auto _ : state) {
+    cm::Admission admitted = manager.admit_inbound(remotes[i]);
+    if (!admitted ||
+        manager.on_secured(admitted.reservation, cm::Direction::inbound, peers[i], remotes[i]) ||
+        (claim && pool.node.claim(admitted.reservation, "realm-7"))) {
+      ++refused;
+    }
+    i = (i + 1) & 1023;
+  }  // each iteration's reservation is released as it goes out of scope
+  state.counters["refused"] = static_cast<double>(refused);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_AdmitSecured)->Args({100'000, 0})->Args({100'000, 1});
 
 // One decay tick over N peers that each hold a decaying tag (built-in fixed decay; the
 // values are large so that no tag is removed however many ticks run).

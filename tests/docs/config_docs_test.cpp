@@ -248,6 +248,7 @@ Fields<RealmConfig> realm_fields() {
       {"low_water", [](const RealmConfig& r) { return count(r.low_water); }},
       {"high_water", [](const RealmConfig& r) { return count(r.high_water); }},
       {"min_reserved", [](const RealmConfig& r) { return count(r.min_reserved); }},
+      {"max_pending", [](const RealmConfig& r) { return count(r.max_pending); }},
   };
 }
 

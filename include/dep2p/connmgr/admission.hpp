@@ -26,7 +26,18 @@
 namespace dep2p::connmgr {
 
 // The admission stages, cheapest first.
-enum class Stage : std::uint8_t { dial, dial_addr, accept, secured, add, stream, resources, bind };
+// `claim`: RealmConnectionManager::claim, between on_secured and add_connection.
+enum class Stage : std::uint8_t {
+  dial,
+  dial_addr,
+  accept,
+  secured,
+  add,
+  stream,
+  resources,
+  bind,
+  claim
+};
 std::string_view to_string(Stage stage) noexcept;
 
 // What refused: counted separately in Stats::refusals_by_reason.
@@ -40,7 +51,7 @@ enum class RefusalReason : std::uint8_t {
   subnet_cap,        // a per-address or per-subnet connection cap
   rate_limit,        // a token bucket was empty
   hook,              // a before_connect / after_handshake hook rejected
-  realm_limit,       // a realm's hard_max or max_members (RealmConnectionManager::bind)
+  realm_limit,       // a realm's hard_max or max_members (RealmConnectionManager claim, bind)
 };
 inline constexpr std::size_t kRefusalReasonCount = 10;
 std::string_view to_string(RefusalReason reason) noexcept;

@@ -1,8 +1,11 @@
 // RealmConnectionManager: per-application pools ("realms") inside one node's pool, each
 // with its own limits, tags, protections and trimming (docs/design.md, "Realms").
 //
-// A connection enters the node's pool as usual (add_connection on manager()). Once the
-// host has authenticated the peer into a realm it binds the connection to it; one
+// A connection enters the node's pool as usual (add_connection on manager()). When the
+// host knows the realms a peer authenticated into before the connection is added, it
+// claims them on the admission's reservation: the realm's limits are checked then, and
+// the add binds the connection to them in the same step, so a connection its realm
+// refuses never enters the pool. Otherwise the host binds an added connection later. One
 // connection may be bound to several realms and then counts once globally and once in
 // each of them. Bindings end with unbind(), remove_realm(), or by themselves when the
 // connection leaves the pool for any reason.
@@ -11,8 +14,14 @@
 //   dep2p::connmgr::RealmConfig chat;
 //   chat.hard_max = 64; chat.low_water = 16; chat.high_water = 48; chat.min_reserved = 8;
 //   node.create_realm("chat", chat);
-//   node.manager().add_connection(connection);              // the global pool
-//   if (node.bind(*connection, "chat") == dep2p::connmgr::Errc::realm_full) ...
+//   auto admitted = node.manager().admit_inbound(remote);
+//   ... handshake ...
+//   node.manager().on_secured(admitted.reservation, Direction::inbound, peer, remote);
+//   if (node.claim(admitted.reservation, "chat")) return;  // refused: never in the pool
+//   node.manager().add_connection(connection, std::move(admitted.reservation));  // bound
+//
+//   node.manager().add_connection(other);                   // or: in the pool first,
+//   if (node.bind(*other, "chat") == dep2p::connmgr::Errc::realm_full) ...  // then bound
 //
 // Trimming, in short (docs/architecture.md, "Realms", has the full rules and why):
 // - A realm holding high_water bound connections is trimmed among its own members down
@@ -62,6 +71,10 @@ struct RealmConfig {
   std::size_t high_water = 0;
   // Bound connections the node's trim leaves alone (force_trim excepted).
   std::size_t min_reserved = 0;
+  // Claims outstanding (claimed reservations not yet added or dropped); a claim beyond it
+  // is refused with Errc::limit_exceeded. Claims count towards hard_max and max_members
+  // from the claim on.
+  std::size_t max_pending = 0;
 
   // The first rule broken: min_reserved <= low_water <= high_water <= hard_max (where
   // set), max_members <= hard_max.
@@ -73,7 +86,10 @@ struct RealmStats {
   std::size_t members = 0;      // distinct peers bound now
   std::uint64_t binds = 0;
   std::uint64_t unbinds = 0;           // explicit, by disconnect, or by remove_realm
-  std::uint64_t refused_full = 0;      // binds refused with realm_full
+  std::size_t pending = 0;             // claims outstanding now
+  std::uint64_t claims = 0;            // claims accepted (each became a binding or ended)
+  std::uint64_t refused_full = 0;      // binds and claims refused with realm_full
+  std::uint64_t refused_pending = 0;   // claims refused at max_pending
   std::uint64_t trims = 0;             // realm trims that ran
   std::uint64_t trimmed = 0;           // connections closed by realm trims
   std::uint64_t trimmed_globally = 0;  // bound connections closed by the node's trims
@@ -117,6 +133,23 @@ class RealmConnectionManager {
                                   ConfigError* error = nullptr);
   std::optional<RealmConfig> realm_config(std::string_view realm) const;
   std::vector<std::string> realms() const;
+
+  // --- Claims -----------------------------------------------------------------------
+  // Claims the realm for the connection an admission will add: call it after
+  // manager().on_secured() (the reservation knows its peer), before add_connection. The
+  // realm's hard_max and max_members count its bound connections and its outstanding
+  // claims; max_pending its outstanding claims. On success the claim holds its place
+  // until the reservation ends: add_connection(connection, reservation) binds the
+  // connection to every realm claimed, in the step that adds it (a RealmBoundEvent each),
+  // and dropping the reservation gives the places back.
+  // Errc::realm_full (hard_max, max_members) and Errc::limit_exceeded (max_pending) with
+  // a refusal at Stage::claim naming the realm and the limit; Errc::invalid_argument for
+  // a reservation that is not open in manager() or before on_secured; Errc::unknown_realm.
+  // Claiming a realm twice on one reservation is a no-op. A peer that is a member when it
+  // claims is counted as one; should it leave the realm before the add, the add may take
+  // the realm one member over max_members (so may claims made while max_members was 0).
+  std::error_code claim(const Reservation& reservation, std::string_view realm,
+                        Refusal* refusal = nullptr);
 
   // --- Binding ----------------------------------------------------------------------
   // Binds a connection tracked by manager() to the realm. Errc::realm_full when the realm
