@@ -58,6 +58,13 @@ class PeerIdTable {
     return diff == 0;
   }
 
+  // The last byte of the slot's id.
+  std::uint8_t last_byte(std::uint32_t slot) const noexcept {
+    const Packed& packed = ids_[slot];
+    if (packed.size > kInline) return long_.find(slot)->second.bytes().back();
+    return packed.bytes[packed.size - 1];
+  }
+
   // NodeId::hash() of the slot's id.
   std::size_t hash(std::uint32_t slot) const noexcept {
     const Packed& packed = ids_[slot];

@@ -11,9 +11,11 @@
 //
 // The index stores slot numbers only (4 bytes each, so it stays cache-resident at 100k
 // peers) and hashes and compares ids through the id table. It is split into kParts hash
-// tables by bits of the id's hash that neither a table's position (the high bits) nor its
-// fingerprint (the low byte) uses, so a batch's removals can be swept one part at a time,
-// each sweep a short step, instead of one pass over the whole index.
+// tables by the id's last byte, so that a batch's removals can be swept one part at a
+// time, each sweep a short step, instead of one pass over the whole index. The last byte,
+// not the hash, chooses the part so that a lookup loads its table while it hashes the id.
+// Ids are hashes or public keys, so their last bytes spread evenly; ids made to share one
+// only make that part's sweep longer, never a lookup wrong.
 //
 // Thread safety: none; the owner locks.
 #pragma once
@@ -37,15 +39,14 @@ class PeerIndex {
  public:
   static constexpr std::size_t kParts = 32;
 
-  explicit PeerIndex(const PeerIdTable& ids) : ids_(&ids), parts_(make_parts(ids, hint_)) {}
+  explicit PeerIndex(const PeerIdTable& ids) : ids_(&ids), parts_(make_parts(ids)) {}
   PeerIndex(const PeerIndex&) = delete;
   PeerIndex& operator=(const PeerIndex&) = delete;
 
   // The live slot of `id`, or kNoSlot.
   std::uint32_t find(const NodeId& id) const {
-    const std::size_t hash = id.hash();
-    const Set& part = parts_[part_of(hash)];
-    auto it = part.find(Keyed{&id, hash});
+    const Set& part = parts_[part_of(id)];
+    auto it = part.find(id);
     if (it == part.end()) return kNoSlot;
     // During a batch, a removed slot stays in its part until that part is swept.
     if (batch_ && marked(*it)) [[unlikely]]
@@ -62,16 +63,15 @@ class PeerIndex {
   void forget_stale(std::uint32_t slot, const NodeId& id) {
     if (!batch_) [[likely]]
       return;
-    if (auto old = find_any(id, id.hash()); old != kNoSlot && marked(old)) erase_now(old);
+    const Set& part = parts_[part_of(id)];
+    if (auto it = part.find(id); it != part.end() && marked(*it)) erase_now(*it);
     if (marked(slot)) erase_now(slot);
   }
 
   // Indexes `slot` under `id`, which the id table now holds for it. REQUIRES: `id` is
   // not in the index (forget_stale() first during a batch).
   void insert(std::uint32_t slot, const NodeId& id) {
-    const std::size_t hash = id.hash();
-    hint_ = Hint{slot, hash};
-    parts_[part_of(hash)].insert(slot);
+    parts_[part_of(id)].insert(slot);
     ++size_;
   }
 
@@ -112,60 +112,40 @@ class PeerIndex {
   }
 
  private:
-  // A lookup key whose hash is already known.
-  struct Keyed {
-    const NodeId* id;
-    std::size_t hash;
-  };
-  // The last slot inserted or removed and its id's hash, so that either hashes the id
-  // once, not once to choose the part and again inside it. Valid while the slot keeps
-  // that id: the id table reassigns a slot only right before insert() sets the hint.
-  struct Hint {
-    std::uint32_t slot = kNoSlot;
-    std::size_t hash = 0;
-  };
   struct SlotHash {
     using is_transparent = void;
     using is_avalanching = void;  // NodeId::hash already mixes every byte
     const PeerIdTable* ids;
-    const Hint* hint;
-    std::size_t operator()(std::uint32_t slot) const noexcept {
-      return slot == hint->slot ? hint->hash : ids->hash(slot);
-    }
-    std::size_t operator()(const Keyed& key) const noexcept { return key.hash; }
+    std::size_t operator()(std::uint32_t slot) const noexcept { return ids->hash(slot); }
+    std::size_t operator()(const NodeId& id) const noexcept { return id.hash(); }
   };
   struct SlotEqual {
     using is_transparent = void;
     const PeerIdTable* ids;
     bool operator()(std::uint32_t a, std::uint32_t b) const noexcept { return a == b; }
-    bool operator()(const Keyed& key, std::uint32_t slot) const noexcept {
-      return ids->equals(slot, *key.id);
+    bool operator()(const NodeId& id, std::uint32_t slot) const noexcept {
+      return ids->equals(slot, id);
     }
-    bool operator()(std::uint32_t slot, const Keyed& key) const noexcept {
-      return ids->equals(slot, *key.id);
+    bool operator()(std::uint32_t slot, const NodeId& id) const noexcept {
+      return ids->equals(slot, id);
     }
   };
   using Set = boost::unordered_flat_set<std::uint32_t, SlotHash, SlotEqual>;
 
-  // Bits 8 and up: a part's table takes its fingerprint from the low byte and its
-  // position from the high bits.
-  static std::size_t part_of(std::size_t hash) { return (hash >> 8) & (kParts - 1); }
+  static std::size_t part_of(const NodeId& id) {
+    return id.padded_bytes()[id.size() - 1] & (kParts - 1);
+  }
+  std::size_t part_of(std::uint32_t slot) const { return ids_->last_byte(slot) & (kParts - 1); }
 
-  static std::array<Set, kParts> make_parts(const PeerIdTable& ids, const Hint& hint) {
+  static std::array<Set, kParts> make_parts(const PeerIdTable& ids) {
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::array<Set, kParts>{((void)I, Set(0, SlotHash{&ids, &hint}, SlotEqual{&ids}))...};
+      return std::array<Set, kParts>{((void)I, Set(0, SlotHash{&ids}, SlotEqual{&ids}))...};
     }
     (std::make_index_sequence<kParts>{});
   }
 
   bool marked(std::uint32_t slot) const { return slot < marks_.size() && marks_[slot]; }
 
-  // The slot indexed under `id`, live or marked.
-  std::uint32_t find_any(const NodeId& id, std::size_t hash) const {
-    const Set& part = parts_[part_of(hash)];
-    auto it = part.find(Keyed{&id, hash});
-    return it == part.end() ? kNoSlot : *it;
-  }
   // Takes a marked slot out at once.
   void erase_now(std::uint32_t slot) {
     marks_[slot] = false;
@@ -173,12 +153,11 @@ class PeerIndex {
     remove(slot);
   }
   void remove(std::uint32_t slot) {
-    hint_ = Hint{slot, ids_->hash(slot)};
-    parts_[part_of(hint_.hash)].erase(slot);
+    parts_[part_of(slot)].erase(slot);
     --size_;
   }
+
   const PeerIdTable* ids_;
-  Hint hint_;
   std::array<Set, kParts> parts_;
   std::size_t size_ = 0;  // entries in the parts, marked ones included
   // The batch (begin_batch): slots removed and not yet swept, and the next part to sweep.
