@@ -375,7 +375,7 @@ Result Swarm::realm_hard_max() {
   const std::size_t refused = told->size();
   const std::string reason = refused > 0 ? told->front() : "";
   if (!reason.empty()) say("realm: a member is told \"" + reason + "\"");
-  const std::size_t bound = node(hub).realms().realm_connections("game");
+  const std::size_t bound = node(hub).realms().realm_connection_count("game");
   const auto stats = node(hub).realms().realm_stats("game");
   const std::uint64_t full = stats ? stats->refused_full : 0;
   result.observed = std::to_string(bound) + " bound; " + std::to_string(full) +

@@ -101,6 +101,19 @@ std::optional<ConnectionPlace> ManagerCore::locate(const Connection& connection)
   return ConnectionPlace{*slot, pool_.conn(*slot).id};
 }
 
+std::vector<std::shared_ptr<Connection>> ManagerCore::handles(
+    std::span<const ConnectionPlace> places) const {
+  std::vector<std::shared_ptr<Connection>> found;
+  found.reserve(places.size());
+  std::lock_guard lock(lock_);
+  for (const ConnectionPlace& place : places) {
+    if (place.slot >= pool_.conn_slots()) continue;
+    const ConnEntry& entry = pool_.conn(place.slot);
+    if (entry.handle && entry.id == place.id) found.push_back(entry.handle);
+  }
+  return found;
+}
+
 void ManagerCore::publish(Event event) {
   if (!hub_.has_subscribers()) return;
   hub_.enqueue(std::move(event));

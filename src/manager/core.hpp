@@ -161,6 +161,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
                  std::string message) override;
   TimePoint now() const override { return env_.time->now(); }
   std::optional<bool> claim(const Reservation& reservation, ClaimCheck& check) override;
+  std::vector<std::shared_ptr<Connection>> handles(
+      std::span<const ConnectionPlace> places) const override;
 
  private:
   // What a lane holder keeps of its own; whole holders read it.

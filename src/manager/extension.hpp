@@ -71,6 +71,9 @@ class CoreDoor {
                          std::string message) = 0;
   // The manager's time.
   virtual TimePoint now() const = 0;
+  // The handles of the connections at `places` that are still there.
+  virtual std::vector<std::shared_ptr<Connection>> handles(
+      std::span<const ConnectionPlace> places) const = 0;
   // Runs `check` on an open reservation of this manager that knows its peer (after
   // on_secured), under the core's lock, and returns its verdict; nullopt when the
   // reservation is not open here, does not know its peer yet, or the core is closed.

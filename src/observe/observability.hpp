@@ -20,9 +20,14 @@ std::string explain_summary(const Explanation& explanation);
 
 // Prometheus text format 0.0.4 of one manager's Stats.
 void write_prometheus(std::ostream& out, const Stats& stats);
+// One realm's figures: its usage and counters next to its configured limits.
+struct RealmFigures {
+  std::string name;
+  RealmStats stats;
+  RealmConfig config;
+};
 // The per-realm metrics, realms in the given order.
-void write_realm_prometheus(std::ostream& out,
-                            const std::vector<std::pair<std::string, RealmStats>>& realms);
+void write_realm_prometheus(std::ostream& out, const std::vector<RealmFigures>& realms);
 
 // A label value escaped per the format: backslash, double quote and newline.
 std::string escape_label_value(std::string_view value);

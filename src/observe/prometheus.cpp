@@ -188,39 +188,58 @@ void write_prometheus(std::ostream& out, const Stats& stats) {
   out << x.text();
 }
 
-void write_realm_prometheus(std::ostream& out,
-                            const std::vector<std::pair<std::string, RealmStats>>& realms) {
+void write_realm_prometheus(std::ostream& out, const std::vector<RealmFigures>& realms) {
   Exposition x;
   gauge(x, "realms", "Realms defined.", realms.size());
-  // One family per RealmStats field, one sample per realm.
+  // One family per figure, one sample per realm.
   struct Field {
     std::string_view name;
     std::string_view type;
     std::string_view help;
-    std::uint64_t (*get)(const RealmStats&);
+    std::uint64_t (*get)(const RealmFigures&);
   };
   static constexpr Field kFields[] = {
       {"realm_connections", "gauge", "Connections bound to the realm.",
-       [](const RealmStats& r) { return u64(r.connections); }},
+       [](const RealmFigures& r) { return u64(r.stats.connections); }},
       {"realm_members", "gauge", "Distinct peers bound to the realm.",
-       [](const RealmStats& r) { return u64(r.members); }},
+       [](const RealmFigures& r) { return u64(r.stats.members); }},
       {"realm_binds_total", "counter", "Connections bound to the realm.",
-       [](const RealmStats& r) { return r.binds; }},
+       [](const RealmFigures& r) { return r.stats.binds; }},
       {"realm_unbinds_total", "counter",
        "Bindings ended: explicitly, by disconnect or by realm removal.",
-       [](const RealmStats& r) { return r.unbinds; }},
-      {"realm_refused_full_total", "counter", "Binds refused because the realm was full.",
-       [](const RealmStats& r) { return r.refused_full; }},
+       [](const RealmFigures& r) { return r.stats.unbinds; }},
+      {"realm_refused_full_total", "counter",
+       "Binds and claims refused because the realm was full.",
+       [](const RealmFigures& r) { return r.stats.refused_full; }},
       {"realm_trims_total", "counter", "Realm trims that ran.",
-       [](const RealmStats& r) { return r.trims; }},
+       [](const RealmFigures& r) { return r.stats.trims; }},
       {"realm_trimmed_total", "counter", "Connections closed by the realm's own trims.",
-       [](const RealmStats& r) { return r.trimmed; }},
+       [](const RealmFigures& r) { return r.stats.trimmed; }},
       {"realm_trimmed_globally_total", "counter", "Bound connections closed by the node's trims.",
-       [](const RealmStats& r) { return r.trimmed_globally; }},
+       [](const RealmFigures& r) { return r.stats.trimmed_globally; }},
+      {"realm_claims_pending", "gauge",
+       "Claims outstanding: admissions that claimed the realm, not yet added or dropped.",
+       [](const RealmFigures& r) { return u64(r.stats.pending); }},
+      {"realm_claims_total", "counter", "Claims of the realm accepted.",
+       [](const RealmFigures& r) { return r.stats.claims; }},
+      {"realm_refused_pending_total", "counter", "Claims refused at the realm's max_pending.",
+       [](const RealmFigures& r) { return r.stats.refused_pending; }},
+      {"realm_hard_max", "gauge", "The realm's hard_max (0: no limit).",
+       [](const RealmFigures& r) { return u64(r.config.hard_max); }},
+      {"realm_max_members", "gauge", "The realm's max_members (0: no limit).",
+       [](const RealmFigures& r) { return u64(r.config.max_members); }},
+      {"realm_max_pending", "gauge", "The realm's max_pending (0: no limit).",
+       [](const RealmFigures& r) { return u64(r.config.max_pending); }},
+      {"realm_low_water", "gauge", "The realm's low water: its trim's target and its share.",
+       [](const RealmFigures& r) { return u64(r.config.low_water); }},
+      {"realm_high_water", "gauge", "The realm's high water (0: no realm trim).",
+       [](const RealmFigures& r) { return u64(r.config.high_water); }},
+      {"realm_min_reserved", "gauge", "Bound connections the node's trim leaves the realm.",
+       [](const RealmFigures& r) { return u64(r.config.min_reserved); }},
   };
   for (const Field& field : kFields) {
     x.family(field.name, field.type, field.help);
-    for (const auto& [name, stats] : realms) x.sample("realm", name, field.get(stats));
+    for (const RealmFigures& realm : realms) x.sample("realm", realm.name, field.get(realm));
   }
   out << x.text();
 }

@@ -67,6 +67,11 @@ class MemberTable {
     }
     return it->second;
   }
+  // The peer's bound connections; 0 when it is not a member.
+  std::uint32_t bound_of(const NodeId& peer) const {
+    auto it = index_.find(peer);
+    return it == index_.end() ? 0 : bound_[it->second];
+  }
   // The entry's bound connections.
   std::uint32_t& bound(std::uint32_t slot) { return bound_[slot]; }
   std::uint32_t bound(std::uint32_t slot) const { return bound_[slot]; }

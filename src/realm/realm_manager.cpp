@@ -358,10 +358,28 @@ std::error_code RealmConnectionManager::unbind(const Connection& connection,
   return {};
 }
 
-std::size_t RealmConnectionManager::realm_connections(std::string_view realm) const {
+std::size_t RealmConnectionManager::realm_connection_count(std::string_view realm) const {
   std::lock_guard lock(state_->mutex);
   const State::Realm* entry = state_->find(realm);
   return entry == nullptr ? 0 : entry->connections;
+}
+
+std::vector<std::shared_ptr<Connection>> RealmConnectionManager::realm_connections(
+    std::string_view realm) const {
+  // The places of the realm's connections under the layer's lock, then their handles
+  // under the core's (the lock order forbids holding both this way round).
+  std::vector<detail::ConnectionPlace> places;
+  {
+    std::lock_guard lock(state_->mutex);
+    const State::Realm* entry = state_->find(realm);
+    if (entry == nullptr) return {};
+    places.reserve(entry->connections);
+    for (std::uint32_t slot = 0; slot < state_->bindings.size(); ++slot) {
+      const State::Binding& b = state_->bindings[slot];
+      if (State::position(b, entry)) places.push_back({slot, b.id});
+    }
+  }
+  return state_->door->handles(places);
 }
 
 std::vector<NodeId> RealmConnectionManager::members(std::string_view realm) const {
@@ -500,9 +518,11 @@ void RealmConnectionManager::close() {
 // the one realms() saw (a realm removed meanwhile is left out).
 void RealmConnectionManager::write_prometheus(std::ostream& out) const {
   manager().write_prometheus(out);
-  std::vector<std::pair<std::string, RealmStats>> realm_figures;
+  std::vector<detail::RealmFigures> realm_figures;
   for (std::string& name : realms()) {
-    if (auto figures = realm_stats(name)) realm_figures.emplace_back(std::move(name), *figures);
+    auto stats = realm_stats(name);
+    auto config = realm_config(name);
+    if (stats && config) realm_figures.push_back({std::move(name), *stats, *config});
   }
   detail::write_realm_prometheus(out, realm_figures);
 }

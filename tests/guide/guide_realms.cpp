@@ -54,7 +54,7 @@ TEST(GuideRealms, BindingCountsConnectionsPerRealmAndRefusesBeyondHardMax) {
   // On cm::Errc::realm_full, refusal.message says whether hard_max or max_members was
   // reached; the connection stays in the node's pool, unbound.
   EXPECT_FALSE(ec) << refusal.message;
-  EXPECT_EQ(node.realm_connections("chat"), 1u);
+  EXPECT_EQ(node.realm_connection_count("chat"), 1u);
   EXPECT_EQ(node.realms_of(member(1)), std::vector<std::string>{"chat"});
 
   // Realm tags and protections count in the realm's own trim only.
@@ -79,7 +79,7 @@ TEST(GuideRealms, BindingCountsConnectionsPerRealmAndRefusesBeyondHardMax) {
 
   // A connection that leaves the pool leaves its realms by itself.
   connection->on_transport_closed();
-  EXPECT_EQ(node.realm_connections("chat"), 2u);
+  EXPECT_EQ(node.realm_connection_count("chat"), 2u);
   EXPECT_EQ(node.realm_stats("chat")->unbinds, 1u);
 }
 

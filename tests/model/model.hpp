@@ -17,8 +17,9 @@
 //   while (run.steps() < 150) if (!run.step()) FAIL() << run.failure();
 //
 // Half the runs build a RealmConnectionManager with two realms and add its operations
-// (bind, unbind, trim_realm); the model then also checks the realms' counts, their
-// hard_max and max_members, and that a node trim leaves no realm below its min_reserved.
+// (bind, unbind, trim_realm, admissions with a realm claim); the model then also checks
+// the realms' counts, their hard_max and max_members, that no claim is left outstanding,
+// and that a node trim leaves no realm below its min_reserved.
 // The same Run is driven by fuzzer bytes in tests/fuzz (ByteChoices).
 //
 // Thread safety: none; one Run per thread.
@@ -145,6 +146,7 @@ enum class Op : std::uint8_t {
   bind,  // RealmConnectionManager (runs with realms only)
   unbind,
   trim_realm,
+  claim_connect,  // an admission with a realm claim (RealmConnectionManager::claim)
   kCount
 };
 
@@ -195,7 +197,8 @@ inline const char* op_name(Op op) {
                                            "set_limits",
                                            "bind",
                                            "unbind",
-                                           "trim_realm"};
+                                           "trim_realm",
+                                           "claim_connect"};
   static_assert(std::size(kNames) == static_cast<std::size_t>(Op::kCount));
   return kNames[static_cast<std::size_t>(op)];
 }
@@ -234,6 +237,9 @@ class Run {
   }
 
   std::size_t steps() const { return steps_; }
+  // Realm claims (claim_connect) accepted and refused so far.
+  std::uint64_t claims_accepted() const { return claims_accepted_; }
+  std::uint64_t claims_refused() const { return claims_refused_; }
   // The manager under test, for the self-test that changes it behind the model's back.
   ConnectionManager& manager() { return *manager_; }
   const std::string& failure() const { return failure_; }
@@ -394,7 +400,7 @@ class Run {
         14, 6, 3, 3, 2, 1, 1, 6, 1, 2, 1, 1,  // connect .. close_peer
         3,  2, 2, 1, 5, 2, 2, 3, 2, 2,        // stream_open .. unprotect
         1,  1, 1, 1, 5, 3, 4, 1, 2, 1,        // check_dial .. set_limits
-        8,  2, 1                              // bind .. trim_realm (with realms only)
+        8,  2, 1, 4                           // bind .. claim_connect (with realms only)
     };
     std::uint64_t total = 0;
     for (std::uint32_t w : kWeights) total += w;
@@ -645,6 +651,7 @@ class Run {
       case Op::bind: return do_bind();
       case Op::unbind: return do_unbind();
       case Op::trim_realm: return do_trim_realm();
+      case Op::claim_connect: return do_claim_connect();
       case Op::kCount: break;
     }
   }
@@ -694,8 +701,12 @@ class Run {
     return held;
   }
 
-  // on_secured and add_connection with a reservation; the reservation is consumed.
-  void complete(MReservation held, std::size_t p, const std::string& address) {
+  // on_secured and add_connection with a reservation; the reservation is consumed. With
+  // `claim`, a claim of that realm (and sometimes a second, a no-op) between the two: a
+  // refused claim drops the admission, and nothing enters the pool; otherwise the add
+  // binds the realm.
+  void complete(MReservation held, std::size_t p, const std::string& address,
+                std::optional<std::size_t> claim = std::nullopt) {
     const bool report_back = choices_.chance(2);
     const Endpoint remote = testing::endpoint(address.c_str());
     std::error_code ec = manager_->on_secured(held.reservation, held.direction, ids_[p], remote);
@@ -705,12 +716,18 @@ class Run {
       return;  // `held` goes: the reservation releases its charges
     }
     expect_eq(ec, std::error_code{}, "on_secured");
+    if (claim && !claim_realm(held.reservation, p, *claim)) return;
     auto handle = make_connection(p, held.direction, address, false, report_back);
     cap_before_ = peers_[p].conns.size() + 1;
     ec = manager_->add_connection(handle, std::move(held.reservation));
     expect_eq(ec, std::error_code{}, "add_connection(reserved)");
-    join(std::move(handle), p, held.direction, false, held.capped, report_back);
+    const std::uint64_t id =
+        join(std::move(handle), p, held.direction, false, held.capped, report_back);
     cap_peer_ = p;
+    if (claim) {
+      conns_[id].realms.insert(*claim);
+      time_->run_ready();  // reaching high water schedules the realm's trim
+    }
   }
 
   void do_admitted(bool hold) {
@@ -1146,6 +1163,51 @@ class Run {
     time_->run_ready();  // reaching high water schedules the realm's trim
   }
 
+  // Claims realm r for peer p's admission; true when accepted (checked against the
+  // realm's limits as a bind would be: no other claim is outstanding between steps).
+  bool claim_realm(const Reservation& reservation, std::size_t p, std::size_t r) {
+    const RealmConfig& rc = realms_[r].config;
+    detail_ += " claims " + realms_[r].name;
+    const std::error_code ec = node_->claim(reservation, realms_[r].name);
+    const bool full = (rc.hard_max > 0 && bound_count(r) >= rc.hard_max) ||
+                      (rc.max_members > 0 && realm_members(r).count(p) == 0 &&
+                       realm_members(r).size() >= rc.max_members);
+    if (full) {
+      expect_eq(ec, make_error_code(Errc::realm_full), "claim of a full realm");
+      ++claims_refused_;
+      return false;
+    }
+    expect_eq(ec, std::error_code{}, "claim");
+    ++claims_accepted_;
+    if (choices_.chance(4)) {
+      expect_eq(node_->claim(reservation, realms_[r].name), std::error_code{}, "claim twice");
+    }
+    return true;
+  }
+
+  void do_claim_connect() {
+    const std::size_t p = pick_peer();
+    const Direction direction = choices_.chance(2) ? Direction::inbound : Direction::outbound;
+    const std::string address = kAddresses[choices_.below(kAddresses.size())];
+    const std::size_t r = static_cast<std::size_t>(choices_.below(realms_.size()));
+    detail_ = " " + peer_name(p) + " " + std::string(to_string(direction)) + " from " + address;
+    realm_target_ = r;
+    auto held = first_stage(p, direction, address);
+    if (!held || !failure_.empty()) return;
+    complete(std::move(*held), p, address, r);
+  }
+
+  // The op adds a connection of peer cap_peer_ (which may close another by the per-peer cap).
+  bool adds_connection() const {
+    return op_ == Op::connect || op_ == Op::connect_admitted || op_ == Op::complete_held ||
+           op_ == Op::claim_connect;
+  }
+
+  // The op binds a realm (and may start its trim) or trims one: realm_target_ names it.
+  bool binds_or_trims_realm() const {
+    return op_ == Op::bind || op_ == Op::trim_realm || op_ == Op::claim_connect;
+  }
+
   void do_unbind() {
     auto id = pick_conn();
     if (!id) return;
@@ -1225,7 +1287,7 @@ class Run {
       const bool prot = live_protection(peer);
       switch (closed.reason) {
         case CloseReason::trimmed:
-          if (op_ == Op::bind || op_ == Op::trim_realm) {
+          if (binds_or_trims_realm()) {
             if (c.realms.count(realm_target_) == 0)
               fail(who + ": a realm trim took a connection not bound to it");
           } else if (!(op_ == Op::trim || op_ == Op::set_limits || time_moved)) {
@@ -1234,7 +1296,7 @@ class Run {
           if (prot) fail(who + ": a protected peer closed by a normal trim");
           if (!out_of_grace(peer)) fail(who + ": a peer in grace closed by a normal trim");
           ++trimmed;
-          if (op_ != Op::bind && op_ != Op::trim_realm) ++trimmed_peers[c.peer];
+          if (!binds_or_trims_realm()) ++trimmed_peers[c.peer];
           max_victim_value = std::max(max_victim_value, value_of(peer));
           break;
         case CloseReason::forced_trim:
@@ -1261,10 +1323,9 @@ class Run {
           if (!denied(peer)) fail(who + " but the gater allows the peer");
           break;
         case CloseReason::redundant_path: {
-          const bool over_cap =
-              (op_ == Op::connect || op_ == Op::connect_admitted || op_ == Op::complete_held) &&
-              cap_peer_ == c.peer && config_.max_connections_per_peer != 0 &&
-              cap_before_ > config_.max_connections_per_peer;
+          const bool over_cap = adds_connection() && cap_peer_ == c.peer &&
+                                config_.max_connections_per_peer != 0 &&
+                                cap_before_ > config_.max_connections_per_peer;
           if (!over_cap && !(c.relay && time_moved)) fail(who + " but no path made it redundant");
           break;
         }
@@ -1282,7 +1343,7 @@ class Run {
     if (op_ == Op::trim || op_ == Op::set_limits)
       check_trim(trimmed, trimmed_peers, max_victim_value);
     if (op_ == Op::trim_realm) expect_eq(trim_result_, trimmed, "trim_realm()'s result");
-    if (op_ == Op::bind || op_ == Op::trim_realm) {
+    if (binds_or_trims_realm()) {
       const RealmConfig& rc = realms_[realm_target_].config;
       if (rc.low_water != 0 && rc.high_water != 0 && trimmed > 0 &&
           bound_count(realm_target_) < rc.low_water) {
@@ -1308,8 +1369,7 @@ class Run {
         fail(peer_name(gated_peer_) + " is blocked but its connections stay open");
       }
     }
-    if ((op_ == Op::connect || op_ == Op::connect_admitted || op_ == Op::complete_held) &&
-        config_.max_connections_per_peer != 0 &&
+    if (adds_connection() && config_.max_connections_per_peer != 0 &&
         peers_[cap_peer_].conns.size() > config_.max_connections_per_peer) {
       fail(peer_name(cap_peer_) + " holds more connections than max_connections_per_peer");
     }
@@ -1550,8 +1610,15 @@ class Run {
     for (std::size_t r = 0; r < realms_.size(); ++r) {
       const std::string& name = realms_[r].name;
       const std::size_t bound = bound_count(r);
-      expect_eq(node_->realm_connections(name), bound, "realm_connections(" + name + ")");
+      expect_eq(node_->realm_connection_count(name), bound, "realm_connection_count(" + name + ")");
+      for (const auto& handle : node_->realm_connections(name)) {
+        auto it = by_handle_.find(handle.get());
+        if (it == by_handle_.end() || conns_.at(it->second).realms.count(r) == 0)
+          fail("realm_connections(" + name + ") lists a connection not bound to it");
+      }
+      expect_eq(node_->realm_connections(name).size(), bound, "realm_connections(" + name + ")");
       expect_eq(node_->members(name).size(), realm_members(r).size(), "members(" + name + ")");
+      expect_eq(node_->realm_stats(name)->pending, std::size_t{0}, "claims pending in " + name);
       const RealmConfig& rc = realms_[r].config;
       if (rc.hard_max != 0 && bound > rc.hard_max) fail(name + " holds more than hard_max");
       if (rc.max_members != 0 && realm_members(r).size() > rc.max_members)
@@ -1619,6 +1686,8 @@ class Run {
   std::size_t cap_peer_ = 0;
   std::size_t cap_before_ = 0;
   std::size_t realm_target_ = 0;
+  std::uint64_t claims_accepted_ = 0;
+  std::uint64_t claims_refused_ = 0;
   std::vector<std::size_t> bound_before_;
   bool realm_rules_ = false;
   std::shared_ptr<std::vector<Closed>> close_log_ = std::make_shared<std::vector<Closed>>();

@@ -94,6 +94,8 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   std::uint64_t cap_refusals = 0;
   std::uint64_t gater_refusals = 0;
   std::uint64_t realm_refusals = 0;
+  std::uint64_t claims_accepted = 0;
+  std::uint64_t claims_refused = 0;
   for (std::uint64_t seed = 0; seed < 200; ++seed) {
     model::SeededChoices choices(seed);
     model::Run run(choices);
@@ -104,6 +106,8 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
     cap_refusals += s.refusals(RefusalReason::subnet_cap);
     gater_refusals += s.refusals(RefusalReason::gater);
     realm_refusals += s.refusals(RefusalReason::realm_limit);
+    claims_accepted += run.claims_accepted();
+    claims_refused += run.claims_refused();
   }
   for (CloseReason reason : {CloseReason::trimmed, CloseReason::forced_trim,
                              CloseReason::keepalive_timeout, CloseReason::idle_timeout,
@@ -113,6 +117,8 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   EXPECT_GT(cap_refusals, 0u);
   EXPECT_GT(gater_refusals, 0u);
   EXPECT_GT(realm_refusals, 0u) << "binds never reached a realm's hard_max or max_members";
+  EXPECT_GT(claims_accepted, 0u);
+  EXPECT_GT(claims_refused, 0u) << "claims never met a full realm";
 }
 
 }  // namespace

@@ -558,6 +558,10 @@ TEST(Prometheus, RealmsAddPerRealmFamiliesWithEscapedNames) {
   RealmConnectionManager node(io, quiet_config(), deps);
   RealmConfig config;
   config.max_members = 1;
+  config.hard_max = 4;
+  config.low_water = 2;
+  config.high_water = 3;
+  config.max_pending = 2;
   ASSERT_FALSE(node.create_realm("chat", config));
   const std::string odd = "a\\b\"c\nd";  // backslash, double quote, newline
   ASSERT_FALSE(node.create_realm(odd, RealmConfig{}));
@@ -599,7 +603,7 @@ dep2p_connmgr_realm_binds_total{realm="chat"} 1
 # TYPE dep2p_connmgr_realm_unbinds_total counter
 dep2p_connmgr_realm_unbinds_total{realm="a\\b\"c\nd"} 1
 dep2p_connmgr_realm_unbinds_total{realm="chat"} 0
-# HELP dep2p_connmgr_realm_refused_full_total Binds refused because the realm was full.
+# HELP dep2p_connmgr_realm_refused_full_total Binds and claims refused because the realm was full.
 # TYPE dep2p_connmgr_realm_refused_full_total counter
 dep2p_connmgr_realm_refused_full_total{realm="a\\b\"c\nd"} 0
 dep2p_connmgr_realm_refused_full_total{realm="chat"} 1
@@ -615,6 +619,42 @@ dep2p_connmgr_realm_trimmed_total{realm="chat"} 0
 # TYPE dep2p_connmgr_realm_trimmed_globally_total counter
 dep2p_connmgr_realm_trimmed_globally_total{realm="a\\b\"c\nd"} 0
 dep2p_connmgr_realm_trimmed_globally_total{realm="chat"} 0
+# HELP dep2p_connmgr_realm_claims_pending Claims outstanding: admissions that claimed the realm, not yet added or dropped.
+# TYPE dep2p_connmgr_realm_claims_pending gauge
+dep2p_connmgr_realm_claims_pending{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_claims_pending{realm="chat"} 0
+# HELP dep2p_connmgr_realm_claims_total Claims of the realm accepted.
+# TYPE dep2p_connmgr_realm_claims_total counter
+dep2p_connmgr_realm_claims_total{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_claims_total{realm="chat"} 0
+# HELP dep2p_connmgr_realm_refused_pending_total Claims refused at the realm's max_pending.
+# TYPE dep2p_connmgr_realm_refused_pending_total counter
+dep2p_connmgr_realm_refused_pending_total{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_refused_pending_total{realm="chat"} 0
+# HELP dep2p_connmgr_realm_hard_max The realm's hard_max (0: no limit).
+# TYPE dep2p_connmgr_realm_hard_max gauge
+dep2p_connmgr_realm_hard_max{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_hard_max{realm="chat"} 4
+# HELP dep2p_connmgr_realm_max_members The realm's max_members (0: no limit).
+# TYPE dep2p_connmgr_realm_max_members gauge
+dep2p_connmgr_realm_max_members{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_max_members{realm="chat"} 1
+# HELP dep2p_connmgr_realm_max_pending The realm's max_pending (0: no limit).
+# TYPE dep2p_connmgr_realm_max_pending gauge
+dep2p_connmgr_realm_max_pending{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_max_pending{realm="chat"} 2
+# HELP dep2p_connmgr_realm_low_water The realm's low water: its trim's target and its share.
+# TYPE dep2p_connmgr_realm_low_water gauge
+dep2p_connmgr_realm_low_water{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_low_water{realm="chat"} 2
+# HELP dep2p_connmgr_realm_high_water The realm's high water (0: no realm trim).
+# TYPE dep2p_connmgr_realm_high_water gauge
+dep2p_connmgr_realm_high_water{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_high_water{realm="chat"} 3
+# HELP dep2p_connmgr_realm_min_reserved Bound connections the node's trim leaves the realm.
+# TYPE dep2p_connmgr_realm_min_reserved gauge
+dep2p_connmgr_realm_min_reserved{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_min_reserved{realm="chat"} 0
 )";
   EXPECT_EQ(text.substr(manager_only.str().size()), expected_realms);
   expect_well_formed(text);

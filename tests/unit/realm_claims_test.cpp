@@ -72,10 +72,10 @@ TEST(RealmClaim, TheAddBindsEveryClaimedRealmInTheStepThatAddsTheConnection) {
   ASSERT_FALSE(h.node.claim(r, "files"));
   ASSERT_FALSE(h.node.claim(r, "chat"));  // twice: a no-op
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 1u);
-  EXPECT_EQ(h.node.realm_connections("chat"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 0u);
   auto c = h.add(1, std::move(r));
-  EXPECT_EQ(h.node.realm_connections("chat"), 1u);
-  EXPECT_EQ(h.node.realm_connections("files"), 1u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 1u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 1u);
   EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"chat", "files"}));
   const RealmStats chat = *h.node.realm_stats("chat");
   EXPECT_EQ(chat.pending, 0u);
@@ -91,8 +91,8 @@ TEST(RealmClaim, TheAddBindsEveryClaimedRealmInTheStepThatAddsTheConnection) {
   EXPECT_EQ(bound[0].connection, std::get<ConnectedEvent>(all[0]).connection);
   // The binding is an ordinary one: it ends when the connection leaves.
   EXPECT_FALSE(h.manager().remove_connection(*c));
-  EXPECT_EQ(h.node.realm_connections("chat"), 0u);
-  EXPECT_EQ(h.node.realm_connections("files"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 0u);
 }
 
 TEST(RealmClaim, AFullRealmRefusesAtTheClaimAndNothingEntersThePool) {
@@ -127,7 +127,7 @@ TEST(RealmClaim, AFullRealmRefusesAtTheClaimAndNothingEntersThePool) {
   second.release();
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 0u);
   EXPECT_FALSE(h.admit(4, "chat"));
-  EXPECT_EQ(h.node.realm_connections("chat"), 2u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 2u);
   EXPECT_EQ(h.node.members("chat"), (std::vector<NodeId>{peer_id(1), peer_id(4)}));
 }
 
@@ -152,7 +152,7 @@ TEST(RealmClaim, MaxMembersCountsClaimingPeersOnceAndMembersNotAgain) {
   EXPECT_EQ(h.admit(3, "chat"), Errc::realm_full);
   h.add(2, std::move(b));
   EXPECT_EQ(h.node.members("chat"), (std::vector<NodeId>{peer_id(1), peer_id(2)}));
-  EXPECT_EQ(h.node.realm_connections("chat"), 4u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 4u);
 }
 
 TEST(RealmClaim, MaxPendingBoundsTheClaimsOutstanding) {
@@ -200,7 +200,7 @@ TEST(RealmClaim, AFailedAddGivesTheClaimBackAndBindsNothing) {
   EXPECT_EQ(h.manager().add_connection(wrong, std::move(r)), Errc::invalid_argument);
   EXPECT_EQ(h.manager().stats().connections, 0u);
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 0u);
-  EXPECT_EQ(h.node.realm_connections("chat"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 0u);
   EXPECT_FALSE(h.admit(3, "chat"));  // the place is free again
 }
 
@@ -216,7 +216,7 @@ TEST(RealmClaim, ARealmRemovedBeforeTheAddIsNotBound) {
   ASSERT_FALSE(h.node.create_realm("games", RealmConfig{.hard_max = 4}));
   h.add(1, std::move(r));
   EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"files"}));
-  EXPECT_EQ(h.node.realm_connections("games"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("games"), 0u);
   EXPECT_EQ(h.node.realm_stats("games")->pending, 0u);
 }
 

@@ -86,15 +86,15 @@ TEST(RealmBinding, ASharedConnectionCountsOnceGloballyAndOnceInEachRealm) {
   auto shared = h.add(1, {"chat", "files"});
   auto only_chat = h.add(2, {"chat"});
   EXPECT_EQ(h.manager().connection_count(), 2u);
-  EXPECT_EQ(h.node.realm_connections("chat"), 2u);
-  EXPECT_EQ(h.node.realm_connections("files"), 1u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 2u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 1u);
   EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"chat", "files"}));
   EXPECT_EQ(h.node.realms_of(peer_id(2)), (std::vector<std::string>{"chat"}));
   EXPECT_EQ(h.node.members("files"), (std::vector<NodeId>{peer_id(1)}));
   EXPECT_EQ(h.node.members("chat").size(), 2u);
   // Binding twice is a no-op.
   EXPECT_FALSE(h.node.bind(*shared, "chat"));
-  EXPECT_EQ(h.node.realm_connections("chat"), 2u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 2u);
 }
 
 TEST(RealmBinding, ADisconnectUnbindsFromEveryRealmAndIsAnnounced) {
@@ -105,8 +105,8 @@ TEST(RealmBinding, ADisconnectUnbindsFromEveryRealmAndIsAnnounced) {
   auto c = h.add(7, {"chat", "files"});
   ASSERT_EQ(events.of<RealmBoundEvent>().size(), 2u);
   EXPECT_FALSE(h.manager().remove_connection(*c));
-  EXPECT_EQ(h.node.realm_connections("chat"), 0u);
-  EXPECT_EQ(h.node.realm_connections("files"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 0u);
   EXPECT_TRUE(h.node.realms_of(peer_id(7)).empty());
   EXPECT_TRUE(h.node.members("chat").empty());
   const auto unbound = events.of<RealmUnboundEvent>();
@@ -138,7 +138,7 @@ TEST(RealmBinding, UnbindEndsOneBindingAndTheRealmTagsGoWithTheLastOne) {
   EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), 40);
   EXPECT_FALSE(h.node.unbind(*a, "chat"));
   EXPECT_EQ(h.node.unbind(*a, "chat"), Errc::unknown_connection);
-  EXPECT_EQ(h.node.realm_connections("chat"), 1u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 1u);
   EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), 40);  // still a member through b
   EXPECT_FALSE(h.node.unbind(*b, "chat"));
   EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), std::nullopt);
@@ -204,7 +204,7 @@ TEST(RealmBinding, RemovingARealmUnbindsItsConnectionsAndKeepsThemOpen) {
   auto cs = h.add_range(1, 4, {"chat", "files"});
   ASSERT_FALSE(h.node.remove_realm("chat"));
   EXPECT_EQ(h.node.realms(), (std::vector<std::string>{"files"}));
-  EXPECT_EQ(h.node.realm_connections("files"), 4u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 4u);
   EXPECT_EQ(count_closed(cs), 0u);
   EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"files"}));
   EXPECT_EQ(events.of<RealmUnboundEvent>().size(), 4u);
@@ -220,23 +220,91 @@ TEST(RealmBinding, ARealmCreatedAfterARemovalStartsEmptyAndCountsOnlyItsOwn) {
   auto cs = h.add_range(1, 4, {"chat", "files"});
   ASSERT_FALSE(h.node.remove_realm("chat"));
   h.create("games", realm(0, 0));
-  EXPECT_EQ(h.node.realm_connections("games"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("games"), 0u);
   EXPECT_TRUE(h.node.members("games").empty());
   EXPECT_FALSE(h.node.bind(*cs[0], "games"));
   EXPECT_FALSE(h.node.bind(*cs[1], "games"));
-  EXPECT_EQ(h.node.realm_connections("games"), 2u);
-  EXPECT_EQ(h.node.realm_connections("files"), 4u);
+  EXPECT_EQ(h.node.realm_connection_count("games"), 2u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 4u);
   EXPECT_EQ(h.node.realms_of(peer_id(2)), (std::vector<std::string>{"files", "games"}));
   EXPECT_EQ(h.node.realms_of(peer_id(3)), (std::vector<std::string>{"files"}));
   // A disconnect unbinds from the new realm and the old one it shares, and only those.
   EXPECT_FALSE(h.manager().remove_connection(*cs[0]));
-  EXPECT_EQ(h.node.realm_connections("games"), 1u);
-  EXPECT_EQ(h.node.realm_connections("files"), 3u);
+  EXPECT_EQ(h.node.realm_connection_count("games"), 1u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 3u);
   EXPECT_EQ(h.node.members("games"), (std::vector<NodeId>{peer_id(2)}));
   // Removing the new realm leaves "files" whole.
   ASSERT_FALSE(h.node.remove_realm("games"));
-  EXPECT_EQ(h.node.realm_connections("files"), 3u);
+  EXPECT_EQ(h.node.realm_connection_count("files"), 3u);
   EXPECT_EQ(h.node.realms_of(peer_id(2)), (std::vector<std::string>{"files"}));
+}
+
+TEST(RealmQueries, RealmConnectionsListsTheBoundConnectionsAndOnlyThem) {
+  RealmHarness h;
+  h.create("chat", realm(0, 0));
+  h.create("files", realm(0, 0));
+  auto a = h.add(1, {"chat"});
+  auto b = h.add(2, {"chat", "files"});
+  h.add(3, {"files"});
+  h.add(4);  // unbound
+  std::vector<const Connection*> got;
+  for (const auto& handle : h.node.realm_connections("chat")) got.push_back(handle.get());
+  std::sort(got.begin(), got.end());
+  std::vector<const Connection*> want{a.get(), b.get()};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 2u);
+  // A connection that leaves is no longer listed; an unknown realm lists nothing.
+  EXPECT_FALSE(h.manager().remove_connection(*b));
+  ASSERT_EQ(h.node.realm_connections("chat").size(), 1u);
+  EXPECT_EQ(h.node.realm_connections("chat")[0].get(), a.get());
+  EXPECT_EQ(h.node.realm_connections("files").size(), 1u);
+  EXPECT_TRUE(h.node.realm_connections("nope").empty());
+}
+
+TEST(RealmQueries, ExplainNamesThePeersRealmsAndTheRealmThatGivesItUpFirst) {
+  RealmHarness h;
+  h.create("chat", realm(/*low=*/2, 0, 0, /*min_reserved=*/1));
+  h.create("files", realm(/*low=*/5, 0, 0, /*min_reserved=*/2));
+  h.create("games", realm(/*low=*/1, 0, 0, /*min_reserved=*/1));
+  h.add(1, {"chat", "files"});
+  h.add_range(2, 3, {"chat"});   // chat: 4 bound, share 2
+  h.add_range(5, 2, {"files"});  // files: 3 bound, share 5, reserve 2
+  h.add(8, {"games"});           // games: 1 bound, at its reserve
+  ASSERT_FALSE(h.node.protect("files", peer_id(1), "keep"));
+
+  const auto why = h.node.explain(peer_id(1));
+  ASSERT_TRUE(why.has_value());
+  EXPECT_EQ(why->node.peer, peer_id(1));
+  ASSERT_EQ(why->realms.size(), 2u);
+  const RealmStanding& chat = why->realms[0];
+  EXPECT_EQ(chat.realm, "chat");
+  EXPECT_EQ(chat.bound, 1u);
+  EXPECT_EQ(chat.realm_connections, 4u);
+  EXPECT_EQ(chat.give, RealmStanding::Give::above_share);
+  const RealmStanding& files = why->realms[1];
+  EXPECT_EQ(files.give, RealmStanding::Give::above_reserve);
+  EXPECT_TRUE(files.is_protected);
+  EXPECT_EQ(why->gives_up, "chat");  // above its share goes before above its reserve
+  EXPECT_TRUE(why->summary.starts_with(why->node.summary));
+  EXPECT_NE(why->summary.find("realms: chat (1 bound, above share by 2), files (1 bound, "
+                              "above reserve by 1, protected in the realm)"),
+            std::string::npos)
+      << why->summary;
+
+  // A peer whose only realm is at its reserve is given up by none.
+  const auto kept = h.node.explain(peer_id(8));
+  ASSERT_TRUE(kept.has_value());
+  ASSERT_EQ(kept->realms.size(), 1u);
+  EXPECT_EQ(kept->realms[0].give, RealmStanding::Give::at_reserve);
+  EXPECT_FALSE(kept->gives_up.has_value());
+  // An unbound peer has no realms; an unknown one no explanation.
+  h.add(9);
+  const auto unbound = h.node.explain(peer_id(9));
+  ASSERT_TRUE(unbound.has_value());
+  EXPECT_TRUE(unbound->realms.empty());
+  EXPECT_EQ(unbound->summary, unbound->node.summary);
+  EXPECT_FALSE(h.node.explain(peer_id(99)).has_value());
 }
 
 // --- Limits ----------------------------------------------------------------------------
@@ -254,7 +322,7 @@ TEST(RealmFull, ABindBeyondHardMaxIsRefusedWithTheRealmAndTheLimit) {
   EXPECT_EQ(refusal.scope, "realm chat");
   EXPECT_EQ(refusal.limit, "hard_max");
   EXPECT_EQ(refusal.message, "bind refused: realm chat holds 3 of 3 connections");
-  EXPECT_EQ(h.node.realm_connections("chat"), 3u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 3u);
   EXPECT_FALSE(fourth->closed());  // it stays in the node's pool, unbound
   EXPECT_TRUE(h.node.realms_of(peer_id(4)).empty());
   EXPECT_EQ(h.node.realm_stats("chat")->refused_full, 1u);
@@ -278,7 +346,7 @@ TEST(RealmFull, MaxMembersCountsPeersNotConnections) {
   EXPECT_EQ(h.node.bind(*third, "chat", &refusal), Errc::realm_full);
   EXPECT_EQ(refusal.limit, "max_members");
   EXPECT_EQ(h.node.realm_stats("chat")->members, 2u);
-  EXPECT_EQ(h.node.realm_connections("chat"), 3u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 3u);
 }
 
 // --- The realm's own trim --------------------------------------------------------------
@@ -295,7 +363,7 @@ TEST(RealmTrim, ARealmAtItsHighWaterTrimsOnlyItsOwnMembersToItsLowWater) {
   chat.push_back(h.add(110, {"chat"}));  // the tenth: high water
   EXPECT_EQ(count_closed(chat), 0u) << "the trim runs on the executor, not inside bind()";
   h.time->run_ready();
-  EXPECT_EQ(h.node.realm_connections("chat"), 5u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 5u);
   EXPECT_EQ(count_closed(chat), 5u);
   for (std::size_t i = 0; i < 5; ++i) EXPECT_FALSE(chat[i]->closed()) << "tagged member " << i;
   EXPECT_EQ(count_closed(unbound), 0u);
@@ -328,8 +396,8 @@ TEST(RealmTrim, RealmProtectionIsNamespaced) {
   EXPECT_TRUE(x->closed()) << "a's protection does not shield from b's trim";
   EXPECT_FALSE(y->closed());
   EXPECT_FALSE(z->closed()) << "b's own protection does";
-  EXPECT_EQ(h.node.realm_connections("b"), 2u);
-  EXPECT_EQ(h.node.realm_connections("a"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("b"), 2u);
+  EXPECT_EQ(h.node.realm_connection_count("a"), 0u);
   EXPECT_FALSE(h.node.unprotect("b", peer_id(3), "core"));
 }
 
@@ -361,7 +429,7 @@ TEST(RealmTrim, ShrinkingARealmAtRunTimeTrimsIt) {
   EXPECT_EQ(count_closed(chat), 0u);
   h.time->run_ready();
   EXPECT_EQ(count_closed(chat), 10u);
-  EXPECT_EQ(h.node.realm_connections("chat"), 5u);
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 5u);
   EXPECT_EQ(h.manager().connection_count(), 5u);
   EXPECT_EQ(h.node.set_realm_limit("nowhere", realm(1, 2)), Errc::unknown_realm);
 }
@@ -421,8 +489,8 @@ TEST(RealmGlobalTrim, EveryRealmStaysAtOrAboveItsReserve) {
   // 30 connections down to 10. First the realms' excess over their share, cheapest value
   // first: b's 6, then a's 12; then 2 more from a's excess over its reserve.
   EXPECT_EQ(h.manager().trim(), 20u);
-  EXPECT_EQ(h.node.realm_connections("a"), 6u);
-  EXPECT_EQ(h.node.realm_connections("b"), 4u);
+  EXPECT_EQ(h.node.realm_connection_count("a"), 6u);
+  EXPECT_EQ(h.node.realm_connection_count("b"), 4u);
   EXPECT_EQ(h.manager().connection_count(), 10u);
 }
 
@@ -434,12 +502,12 @@ TEST(RealmGlobalTrim, ATrimThatWouldBreakAReserveStopsShort) {
   auto young = h.add_range(101, 5);  // in grace: not candidates, yet above low water
   // Candidates: a's 12; the target is 12 - 10 = 2, which a can give above its reserve.
   EXPECT_EQ(h.manager().trim(), 2u);
-  EXPECT_EQ(h.node.realm_connections("a"), 10u);
+  EXPECT_EQ(h.node.realm_connection_count("a"), 10u);
   // Out of grace, the unbound ones go and a, at its reserve, gives nothing more.
   h.add_range(201, 3);
   h.time->advance(10s);
   EXPECT_EQ(h.manager().trim(), 8u);
-  EXPECT_EQ(h.node.realm_connections("a"), 10u);
+  EXPECT_EQ(h.node.realm_connection_count("a"), 10u);
   EXPECT_EQ(h.manager().connection_count(), 10u);
   EXPECT_EQ(count_closed(young), 5u);
 }
@@ -454,7 +522,7 @@ TEST(RealmGlobalTrim, ForceTrimMayGoBelowTheReserves) {
   for (std::uint64_t n = 101; n <= 106; ++n) ASSERT_FALSE(h.manager().protect(peer_id(n), "keep"));
   // 14 down to 4: a's 8 unprotected members (reserve or not), then 2 protected peers.
   EXPECT_EQ(h.manager().force_trim(), 10u);
-  EXPECT_EQ(h.node.realm_connections("a"), 0u);
+  EXPECT_EQ(h.node.realm_connection_count("a"), 0u);
   EXPECT_EQ(count_closed(guarded), 2u);
   expect_closes_carry(a, CloseReason::forced_trim);
 }
@@ -476,9 +544,9 @@ TEST(RealmFairness, ThreeRealmsWithUnequalDemandEndAtTheirShares) {
   auto unbound = h.add_range(3001, 10);
   EXPECT_EQ(h.manager().trim(), 40u);
   EXPECT_EQ(count_closed(unbound), 10u);
-  EXPECT_NEAR(static_cast<double>(h.node.realm_connections("a")), 25.0, 1.0);
-  EXPECT_NEAR(static_cast<double>(h.node.realm_connections("b")), 25.0, 1.0);
-  EXPECT_EQ(h.node.realm_connections("c"), 10u);
+  EXPECT_NEAR(static_cast<double>(h.node.realm_connection_count("a")), 25.0, 1.0);
+  EXPECT_NEAR(static_cast<double>(h.node.realm_connection_count("b")), 25.0, 1.0);
+  EXPECT_EQ(h.node.realm_connection_count("c"), 10u);
   EXPECT_EQ(h.manager().connection_count(), 60u);
 }
 
@@ -515,8 +583,8 @@ TEST(RealmGlobalTrim, FloorsHoldWhenAPeerInTwoRealmsFollowsPeersInOne) {
   EXPECT_FALSE(second->closed());
   EXPECT_FALSE(both->closed());
   EXPECT_TRUE(only_b->closed());
-  EXPECT_EQ(h.node.realm_connections("a"), 2u);
-  EXPECT_EQ(h.node.realm_connections("b"), 1u);
+  EXPECT_EQ(h.node.realm_connection_count("a"), 2u);
+  EXPECT_EQ(h.node.realm_connection_count("b"), 1u);
 }
 
 TEST(RealmGlobalTrim, WithoutBindingsTheManagersOwnTrimmerDecides) {
@@ -567,7 +635,7 @@ TEST(RealmGlobalTrim, AnExactTrimTakesItsLastPeerInPart) {
   EXPECT_EQ(count_closed(cheap), 3u);
   EXPECT_EQ(count_closed(dear), 1u);
   EXPECT_TRUE(dear.back()->closed());  // the newest
-  EXPECT_EQ(h.node.realm_connections("a"), 2u);
+  EXPECT_EQ(h.node.realm_connection_count("a"), 2u);
 }
 
 // The realm rules applied to the trimmer's snapshot: what the node's trim must close,
@@ -756,7 +824,7 @@ TEST(RealmConcurrency, BindsTrimsAndDisconnectsFromTwoThreadsKeepCountsExact) {
     while (!done.load()) {
       h.manager().trim();
       h.node.trim_realm("a");
-      (void)h.node.realm_connections("b");
+      (void)h.node.realm_connection_count("b");
       (void)h.node.members("a");
     }
   });
@@ -780,8 +848,8 @@ TEST(RealmConcurrency, BindsTrimsAndDisconnectsFromTwoThreadsKeepCountsExact) {
     in_a += e.in_a ? 1 : 0;
     in_b += e.in_b ? 1 : 0;
   }
-  EXPECT_EQ(h.node.realm_connections("a"), in_a);
-  EXPECT_EQ(h.node.realm_connections("b"), in_b);
+  EXPECT_EQ(h.node.realm_connection_count("a"), in_a);
+  EXPECT_EQ(h.node.realm_connection_count("b"), in_b);
   EXPECT_LE(h.manager().connection_count(), 3000u);
   const auto stats = h.node.realm_stats("a");
   EXPECT_EQ(stats->binds - stats->unbinds, in_a);

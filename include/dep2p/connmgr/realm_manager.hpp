@@ -53,6 +53,7 @@
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/explain.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -93,6 +94,35 @@ struct RealmStats {
   std::uint64_t trims = 0;             // realm trims that ran
   std::uint64_t trimmed = 0;           // connections closed by realm trims
   std::uint64_t trimmed_globally = 0;  // bound connections closed by the node's trims
+};
+
+// A peer's standing in one realm it is a member of (RealmConnectionManager::explain).
+struct RealmStanding {
+  std::string realm;
+  std::size_t bound = 0;      // the peer's connections bound to the realm
+  std::int64_t value = 0;     // its value in the realm (the realm's own tags)
+  bool is_protected = false;  // protected in the realm (counts in the realm's trim only)
+  // The realm now: its bound connections, its share (low_water) and its reserve.
+  std::size_t realm_connections = 0;
+  std::size_t share = 0;
+  std::size_t reserve = 0;
+  // What the node's trim may take from the realm now: from its excess over its share
+  // first, then from what it holds above its reserve; nothing at or below its reserve
+  // (force_trim excepted).
+  enum class Give : std::uint8_t { above_share, above_reserve, at_reserve };
+  Give give = Give::at_reserve;
+};
+
+// Why the node keeps a peer, with its realms (RealmConnectionManager::explain).
+struct RealmExplanation {
+  Explanation node;                   // manager().explain(peer)
+  std::vector<RealmStanding> realms;  // the realms it is a member of, by name
+  // The realm whose rules let the node's trim take this peer's bound connections first:
+  // the one furthest above its share, else furthest above its reserve; none when every
+  // realm of the peer is at its reserve, or the peer is in none.
+  std::optional<std::string> gives_up;
+  // node.summary, then the realms: "...; realms: chat (2 bound, above share by 3), ..."
+  std::string summary;
 };
 
 class RealmConnectionManager {
@@ -162,10 +192,17 @@ class RealmConnectionManager {
   std::error_code unbind(const Connection& connection, std::string_view realm);
 
   // --- Queries ----------------------------------------------------------------------
-  std::size_t realm_connections(std::string_view realm) const;  // bound now; 0 if unknown
+  // The connections bound to the realm now (empty if unknown), in no particular order; a
+  // connection that leaves the pool meanwhile is not listed.
+  std::vector<std::shared_ptr<Connection>> realm_connections(std::string_view realm) const;
+  std::size_t realm_connection_count(std::string_view realm) const;  // bound now; 0 if unknown
   std::vector<NodeId> members(std::string_view realm) const;
   std::vector<std::string> realms_of(const NodeId& peer) const;  // sorted
   std::optional<RealmStats> realm_stats(std::string_view realm) const;
+  // manager().explain(peer) and the peer's standing in each of its realms; nullopt when
+  // the manager knows nothing of the peer. The node's rank in it is under the default
+  // order, not the realm rules' reordering. O(peers), for diagnosis.
+  std::optional<RealmExplanation> explain(const NodeId& peer) const;
   // manager().write_prometheus(out), then per-realm metrics labelled by realm name
   // (dep2p_connmgr_realm_connections{realm="chat"} 5, ...), realms in name order. No lock
   // is held while writing to `out`.
