@@ -4,9 +4,12 @@
 // realms in the step that adds the connection. Virtual time throughout.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <memory>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dep2p/connmgr/clock.hpp"
@@ -226,6 +229,82 @@ TEST(RealmClaim, ClaimsAfterCloseAreRefused) {
   Reservation r = h.secured(1);
   h.node.close();
   EXPECT_EQ(h.node.claim(r, "chat"), Errc::closed);
+}
+
+// Threads admitting their own peers with claims, adding or dropping the admissions and
+// closing connections, while another removes and recreates a realm: the claimed realm
+// never goes over hard_max, max_members or max_pending, and at the end every claim is
+// gone and the realm counts exactly the connections bound to it that are still open.
+TEST(RealmClaim, ClaimsFromSeveralThreadsNeverTakeARealmOverItsLimits) {
+  ClaimHarness h;
+  const RealmConfig chat{.max_members = 40, .hard_max = 48, .max_pending = 2};
+  ASSERT_FALSE(h.node.create_realm("chat", chat));
+  ASSERT_FALSE(h.node.create_realm("files", RealmConfig{.hard_max = 30}));
+  constexpr int kThreads = 3;
+  constexpr std::uint64_t kPeersEach = 20;
+  std::vector<std::vector<std::shared_ptr<FakeConnection>>> bound(kThreads);
+  std::atomic<bool> stop{false};
+  std::atomic<int> over_limits{0};
+  auto worker = [&](int t) {
+    std::mt19937 random(static_cast<std::uint32_t>(t) + 1);
+    auto& mine = bound[static_cast<std::size_t>(t)];
+    for (int round = 0; round < 1500; ++round) {
+      const std::uint64_t n = 1000 * static_cast<std::uint64_t>(t + 1) + random() % kPeersEach;
+      if (!mine.empty() && random() % 3 == 0) {
+        const std::size_t k = random() % mine.size();
+        (void)h.manager().remove_connection(*mine[k]);
+        mine[k] = mine.back();
+        mine.pop_back();
+        continue;
+      }
+      auto admitted = h.manager().admit_inbound(endpoint("127.0.0.1"));
+      if (!admitted) continue;
+      if (h.manager().on_secured(admitted.reservation, Direction::inbound, peer_id(n),
+                                 endpoint("127.0.0.1"))) {
+        continue;
+      }
+      if (random() % 4 == 0) (void)h.node.claim(admitted.reservation, "files");
+      if (h.node.claim(admitted.reservation, "chat")) continue;  // refused: dropped
+      if (random() % 5 == 0) continue;  // the handshake failed after all: dropped
+      auto c = std::make_shared<FakeConnection>(peer_id(n), Direction::inbound);
+      if (!h.manager().add_connection(c, std::move(admitted.reservation))) mine.push_back(c);
+    }
+  };
+  auto realm_churn = [&] {
+    while (!stop.load()) {
+      (void)h.node.remove_realm("files");
+      (void)h.node.create_realm("files", RealmConfig{.hard_max = 30});
+    }
+  };
+  auto watch = [&] {
+    while (!stop.load()) {
+      const auto stats = h.node.realm_stats("chat");
+      if (stats->connections > chat.hard_max || stats->members > chat.max_members ||
+          stats->pending > chat.max_pending) {
+        ++over_limits;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
+  std::thread churn(realm_churn);
+  std::thread watcher(watch);
+  for (std::thread& t : threads) t.join();
+  stop = true;
+  churn.join();
+  watcher.join();
+
+  EXPECT_EQ(over_limits.load(), 0);
+  const RealmStats stats = *h.node.realm_stats("chat");
+  EXPECT_EQ(stats.pending, 0u);
+  EXPECT_GT(stats.claims, 0u);
+  EXPECT_GT(stats.refused_full, 0u) << "the threads never reached hard_max or max_members";
+  std::size_t open = 0;
+  for (const auto& mine : bound) open += mine.size();
+  EXPECT_EQ(stats.connections, open);  // every connection added was bound to chat
+  EXPECT_EQ(h.node.realm_connections("chat").size(), open);
+  EXPECT_EQ(h.manager().stats().reservations, 0u);
+  EXPECT_EQ(h.manager().stats().pending_inbound, 0u);
 }
 
 }  // namespace
