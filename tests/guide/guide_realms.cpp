@@ -1,6 +1,6 @@
 // The realms section of docs/guide.md, compiled and run: a RealmConnectionManager, a realm
-// with limits, binding authenticated connections, realm tags and protections. Quoted
-// verbatim by the guide (checked by guide_snippets_test.cpp).
+// with limits, binding authenticated connections, claiming a realm at admission, realm
+// tags and protections. Quoted verbatim by the guide (checked by guide_snippets_test.cpp).
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
@@ -81,6 +81,43 @@ TEST(GuideRealms, BindingCountsConnectionsPerRealmAndRefusesBeyondHardMax) {
   connection->on_transport_closed();
   EXPECT_EQ(node.realm_connection_count("chat"), 2u);
   EXPECT_EQ(node.realm_stats("chat")->unbinds, 1u);
+}
+
+TEST(GuideRealms, AClaimChecksTheRealmBeforeTheConnectionJoinsThePool) {
+  boost::asio::io_context io;
+  cm::Config config;
+  config.silence_period = std::chrono::hours(24);  // no background trim in this test
+  cm::RealmConnectionManager node(io, config);
+  cm::RealmConfig one;
+  one.hard_max = 1;
+  ASSERT_FALSE(node.create_realm("chat", one));
+  cm::ConnectionManager& manager = node.manager();
+
+  // The handshake names the realm the peer joins: claim it before the connection enters
+  // the pool. A full realm refuses here; the add binds the connection to the realm.
+  auto accept_into = [&](const char* realm, const cm::NodeId& peer,
+                         const cm::Endpoint& remote) -> std::shared_ptr<MyConnection> {
+    cm::Admission admitted = manager.admit_inbound(remote);
+    if (!admitted) return nullptr;
+    // ... the handshake runs here, proves `peer` and names `realm` ...
+    if (manager.on_secured(admitted.reservation, cm::Direction::inbound, peer, remote)) {
+      return nullptr;
+    }
+    cm::Refusal refusal;
+    if (node.claim(admitted.reservation, realm, &refusal)) {
+      return nullptr;  // "claim refused: realm chat holds 1 of 1 connections (claims included)"
+    }
+    auto connection =
+        std::make_shared<MyConnection>(manager, peer, cm::Direction::inbound, remote);
+    if (manager.add_connection(connection, std::move(admitted.reservation))) return nullptr;
+    return connection;  // in the node's pool, bound to `realm`
+  };
+
+  EXPECT_NE(accept_into("chat", member(1), at("192.0.2.10")), nullptr);
+  EXPECT_EQ(node.realm_connection_count("chat"), 1u);
+  EXPECT_EQ(accept_into("chat", member(2), at("192.0.2.11")), nullptr);
+  EXPECT_EQ(manager.connection_count(), 1u);  // the refused one never entered the pool
+  EXPECT_EQ(node.realm_stats("chat")->refused_full, 1u);
 }
 
 }  // namespace
