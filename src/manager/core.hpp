@@ -342,6 +342,12 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     if (watch_.active && slot < watch_.changed.size()) [[unlikely]]
       watch_.changed[slot] = 1;
   }
+  // The peer's tags changed: its tag stamp moves (TagVersion) and a trim under way notes
+  // it. REQUIRES: the whole lock, or the peer's lane and its PeerLock.
+  void tags_changed(std::uint32_t slot) {
+    ++pool_.cold(slot).tags_stamp;
+    note_change(slot);
+  }
   bool changed_in_trim(std::uint32_t slot) const {
     return watch_.active && slot < watch_.changed.size() && watch_.changed[slot] != 0;
   }

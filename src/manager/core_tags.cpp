@@ -29,8 +29,7 @@ std::uint32_t ManagerCore::tagging_slot(const Locked<>& locked, const NodeId& pe
 // Sets a plain tag and stamps the change (see TagVersion).
 void ManagerCore::set_tag(const Locked<>&, std::uint32_t slot, std::string_view name, int value) {
   pool_.peer(slot).tags.set(tag_names_, tag_names_.intern(name), value);
-  ++pool_.cold(slot).tags_stamp;
-  note_change(slot);
+  tags_changed(slot);
 }
 
 std::optional<std::uint32_t> ManagerCore::known_name(const LaneGuard& lane, std::string_view name) {
@@ -49,8 +48,7 @@ bool ManagerCore::set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot, std
   if (!id) return false;
   const PeerLock peer(pool_.peer(slot));
   pool_.peer(slot).tags.set<true>(tag_names_, *id, value);
-  ++pool_.cold(slot).tags_stamp;
-  note_change(slot);
+  tags_changed(slot);
   return true;
 }
 
@@ -88,10 +86,7 @@ std::error_code ManagerCore::untag_peer(const NodeId& peer, std::string_view nam
     if (!may_empty) {
       switch (entry.tags.remove_shared(tag_names_, *id)) {
         case PeerTags::Removal::absent: return {};
-        case PeerTags::Removal::removed:
-          ++pool_.cold(slot).tags_stamp;
-          note_change(slot);
-          return {};
+        case PeerTags::Removal::removed: tags_changed(slot); return {};
         case PeerTags::Removal::needs_whole: break;
       }
     }
@@ -103,8 +98,7 @@ std::error_code ManagerCore::untag_peer(const NodeId& peer, std::string_view nam
   if (slot == kNoSlot) return Errc::unknown_peer;
   if (auto id = tag_names_.find(name)) {
     if (pool_.peer(slot).tags.remove(tag_names_, *id)) {
-      ++pool_.cold(slot).tags_stamp;
-      note_change(slot);
+      tags_changed(slot);
     }
   }
   release_if_empty_temporary(locked, slot);
@@ -136,8 +130,7 @@ std::error_code ManagerCore::upsert_tag(const NodeId& peer, std::string_view nam
           const PeerLock locked_peer(pool_.peer(slot));
           if (!(tag_version(slot) == seen)) continue;  // changed meanwhile: recompute
           pool_.peer(slot).tags.set<true>(tag_names_, *id, value);
-          ++pool_.cold(slot).tags_stamp;
-          note_change(slot);
+          tags_changed(slot);
           return {};
         }
       }

@@ -295,13 +295,9 @@ class Pool {
   // A stream opened (+1) or closed (-1) on the connection. REQUIRES: a close has an open
   // stream to close in that direction.
   void count_stream(std::uint32_t conn_slot, Direction direction, int delta) {
-    ConnEntry& c = conns_[conn_slot];
-    const bool in = direction == Direction::inbound;
-    const auto step = static_cast<std::uint32_t>(delta);  // modulo 2^32: -1 subtracts
-    (in ? c.streams_in : c.streams_out) += step;
-    peers_[c.peer_slot].streams += step;
-    if (in) cold_[c.peer_slot].streams_in += step;
-    counts_.streams[in ? 0 : 1] += static_cast<std::size_t>(static_cast<std::ptrdiff_t>(delta));
+    count_peer_stream(conn_slot, direction, delta);
+    counts_.streams[direction == Direction::inbound ? 0 : 1] +=
+        static_cast<std::size_t>(static_cast<std::ptrdiff_t>(delta));
   }
 
   // The same, leaving the pool's totals to the caller: a caller holding only the peer's
@@ -309,7 +305,7 @@ class Pool {
   void count_peer_stream(std::uint32_t conn_slot, Direction direction, int delta) {
     ConnEntry& c = conns_[conn_slot];
     const bool in = direction == Direction::inbound;
-    const auto step = static_cast<std::uint32_t>(delta);
+    const auto step = static_cast<std::uint32_t>(delta);  // modulo 2^32: -1 subtracts
     (in ? c.streams_in : c.streams_out) += step;
     peers_[c.peer_slot].streams += step;
     if (in) cold_[c.peer_slot].streams_in += step;
