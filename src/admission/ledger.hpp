@@ -32,6 +32,9 @@ struct Charge {
   std::optional<boost::asio::ip::address> capped_address;  // a place under the caps
   std::uint64_t memory = 0;                                // reserved bytes
   std::size_t fds = 0;                                     // reserved descriptors
+  // Admitted above a full connection cap while realms were short of their reserves: its
+  // add must make room (PoolExtension::make_room) or is refused.
+  bool over_cap = false;
   // Claims the extension (the realm layer) made on this admission: tokens only it reads,
   // handed back to it when the admission ends, added or not (PoolExtension::on_claims_end).
   CompactVector<std::uint64_t, 1> claims;
@@ -95,6 +98,8 @@ class AdmissionLedger {
   std::size_t pending(Direction direction) const { return pending_[index(direction)]; }
   std::uint64_t memory() const { return memory_; }
   std::size_t fds() const { return fds_; }
+  // Live reservations admitted above a full connection cap.
+  std::size_t over_cap() const { return over_cap_; }
   std::size_t reservations() const { return reservations_.size(); }
   // The peer's counts, or null when it holds none.
   const PeerCharges* peer(const NodeId& peer) const {
@@ -113,6 +118,7 @@ class AdmissionLedger {
     if (charge.peer && (charge.pending || charge.memory != 0 || charge.fds != 0)) {
       peer = sign > 0 ? &peers_[*charge.peer] : find_peer(*charge.peer);
     }
+    if (charge.over_cap) over_cap_ += step;
     if (charge.pending) {
       pending_[d] += step;
       if (peer != nullptr) peer->pending[d] += step;
@@ -133,6 +139,7 @@ class AdmissionLedger {
   std::size_t pending_[2] = {0, 0};  // pending-handshake slots, [inbound, outbound]
   std::uint64_t memory_ = 0;         // reserved bytes, system scope
   std::size_t fds_ = 0;              // reserved descriptors, system scope
+  std::size_t over_cap_ = 0;         // live charges with over_cap
   // Peers holding any charge; never an entry whose counts are all zero.
   boost::unordered_flat_map<NodeId, PeerCharges, NodeIdHash> peers_;
   // Every live reservation by id; ids are never reused.

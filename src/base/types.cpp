@@ -105,6 +105,7 @@ std::string_view to_string(CloseReason reason) noexcept {
     case CloseReason::shutdown: return "shutdown";
     case CloseReason::host: return "host";
     case CloseReason::handshake_timeout: return "handshake_timeout";
+    case CloseReason::made_room: return "made_room";
   }
   return "unknown";
 }

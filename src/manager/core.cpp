@@ -114,6 +114,44 @@ std::vector<std::shared_ptr<Connection>> ManagerCore::handles(
   return found;
 }
 
+std::optional<std::vector<std::uint32_t>> ManagerCore::trimmer_order(
+    std::span<const NodeId> peers) {
+  if (policies_.default_order) return std::nullopt;
+  Plan plan;
+  std::vector<std::uint32_t> asked;  // by plan index: the index in `peers`
+  std::size_t connections = 0;
+  {
+    std::lock_guard lock(lock_);
+    if (closed_) return std::nullopt;
+    const TrimInputs& inputs = policies_.trim_inputs;
+    const TimePoint now = env_.time->now();
+    plan.snapshot.now = now;
+    plan.snapshot.ordered = true;
+    reserve(plan, peers.size(), peers.size(), inputs);
+    const CandidateView view(pool_, decay_, now, config_.grace_period, CandidateView::Mode::normal);
+    for (std::uint32_t i = 0; i < peers.size(); ++i) {
+      const std::uint32_t slot = pool_.find(peers[i]);
+      if (slot == kNoSlot) continue;
+      const PeerSlot& entry = pool_.peer(slot);
+      if (!entry.live || entry.temporary || entry.conns.empty()) continue;
+      add_candidate(plan, view, slot, entry, inputs);
+      asked.push_back(i);
+      connections += entry.conns.size();
+    }
+    if (auto extension = policies_.extension.lock()) {
+      extension->describe_realms(Locked<>{}, pool_, plan.slots, plan.snapshot);
+    }
+  }
+  std::vector<std::uint32_t> order;
+  if (!rank_snapshot(plan, connections, order)) return std::nullopt;
+  std::vector<std::uint32_t> places(peers.size(), UINT32_MAX);
+  std::uint32_t place = 0;
+  for (const std::uint32_t index : order) {
+    if (index < asked.size() && places[asked[index]] == UINT32_MAX) places[asked[index]] = place++;
+  }
+  return places;
+}
+
 void ManagerCore::publish(Event event) {
   if (!hub_.has_subscribers()) return;
   hub_.enqueue(std::move(event));

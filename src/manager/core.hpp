@@ -163,6 +163,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   std::optional<bool> claim(const Reservation& reservation, ClaimCheck& check) override;
   std::vector<std::shared_ptr<Connection>> handles(
       std::span<const ConnectionPlace> places) const override;
+  std::optional<std::vector<std::uint32_t>> trimmer_order(std::span<const NodeId> peers) override;
 
  private:
   // What a lane holder keeps of its own; whole holders read it.
@@ -322,6 +323,20 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // released) and queues the events it returns.
   void end_claims(const Locked<>& locked, const Charge& charge,
                   const ConnectionPlace* added) noexcept;
+  // Whether an admission `breach` refuses may go above the cap instead: the breach is a
+  // full connection cap, and the realms are short of their reserves by more than the
+  // admissions already above it.
+  bool may_overdraw(const Locked<>& locked, const LimitBreach& breach);
+  // The connection to close, at the add of an admission above a cap, to make room for it.
+  struct Room {
+    std::optional<std::uint32_t> victim;  // a connection slot
+    std::string detail;
+  };
+  // Plans the add of an admission above a full cap: nothing when the cap has room again,
+  // else the connection to close for the claimed realm below its reserve
+  // (PoolExtension::make_room), or a refusal at Stage::add saying why none may close.
+  std::error_code plan_room(const Locked<>& locked, const Charge& charge, const NodeId& peer,
+                            Room& room, Refusal* refusal);
   // The gater asked for a re-check: close the connections intercept_secured now denies.
   void regate();
 
@@ -355,7 +370,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // so no other whole holder changes the pool), then closes them again.
   std::optional<VictimSlots> rank_with_lanes_open(const Locked<>& locked, const CandidateView& view,
                                                   const TrimTarget& rule, bool default_fallback,
-                                                  std::size_t& target);
+                                                  std::size_t& target,
+                                                  std::span<const std::uint64_t> keys = {});
   // Commits the victims in batches of trim_batch_, letting go of the lock between two
   // (the victims so far are closed then, and other calls run); adds to `out`.
   // REQUIRES: `lock` holds lock_ whole; it does again on return.
@@ -379,8 +395,15 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // the host gave a trimmer (which ranks only through a snapshot, unlocked).
   std::optional<VictimSlots> rank_under_lock(const Locked<>& locked, const CandidateView& view,
                                              const TrimTarget& rule, bool default_fallback,
-                                             std::size_t& target);
-  bool rank_snapshot(const Plan& plan, std::vector<std::uint32_t>& order);
+                                             std::size_t& target,
+                                             std::span<const std::uint64_t> keys = {});
+  // The host's trimmer's order of `plan` for `target` connections; false if it threw.
+  bool rank_snapshot(const Plan& plan, std::size_t target, std::vector<std::uint32_t>& order);
+  // The realm rules' choice in the trimmer's `order` of `plan`, among the candidates now
+  // (REQUIRES: lock_ whole); nullopt when nothing is bound any more.
+  std::optional<VictimSlots> rank_by_order(TimePoint now, TrimKind kind, std::size_t exact_count,
+                                           const Plan& plan,
+                                           const std::vector<std::uint32_t>& order);
   void count_trim(const Locked<>& locked, TrimKind kind, std::size_t closed,
                   std::size_t peers_closed);
   std::string describe(TrimKind kind, std::size_t before, std::size_t target) const;

@@ -143,6 +143,8 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
   std::optional<LimitBreach> breach =
       connection_breach(config_.limits.system, system_counts(), Direction::outbound,
                         [] { return std::string("system"); });
+  const bool over_cap = breach && may_overdraw(locked, *breach);
+  if (over_cap) breach.reset();
   if (!breach) {
     breach = connection_breach(config_.limits.peer, peer_counts(peer), Direction::outbound,
                                [&] { return "peer " + peer.short_hex(); });
@@ -161,6 +163,7 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
   charge.direction = Direction::outbound;
   charge.pending = true;
   charge.peer = peer;
+  charge.over_cap = over_cap;
   result.reservation = open_reservation(locked, std::move(charge));
   return result;
 }
@@ -184,6 +187,8 @@ Admission ManagerCore::admit_inbound(const Endpoint& remote) {
   std::optional<LimitBreach> breach =
       connection_breach(config_.limits.system, system_counts(), Direction::inbound,
                         [] { return std::string("system"); });
+  const bool over_cap = breach && may_overdraw(locked, *breach);
+  if (over_cap) breach.reset();
   if (!breach) {
     if (auto text = caps_.try_add(remote.address, allowlisted)) {
       breach = LimitBreach{RefusalReason::subnet_cap, subnet_scope(*text), "subnet cap",
@@ -206,6 +211,7 @@ Admission ManagerCore::admit_inbound(const Endpoint& remote) {
   charge.direction = Direction::inbound;
   charge.pending = true;
   charge.capped_address = remote.address;
+  charge.over_cap = over_cap;
   result.reservation = open_reservation(locked, std::move(charge));
   return result;
 }
@@ -263,6 +269,10 @@ std::error_code ManagerCore::add_reserved(std::shared_ptr<Connection> handle,
     }
     const Connection* key = handle.get();
     const bool claimed = !charge->claims.empty();
+    Room room;
+    if (charge->over_cap) {
+      if (auto ec = plan_room(locked, *charge, facts->peer, room, refusal)) return ec;
+    }
     if (auto ec = insert_connection(locked, std::move(handle), *facts, charge->capped_address)) {
       return ec;  // the reservation (still registered) releases everything
     }
@@ -272,12 +282,61 @@ std::error_code ManagerCore::add_reserved(std::shared_ptr<Connection> handle,
       const ConnectionPlace place{slot, pool_.conn(slot).id};
       end_claims(locked, *ledger_.find(reservation.id()), &place);
     }
+    if (room.victim) {
+      // Planned in this critical section: the victim is still there.
+      effects.closes.push_back({detach(locked, *room.victim, CloseReason::made_room, room.detail),
+                                CloseReason::made_room, room.detail});
+    }
     if (apply_path_rules(locked, slot, effects)) effects.reselect.push_back(facts->peer);
     // The connection now holds the address's place; the pending slot ends.
     ledger_.consume(reservation.take(TokenKey{}));
   }
   act(effects);
   return {};
+}
+
+bool ManagerCore::may_overdraw(const Locked<>& locked, const LimitBreach& breach) {
+  if (breach.reason != RefusalReason::connection_limit) return false;
+  const std::shared_ptr<PoolExtension> extension = policies_.extension.lock();
+  return extension && ledger_.over_cap() < extension->reserve_shortfall(locked);
+}
+
+std::error_code ManagerCore::plan_room(const Locked<>& locked, const Charge& charge,
+                                       const NodeId& peer, Room& room, Refusal* refusal) {
+  ConnectionCounts counts = system_counts();
+  // This admission's pending place becomes its connection: the cap is overdrawn if the
+  // others alone fill it.
+  --counts.pending[charge.direction == Direction::inbound ? 0 : 1];
+  const std::optional<LimitBreach> breach = connection_breach(
+      config_.limits.system, counts, charge.direction, [] { return std::string("system"); });
+  if (!breach || breach->reason != RefusalReason::connection_limit) return {};
+  RoomChoice choice;
+  if (const std::shared_ptr<PoolExtension> extension = policies_.extension.lock()) {
+    const CandidateView view(pool_, decay_, env_.time->now(), config_.grace_period,
+                             CandidateView::Mode::normal);
+    // A direction's cap is freed only by a connection in that direction.
+    const bool total = breach->limit == "connections_total";
+    choice = extension->make_room(locked, view, charge.claims, pool_.find(peer),
+                                  total ? std::nullopt : std::optional{charge.direction});
+  }
+  std::string why;
+  if (choice.realm.empty()) {
+    why = "; admitted above the cap for a realm below its reserve, it claims none";
+  } else if (!choice.victim) {
+    why = "; nothing may close to make room for realm " + choice.realm + " below its reserve (" +
+          std::to_string(choice.held) + " of " + std::to_string(choice.reserve) +
+          "): every other connection is protected, in its grace period, or in a realm at its "
+          "reserve";
+  } else {
+    room.victim = choice.victim;
+    room.detail = "made room for realm " + choice.realm + " below its reserve (" +
+                  std::to_string(choice.held) + " of " + std::to_string(choice.reserve) + ")";
+    return {};
+  }
+  Refusal r = count_refusal(Stage::add, breach->reason, breach->scope, breach->limit,
+                            direction_word(charge.direction) + " refused: " + breach->text + why);
+  if (refusal != nullptr) *refusal = std::move(r);
+  return Errc::limit_exceeded;
 }
 
 Admission ManagerCore::reserve_resources(const std::optional<NodeId>& peer, std::uint64_t memory,

@@ -53,20 +53,21 @@ void ManagerCore::arm_background_check() {
 std::optional<VictimSlots> ManagerCore::rank_under_lock(const Locked<>& locked,
                                                         const CandidateView& view,
                                                         const TrimTarget& rule,
-                                                        bool default_fallback,
-                                                        std::size_t& target) {
+                                                        bool default_fallback, std::size_t& target,
+                                                        std::span<const std::uint64_t> keys) {
   if (auto extension = policies_.extension.lock()) {
     // The extension ranks only when it has a say (connections bound to realms).
-    if (auto victims = extension->rank(locked, view, rule, target)) return victims;
+    if (auto victims = extension->rank(locked, view, rule, target, keys)) return victims;
   }
   if (!policies_.default_order && !default_fallback) return std::nullopt;
   return rank_in_place(view, rule, target);
 }
 
-bool ManagerCore::rank_snapshot(const Plan& plan, std::vector<std::uint32_t>& order) {
-  if (plan.snapshot.peers.empty() || plan.target == 0) return true;
+bool ManagerCore::rank_snapshot(const Plan& plan, std::size_t target,
+                                std::vector<std::uint32_t>& order) {
+  if (plan.snapshot.peers.empty() || target == 0) return true;
   try {
-    policies_.trimmer->rank(plan.snapshot, plan.target, order);
+    policies_.trimmer->rank(plan.snapshot, target, order);
     return true;
   } catch (const std::exception& e) {
     env_.logger->error("connmgr: trimmer threw, trim aborted: {}", e.what());
@@ -108,6 +109,16 @@ void ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind
       });
     }
   }
+  // With connections bound to realms, the realm rules choose the victims, in the
+  // trimmer's order: it sees the candidates' realms and is asked for the whole order.
+  const std::shared_ptr<PoolExtension> extension = policies_.extension.lock();
+  const bool realm_rules =
+      extension &&
+      extension->describe_realms(Locked<>{}, pool_, unprotected.slots, unprotected.snapshot);
+  if (realm_rules && forced) {
+    extension->describe_realms(Locked<>{}, pool_, protected_plan.slots, protected_plan.snapshot);
+  }
+  unprotected.snapshot.ordered = realm_rules;
   if (forced) {
     unprotected.target = pool_.counts().connections - config_.low_water;
     // Protected peers go only for what the unprotected ones cannot cover in the plan,
@@ -129,15 +140,24 @@ void ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind
   // Rank outside the lock: the trimmer is pluggable host code.
   std::vector<std::uint32_t> order;
   std::vector<std::uint32_t> protected_order;
-  bool ok = rank_snapshot(unprotected, order);
-  if (ok && forced) ok = rank_snapshot(protected_plan, protected_order);
-  Victims victims;
-  if (ok) victims = select(unprotected, order, unprotected.target, exact);
+  bool ok = rank_snapshot(
+      unprotected,
+      realm_rules && unprotected.target > 0 ? candidate_connections : unprotected.target, order);
+  if (ok && forced) ok = rank_snapshot(protected_plan, protected_plan.target, protected_order);
 
   // Commit: apply the decisions to the pool (each victim checked against its generation).
   lock.lock();
   if (!ok || closed_) return;
-  commit_victims(lock, in_slot_order(unprotected, victims), false, out);
+  std::optional<VictimSlots> ruled;
+  if (realm_rules && unprotected.target > 0)
+    ruled = rank_by_order(now, kind, exact_count, unprotected, order);
+  if (ruled) {
+    commit_victims(lock, *ruled, false, out);
+  } else {
+    commit_victims(
+        lock, in_slot_order(unprotected, select(unprotected, order, unprotected.target, exact)),
+        false, out);
+  }
   // The protected phase closes no more than the pool still holds above low water (less
   // than planned only if connections went meanwhile).
   const std::size_t count = pool_.counts().connections;
@@ -147,6 +167,37 @@ void ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind
     commit_victims(lock, in_slot_order(protected_plan, more), true, out);
   }
   count_trim(Locked<>{}, kind, out.closed, out.peers_closed);
+}
+
+// The realm rules' choice among the current candidates, ordered by the trimmer's `order`
+// of the plan's (a peer gone or replaced since, or new, comes after every ranked one);
+// nullopt when nothing is bound any more.
+std::optional<VictimSlots> ManagerCore::rank_by_order(TimePoint now, TrimKind kind,
+                                                      std::size_t exact_count, const Plan& plan,
+                                                      const std::vector<std::uint32_t>& order) {
+  constexpr std::uint64_t kUnranked = UINT64_MAX;
+  std::vector<std::uint64_t> keys(pool_.peer_slots(), kUnranked);
+  for (std::size_t place = 0; place < order.size(); ++place) {
+    const std::uint32_t index = order[place];
+    if (index >= plan.slots.size()) continue;
+    const std::uint32_t slot = plan.slots[index];
+    if (slot < keys.size() && keys[slot] == kUnranked &&
+        pool_.peer(slot).generation == plan.generations[index]) {
+      keys[slot] = place;
+    }
+  }
+  using Mode = CandidateView::Mode;
+  using Kind = TrimTarget::Kind;
+  const std::size_t count = pool_.counts().connections;
+  const TrimTarget rule =
+      kind == TrimKind::forced
+          ? TrimTarget{Kind::fixed, count > config_.low_water ? count - config_.low_water : 0, 0}
+      : kind == TrimKind::exact_count ? TrimTarget{Kind::exact, exact_count, 0}
+                                      : TrimTarget{Kind::watermark, 0, config_.low_water};
+  const CandidateView view(pool_, decay_, now, config_.grace_period,
+                           kind == TrimKind::forced ? Mode::forced_unprotected : Mode::normal);
+  std::size_t target = 0;
+  return rank_with_lanes_open(Locked<>{}, view, rule, false, target, keys);
 }
 
 // A trim that ran to its commit (not one whose trimmer threw) is counted, and announced
@@ -239,14 +290,12 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   return outcome.closed;
 }
 
-std::optional<VictimSlots> ManagerCore::rank_with_lanes_open(const Locked<>& locked,
-                                                             const CandidateView& view,
-                                                             const TrimTarget& rule,
-                                                             bool default_fallback,
-                                                             std::size_t& target) {
+std::optional<VictimSlots> ManagerCore::rank_with_lanes_open(
+    const Locked<>& locked, const CandidateView& view, const TrimTarget& rule,
+    bool default_fallback, std::size_t& target, std::span<const std::uint64_t> keys) {
   lock_.open_lanes();
   std::optional<VictimSlots> victims =
-      rank_under_lock(locked, view, rule, default_fallback, target);
+      rank_under_lock(locked, view, rule, default_fallback, target, keys);
   if (trim_probe_) trim_probe_(TrimPoint::ranked);
   lock_.close_lanes();
   return victims;
@@ -285,6 +334,8 @@ bool ManagerCore::trim_in_place(std::unique_lock<Lock>& lock, TrimKind kind,
   const bool forced = kind == TrimKind::forced;
   const bool exact = kind == TrimKind::exact_count;
   if (!exact) prune_temporary(locked, now);
+  // A host's trimmer ranks through a snapshot, realms or not.
+  if (!policies_.default_order) return false;
   using Mode = CandidateView::Mode;
   using Kind = TrimTarget::Kind;
   const TrimTarget rule = forced  ? TrimTarget{Kind::fixed, count - config_.low_water, 0}
@@ -311,8 +362,6 @@ bool ManagerCore::trim_in_place(std::unique_lock<Lock>& lock, TrimKind kind,
   commit_victims(lock, *victims, false, out);
   if (shortfall > 0 && !closed_ && pool_.counts().connections > config_.low_water) {
     // Protected peers, ranked among themselves for what the others could not cover.
-    // (When the realm rules ranked the first phase and nothing is bound any more, the
-    // default order ranks this one, whatever trimmer the host gave.)
     const CandidateView protected_view(pool_, decay_, now, config_.grace_period,
                                        Mode::forced_protected);
     const TrimTarget protected_rule{

@@ -47,6 +47,15 @@ struct DetachedConnection {
 // The claims of one admission: tokens the layer writes and reads, kept on the admission.
 using ClaimTokens = CompactVector<std::uint64_t, 1>;
 
+// What PoolExtension::make_room found for an admission above a full connection cap.
+struct RoomChoice {
+  std::string realm;     // the first claimed realm below its reserve; empty when none is
+  std::size_t held = 0;  // that realm's bound connections
+  std::size_t reserve = 0;
+  // The slot of the connection to close for it; none when nothing may go.
+  std::optional<std::uint32_t> victim;
+};
+
 // The layer's check of one claim (CoreDoor::claim), run under the core's lock.
 class ClaimCheck {
  public:
@@ -78,6 +87,12 @@ class CoreDoor {
   // on_secured), under the core's lock, and returns its verdict; nullopt when the
   // reservation is not open here, does not know its peer yet, or the core is closed.
   virtual std::optional<bool> claim(const Reservation& reservation, ClaimCheck& check) = 0;
+  // The host's trimmer's order of `peers` (those connected now; in a snapshot with their
+  // realms, asked for the whole order), as each one's place, first evicted first, or
+  // UINT32_MAX for one it left out or that is not connected; nullopt when the default order
+  // is in force, or the trimmer threw. The trimmer runs with no lock held.
+  virtual std::optional<std::vector<std::uint32_t>> trimmer_order(
+      std::span<const NodeId> peers) = 0;
 
  protected:
   ~CoreDoor() = default;
@@ -101,13 +116,32 @@ class PoolExtension {
   virtual void on_claims_end(const Locked<>& locked, const NodeId& peer,
                              std::span<const std::uint64_t> claims, const ConnectionPlace* added,
                              std::vector<Event>* events) noexcept = 0;
+  // Connections the realms are short of their reserves (bound plus claimed, against
+  // min_reserved), summed: how many admissions may go above a full connection cap to
+  // refill them.
+  virtual std::size_t reserve_shortfall(const Locked<>& locked) = 0;
+  // For the add of an admission above a full cap holding `claims`: the claimed realm below
+  // its reserve, and the connection to close to make room for it, chosen among the view's
+  // candidates (never the claimant's own, at `claimant_slot`; with `direction`, only a
+  // connection in that direction): a peer with no bound connection first, else the node
+  // trim's victim for one connection, which never takes a realm below its reserve.
+  virtual RoomChoice make_room(const Locked<>& locked, const CandidateView& view,
+                               std::span<const std::uint64_t> claims, std::uint32_t claimant_slot,
+                               std::optional<Direction> direction) = 0;
   // Once per trim ranking: the victims among the view's candidates covering `rule`'s
   // target, which follows from the candidates' connections the layer counts on its one
   // walk over the view (returned in `target`); or nullopt to leave the choice to the
   // core's own order (the layer has no say in it). A forced view is an emergency, where
-  // reserves may go.
+  // reserves may go. With `keys` (by peer slot), the candidates are ordered by them, lowest
+  // first, instead of by the default order: a host trimmer's order.
   virtual std::optional<VictimSlots> rank(const Locked<>& locked, const CandidateView& view,
-                                          const TrimTarget& rule, std::size_t& target) = 0;
+                                          const TrimTarget& rule, std::size_t& target,
+                                          std::span<const std::uint64_t> keys) = 0;
+  // Fills `snapshot`'s realm columns for the candidates at `slots` (pool peer slots, in
+  // snapshot.peers' order) when any connection is bound; returns whether one is (whether
+  // the layer has a say in the trim).
+  virtual bool describe_realms(const Locked<>& locked, const Pool& pool,
+                               std::span<const std::uint32_t> slots, TrimSnapshot& snapshot) = 0;
 };
 
 }  // namespace dep2p::connmgr::detail

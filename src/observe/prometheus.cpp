@@ -224,6 +224,14 @@ void write_realm_prometheus(std::ostream& out, const std::vector<RealmFigures>& 
        [](const RealmFigures& r) { return r.stats.claims; }},
       {"realm_refused_pending_total", "counter", "Claims refused at the realm's max_pending.",
        [](const RealmFigures& r) { return r.stats.refused_pending; }},
+      {"realm_made_room_total", "counter",
+       "Members admitted above a full connection cap while the realm was below its reserve, "
+       "each by closing another connection.",
+       [](const RealmFigures& r) { return r.stats.made_room; }},
+      {"realm_refused_no_room_total", "counter",
+       "Members above a full cap refused while the realm was below its reserve: nothing "
+       "could close for them.",
+       [](const RealmFigures& r) { return r.stats.refused_no_room; }},
       {"realm_hard_max", "gauge", "The realm's hard_max (0: no limit).",
        [](const RealmFigures& r) { return u64(r.config.hard_max); }},
       {"realm_max_members", "gauge", "The realm's max_members (0: no limit).",

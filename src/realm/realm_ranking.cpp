@@ -3,10 +3,11 @@
 // (docs/architecture.md, "Realms"): candidates dealt into a pool per realm (and one for the
 // unbound), then the greedy of realm_greedy.hpp draws victims from above the realms' shares,
 // then from above their reserves, and in an emergency from anywhere.
+#include <algorithm>
 #include <stdexcept>
 
 #include "realm/realm_by_level.hpp"
-#include "realm/realm_state.hpp"
+#include "realm/realm_deal.hpp"
 
 namespace dep2p::connmgr {
 namespace {
@@ -14,89 +15,6 @@ namespace {
 using State = RealmConnectionManager::State;
 using Contender = State::Contender;
 using NodeRanking = State::NodeRanking;
-
-// Prepares a ranking of candidates indexed below `indices`; null when no connection is
-// bound. REQUIRES: the state's mutex.
-std::unique_ptr<NodeRanking> start_ranking(const State& state, std::size_t indices) {
-  if (state.bound_slots == 0) return nullptr;
-  auto r = std::make_unique<NodeRanking>();
-  r->indices = indices;
-  r->pools.resize(state.realms.size() + 1);
-  r->limit.resize(state.realms.size() + 1);
-  r->pool_of_realm.assign(state.realm_table.size(), 0);
-  std::uint32_t offset = 0;
-  std::uint32_t index = 1;
-  for (const auto& [name, realm] : state.realms) {
-    State::Pool& pool = r->pools[index];
-    pool.count = realm->connections;
-    pool.share = realm->config.low_water;
-    pool.reserve = realm->config.min_reserved;
-    pool.begin = pool.end = offset;
-    offset += static_cast<std::uint32_t>(realm->connections);
-    r->limit[index] = offset;
-    r->pool_of_realm[realm->index] = index;
-    ++index;
-  }
-  r->pools[0].begin = r->pools[0].end = offset;
-  offset += static_cast<std::uint32_t>(indices);
-  r->limit[0] = offset;
-  r->candidates = std::make_unique_for_overwrite<Contender[]>(offset);
-  return r;
-}
-
-// Deals candidate `index` into the pools of its realms: `bound_to(f)` calls f(BoundTo) for
-// each binding of each of its connections.
-template <typename BoundToEach>
-void add_contender(NodeRanking& r, std::uint32_t index, const detail::RankKey& key,
-                   std::uint32_t connections, BoundToEach&& bound_to) {
-  // Its first realm (most peers have one, or none) stays out of `entries`.
-  State::StakeEntry first{0, 0};
-  std::vector<State::StakeEntry>& entries = r.entries;
-  const auto start = static_cast<std::uint32_t>(entries.size());
-  bound_to([&](const State::BoundTo& bound) {
-    const std::uint32_t p = r.pool_of_realm[bound.realm];
-    if (first.bound == 0 || first.pool == p) {
-      first.pool = p;
-      ++first.bound;
-      return;
-    }
-    for (auto e = entries.begin() + start; e != entries.end(); ++e) {
-      if (e->pool == p) {
-        ++e->bound;
-        return;
-      }
-    }
-    entries.push_back(State::StakeEntry{p, 1});
-  });
-  const auto stop = static_cast<std::uint32_t>(entries.size());
-  if (start != stop && r.single) {
-    // The first peer in two realms: every one before it was in one (or none).
-    r.single = false;
-    r.stakes = std::make_unique_for_overwrite<State::Stake[]>(r.indices);
-    for (std::uint32_t p = 0; p < r.pools.size(); ++p) {
-      for (std::uint32_t k = r.pools[p].begin; k < r.pools[p].end; ++k) {
-        const Contender& earlier = r.candidates[k];
-        r.stakes[earlier.index] = State::Stake{p, earlier.bound(), 0, 0};
-      }
-    }
-  }
-  if (!r.single) r.stakes[index] = State::Stake{first.pool, first.bound, start, stop};
-  auto deal = [&](std::uint32_t p, std::uint32_t bound) {
-    State::Pool& pool = r.pools[p];
-    if (pool.end == r.limit[p] || bound > Contender::kBoundMask) {
-      r.overflow = true;
-      return;
-    }
-    // The pool's next line is written only after the other pools' turns: ask for it now
-    // (the deal writes as many streams at once as there are realms, too many for the
-    // hardware to follow).
-    if (pool.end + 2 < r.limit[p]) __builtin_prefetch(&r.candidates[pool.end + 2], 1);
-    r.candidates[pool.end++] =
-        Contender::of(key.value, key.activity, key.newer, index, connections, bound);
-  };
-  deal(first.pool, first.bound);  // pool 0 (bound 0) when it has no realm
-  for (std::uint32_t e = start; e < stop; ++e) deal(entries[e].pool, entries[e].bound);
-}
 
 }  // namespace
 
@@ -131,30 +49,28 @@ void State::on_detached(const detail::Locked<>&, std::span<const detail::Detache
 
 std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
                                                const detail::CandidateView& view,
-                                               const detail::TrimTarget& rule,
-                                               std::size_t& target) {
+                                               const detail::TrimTarget& rule, std::size_t& target,
+                                               std::span<const std::uint64_t> keys) {
   std::unique_ptr<NodeRanking> ranked;
   std::size_t candidate_connections = 0;
   {
     std::lock_guard lock(mutex);
-    ranked = start_ranking(*this, view.peer_slots());
+    auto all = [](std::uint32_t, const detail::PeerSlot&) { return true; };
+    if (keys.empty()) {
+      ranked = realm_deal::deal(
+          *this, view, false, all, [&](std::uint32_t slot) { return view.key(slot); },
+          candidate_connections);
+    } else {
+      // A host trimmer's order: its place decides alone (the slot breaks no tie: places
+      // are distinct, and the unranked share one, after every ranked one).
+      ranked = realm_deal::deal(
+          *this, view, false, all,
+          [&](std::uint32_t slot) {
+            return detail::RankKey{slot < keys.size() ? keys[slot] : UINT64_MAX, 0, 0, slot};
+          },
+          candidate_connections);
+    }
     if (!ranked) return std::nullopt;  // nothing bound: the core's own order decides
-    // While a bind is under way a binding may belong to a connection that closed: check
-    // each one's id against the connection's (see binds_in_flight).
-    const bool check_ids = binds_in_flight.load() != 0;
-    view.for_each([&](std::uint32_t slot, const detail::PeerSlot& entry) {
-      const auto conns = view.connections(entry);
-      candidate_connections += conns.size();
-      add_contender(*ranked, slot, view.key(slot), static_cast<std::uint32_t>(conns.size()),
-                    [&](auto&& f) {
-                      for (std::uint32_t c : conns) {
-                        if (c >= bindings.size()) continue;
-                        const Binding& b = bindings[c];
-                        if (check_ids && b.id != view.connection_id(c)) continue;
-                        for (const BoundTo& bound : b.realms) f(bound);
-                      }
-                    });
-    });
   }
   detail::VictimSlots choice;
   target = rule.of(candidate_connections);
@@ -194,6 +110,39 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
     choice.partial_count = last.connections - (covered - target);
   }
   return choice;
+}
+
+bool State::describe_realms(const detail::Locked<>&, const detail::Pool& pool,
+                            std::span<const std::uint32_t> slots, TrimSnapshot& snapshot) {
+  std::lock_guard lock(mutex);
+  if (bound_slots == 0) return false;
+  // Realm indices may have gaps (removed realms): number the live ones densely.
+  std::vector<std::uint32_t> column(realm_table.size(), UINT32_MAX);
+  snapshot.realm_names.clear();
+  for (std::uint32_t k = 0; k < realm_table.size(); ++k) {
+    if (realm_table[k] == nullptr) continue;
+    column[k] = static_cast<std::uint32_t>(snapshot.realm_names.size());
+    snapshot.realm_names.push_back(realm_table[k]->name);
+  }
+  const bool check_ids = binds_in_flight.load() != 0;
+  for (std::size_t i = 0; i < slots.size() && i < snapshot.peers.size(); ++i) {
+    PeerSnapshot& peer = snapshot.peers[i];
+    peer.first_realm = static_cast<std::uint32_t>(snapshot.peer_realms.size());
+    for (const std::uint32_t c : pool.peer(slots[i]).conns) {
+      if (c >= bindings.size()) continue;
+      const Binding& b = bindings[c];
+      if (check_ids && b.id != pool.conn(c).id) continue;
+      for (const BoundTo& bound : b.realms) {
+        const std::uint32_t realm = column[bound.realm];
+        const auto first = snapshot.peer_realms.begin() + peer.first_realm;
+        if (std::find(first, snapshot.peer_realms.end(), realm) == snapshot.peer_realms.end()) {
+          snapshot.peer_realms.push_back(realm);
+        }
+      }
+    }
+    peer.realm_count = static_cast<std::uint32_t>(snapshot.peer_realms.size()) - peer.first_realm;
+  }
+  return true;
 }
 
 }  // namespace dep2p::connmgr

@@ -176,7 +176,8 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   static std::optional<ConfigError> check_against_node(const RealmConfig& config,
                                                        std::size_t others, const Config& node);
 
-  // --- The extension (realm_ranking.cpp; on_claims_end in realm_claims.cpp) ------------
+  // --- The extension (realm_ranking.cpp; claims in realm_claims.cpp; reserves in
+  // realm_reserve.cpp) ------------------------------------------------------------
   void attach(detail::CoreDoor& core) override { door = &core; }
   void on_detached(const detail::Locked<>& locked,
                    std::span<const detail::DetachedConnection> batch, std::span<const NodeId> peers,
@@ -184,10 +185,16 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   void on_claims_end(const detail::Locked<>& locked, const NodeId& peer,
                      std::span<const std::uint64_t> claims, const detail::ConnectionPlace* added,
                      std::vector<Event>* events) noexcept override;
+  std::size_t reserve_shortfall(const detail::Locked<>& locked) override;
+  detail::RoomChoice make_room(const detail::Locked<>& locked, const detail::CandidateView& view,
+                               std::span<const std::uint64_t> claims, std::uint32_t claimant_slot,
+                               std::optional<Direction> direction) override;
   std::optional<detail::VictimSlots> rank(const detail::Locked<>& locked,
                                           const detail::CandidateView& view,
-                                          const detail::TrimTarget& rule,
-                                          std::size_t& target) override;
+                                          const detail::TrimTarget& rule, std::size_t& target,
+                                          std::span<const std::uint64_t> keys) override;
+  bool describe_realms(const detail::Locked<>& locked, const detail::Pool& pool,
+                       std::span<const std::uint32_t> slots, TrimSnapshot& snapshot) override;
 
   // --- A realm's own trim (realm_trim.cpp) ---------------------------------------------
   std::size_t trim_realm(std::string_view name);

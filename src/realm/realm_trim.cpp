@@ -20,6 +20,7 @@ std::size_t State::trim_realm(std::string_view name) {
     std::int64_t value = 0;
     TimePoint first_seen{};
     std::uint32_t bound = 0;
+    std::uint32_t place = 0;  // in the host trimmer's order, when one is in force
   };
   std::vector<Candidate> members;
   std::size_t low = 0;
@@ -54,10 +55,22 @@ std::size_t State::trim_realm(std::string_view name) {
   // As in the node's trim, protected and in-grace members do not count toward the target.
   const std::size_t target = candidate_connections > low ? candidate_connections - low : 0;
   if (target == 0) return 0;
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.realm_value, a.value, b.first_seen) <
-           std::tie(b.realm_value, b.value, a.first_seen);
-  });
+  // The realm's own value first; then the host's trimmer's order when it gave one, else
+  // the node's value and the later first_seen.
+  std::vector<NodeId> ids;
+  ids.reserve(candidates.size());
+  for (const Candidate& c : candidates) ids.push_back(c.peer);
+  if (auto places = door->trimmer_order(ids)) {
+    for (std::size_t i = 0; i < candidates.size(); ++i) candidates[i].place = (*places)[i];
+    std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+      return std::tie(a.realm_value, a.place) < std::tie(b.realm_value, b.place);
+    });
+  } else {
+    std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+      return std::tie(a.realm_value, a.value, b.first_seen) <
+             std::tie(b.realm_value, b.value, a.first_seen);
+    });
+  }
   const std::string detail = "realm " + std::string(name) + " over its high water: trimmed to " +
                              std::to_string(low) + " bound connections";
   std::size_t closed_count = 0;

@@ -86,11 +86,13 @@ class ScoreTrimmer final : public Trimmer {
     }
 
     // With one connection each, exactly those k peers go whatever their order. With
-    // several, the manager stops part-way, so the order within the prefix matters.
+    // several, the manager stops part-way, so the order within the prefix matters; and
+    // all of it when the snapshot asks for the whole order.
     const bool multi =
-        some_multi && std::any_of(prefix.begin(), prefix.end(), [&](std::uint32_t i) {
-          return snapshot.peers[i].connection_count > 1;
-        });
+        snapshot.ordered ||
+        (some_multi && std::any_of(prefix.begin(), prefix.end(), [&](std::uint32_t i) {
+           return snapshot.peers[i].connection_count > 1;
+         }));
     order.reserve(order.size() + k);
     if (!multi) {
       order.insert(order.end(), prefix.begin(), prefix.end());
@@ -146,7 +148,7 @@ void append_victims(const TrimSnapshot& snapshot, std::size_t target_connections
   const bool multi = std::any_of(keys.begin(), prefix_end, [&](const Key& key) {
     return snapshot.peers[key.index].connection_count > 1;
   });
-  if (multi) std::sort(keys.begin(), prefix_end);
+  if (multi || snapshot.ordered) std::sort(keys.begin(), prefix_end);
   order.reserve(order.size() + k);
   for (auto it = keys.begin(); it != prefix_end; ++it) order.push_back(it->index);
 }

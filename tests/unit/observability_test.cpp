@@ -477,6 +477,7 @@ dep2p_connmgr_closes_total{reason="duplicate"} 0
 dep2p_connmgr_closes_total{reason="shutdown"} 0
 dep2p_connmgr_closes_total{reason="host"} 1
 dep2p_connmgr_closes_total{reason="handshake_timeout"} 0
+dep2p_connmgr_closes_total{reason="made_room"} 0
 # HELP dep2p_connmgr_refusals_total Admissions refused, by reason.
 # TYPE dep2p_connmgr_refusals_total counter
 dep2p_connmgr_refusals_total{reason="gater"} 0
@@ -631,6 +632,14 @@ dep2p_connmgr_realm_claims_total{realm="chat"} 0
 # TYPE dep2p_connmgr_realm_refused_pending_total counter
 dep2p_connmgr_realm_refused_pending_total{realm="a\\b\"c\nd"} 0
 dep2p_connmgr_realm_refused_pending_total{realm="chat"} 0
+# HELP dep2p_connmgr_realm_made_room_total Members admitted above a full connection cap while the realm was below its reserve, each by closing another connection.
+# TYPE dep2p_connmgr_realm_made_room_total counter
+dep2p_connmgr_realm_made_room_total{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_made_room_total{realm="chat"} 0
+# HELP dep2p_connmgr_realm_refused_no_room_total Members above a full cap refused while the realm was below its reserve: nothing could close for them.
+# TYPE dep2p_connmgr_realm_refused_no_room_total counter
+dep2p_connmgr_realm_refused_no_room_total{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_refused_no_room_total{realm="chat"} 0
 # HELP dep2p_connmgr_realm_hard_max The realm's hard_max (0: no limit).
 # TYPE dep2p_connmgr_realm_hard_max gauge
 dep2p_connmgr_realm_hard_max{realm="a\\b\"c\nd"} 0

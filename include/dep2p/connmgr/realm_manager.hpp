@@ -70,7 +70,10 @@ struct RealmConfig {
   // low_water. low_water is also the realm's share in the node's trim.
   std::size_t low_water = 0;
   std::size_t high_water = 0;
-  // Bound connections the node's trim leaves alone (force_trim excepted).
+  // Bound connections the node's trim leaves alone (force_trim excepted). While the realm
+  // holds fewer, a member that claims it at admission may pass a full connection cap: its
+  // add closes another connection to make room (CloseReason::made_room; docs/design.md,
+  // "Realms").
   std::size_t min_reserved = 0;
   // Claims outstanding (claimed reservations not yet added or dropped); a claim beyond it
   // is refused with Errc::limit_exceeded. Claims count towards hard_max and max_members
@@ -86,11 +89,15 @@ struct RealmStats {
   std::size_t connections = 0;  // bound now
   std::size_t members = 0;      // distinct peers bound now
   std::uint64_t binds = 0;
-  std::uint64_t unbinds = 0;           // explicit, by disconnect, or by remove_realm
-  std::size_t pending = 0;             // claims outstanding now
-  std::uint64_t claims = 0;            // claims accepted (each became a binding or ended)
-  std::uint64_t refused_full = 0;      // binds and claims refused with realm_full
-  std::uint64_t refused_pending = 0;   // claims refused at max_pending
+  std::uint64_t unbinds = 0;          // explicit, by disconnect, or by remove_realm
+  std::size_t pending = 0;            // claims outstanding now
+  std::uint64_t claims = 0;           // claims accepted (each became a binding or ended)
+  std::uint64_t refused_full = 0;     // binds and claims refused with realm_full
+  std::uint64_t refused_pending = 0;  // claims refused at max_pending
+  // Admissions above a full connection cap for this realm below its reserve: added by
+  // closing another connection (CloseReason::made_room), or refused with nothing to close.
+  std::uint64_t made_room = 0;
+  std::uint64_t refused_no_room = 0;
   std::uint64_t trims = 0;             // realm trims that ran
   std::uint64_t trimmed = 0;           // connections closed by realm trims
   std::uint64_t trimmed_globally = 0;  // bound connections closed by the node's trims

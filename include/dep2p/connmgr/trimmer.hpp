@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "dep2p/connmgr/types.hpp"
@@ -46,6 +47,10 @@ struct PeerSnapshot {
   // When the snapshot carries connections, the peer's are
   // connections[first_connection .. first_connection + connection_count).
   std::uint32_t first_connection = 0;
+  // When the snapshot carries realms, the peer's are
+  // peer_realms[first_realm .. first_realm + realm_count).
+  std::uint32_t first_realm = 0;
+  std::uint32_t realm_count = 0;
 };
 
 // Columns a trimmer may go without: copying 100k peer ids costs more than ranking them,
@@ -60,12 +65,25 @@ struct TrimSnapshot {
   // True for force_trim(): an emergency, where reserves (realms' min_reserved) may go and
   // the default order closes peers with more streams first (streams hold memory).
   bool forced = false;
+  // True when the manager needs the whole order: the realm rules (RealmConnectionManager)
+  // choose the victims among the candidates in the trimmer's order, skipping those their
+  // reserves and shares keep, so rank() is asked to cover every candidate and should sort
+  // them all, first evicted first.
+  bool ordered = false;
   std::vector<PeerSnapshot> peers;
   std::vector<NodeId> peer_ids;                 // peer_ids[i] is the id of peers[i], if asked for
   std::vector<ConnectionSnapshot> connections;  // if asked for
+  // The realms the candidates' connections are bound to, when a realm layer is attached
+  // and any connection is bound: realm names, and each peer's realms as indices into them
+  // (each realm once per peer, in no particular order).
+  std::vector<std::string> realm_names;
+  std::vector<std::uint32_t> peer_realms;
 
   std::span<const ConnectionSnapshot> connections_of(const PeerSnapshot& peer) const {
     return {connections.data() + peer.first_connection, peer.connection_count};
+  }
+  std::span<const std::uint32_t> realms_of(const PeerSnapshot& peer) const {
+    return {peer_realms.data() + peer.first_realm, peer.realm_count};
   }
 };
 

@@ -153,8 +153,9 @@ enum class CloseReason : std::uint8_t {
   shutdown,           // the manager is shutting down
   host,               // the host closed it for its own reasons
   handshake_timeout,  // a pending connection did not finish its handshake in time
+  made_room,          // closed to admit a member of a realm below its reserve
 };
-inline constexpr std::size_t kCloseReasonCount = 11;
+inline constexpr std::size_t kCloseReasonCount = 12;
 
 // A connection's lifecycle as the host reports it (ConnectionManager::track_pending,
 // report_state). Allowed moves: dialing -> handshaking -> established -> closing ->
