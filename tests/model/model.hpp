@@ -19,7 +19,11 @@
 // Half the runs build a RealmConnectionManager with two realms and add its operations
 // (bind, unbind, trim_realm, admissions with a realm claim); the model then also checks
 // the realms' counts, their hard_max and max_members, that no claim is left outstanding,
-// and that a node trim leaves no realm below its min_reserved.
+// and that a node trim leaves no realm below its min_reserved. Half of those cap the node's
+// connections (limits.system.connections_total), and realms fill there by claims only:
+// admissions at the full cap are refused unless realms are short of their reserves, and
+// the add of one above the cap closes a peer the reserve rules allow (made_room) or is
+// refused when none is, as the model predicts.
 // The same Run is driven by fuzzer bytes in tests/fuzz (ByteChoices).
 //
 // Thread safety: none; one Run per thread.
@@ -240,6 +244,11 @@ class Run {
   // Realm claims (claim_connect) accepted and refused so far.
   std::uint64_t claims_accepted() const { return claims_accepted_; }
   std::uint64_t claims_refused() const { return claims_refused_; }
+  // Admissions above the cap that made room for a realm below its reserve, and claimed
+  // ones that found none.
+  std::uint64_t rooms_made() const { return rooms_made_; }
+  std::uint64_t claims_no_room() const { return claims_no_room_; }
+  std::uint64_t over_cap_admissions() const { return over_cap_admissions_; }
   // The manager under test, for the self-test that changes it behind the model's back.
   ConnectionManager& manager() { return *manager_; }
   const std::string& failure() const { return failure_; }
@@ -296,6 +305,7 @@ class Run {
     std::optional<std::size_t> peer;    // outbound: known from the start
     std::uint64_t memory = 0;
     std::size_t fds = 0;
+    bool over_cap = false;  // admitted above the full connection cap, for a short reserve
   };
   struct Closed {
     const Connection* handle;
@@ -358,6 +368,11 @@ class Run {
     deps.time_source = time_;
     deps.gater = gater_;
     if (choices_.chance(2)) {
+      // Half the realm runs cap the node's connections, where reserves admit by making room.
+      if (choices_.chance(2)) {
+        config_.limits.system.connections_total =
+            std::max<std::size_t>(high_, 2) + static_cast<std::size_t>(choices_.below(3));
+      }
       node_ = std::make_unique<RealmConnectionManager>(io_, config_, deps);
       manager_ = &node_->manager();
       std::size_t reserved = 0;
@@ -365,11 +380,18 @@ class Run {
         MRealm realm;
         realm.name = name;
         RealmConfig& rc = realm.config;
-        rc.hard_max = static_cast<std::size_t>(choices_.between(2, 6));
+        rc.hard_max = std::min(static_cast<std::size_t>(choices_.between(2, 6)),
+                               config_.limits.system.connections_total);
         rc.high_water = static_cast<std::size_t>(choices_.below(rc.hard_max + 1));
         rc.low_water =
             rc.high_water == 0 ? 0 : static_cast<std::size_t>(choices_.below(rc.high_water + 1));
-        if (rc.low_water > 0 && reserved + 1 <= low_ && choices_.chance(2)) rc.min_reserved = 1;
+        if (rc.low_water > 0 && reserved + 1 <= low_ && choices_.chance(2)) {
+          // Large reserves where the node is capped: they are short more often there.
+          const bool capped = config_.limits.system.connections_total != kUnlimited;
+          rc.min_reserved =
+              std::min({rc.low_water, low_ - reserved,
+                        capped ? rc.low_water : static_cast<std::size_t>(choices_.between(1, 3))});
+        }
         if (choices_.chance(3))
           rc.max_members =
               static_cast<std::size_t>(choices_.between(1, static_cast<std::int64_t>(rc.hard_max)));
@@ -409,6 +431,9 @@ class Run {
       if (pick < kWeights[i]) {
         const auto op = static_cast<Op>(i);
         if (op >= Op::bind && realms_.empty()) return Op::connect;
+        // Where the node is capped, realms fill through admission only (their reserves
+        // stay short long enough for admissions above the cap to make room for them).
+        if (op == Op::bind && system_cap() != kUnlimited) return Op::claim_connect;
         return op;
       }
       pick -= kWeights[i];
@@ -675,6 +700,21 @@ class Run {
                                           const std::string& address) {
     MReservation held;
     held.direction = direction;
+    // The system cap comes after the gater (which gates outbound dials by peer) and before
+    // the per-address caps.
+    const bool system_full =
+        system_cap_full() && !(direction == Direction::outbound && denied(peers_[p]));
+    if (system_full) held.over_cap = reserve_shortfall() > over_cap_held();
+    if (held.over_cap) ++over_cap_admissions_;
+    if (system_full && !held.over_cap) {
+      Admission a = direction == Direction::inbound
+                        ? manager_->admit_inbound(testing::endpoint(address.c_str()))
+                        : manager_->check_dial_addr(ids_[p], testing::endpoint(address.c_str()));
+      expect_eq(a.error, make_error_code(Errc::limit_exceeded), "an admission at the full cap");
+      if (a.refusal.reason != RefusalReason::connection_limit) fail("refusal not connection_limit");
+      ++refusals_[static_cast<std::size_t>(RefusalReason::connection_limit)];
+      return std::nullopt;
+    }
     if (direction == Direction::inbound) {
       Admission a = manager_->admit_inbound(testing::endpoint(address.c_str()));
       if (cap_full(address)) {
@@ -719,7 +759,25 @@ class Run {
     if (claim && !claim_realm(held.reservation, p, *claim)) return;
     auto handle = make_connection(p, held.direction, address, false, report_back);
     cap_before_ = peers_[p].conns.size() + 1;
+    // Above the cap, the add makes room for a claimed realm below its reserve, or fails.
+    const bool needs_room = held.over_cap && conns_.size() + pending_held() >= system_cap();
+    bool room = false;
+    if (needs_room) {
+      room_victims_ = claim && bound_count(*claim) < realms_[*claim].config.min_reserved
+                          ? room_candidates(p)
+                          : std::set<std::size_t>{};
+      room = !room_victims_.empty();
+      detail_ += room ? " making room" : " with no room";
+    }
     ec = manager_->add_connection(handle, std::move(held.reservation));
+    if (needs_room && !room) {
+      expect_eq(ec, make_error_code(Errc::limit_exceeded), "an add above the cap with no room");
+      ++refusals_[static_cast<std::size_t>(RefusalReason::connection_limit)];
+      if (claim) ++claims_no_room_;
+      return;
+    }
+    if (room) ++rooms_made_;
+    expected_room_closes_ = room ? 1 : 0;
     expect_eq(ec, std::error_code{}, "add_connection(reserved)");
     const std::uint64_t id =
         join(std::move(handle), p, held.direction, false, held.capped, report_back);
@@ -1106,7 +1164,8 @@ class Run {
         node_ ? node_->set_limits(low, high) : manager_->set_limits(low, high);
     std::size_t reserved = 0;
     for (const MRealm& r : realms_) reserved += r.config.min_reserved;
-    const bool valid = low == 0 || high == 0 || (low <= high && reserved <= low);
+    const bool valid = (low == 0 || high == 0 || (low <= high && reserved <= low)) &&
+                       (high == 0 || system_cap() == kUnlimited || high <= system_cap());
     if (!valid) {
       expect_eq(ec, make_error_code(Errc::invalid_argument), "set_limits low > high");
       return;
@@ -1197,6 +1256,67 @@ class Run {
     complete(std::move(*held), p, address, r);
   }
 
+  // --- The system cap and reserves that admit ---------------------------------------
+
+  std::size_t system_cap() const { return config_.limits.system.connections_total; }
+  std::size_t pending_held() const {
+    std::size_t n = 0;
+    for (const MReservation& r : held_) n += r.pending ? 1 : 0;
+    return n;
+  }
+  std::size_t over_cap_held() const {
+    std::size_t n = 0;
+    for (const MReservation& r : held_) n += r.over_cap ? 1 : 0;
+    return n;
+  }
+  // Open and pending connections fill the cap (the host's own adds may go past it).
+  bool system_cap_full() const {
+    return system_cap() != kUnlimited && conns_.size() + pending_held() >= system_cap();
+  }
+  // What the realms are short of their reserves (no claim is outstanding between steps).
+  std::size_t reserve_shortfall() const {
+    std::size_t n = 0;
+    for (std::size_t r = 0; r < realms_.size(); ++r) {
+      const std::size_t bound = bound_count(r);
+      const std::size_t reserve = realms_[r].config.min_reserved;
+      if (reserve > bound) n += reserve - bound;
+    }
+    return n;
+  }
+  // The peers allowed to make room for claimant p's connection: candidates (connected, not
+  // protected, out of grace, not p); those with no bound connection if any, and of them the
+  // least valuable; else those whose loss keeps every realm of theirs at its reserve.
+  std::set<std::size_t> room_candidates(std::size_t claimant) const {
+    std::set<std::size_t> unbound;
+    std::set<std::size_t> fitting;
+    std::int64_t lowest = std::numeric_limits<std::int64_t>::max();
+    for (std::size_t q = 0; q < peers_.size(); ++q) {
+      const MPeer& peer = peers_[q];
+      if (q == claimant || !peer.exists || peer.temporary || peer.conns.empty() ||
+          live_protection(peer) || !out_of_grace(peer)) {
+        continue;
+      }
+      std::map<std::size_t, std::size_t> stake;  // realm -> the peer's bound connections
+      for (std::uint64_t id : peer.conns) {
+        for (std::size_t r : conns_.at(id).realms) ++stake[r];
+      }
+      if (stake.empty()) {
+        if (value_of(peer) < lowest) {
+          lowest = value_of(peer);
+          unbound.clear();
+        }
+        if (value_of(peer) == lowest) unbound.insert(q);
+        continue;
+      }
+      bool fits = true;
+      for (const auto& [r, n] : stake) {
+        fits = fits && bound_count(r) >= realms_[r].config.min_reserved + n;
+      }
+      if (fits) fitting.insert(q);
+    }
+    return unbound.empty() ? fitting : unbound;
+  }
+
   // The op adds a connection of peer cap_peer_ (which may close another by the per-peer cap).
   bool adds_connection() const {
     return op_ == Op::connect || op_ == Op::connect_admitted || op_ == Op::complete_held ||
@@ -1260,6 +1380,7 @@ class Run {
     std::size_t forced = 0;
     std::size_t host = 0;
     std::size_t protected_forced = 0;
+    std::size_t made_room = 0;
     std::map<std::size_t, std::size_t> trimmed_peers;  // peer -> connections closed
     std::map<std::size_t, bool> forced_peers;          // peer -> protected
     std::int64_t max_victim_value = std::numeric_limits<std::int64_t>::min();
@@ -1333,12 +1454,21 @@ class Run {
           if (op_ != Op::close_peer || c.peer != close_target_) fail(who + " by no close_peer");
           ++host;
           break;
+        case CloseReason::made_room:
+          if (!adds_connection() || room_victims_.count(c.peer) == 0) {
+            fail(who + ": not a peer the rules let make room");
+          }
+          ++made_room;
+          break;
         default: fail(who + ": a reason the model never causes");
       }
       if (!failure_.empty()) return;
       leave(id, closed.reason, /*by_manager=*/true);
     }
 
+    expect_eq(made_room, expected_room_closes_, "connections closed to make room");
+    expected_room_closes_ = 0;
+    room_victims_.clear();
     // Counts and order of the trims.
     if (op_ == Op::trim || op_ == Op::set_limits)
       check_trim(trimmed, trimmed_peers, max_victim_value);
@@ -1592,6 +1722,9 @@ class Run {
               "refusals subnet_cap");
     expect_eq(s.refusals(RefusalReason::gater),
               refusals_[static_cast<std::size_t>(RefusalReason::gater)], "refusals gater");
+    expect_eq(s.refusals(RefusalReason::connection_limit),
+              refusals_[static_cast<std::size_t>(RefusalReason::connection_limit)],
+              "refusals connection_limit");
     std::size_t pending_in = 0;
     std::size_t pending_out = 0;
     std::uint64_t memory = 0;
@@ -1688,6 +1821,12 @@ class Run {
   std::size_t realm_target_ = 0;
   std::uint64_t claims_accepted_ = 0;
   std::uint64_t claims_refused_ = 0;
+  std::uint64_t rooms_made_ = 0;
+  std::uint64_t claims_no_room_ = 0;
+  std::uint64_t over_cap_admissions_ = 0;
+  // The peers the add under way may close to make room, and how many it must close.
+  std::set<std::size_t> room_victims_;
+  std::size_t expected_room_closes_ = 0;
   std::vector<std::size_t> bound_before_;
   bool realm_rules_ = false;
   std::shared_ptr<std::vector<Closed>> close_log_ = std::make_shared<std::vector<Closed>>();

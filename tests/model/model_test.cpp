@@ -88,7 +88,7 @@ TEST(Model, ASeedReplaysTheSameOperations) {
 
 // The generator stays meaningful: over a few hundred seeds the manager closes connections
 // for every reason the model drives (so each rule of process_closes is exercised), and
-// admission refuses for the caps, the gater and the realms' limits.
+// admission refuses for the caps, the gater and the realms' limits, and reserves make room.
 TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   std::array<std::uint64_t, kCloseReasonCount> closes{};
   std::uint64_t cap_refusals = 0;
@@ -96,6 +96,10 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   std::uint64_t realm_refusals = 0;
   std::uint64_t claims_accepted = 0;
   std::uint64_t claims_refused = 0;
+  std::uint64_t connection_refusals = 0;
+  std::uint64_t rooms_made = 0;
+  std::uint64_t over_cap = 0;
+  std::uint64_t claims_no_room = 0;
   for (std::uint64_t seed = 0; seed < 200; ++seed) {
     model::SeededChoices choices(seed);
     model::Run run(choices);
@@ -108,10 +112,15 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
     realm_refusals += s.refusals(RefusalReason::realm_limit);
     claims_accepted += run.claims_accepted();
     claims_refused += run.claims_refused();
+    connection_refusals += s.refusals(RefusalReason::connection_limit);
+    rooms_made += run.rooms_made();
+    over_cap += run.over_cap_admissions();
+    claims_no_room += run.claims_no_room();
   }
-  for (CloseReason reason : {CloseReason::trimmed, CloseReason::forced_trim,
-                             CloseReason::keepalive_timeout, CloseReason::idle_timeout,
-                             CloseReason::gated, CloseReason::redundant_path, CloseReason::host}) {
+  for (CloseReason reason :
+       {CloseReason::trimmed, CloseReason::forced_trim, CloseReason::keepalive_timeout,
+        CloseReason::idle_timeout, CloseReason::gated, CloseReason::redundant_path,
+        CloseReason::host, CloseReason::made_room}) {
     EXPECT_GT(closes[static_cast<std::size_t>(reason)], 0u) << to_string(reason);
   }
   EXPECT_GT(cap_refusals, 0u);
@@ -119,6 +128,10 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   EXPECT_GT(realm_refusals, 0u) << "binds never reached a realm's hard_max or max_members";
   EXPECT_GT(claims_accepted, 0u);
   EXPECT_GT(claims_refused, 0u) << "claims never met a full realm";
+  EXPECT_GT(connection_refusals, 0u) << "admissions never met the system cap";
+  EXPECT_GT(over_cap, 0u) << "no admission went above the cap";
+  EXPECT_GT(rooms_made, 0u) << "no admission above the cap made room for a reserve";
+  EXPECT_GT(claims_no_room, 0u) << "no admission above the cap found nothing to close";
 }
 
 }  // namespace
