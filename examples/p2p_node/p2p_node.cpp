@@ -284,6 +284,20 @@ std::optional<std::pair<cm::CloseReason, std::string>> Node::admit_secured(
   cm::Refusal refusal;
   auto ec = manager().on_secured(session.reservation, session.dir, *session.peer, session.remote,
                                  &refusal);
+  // Claim the realms both hellos name: their limits are checked now, before the add, which
+  // binds the connection to every realm claimed. A peer that none of them would take is
+  // refused before it joins the pool, and told why.
+  bool shared = false, claimed = false;
+  for (const auto& realm : remote_realms) {
+    if (ec || !realm_names_.contains(realm)) continue;
+    shared = true;
+    if (auto refused_claim = realms_->claim(session.reservation, realm, &refusal)) {
+      refused(refused_claim, refusal);
+    } else {
+      claimed = true;
+    }
+  }
+  if (!ec && shared && !claimed) return std::pair(cm::CloseReason::limit_exceeded, refusal.message);
   session.established = !ec;  // before the add: the manager may close it from inside
   if (!ec) {
     ec = manager().add_connection(session.shared_from_this(), std::move(session.reservation),
@@ -293,17 +307,6 @@ std::optional<std::pair<cm::CloseReason, std::string>> Node::admit_secured(
     session.established = false;
     return std::pair(refused(ec, refusal), refusal.message);
   }
-  // Bind the realms both hellos name; a peer that none of them would take is told why.
-  bool shared = false, bound = false;
-  for (const auto& realm : remote_realms) {
-    if (!realm_names_.contains(realm)) continue;
-    shared = true;
-    ec = realms_->bind(session, realm, &refusal);
-    if (ec == cm::Errc::unknown_connection) return std::nullopt;  // closed meanwhile
-    if (ec) refused(ec, refusal);
-    bound = bound || !ec;
-  }
-  if (shared && !bound) return std::pair(cm::CloseReason::limit_exceeded, refusal.message);
   return std::nullopt;
 }
 

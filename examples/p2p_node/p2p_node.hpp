@@ -3,7 +3,8 @@
 // connect, so the remote sees this node's /24), speaks a framed protocol of its own
 // (p2p_node.cpp has the wire format: hello, ping/pong, goodbye with the close reason,
 // data) and takes every connection through each admission stage of a
-// RealmConnectionManager, binding it to the realms both hellos name.
+// RealmConnectionManager, claiming the realms both hellos name before the add (which binds
+// them).
 //
 //   auto node = p2p::Node::create(io, {.id = id, .address = make_address_v4("127.0.1.1")});
 //   node->join_realm("chat", {});  // named in every later hello
@@ -64,10 +65,10 @@ class Node : public std::enable_shared_from_this<Node> {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Creates the realm here and names it in later hellos (both sides bind shared realms).
+  // Creates the realm here and names it in later hellos (both sides claim shared realms).
   std::error_code join_realm(const std::string& realm, const cm::RealmConfig& limits);
 
-  // check_dial, check_dial_addr, connect, hello, on_secured, add_connection, bind. `done`
+  // check_dial, check_dial_addr, connect, hello, on_secured, claim, add_connection. `done`
   // runs once: no error when the connection joined the pool (or one was reused), else the
   // error and why (ours, or the remote's goodbye). A direct dial to a peer reached only
   // through relay opens a direct connection; the manager then retires the relay.
@@ -87,7 +88,7 @@ class Node : public std::enable_shared_from_this<Node> {
   cm::RealmConnectionManager& realms() { return *realms_; }
   cm::ConnectionManager& manager() { return realms_->manager(); }
   const std::vector<CloseRecord>& closes() const { return closes_; }
-  // Admission refusals this node made (inbound, bind) with their reasons.
+  // Admission refusals this node made (inbound, claims) with their reasons.
   const std::vector<cm::Refusal>& refusals() const { return refusals_; }
 
  private:

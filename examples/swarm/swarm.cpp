@@ -19,6 +19,7 @@ constexpr std::size_t kSubnets = 5;  // the mesh's /24s: 127.0.1.0/24 .. 127.0.5
 constexpr std::size_t kReserved = 10;
 constexpr std::size_t kSubnetCap = 5;  // connections per /24 at each node
 constexpr std::size_t kAttackers = 30;
+constexpr std::size_t kReserveHubCap = 6;  // the reserve scenario's node
 
 cm::NodeId make_id(std::uint8_t kind, std::size_t n) {
   std::array<std::uint8_t, 32> bytes{};
@@ -87,6 +88,7 @@ Swarm::~Swarm() {
   sampler_.cancel();
   subscriptions_.clear();
   for (auto& a : attackers_) a->stop();
+  if (reserve_hub_) reserve_hub_->stop();
   for (auto& n : nodes_) n->stop();
   // Let the goodbyes go out; what is still pending is dropped with the io_context.
   for (int i = 0; i < 100 && io_.poll() > 0; ++i) {
@@ -355,7 +357,8 @@ Result Swarm::realm_hard_max() {
   const auto started = std::chrono::steady_clock::now();
   const std::size_t hub = growth_nodes_ + 4;
   const std::size_t first = growth_nodes_ + 5;
-  Result result{"realm hard max", "realm \"game\" (hard_max 3) binds 3 of 5 members, refuses 2", "",
+  Result result{"realm hard max",
+                "realm \"game\" (hard_max 3) binds 3 of 5 members, refuses 2 at their claims", "",
                 false, 0};
   mark("realm");
   say("realm: node " + std::to_string(hub) +
@@ -379,8 +382,104 @@ Result Swarm::realm_hard_max() {
   const auto stats = node(hub).realms().realm_stats("game");
   const std::uint64_t full = stats ? stats->refused_full : 0;
   result.observed = std::to_string(bound) + " bound; " + std::to_string(full) +
-                    " binds refused realm_full, " + std::to_string(refused) + " members told why";
+                    " claims refused realm_full, " + std::to_string(refused) + " members told why";
   result.pass = ok && bound == 3 && full == 2 && refused == 2;
+  return finish(std::move(result), started);
+}
+
+Result Swarm::realm_reserve() {
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t member = growth_nodes_ + 1;  // of "ops", whose reserve is short
+  const std::size_t vip = growth_nodes_ + 2;     // fills "vip"
+  const std::size_t late = growth_nodes_ + 3;    // one "vip" member too many
+  // A hub of its own, on its own /24: a small cap, no trim (only the cap decides what it
+  // keeps), no inbound rate (the fillers dial it at once).
+  cm::Config hub_config = config_;
+  hub_config.low_water = 0;
+  hub_config.high_water = 0;
+  hub_config.limits.system.connections_total = kReserveHubCap;
+  hub_config.limits.inbound_rate.ipv4_24 = {};
+  hub_config.limits.inbound_rate.ipv4_16 = {};
+  reserve_hub_ = p2p::Node::create(io_, {.id = make_id(0x52, 0),
+                                         .address = boost::asio::ip::make_address_v4("127.0.9.1"),
+                                         .config = hub_config,
+                                         .logger = options_.logger});
+  p2p::Node& hub = *reserve_hub_;
+  const std::size_t cap = kReserveHubCap;
+  Result result{"realm reserve",
+                "at its cap of " + std::to_string(cap) +
+                    ", a node admits a member of realm \"ops\" (below its reserve of 2) by "
+                    "closing an unbound connection (made_room), and refuses a member of the full "
+                    "realm \"vip\" at its claim, before the handshake completes",
+                "", false, 0};
+  mark("reserve");
+  cm::RealmConfig ops;
+  ops.low_water = 2;
+  ops.min_reserved = 2;
+  cm::RealmConfig vip_limits;
+  vip_limits.hard_max = 1;
+  bool ok = !hub.join_realm("ops", ops) && !hub.join_realm("vip", vip_limits);
+  ok = !node(member).join_realm("ops", {}) && ok;
+  ok = !node(vip).join_realm("vip", {}) && !node(late).join_realm("vip", {}) && ok;
+  dial(node(vip), hub, cm::PathKind::direct);
+  ok = run_until([&] { return pending_dials_ == 0; }, 5s) && ok;
+  // Fill the hub to its cap from the mesh; each filler protects its side, so that only the
+  // hub decides what goes.
+  auto connected = [&](std::size_t f) { return !hub.manager().connections(node(f).id()).empty(); };
+  std::vector<std::size_t> fillers;
+  for (std::size_t f = 4; f < growth_nodes_ && hub.manager().connection_count() < cap; ++f) {
+    node(f).manager().protect(hub.id(), "reserve-demo");
+    dial(node(f), hub, cm::PathKind::direct);
+    ok = run_until([&] { return pending_dials_ == 0; }, 5s) && ok;
+    if (connected(f)) fillers.push_back(f);
+  }
+  const bool full = hub.manager().connection_count() == cap;
+  say("reserve: a node holds " + std::to_string(hub.manager().connection_count()) + " of " +
+      std::to_string(cap) + " connections (" + std::to_string(fillers.size()) +
+      " unbound, 1 in realm \"vip\"); a member of realm \"ops\" (0 of its reserve of 2) dials "
+      "it");
+  const std::size_t closes_before = hub.closes().size();
+  auto member_result = std::make_shared<std::string>();  // outlives a missed deadline
+  dial(node(member), hub, cm::PathKind::direct,
+       [member_result](std::error_code ec, const std::string& why) {
+         *member_result = ec ? why : "connected";
+       });
+  ok = run_until([&] { return pending_dials_ == 0; }, 5s) && ok;
+  std::size_t made_room = 0;
+  bool victim_unbound = false;
+  std::string detail;
+  for (std::size_t i = closes_before; i < hub.closes().size(); ++i) {
+    const auto& c = hub.closes()[i];
+    if (c.by_remote || c.reason != cm::CloseReason::made_room) continue;
+    ++made_room;
+    detail = c.detail;
+    for (std::size_t f : fillers) victim_unbound = victim_unbound || c.peer == node(f).id();
+  }
+  if (!detail.empty()) say("reserve: an unbound peer is told \"made_room: " + detail + "\"");
+  const std::size_t ops_bound = hub.realms().realm_connection_count("ops");
+  // The full realm: refused at its claim, before the hub answers the hello.
+  auto told = std::make_shared<std::string>();
+  dial(node(late), hub, cm::PathKind::direct, [told](std::error_code ec, const std::string& why) {
+    if (ec) *told = why;
+  });
+  ok = run_until([&] { return pending_dials_ == 0; }, 5s) && ok;
+  bool refused_at_claim = false;
+  for (const auto& r : hub.refusals()) {
+    refused_at_claim = refused_at_claim || (r.stage == cm::Stage::claim && r.scope == "realm vip");
+  }
+  if (!told->empty()) say("reserve: the late \"vip\" member is told \"" + *told + "\"");
+  const std::size_t count = hub.manager().connection_count();
+  result.observed =
+      std::string(full ? "full" : "not full") + " at " + std::to_string(cap) + "; the ops member " +
+      *member_result + ", " + std::to_string(made_room) + " closed with made_room (" +
+      (victim_unbound ? "an unbound filler" : "not a filler") + "), ops holds " +
+      std::to_string(ops_bound) + "; the late vip member " +
+      (told->empty() ? "was not refused" : "was refused") +
+      (refused_at_claim ? " at its claim" : "") + "; the node holds " + std::to_string(count);
+  result.pass = ok && full && *member_result == "connected" && made_room == 1 && victim_unbound &&
+                ops_bound == 1 && refused_at_claim &&
+                told->find("realm vip") != std::string::npos && count == cap &&
+                hub.manager().connections(node(late).id()).empty();
   return finish(std::move(result), started);
 }
 
@@ -443,6 +542,7 @@ std::vector<Result> Swarm::run_all() {
   results.push_back(frozen_peer());
   results.push_back(realm_hard_max());
   results.push_back(relay_upgrade());
+  results.push_back(realm_reserve());
   sampler_.cancel();
   sample();  // the final counts
   sampler_.cancel();

@@ -9,7 +9,9 @@
 //
 // Roles: nodes 0..N-11 grow a mesh (node 0 is the hub with three protected peers, 1..3);
 // the last ten are kept out of it so that each later scenario starts from a known state:
-// the flood victim, the frozen node, the relay pair, the realm hub and five realm members.
+// the flood victim, the frozen node, the relay pair, the realm hub and five realm members
+// (the reserve scenario reuses the frozen node and the relay pair as realm members of an
+// extra node on 127.0.9.0/24, which it fills from the mesh).
 // Attackers are extra dial-only nodes on 127.66.0.0/24.
 //
 // Waiting is never a fixed sleep: the io_context runs until a condition holds or a
@@ -67,6 +69,7 @@ class Swarm {
   Result frozen_peer();
   Result realm_hard_max();
   Result relay_upgrade();
+  Result realm_reserve();
   std::vector<Result> run_all();
 
   // Connection counts of every node over time against the watermarks, as an SVG document.
@@ -102,6 +105,7 @@ class Swarm {
   std::chrono::steady_clock::time_point start_;
   std::vector<std::shared_ptr<p2p::Node>> nodes_;
   std::vector<std::shared_ptr<p2p::Node>> attackers_;
+  std::shared_ptr<p2p::Node> reserve_hub_;  // the reserve scenario's node, on 127.0.9.0/24
   std::vector<p2p::cm::Subscription> subscriptions_;
   boost::asio::steady_timer sampler_;
   std::vector<Sample> samples_;

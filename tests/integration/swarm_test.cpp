@@ -41,9 +41,14 @@ TEST(Swarm, FrozenPeerIsClosedByKeepaliveAndToldWhy) {
   expect_pass(s.frozen_peer());
 }
 
-TEST(Swarm, RealmAtHardMaxRefusesTheBind) {
+TEST(Swarm, RealmAtHardMaxRefusesTheClaim) {
   swarm::Swarm s(small_swarm());
   expect_pass(s.realm_hard_max());
+}
+
+TEST(Swarm, AFullNodeMakesRoomForARealmBelowItsReserveAndRefusesAFullRealmAtItsClaim) {
+  swarm::Swarm s(small_swarm());
+  expect_pass(s.realm_reserve());
 }
 
 TEST(Swarm, RelayOnlyPeerIsUpgradedToDirect) {
