@@ -38,6 +38,7 @@ ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies dep
       deps.path_selector ? std::move(deps.path_selector) : make_default_path_selector();
   policies_.has_extension = deps.extension != nullptr;
   policies_.extension = deps.extension;
+  policies_.open_extension = deps.extension.get();
 }
 
 ManagerCore::~ManagerCore() {
@@ -166,10 +167,20 @@ std::optional<bool> ManagerCore::claim(const Reservation& reservation, ClaimChec
   return check.check(Locked<>{}, *charge->peer, charge->claims);
 }
 
+std::error_code ManagerCore::secure(Reservation& reservation, Direction direction,
+                                    const NodeId& peer, const Endpoint& remote, Refusal* refusal,
+                                    ClaimCheck& check) {
+  std::error_code ec = on_secured(reservation, direction, peer, remote, refusal, &check);
+  hub_.drain();
+  return ec;
+}
+
 void ManagerCore::end_claims(const Locked<>& locked, const Charge& charge,
                              const ConnectionPlace* added) noexcept {
-  auto extension = policies_.extension.lock();
-  if (!extension || !charge.peer) return;
+  PoolExtension* extension = policies_.open_extension;
+  std::shared_ptr<PoolExtension> held;  // once closed, the layer may be going
+  if (closed_) extension = (held = policies_.extension.lock()).get();
+  if (extension == nullptr || !charge.peer) return;
   std::vector<Event> events;
   extension->on_claims_end(
       locked, *charge.peer,

@@ -100,8 +100,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   DialCheck check_dial(const NodeId& peer, bool force_new);
   Admission check_dial_addr(const NodeId& peer, const Endpoint& remote);
   Admission admit_inbound(const Endpoint& remote);
+  // With `claim`, the claim is checked in the same critical section, once the reservation
+  // knows its peer (its verdict is the check's to keep).
   std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
-                             const Endpoint& remote, Refusal* refusal);
+                             const Endpoint& remote, Refusal* refusal, ClaimCheck* claim = nullptr);
   std::error_code add_reserved(std::shared_ptr<Connection> handle, Reservation reservation,
                                Refusal* refusal);
   Admission reserve_resources(const std::optional<NodeId>& peer, std::uint64_t memory,
@@ -161,6 +163,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
                  std::string message) override;
   TimePoint now() const override { return env_.time->now(); }
   std::optional<bool> claim(const Reservation& reservation, ClaimCheck& check) override;
+  std::error_code secure(Reservation& reservation, Direction direction, const NodeId& peer,
+                         const Endpoint& remote, Refusal* refusal, ClaimCheck& check) override;
   std::vector<std::shared_ptr<Connection>> handles(
       std::span<const ConnectionPlace> places) const override;
   std::optional<std::vector<std::uint32_t>> trimmer_order(std::span<const NodeId> peers) override;
@@ -195,6 +199,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     // owns the manager, and a layer being destroyed is not called any more.
     std::weak_ptr<PoolExtension> extension;
     bool has_extension = false;
+    // The same layer, for the calls made under lock_ while the core is open: the layer
+    // closes the core (under lock_) before it is destroyed, so a holder of lock_ that
+    // sees !closed_ may use it without the weak pointer's atomics.
+    PoolExtension* open_extension = nullptr;
   };
   // One trim at a time: `running` is set by the trimming thread; each finished trim bumps
   // `generation` and wakes the callers that joined it.

@@ -218,7 +218,7 @@ Admission ManagerCore::admit_inbound(const Endpoint& remote) {
 
 std::error_code ManagerCore::on_secured(Reservation& reservation, Direction direction,
                                         const NodeId& peer, const Endpoint& remote,
-                                        Refusal* refusal) {
+                                        Refusal* refusal, ClaimCheck* claim) {
   if (!reservation.valid() || reservation.direction() != direction) {
     return Errc::invalid_argument;
   }
@@ -229,12 +229,15 @@ std::error_code ManagerCore::on_secured(Reservation& reservation, Direction dire
     return Errc::peer_blocked;
   }
   std::lock_guard lock(lock_);
+  const Locked<> locked;
   if (closed_) return Errc::closed;
   Charge* charge = ledger_.find(reservation.id());
   if (charge == nullptr) return Errc::invalid_argument;
   if (charge->peer) {
     // Outbound reservations know their peer from the dial; it must be the same one.
-    return *charge->peer == peer ? std::error_code{} : Errc::invalid_argument;
+    if (!(*charge->peer == peer)) return Errc::invalid_argument;
+    if (claim != nullptr) claim->check(locked, peer, charge->claims);
+    return {};
   }
   if (auto breach = connection_breach(config_.limits.peer, peer_counts(peer), direction,
                                       [&] { return "peer " + peer.short_hex(); })) {
@@ -243,6 +246,7 @@ std::error_code ManagerCore::on_secured(Reservation& reservation, Direction dire
     return Errc::limit_exceeded;
   }
   ledger_.assign_peer(*charge, peer);
+  if (claim != nullptr) claim->check(locked, peer, charge->claims);
   return {};
 }
 

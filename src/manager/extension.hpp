@@ -87,6 +87,11 @@ class CoreDoor {
   // on_secured), under the core's lock, and returns its verdict; nullopt when the
   // reservation is not open here, does not know its peer yet, or the core is closed.
   virtual std::optional<bool> claim(const Reservation& reservation, ClaimCheck& check) = 0;
+  // on_secured() (ConnectionManager::on_secured) with `check` run in its critical section
+  // once the reservation knows its peer; the check keeps its own verdict. Delivers the
+  // events it queued.
+  virtual std::error_code secure(Reservation& reservation, Direction direction, const NodeId& peer,
+                                 const Endpoint& remote, Refusal* refusal, ClaimCheck& check) = 0;
   // The host's trimmer's order of `peers` (those connected now; in a snapshot with their
   // realms, asked for the whole order), as each one's place, first evicted first, or
   // UINT32_MAX for one it left out or that is not connected; nullopt when the default order

@@ -29,16 +29,18 @@ struct ClaimCheck final : detail::ClaimCheck {
   // The refusal's reason, limit and message, and the realm's name.
   std::optional<std::tuple<RefusalReason, std::string, std::string>> refused;
   std::string name;
+  bool ran = false;
 
   ClaimCheck(State& s, std::string_view r) : state(s), realm(r) {}
 
   bool check(const detail::Locked<>&, const NodeId& peer, detail::ClaimTokens& tokens) override {
+    ran = true;
     std::lock_guard lock(state.mutex);
     if (state.closed) {
       error = Errc::closed;
       return false;
     }
-    State::Realm* entry = state.find(realm);
+    State::Realm* entry = state.find_claimed(realm);
     if (entry == nullptr) {
       error = Errc::unknown_realm;
       return false;
@@ -107,20 +109,40 @@ State::Realm* State::claimed_realm(std::uint64_t token, bool& member_place) cons
   return realm != nullptr && realm->generation == generation ? realm : nullptr;
 }
 
+namespace {
+
+// The result of a check that ran: success, its error, or its refusal (counted and
+// published through the door).
+std::error_code verdict(detail::CoreDoor& door, ClaimCheck& check, Refusal* refusal) {
+  if (!check.refused) return check.error;
+  auto& [reason, limit, message] = *check.refused;
+  Refusal r = door.refuse(Stage::claim, reason, "realm " + check.name, std::move(limit),
+                          std::move(message));
+  if (refusal != nullptr) *refusal = std::move(r);
+  return reason == RefusalReason::pending_limit ? make_error_code(Errc::limit_exceeded)
+                                                : make_error_code(Errc::realm_full);
+}
+
+}  // namespace
+
 std::error_code RealmConnectionManager::claim(const Reservation& reservation,
                                               std::string_view realm, Refusal* refusal) {
   if (!reservation.valid()) return Errc::invalid_argument;
   ClaimCheck check(*state_, realm);
   const std::optional<bool> accepted = state_->door->claim(reservation, check);
   if (!accepted) return state_->manager->is_closed() ? Errc::closed : Errc::invalid_argument;
-  if (*accepted) return {};
-  if (check.error) return check.error;
-  auto& [reason, limit, message] = *check.refused;
-  Refusal r = state_->door->refuse(Stage::claim, reason, "realm " + check.name, std::move(limit),
-                                   std::move(message));
-  if (refusal != nullptr) *refusal = std::move(r);
-  return reason == RefusalReason::pending_limit ? make_error_code(Errc::limit_exceeded)
-                                                : make_error_code(Errc::realm_full);
+  return verdict(*state_->door, check, refusal);
+}
+
+std::error_code RealmConnectionManager::on_secured(Reservation& reservation, Direction direction,
+                                                   const NodeId& peer, const Endpoint& remote,
+                                                   std::string_view realm, Refusal* refusal) {
+  ClaimCheck check(*state_, realm);
+  if (auto ec = state_->door->secure(reservation, direction, peer, remote, refusal, check)) {
+    return ec;
+  }
+  if (!check.ran) return Errc::invalid_argument;
+  return verdict(*state_->door, check, refusal);
 }
 
 void State::on_claims_end(const detail::Locked<>&, const NodeId& peer,

@@ -220,6 +220,7 @@ std::error_code RealmConnectionManager::remove_realm(std::string_view realm) {
     state_->realm_table[gone->index] = nullptr;  // no binding names it any more
     state_->free_realm_indices.push_back(gone->index);
     state_->by_name.erase(std::string_view(gone->name));
+    if (state_->last_claimed == gone) state_->last_claimed = nullptr;
     state_->realms.erase(it);
   }
   for (Event& e : events) state_->door->publish(std::move(e));

@@ -104,6 +104,9 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
     }
   };
   boost::unordered_flat_map<std::string_view, Realm*, NameHash> by_name;
+  // The realm the last claim named: a node's admissions mostly claim a few realms, and
+  // comparing a name is cheaper than hashing it. Null, or a live realm.
+  Realm* last_claimed = nullptr;
   // Every realm at its `index`; null where a removed realm was (free_realm_indices).
   std::vector<Realm*> realm_table;
   std::vector<std::uint32_t> free_realm_indices;
@@ -135,6 +138,11 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   Realm* find(std::string_view name) const {
     auto it = by_name.find(name);
     return it == by_name.end() ? nullptr : it->second;
+  }
+  // find(), through last_claimed first.
+  Realm* find_claimed(std::string_view name) {
+    if (last_claimed == nullptr || last_claimed->name != name) last_claimed = find(name);
+    return last_claimed;
   }
   // The live member entry for `peer`, or null with the error to return.
   detail::Member* find_member(std::string_view realm, const NodeId& peer,

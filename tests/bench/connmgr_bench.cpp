@@ -126,12 +126,13 @@ void BM_RealmTrim(benchmark::State& state) {
 BENCHMARK(BM_RealmTrim)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
 // The admission of an inbound connection up to its add: admit_inbound, on_secured for a
-// peer not in the pool, and (second argument 1) a claim of one realm, with the pool of
-// BM_RealmTrim (N connections bound to 100 realms); the reservation is then released.
-// The difference between the two is what a realm claim costs.
+// peer not in the pool, and a claim of one realm (second argument 1: claim() after
+// on_secured; 2: RealmConnectionManager::on_secured with the realm, one step), with the
+// pool of BM_RealmTrim (N connections bound to 100 realms); the reservation is then
+// released. The difference from argument 0 is what a realm claim costs.
 void BM_AdmitSecured(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
-  const bool claim = state.range(1) != 0;
+  const auto mode = state.range(1);
   cm::Config config = bench_config(n);
   const cm::Rate huge{1e9, 1e9};
   config.limits.inbound_rate.ipv4_24 = huge;
@@ -151,9 +152,16 @@ void BM_AdmitSecured(benchmark::State& state) {
   std::size_t refused = 0;
   for (auto _ : state) {
     cm::Admission admitted = manager.admit_inbound(remotes[i]);
-    if (!admitted ||
-        manager.on_secured(admitted.reservation, cm::Direction::inbound, peers[i], remotes[i]) ||
-        (claim && pool.node.claim(admitted.reservation, "realm-7"))) {
+    if (!admitted) {
+      ++refused;
+    } else if (mode == 2) {
+      if (pool.node.on_secured(admitted.reservation, cm::Direction::inbound, peers[i], remotes[i],
+                               "realm-7")) {
+        ++refused;
+      }
+    } else if (manager.on_secured(admitted.reservation, cm::Direction::inbound, peers[i],
+                                  remotes[i]) ||
+               (mode == 1 && pool.node.claim(admitted.reservation, "realm-7"))) {
       ++refused;
     }
     i = (i + 1) & 1023;
@@ -161,7 +169,7 @@ void BM_AdmitSecured(benchmark::State& state) {
   state.counters["refused"] = static_cast<double>(refused);
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_AdmitSecured)->Args({100'000, 0})->Args({100'000, 1});
+BENCHMARK(BM_AdmitSecured)->Args({100'000, 0})->Args({100'000, 1})->Args({100'000, 2});
 
 // One decay tick over N peers that each hold a decaying tag (built-in fixed decay; the
 // values are large so that no tag is removed however many ticks run).

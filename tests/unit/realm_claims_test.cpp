@@ -307,5 +307,42 @@ TEST(RealmClaim, ClaimsFromSeveralThreadsNeverTakeARealmOverItsLimits) {
   EXPECT_EQ(h.manager().stats().pending_inbound, 0u);
 }
 
+TEST(RealmClaim, OnSecuredWithARealmSecuresAndClaimsInOneStep) {
+  ClaimHarness h;
+  ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.hard_max = 1}));
+  Admission first = h.manager().admit_inbound(endpoint("127.0.0.1"));
+  ASSERT_TRUE(first);
+  ASSERT_FALSE(h.node.on_secured(first.reservation, Direction::inbound, peer_id(1),
+                                 endpoint("127.0.0.1"), "chat"));
+  EXPECT_EQ(h.node.realm_stats("chat")->pending, 1u);
+  auto c = h.add(1, std::move(first.reservation));
+  EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"chat"}));
+
+  // The realm is full: the claim's refusal, after a secured step that held.
+  Admission second = h.manager().admit_inbound(endpoint("127.0.0.1"));
+  Refusal refusal;
+  EXPECT_EQ(h.node.on_secured(second.reservation, Direction::inbound, peer_id(2),
+                              endpoint("127.0.0.1"), "chat", &refusal),
+            Errc::realm_full);
+  EXPECT_EQ(refusal.stage, Stage::claim);
+  EXPECT_EQ(refusal.scope, "realm chat");
+  EXPECT_EQ(h.node.realm_stats("chat")->refused_full, 1u);
+  second.reservation.release();
+  EXPECT_EQ(h.manager().stats().reservations, 0u);
+
+  // on_secured's own errors come first, and no claim is made.
+  Admission third = h.manager().admit_inbound(endpoint("127.0.0.1"));
+  EXPECT_EQ(h.node.on_secured(third.reservation, Direction::outbound, peer_id(3),
+                              endpoint("127.0.0.1"), "chat"),
+            Errc::invalid_argument);  // not the reservation's direction
+  EXPECT_EQ(h.node.on_secured(third.reservation, Direction::inbound, peer_id(3),
+                              endpoint("127.0.0.1"), "nowhere"),
+            Errc::unknown_realm);
+  EXPECT_EQ(h.node.realm_stats("chat")->pending, 0u);
+  Reservation none;
+  EXPECT_EQ(h.node.on_secured(none, Direction::inbound, peer_id(4), endpoint("127.0.0.1"), "chat"),
+            Errc::invalid_argument);
+}
+
 }  // namespace
 }  // namespace dep2p::connmgr::testing

@@ -16,8 +16,10 @@
 //   node.create_realm("chat", chat);
 //   auto admitted = node.manager().admit_inbound(remote);
 //   ... handshake ...
-//   node.manager().on_secured(admitted.reservation, Direction::inbound, peer, remote);
-//   if (node.claim(admitted.reservation, "chat")) return;  // refused: never in the pool
+//   // on_secured and the claim of "chat" in one step (or manager().on_secured, then claim):
+//   if (node.on_secured(admitted.reservation, Direction::inbound, peer, remote, "chat")) {
+//     return;  // refused: never in the pool
+//   }
 //   node.manager().add_connection(connection, std::move(admitted.reservation));  // bound
 //
 //   node.manager().add_connection(other);                   // or: in the pool first,
@@ -187,6 +189,12 @@ class RealmConnectionManager {
   // the realm one member over max_members (so may claims made while max_members was 0).
   std::error_code claim(const Reservation& reservation, std::string_view realm,
                         Refusal* refusal = nullptr);
+  // manager().on_secured() and claim() of `realm` in one step (one pass through the
+  // manager's lock): the errors of on_secured first (its refusal at Stage::secured), then
+  // those of the claim (at Stage::claim). Further realms are claimed with claim().
+  std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
+                             const Endpoint& remote, std::string_view realm,
+                             Refusal* refusal = nullptr);
 
   // --- Binding ----------------------------------------------------------------------
   // Binds a connection tracked by manager() to the realm. Errc::realm_full when the realm
