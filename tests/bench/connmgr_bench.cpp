@@ -80,10 +80,12 @@ BENCHMARK(BM_Trim)
 // a share (low water) of half its connections and a reserve of a quarter, so the node's
 // trim from N to N/2 runs the realm rules over every candidate. Compare with BM_Trim.
 struct RealmPool {
-  explicit RealmPool(std::size_t n) : RealmPool(n, bench_config(n)) {}
-  RealmPool(std::size_t n, cm::Config config)
+  explicit RealmPool(std::size_t n, std::shared_ptr<cm::Trimmer> trimmer = nullptr)
+      : RealmPool(n, bench_config(n), std::move(trimmer)) {}
+  RealmPool(std::size_t n, cm::Config config, std::shared_ptr<cm::Trimmer> trimmer = nullptr)
       : time(std::make_shared<cm::ManualTimeSource>(io)),
-        node(io, std::move(config), cm::Dependencies{.time_source = time}) {
+        node(io, std::move(config),
+             cm::Dependencies{.time_source = time, .trimmer = std::move(trimmer)}) {
     constexpr std::size_t kRealms = 100;
     cm::RealmConfig realm;
     realm.low_water = n / kRealms / 2;
@@ -124,6 +126,24 @@ void BM_RealmTrim(benchmark::State& state) {
   state.counters["closed"] = static_cast<double>(closed);
 }
 BENCHMARK(BM_RealmTrim)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
+
+// BM_RealmTrim with a host trimmer (the activity order): it ranks every candidate, sorted,
+// through a snapshot with the candidates' realms, and the realm rules choose in its order.
+void BM_RealmTrimHostOrder(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  std::size_t closed = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto pool = std::make_unique<RealmPool>(n, cm::make_activity_trimmer());
+    state.ResumeTiming();
+    closed = pool->node.manager().trim();
+    state.PauseTiming();
+    pool.reset();
+    state.ResumeTiming();
+  }
+  state.counters["closed"] = static_cast<double>(closed);
+}
+BENCHMARK(BM_RealmTrimHostOrder)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
 // The admission of an inbound connection up to its add: admit_inbound, on_secured for a
 // peer not in the pool, and a claim of one realm (second argument 1: claim() after

@@ -46,9 +46,9 @@ class MostValuableFirst final : public Trimmer {
 };
 
 struct Node {
-  explicit Node(std::shared_ptr<Trimmer> trimmer)
+  explicit Node(std::shared_ptr<Trimmer> trimmer, std::size_t low_water = 3)
       : time(std::make_shared<ManualTimeSource>(io)),
-        node(io, trim_config(3, 100),
+        node(io, trim_config(low_water, 100),
              Dependencies{.time_source = time, .trimmer = std::move(trimmer)}) {}
   // Peer n with one connection, tagged `value`, bound to `realm` unless empty.
   void add(std::uint64_t n, int value, const char* realm) {
@@ -101,6 +101,27 @@ TEST(RealmTrimmer, TheHostsOrderDecidesWithinTheRealmRules) {
   populate(plain);
   EXPECT_EQ(plain.node.manager().trim(), 3u);
   EXPECT_EQ(plain.closed(), (std::set<std::uint64_t>{1, 5, 6}));
+}
+
+TEST(RealmTrimmer, ForceTrimFollowsTheHostsOrderThroughTheShareAndReservePhases) {
+  // Chat: share 3, reserve 1. Node low water 1: force_trim closes 5 of 6.
+  auto populate_forced = [](Node& n) {
+    ASSERT_FALSE(n.node.create_realm("chat", RealmConfig{.low_water = 3, .min_reserved = 1}));
+    for (std::uint64_t p = 1; p <= 4; ++p) n.add(p, static_cast<int>(10 * p), "chat");
+    n.add(5, 5, "");
+    n.add(6, 50, "");
+  };
+  Node custom(std::make_shared<MostValuableFirst>(), 1);
+  populate_forced(custom);
+  EXPECT_EQ(custom.node.manager().force_trim(), 5u);
+  // Share phase in its order: 6, 4 (chat to 3), 5; reserve phase: 3, 2 (chat to 1).
+  EXPECT_EQ(custom.closed(), (std::set<std::uint64_t>{2, 3, 4, 5, 6}));
+
+  Node plain(nullptr, 1);
+  populate_forced(plain);
+  EXPECT_EQ(plain.node.manager().force_trim(), 5u);
+  // Default order: 5, 1 (chat to 3), 6; then 2, 3.
+  EXPECT_EQ(plain.closed(), (std::set<std::uint64_t>{1, 2, 3, 5, 6}));
 }
 
 TEST(RealmTrimmer, WithNothingBoundTheTrimmerAloneDecidesAndIsAskedOnlyForTheTarget) {
