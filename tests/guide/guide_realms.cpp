@@ -100,11 +100,10 @@ TEST(GuideRealms, AClaimChecksTheRealmBeforeTheConnectionJoinsThePool) {
     cm::Admission admitted = manager.admit_inbound(remote);
     if (!admitted) return nullptr;
     // ... the handshake runs here, proves `peer` and names `realm` ...
-    if (manager.on_secured(admitted.reservation, cm::Direction::inbound, peer, remote)) {
-      return nullptr;
-    }
+    // on_secured with the realm: secures and claims in one step (claim() adds more realms).
     cm::Refusal refusal;
-    if (node.claim(admitted.reservation, realm, &refusal)) {
+    if (node.on_secured(admitted.reservation, cm::Direction::inbound, peer, remote, realm,
+                        &refusal)) {
       return nullptr;  // "claim refused: realm chat holds 1 of 1 connections (claims included)"
     }
     auto connection =
