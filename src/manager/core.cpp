@@ -115,6 +115,20 @@ std::vector<std::shared_ptr<Connection>> ManagerCore::handles(
   return found;
 }
 
+void ManagerCore::watch_streams() {
+  std::lock_guard lock(lock_);
+  if (closed_ || streams_watched_ || policies_.open_extension == nullptr) return;
+  std::vector<StreamSeed> seeds;
+  seeds.reserve(pool_.counts().connections);
+  for (std::uint32_t slot = 0; slot < pool_.conn_slots(); ++slot) {
+    const ConnEntry& conn = pool_.conn(slot);
+    if (conn.handle) seeds.push_back(StreamSeed{slot, conn.id, conn.streams()});
+  }
+  streams_watched_ = true;
+  streams_unbounded_.store(false, std::memory_order_relaxed);
+  policies_.open_extension->seed_streams(Locked<>{}, seeds);
+}
+
 std::optional<std::vector<std::uint32_t>> ManagerCore::trimmer_order(
     std::span<const NodeId> peers) {
   if (policies_.default_order) return std::nullopt;

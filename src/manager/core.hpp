@@ -168,6 +168,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   std::vector<std::shared_ptr<Connection>> handles(
       std::span<const ConnectionPlace> places) const override;
   std::optional<std::vector<std::uint32_t>> trimmer_order(std::span<const NodeId> peers) override;
+  void watch_streams() override;
 
  private:
   // What a lane holder keeps of its own; whole holders read it.
@@ -455,7 +456,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
 
   const std::uint64_t token_;  // this manager's mark in Connection's tracking word
   // No system-wide stream limit: a lane holder counts streams, with the peer locked.
-  const bool streams_unbounded_;
+  // No system stream limit and no realm watching streams: stream opens and closes run in a
+  // lane. Written under the whole lock; a lane holder reads it again inside its lane.
+  std::atomic<bool> streams_unbounded_;
+  bool streams_watched_ = false;  // the extension watches streams (guarded by lock_)
   Environment env_;
   Policies policies_;
   Subscription gater_subscription_;            // re-gating on Gater::on_tightened
@@ -500,6 +504,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   bool set_tag_in_lane(const LaneGuard& lane, std::uint32_t slot, std::string_view name, int value);
   // A stream opened or closed by a lane holder; nullopt when the peer's limits refuse it
   // (the whole lock counts and explains the refusal).
+  // Tells a watching extension of a stream open (a realm's refusal, if any) or close at
+  // `slot`. REQUIRES: lock_ whole.
+  std::optional<LimitBreach> watched_stream(const Locked<>& locked, std::uint32_t slot,
+                                            ConnectionId id, bool opened);
   std::optional<std::error_code> adjust_streams_in_lane(const LaneGuard& lane,
                                                         const Connection& connection,
                                                         Direction direction, bool opened);

@@ -185,7 +185,7 @@ std::error_code ManagerCore::adjust_streams(const Connection& connection, Direct
   if (ConnectionAccess::owner(connection) != token_) return Errc::unknown_connection;
   // Without a system-wide stream limit, a stream is the peer's business: a lane and the
   // peer's lock are enough.
-  if (streams_unbounded_) {
+  if (streams_unbounded_.load(std::memory_order_relaxed)) {
     std::optional<std::error_code> done;  // nullopt: a refusal, which the whole lock explains
     {
       const LaneGuard lane(*this);
@@ -209,10 +209,12 @@ std::error_code ManagerCore::adjust_streams(const Connection& connection, Direct
       const PeerSlot& peer = pool_.peer(peer_slot);
       const std::uint32_t peer_in = pool_.cold(peer_slot).streams_in;
       const std::array<std::size_t, 2> totals = stream_totals(locked);
-      if (auto breach = stream_breach(
-              config_.limits.system, StreamCounts{totals[0], totals[1]}, config_.limits.peer,
-              StreamCounts{peer_in, peer.streams - peer_in}, direction,
-              [&] { return "peer " + pool_.id_of(peer_slot).short_hex(); })) {
+      std::optional<LimitBreach> breach =
+          stream_breach(config_.limits.system, StreamCounts{totals[0], totals[1]},
+                        config_.limits.peer, StreamCounts{peer_in, peer.streams - peer_in},
+                        direction, [&] { return "peer " + pool_.id_of(peer_slot).short_hex(); });
+      if (!breach) breach = watched_stream(locked, *slot, conn.id, true);
+      if (breach) {
         refused =
             refuse(*breach, Stage::stream, std::string(to_string(direction)) + " stream refused: ");
       } else {
@@ -222,6 +224,7 @@ std::error_code ManagerCore::adjust_streams(const Connection& connection, Direct
         pool_.count_stream(*slot, direction, +1);
       }
     } else if ((in ? conn.streams_in : conn.streams_out) > 0) {
+      watched_stream(locked, *slot, conn.id, false);
       if (hub_.has_subscribers()) {
         hub_.enqueue(StreamClosedEvent{pool_.id_of(conn.peer_slot), conn.id, direction});
       }
@@ -242,6 +245,9 @@ std::optional<std::error_code> ManagerCore::adjust_streams_in_lane(const LaneGua
                                                                    const Connection& connection,
                                                                    Direction direction,
                                                                    bool opened) {
+  // Watching may have started since the caller looked (under the whole lock, which no lane
+  // overlaps): the whole lock's path then.
+  if (!streams_unbounded_.load(std::memory_order_relaxed)) return std::nullopt;
   // In a lane the slot word, the entry and its peer are stable (only whole holders change
   // them); the counts are the peer's, under its lock.
   const std::uint32_t slot = ConnectionAccess::slot(connection);
@@ -278,6 +284,18 @@ std::optional<std::error_code> ManagerCore::adjust_streams_in_lane(const LaneGua
   pool_.count_peer_stream(slot, direction, -1);
   --lane.lane().streams[d];
   return std::error_code{};
+}
+
+std::optional<LimitBreach> ManagerCore::watched_stream(const Locked<>& locked, std::uint32_t slot,
+                                                       ConnectionId id, bool opened) {
+  if (!streams_watched_ || closed_ || policies_.open_extension == nullptr) return std::nullopt;
+  std::optional<StreamRefusal> full =
+      policies_.open_extension->stream_changed(locked, slot, id, opened);
+  if (!full) return std::nullopt;
+  std::string scope = "realm " + full->realm;
+  std::string text = scope + " holds " + std::to_string(full->held) + " of " +
+                     std::to_string(full->limit) + " streams";
+  return LimitBreach{RefusalReason::stream_limit, std::move(scope), "max_streams", std::move(text)};
 }
 
 std::array<std::size_t, 2> ManagerCore::stream_totals(const Locked<>&) const {

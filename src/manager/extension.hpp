@@ -56,6 +56,20 @@ struct RoomChoice {
   std::optional<std::uint32_t> victim;
 };
 
+// A connection's open streams, when the layer starts watching streams.
+struct StreamSeed {
+  std::uint32_t slot;
+  ConnectionId id;
+  std::uint32_t streams;
+};
+
+// A stream open the layer refuses: the realm at its max_streams.
+struct StreamRefusal {
+  std::string realm;
+  std::size_t held = 0;
+  std::size_t limit = 0;
+};
+
 // The layer's check of one claim (CoreDoor::claim), run under the core's lock.
 class ClaimCheck {
  public:
@@ -92,6 +106,11 @@ class CoreDoor {
   // events it queued.
   virtual std::error_code secure(Reservation& reservation, Direction direction, const NodeId& peer,
                                  const Endpoint& remote, Refusal* refusal, ClaimCheck& check) = 0;
+  // From now on, tells the layer of every stream open and close
+  // (PoolExtension::stream_changed), after seeding it with every connection's open
+  // streams (seed_streams), in one critical section; stream opens and closes take the
+  // whole lock from then on. Idempotent; there is no way back.
+  virtual void watch_streams() = 0;
   // The host's trimmer's order of `peers` (those connected now; in a snapshot with their
   // realms, asked for the whole order), as each one's place, first evicted first, or
   // UINT32_MAX for one it left out or that is not connected; nullopt when the default order
@@ -133,6 +152,13 @@ class PoolExtension {
   virtual RoomChoice make_room(const Locked<>& locked, const CandidateView& view,
                                std::span<const std::uint64_t> claims, std::uint32_t claimant_slot,
                                std::optional<Direction> direction) = 0;
+  // Once the layer watches streams (CoreDoor::watch_streams): each stream open and close
+  // on the connection at `slot` (`id`), under the core's whole lock, before the core
+  // counts it. An open the layer refuses is not counted, and the core refuses it.
+  virtual std::optional<StreamRefusal> stream_changed(const Locked<>& locked, std::uint32_t slot,
+                                                      ConnectionId id, bool opened) = 0;
+  // Once, when the watch starts: every connection in the pool with its open streams.
+  virtual void seed_streams(const Locked<>& locked, std::span<const StreamSeed> connections) = 0;
   // Once per trim ranking: the victims among the view's candidates covering `rule`'s
   // target, which follows from the candidates' connections the layer counts on its one
   // walk over the view (returned in `target`); or nullopt to leave the choice to the

@@ -89,6 +89,7 @@ void State::add(Binding& b, Realm& realm, const NodeId& peer) {
   if (b.realms.size() == 1) ++bound_slots;
   ++realm.members.bound(b.realms.back().member);
   ++realm.connections;
+  realm.streams += streams_of(b);
   ++realm.stats.binds;
 }
 
@@ -97,6 +98,7 @@ void State::drop(Binding& b, std::size_t k) {
   Realm& realm = *realm_table[entry.realm];
   if (--realm.members.bound(entry.member) == 0) realm.members.retire();
   --realm.connections;
+  realm.streams -= std::min<std::size_t>(streams_of(b), realm.streams);
   ++realm.stats.unbinds;
   erase_at(b.realms, k);
   if (b.realms.empty()) {
@@ -119,6 +121,13 @@ std::optional<ConfigError> State::check_against_node(const RealmConfig& config, 
     return fail("hard_max", "hard_max (" + number(config.hard_max) +
                                 ") must not be below limits.peer.connections_total (" +
                                 number(peer) + "): a realm contains its peers");
+  }
+  const std::size_t system_streams = node.limits.system.streams_total;
+  if (config.max_streams > 0 && system_streams != kUnlimited &&
+      config.max_streams > system_streams) {
+    return fail("max_streams", "max_streams (" + number(config.max_streams) +
+                                   ") must not exceed limits.system.streams_total (" +
+                                   number(system_streams) + ")");
   }
   const bool trimming = node.low_water != 0 && node.high_water != 0;
   if (trimming && others + config.min_reserved > node.low_water) {
@@ -161,33 +170,38 @@ std::error_code RealmConnectionManager::create_realm(std::string_view realm,
     return Errc::invalid_argument;
   }
   const Config node = state_->manager->config();
-  std::lock_guard lock(state_->mutex);
-  if (state_->closed) return Errc::closed;
-  if (state_->find(realm) != nullptr) return Errc::realm_exists;
-  if (auto bad = State::check_against_node(config, state_->reserved, node)) {
-    if (error != nullptr) *error = std::move(*bad);
-    return Errc::invalid_argument;
-  }
-  auto entry = std::make_unique<State::Realm>();
-  entry->name = std::string(realm);
-  entry->config = config;
-  entry->generation = ++state_->realms_created;
-  // What may throw comes first, so that a failure leaves no trace.
-  state_->realm_table.reserve(state_->realm_table.size() + 1);
-  state_->by_name.reserve(state_->by_name.size() + 1);
-  State::Realm* added = entry.get();
-  state_->realms.emplace(added->name, std::move(entry));
-  state_->by_name.emplace(added->name, added);  // keyed by the realm's own name
-  if (state_->free_realm_indices.empty()) {
-    added->index = static_cast<std::uint32_t>(state_->realm_table.size());
-    state_->realm_table.push_back(added);
-  } else {
-    added->index = state_->free_realm_indices.back();
-    state_->free_realm_indices.pop_back();
-    state_->realm_table[added->index] = added;
-  }
-  state_->reserved += config.min_reserved;
-  return {};
+  const std::error_code ec = [&]() -> std::error_code {
+    std::lock_guard lock(state_->mutex);
+    if (state_->closed) return Errc::closed;
+    if (state_->find(realm) != nullptr) return Errc::realm_exists;
+    if (auto bad = State::check_against_node(config, state_->reserved, node)) {
+      if (error != nullptr) *error = std::move(*bad);
+      return Errc::invalid_argument;
+    }
+    auto entry = std::make_unique<State::Realm>();
+    entry->name = std::string(realm);
+    entry->config = config;
+    entry->generation = ++state_->realms_created;
+    // What may throw comes first, so that a failure leaves no trace.
+    state_->realm_table.reserve(state_->realm_table.size() + 1);
+    state_->by_name.reserve(state_->by_name.size() + 1);
+    State::Realm* added = entry.get();
+    state_->realms.emplace(added->name, std::move(entry));
+    state_->by_name.emplace(added->name, added);  // keyed by the realm's own name
+    if (state_->free_realm_indices.empty()) {
+      added->index = static_cast<std::uint32_t>(state_->realm_table.size());
+      state_->realm_table.push_back(added);
+    } else {
+      added->index = state_->free_realm_indices.back();
+      state_->free_realm_indices.pop_back();
+      state_->realm_table[added->index] = added;
+    }
+    state_->reserved += config.min_reserved;
+    return {};
+  }();
+  // A realm that limits streams needs every stream open and close told (once).
+  if (!ec && config.max_streams > 0) state_->door->watch_streams();
+  return ec;
 }
 
 std::error_code RealmConnectionManager::remove_realm(std::string_view realm) {
@@ -231,21 +245,26 @@ std::error_code RealmConnectionManager::set_realm_limit(std::string_view realm,
                                                         const RealmConfig& config,
                                                         ConfigError* error) {
   const Config node = state_->manager->config();
-  std::lock_guard lock(state_->mutex);
-  if (state_->closed) return Errc::closed;
-  State::Realm* entry = state_->find(realm);
-  if (entry == nullptr) return Errc::unknown_realm;
-  const std::size_t others = state_->reserved - entry->config.min_reserved;
-  if (auto bad = State::check_against_node(config, others, node)) {
-    if (error != nullptr) *error = std::move(*bad);
-    return Errc::invalid_argument;
-  }
-  state_->reserved = others + config.min_reserved;
-  entry->config = config;
-  if (config.high_water > 0 && entry->connections >= config.high_water) {
-    state_->schedule_trim(*entry);
-  }
-  return {};
+  const std::error_code ec = [&]() -> std::error_code {
+    std::lock_guard lock(state_->mutex);
+    if (state_->closed) return Errc::closed;
+    State::Realm* entry = state_->find(realm);
+    if (entry == nullptr) return Errc::unknown_realm;
+    const std::size_t others = state_->reserved - entry->config.min_reserved;
+    if (auto bad = State::check_against_node(config, others, node)) {
+      if (error != nullptr) *error = std::move(*bad);
+      return Errc::invalid_argument;
+    }
+    state_->reserved = others + config.min_reserved;
+    entry->config = config;
+    if (config.high_water > 0 && entry->connections >= config.high_water) {
+      state_->schedule_trim(*entry);
+    }
+    return {};
+  }();
+  // A realm that limits streams needs every stream open and close told (once).
+  if (!ec && config.max_streams > 0) state_->door->watch_streams();
+  return ec;
 }
 
 std::optional<RealmConfig> RealmConnectionManager::realm_config(std::string_view realm) const {
@@ -411,6 +430,7 @@ std::optional<RealmStats> RealmConnectionManager::realm_stats(std::string_view r
   stats.connections = entry->connections;
   stats.members = entry->members.live();
   stats.pending = entry->claims;
+  stats.streams = entry->streams;
   return stats;
 }
 

@@ -29,20 +29,25 @@ void State::on_detached(const detail::Locked<>&, std::span<const detail::Detache
       __builtin_prefetch(binding + sizeof(Binding) - 1);
     }
     const detail::DetachedConnection& gone = batch[i];
-    Binding* b = binding_at(gone.slot, gone.id);
-    if (b == nullptr) continue;
-    while (!b->realms.empty()) {
-      Realm* realm = realm_table[b->realms.back().realm];
-      drop(*b, b->realms.size() - 1);
-      const bool own = !realm->own_trim.empty() && realm->own_trim.erase(gone.id) > 0;
-      if (!own &&
-          (gone.reason == CloseReason::trimmed || gone.reason == CloseReason::forced_trim)) {
-        ++realm->stats.trimmed_globally;
+    if (Binding* b = binding_at(gone.slot, gone.id)) {
+      while (!b->realms.empty()) {
+        Realm* realm = realm_table[b->realms.back().realm];
+        drop(*b, b->realms.size() - 1);
+        const bool own = !realm->own_trim.empty() && realm->own_trim.erase(gone.id) > 0;
+        if (!own &&
+            (gone.reason == CloseReason::trimmed || gone.reason == CloseReason::forced_trim)) {
+          ++realm->stats.trimmed_globally;
+        }
+        if (events != nullptr) {
+          events->push_back(RealmUnboundEvent{realm->name, peers[i], gone.id,
+                                              RealmUnboundEvent::Cause::disconnected});
+        }
       }
-      if (events != nullptr) {
-        events->push_back(RealmUnboundEvent{realm->name, peers[i], gone.id,
-                                            RealmUnboundEvent::Cause::disconnected});
-      }
+    }
+    // Its streams went with it (its bindings gave them back above): a bind that raced its
+    // closure then adds and takes back none.
+    if (gone.slot < slot_streams.size() && slot_streams[gone.slot].id == gone.id) {
+      slot_streams[gone.slot].count = 0;
     }
   }
 }

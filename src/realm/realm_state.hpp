@@ -55,6 +55,8 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
     // max_members.
     std::size_t claims = 0;
     boost::unordered_flat_map<NodeId, std::uint32_t, NodeIdHash> claimants;
+    // Streams open on the bound connections, while streams_watched.
+    std::size_t streams = 0;
   };
 
   // The realms one connection is bound to, at the connection's slot in the pool: the node's
@@ -110,7 +112,16 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   // Every realm at its `index`; null where a removed realm was (free_realm_indices).
   std::vector<Realm*> realm_table;
   std::vector<std::uint32_t> free_realm_indices;
-  std::vector<Binding> bindings;     // by the connection's pool slot
+  std::vector<Binding> bindings;  // by the connection's pool slot
+  // Once a realm limits streams, the core tells the layer of every stream open and close
+  // (streams_watched), and the layer keeps each connection's open streams by slot; `id`
+  // tells the slot's connection from an earlier one (whose count no longer applies).
+  struct SlotStreams {
+    ConnectionId id{};
+    std::uint32_t count = 0;
+  };
+  std::vector<SlotStreams> slot_streams;
+  bool streams_watched = false;
   std::uint32_t realms_created = 0;  // the last realm's generation
   std::size_t bound_slots = 0;       // bindings with at least one realm
   std::size_t reserved = 0;          // sum of the realms' min_reserved
@@ -173,6 +184,14 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   static std::uint64_t claim_token(const Realm& realm, bool member_place);
 
   // --- Bindings (REQUIRES: mutex) ------------------------------------------------------
+  // The open streams of the connection of binding `b` (an element of `bindings`, b.id
+  // set), while streams are watched; else 0.
+  std::uint32_t streams_of(const Binding& b) const {
+    if (!streams_watched) return 0;
+    const auto slot = static_cast<std::size_t>(&b - bindings.data());
+    return slot < slot_streams.size() && slot_streams[slot].id == b.id ? slot_streams[slot].count
+                                                                       : 0;
+  }
   // Binds the connection of binding `b`, to `peer`, to `realm` (b.id set). What may throw
   // comes first: a failed bind leaves every count as it was.
   void add(Binding& b, Realm& realm, const NodeId& peer);
@@ -203,6 +222,12 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
                                           std::span<const std::uint64_t> keys) override;
   bool describe_realms(const detail::Locked<>& locked, const detail::Pool& pool,
                        std::span<const std::uint32_t> slots, TrimSnapshot& snapshot) override;
+  // realm_streams.cpp
+  std::optional<detail::StreamRefusal> stream_changed(const detail::Locked<>& locked,
+                                                      std::uint32_t slot, ConnectionId id,
+                                                      bool opened) override;
+  void seed_streams(const detail::Locked<>& locked,
+                    std::span<const detail::StreamSeed> connections) override;
 
   // --- A realm's own trim (realm_trim.cpp) ---------------------------------------------
   std::size_t trim_realm(std::string_view name);

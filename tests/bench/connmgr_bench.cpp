@@ -7,6 +7,7 @@
 // a connection whose close() reports the closure back to the manager synchronously.
 #include <benchmark/benchmark.h>
 
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -111,12 +112,14 @@ struct RealmPool {
   std::vector<std::shared_ptr<BenchConnection>> connections;
 };
 
-void BM_RealmTrim(benchmark::State& state) {
+// One node trim from N to N/2 over a RealmPool built with `trimmer` (null: the default).
+void realm_trim(benchmark::State& state,
+                const std::function<std::shared_ptr<cm::Trimmer>()>& trimmer) {
   const auto n = static_cast<std::size_t>(state.range(0));
   std::size_t closed = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    auto pool = std::make_unique<RealmPool>(n);
+    auto pool = std::make_unique<RealmPool>(n, trimmer ? trimmer() : nullptr);
     state.ResumeTiming();
     closed = pool->node.manager().trim();
     state.PauseTiming();
@@ -125,23 +128,14 @@ void BM_RealmTrim(benchmark::State& state) {
   }
   state.counters["closed"] = static_cast<double>(closed);
 }
+
+void BM_RealmTrim(benchmark::State& state) { realm_trim(state, nullptr); }
 BENCHMARK(BM_RealmTrim)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
 // BM_RealmTrim with a host trimmer (the activity order): it ranks every candidate, sorted,
 // through a snapshot with the candidates' realms, and the realm rules choose in its order.
 void BM_RealmTrimHostOrder(benchmark::State& state) {
-  const auto n = static_cast<std::size_t>(state.range(0));
-  std::size_t closed = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    auto pool = std::make_unique<RealmPool>(n, cm::make_activity_trimmer());
-    state.ResumeTiming();
-    closed = pool->node.manager().trim();
-    state.PauseTiming();
-    pool.reset();
-    state.ResumeTiming();
-  }
-  state.counters["closed"] = static_cast<double>(closed);
+  realm_trim(state, [] { return cm::make_activity_trimmer(); });
 }
 BENCHMARK(BM_RealmTrimHostOrder)->Arg(100'000)->Unit(benchmark::kMillisecond);
 

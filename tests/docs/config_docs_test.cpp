@@ -249,6 +249,7 @@ Fields<RealmConfig> realm_fields() {
       {"high_water", [](const RealmConfig& r) { return count(r.high_water); }},
       {"min_reserved", [](const RealmConfig& r) { return count(r.min_reserved); }},
       {"max_pending", [](const RealmConfig& r) { return count(r.max_pending); }},
+      {"max_streams", [](const RealmConfig& r) { return count(r.max_streams); }},
   };
 }
 

@@ -640,6 +640,14 @@ dep2p_connmgr_realm_made_room_total{realm="chat"} 0
 # TYPE dep2p_connmgr_realm_refused_no_room_total counter
 dep2p_connmgr_realm_refused_no_room_total{realm="a\\b\"c\nd"} 0
 dep2p_connmgr_realm_refused_no_room_total{realm="chat"} 0
+# HELP dep2p_connmgr_realm_streams Streams open on the realm's bound connections (counted once a realm limits streams).
+# TYPE dep2p_connmgr_realm_streams gauge
+dep2p_connmgr_realm_streams{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_streams{realm="chat"} 0
+# HELP dep2p_connmgr_realm_refused_streams_total Stream opens refused at the realm's max_streams.
+# TYPE dep2p_connmgr_realm_refused_streams_total counter
+dep2p_connmgr_realm_refused_streams_total{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_refused_streams_total{realm="chat"} 0
 # HELP dep2p_connmgr_realm_hard_max The realm's hard_max (0: no limit).
 # TYPE dep2p_connmgr_realm_hard_max gauge
 dep2p_connmgr_realm_hard_max{realm="a\\b\"c\nd"} 0
@@ -652,6 +660,10 @@ dep2p_connmgr_realm_max_members{realm="chat"} 1
 # TYPE dep2p_connmgr_realm_max_pending gauge
 dep2p_connmgr_realm_max_pending{realm="a\\b\"c\nd"} 0
 dep2p_connmgr_realm_max_pending{realm="chat"} 2
+# HELP dep2p_connmgr_realm_max_streams The realm's max_streams (0: no limit).
+# TYPE dep2p_connmgr_realm_max_streams gauge
+dep2p_connmgr_realm_max_streams{realm="a\\b\"c\nd"} 0
+dep2p_connmgr_realm_max_streams{realm="chat"} 0
 # HELP dep2p_connmgr_realm_low_water The realm's low water: its trim's target and its share.
 # TYPE dep2p_connmgr_realm_low_water gauge
 dep2p_connmgr_realm_low_water{realm="a\\b\"c\nd"} 0

@@ -81,6 +81,11 @@ struct RealmConfig {
   // is refused with Errc::limit_exceeded. Claims count towards hard_max and max_members
   // from the claim on.
   std::size_t max_pending = 0;
+  // Streams open on connections bound to the realm; a stream_opened on such a connection
+  // beyond it is refused (Errc::limit_exceeded, Stage::stream, scope "realm <name>", limit
+  // "max_streams"). Once any realm has one, every stream open and close of the node takes
+  // the manager's whole lock, as a system stream limit makes it do.
+  std::size_t max_streams = 0;
 
   // The first rule broken: min_reserved <= low_water <= high_water <= hard_max (where
   // set), max_members <= hard_max.
@@ -100,6 +105,10 @@ struct RealmStats {
   // closing another connection (CloseReason::made_room), or refused with nothing to close.
   std::uint64_t made_room = 0;
   std::uint64_t refused_no_room = 0;
+  // Streams open on the bound connections, counted once any realm has max_streams (0
+  // before), and streams refused at this realm's max_streams.
+  std::size_t streams = 0;
+  std::uint64_t refused_streams = 0;
   std::uint64_t trims = 0;             // realm trims that ran
   std::uint64_t trimmed = 0;           // connections closed by realm trims
   std::uint64_t trimmed_globally = 0;  // bound connections closed by the node's trims
