@@ -139,6 +139,30 @@ void BM_RealmTrimHostOrder(benchmark::State& state) {
 }
 BENCHMARK(BM_RealmTrimHostOrder)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
+// A stream opened and closed on a different connection each call, over the pool of
+// BM_RealmTrim (every connection bound to one of 100 realms); with the second argument 1
+// one more realm limits streams, so every open and close runs under the whole lock and
+// tells the realm layer. Compare with BM_StreamOpenClose.
+void BM_RealmStreamOpenClose(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  RealmPool pool(n);
+  if (state.range(1) != 0) {
+    cm::RealmConfig limited;
+    limited.max_streams = 1'000'000;
+    pool.node.create_realm("limited", limited);
+  }
+  cm::ConnectionManager& manager = pool.node.manager();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const cm::Connection& c = *pool.connections[i];
+    manager.stream_opened(c);
+    manager.stream_closed(c);
+    if (++i == n) i = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RealmStreamOpenClose)->Args({100'000, 0})->Args({100'000, 1});
+
 // The admission of an inbound connection up to its add: admit_inbound, on_secured for a
 // peer not in the pool, and a claim of one realm (second argument 1: claim() after
 // on_secured; 2: RealmConnectionManager::on_secured with the realm, one step), with the
