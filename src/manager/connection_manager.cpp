@@ -212,7 +212,12 @@ void ConnectionManager::write_prometheus(std::ostream& out) const {
 }
 std::optional<Explanation> ConnectionManager::explain(const NodeId& peer) const {
   std::optional<Explanation> explanation = core_->explain(peer);
-  if (explanation) explanation->summary = detail::explain_summary(*explanation);
+  if (explanation) {
+    if (explanation->rank) {
+      explanation->rank_in_force = core_->rank_in_force(peer, explanation->rank);
+    }
+    explanation->summary = detail::explain_summary(*explanation);
+  }
   return explanation;
 }
 Subscription ConnectionManager::subscribe(EventHandler handler) {

@@ -142,6 +142,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // --- Observation (core_observe.cpp) ----------------------------------------------
   Stats stats() const;
   std::optional<Explanation> explain(const NodeId& peer) const;
+  // Explanation::rank_in_force for a candidate `peer`; runs a host trimmer with no lock
+  // held.
+  std::optional<std::size_t> rank_in_force(const NodeId& peer,
+                                           std::optional<std::size_t> default_rank);
   Subscription subscribe(EventHandler handler) { return hub_.subscribe(std::move(handler)); }
   // Delivers the events queued so far (no lock may be held).
   void deliver_events() { hub_.drain(); }
@@ -410,6 +414,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   bool rank_snapshot(const Plan& plan, std::size_t target, std::vector<std::uint32_t>& order);
   // The realm rules' choice in the trimmer's `order` of `plan`, among the candidates now
   // (REQUIRES: lock_ whole); nullopt when nothing is bound any more.
+  // Per peer slot, its place in a host trimmer's `order` of `plan` (peers gone, replaced
+  // or new since come after every ranked one). REQUIRES: lock_ whole.
+  std::vector<std::uint64_t> keys_of(const Plan& plan,
+                                     const std::vector<std::uint32_t>& order) const;
   std::optional<VictimSlots> rank_by_order(TimePoint now, TrimKind kind, std::size_t exact_count,
                                            const Plan& plan,
                                            const std::vector<std::uint32_t>& order);

@@ -101,4 +101,65 @@ std::optional<Explanation> ManagerCore::explain(const NodeId& peer) const {
   return e;
 }
 
+// A host trimmer ranks a snapshot of every candidate with no lock held, as in a trim;
+// with connections bound, the realm layer places the peer under the realm rules in that
+// order (or the default one).
+std::optional<std::size_t> ManagerCore::rank_in_force(const NodeId& peer,
+                                                      std::optional<std::size_t> default_rank) {
+  Plan plan;
+  std::vector<std::uint32_t> order;
+  std::optional<std::size_t> host_rank;
+  if (!policies_.default_order) {
+    std::size_t connections = 0;
+    std::uint32_t peer_index = UINT32_MAX;
+    bool realm_rules = false;
+    {
+      std::lock_guard lock(lock_);
+      if (closed_) return std::nullopt;
+      const TrimInputs& inputs = policies_.trim_inputs;
+      plan.snapshot.now = env_.time->now();
+      plan.snapshot.ordered = true;
+      reserve(plan, pool_.peers(), pool_.counts().connections, inputs);
+      const CandidateView view(pool_, decay_, plan.snapshot.now, config_.grace_period,
+                               CandidateView::Mode::normal);
+      const std::uint32_t peer_slot = pool_.find(peer);
+      view.for_each([&](std::uint32_t slot, const PeerSlot& entry) {
+        if (slot == peer_slot) peer_index = static_cast<std::uint32_t>(plan.slots.size());
+        add_candidate(plan, view, slot, entry, inputs);
+        connections += entry.conns.size();
+      });
+      if (policies_.open_extension != nullptr) {
+        realm_rules =
+            policies_.open_extension->describe_realms(Locked<>{}, pool_, plan.slots, plan.snapshot);
+      }
+    }
+    if (peer_index == UINT32_MAX || !rank_snapshot(plan, connections, order)) return std::nullopt;
+    std::vector<bool> seen(plan.slots.size(), false);
+    std::size_t place = 0;
+    for (const std::uint32_t index : order) {
+      if (index >= plan.slots.size() || seen[index]) continue;
+      seen[index] = true;
+      ++place;
+      if (index == peer_index) {
+        host_rank = place;
+        break;
+      }
+    }
+    if (!realm_rules) return host_rank;
+  }
+  const std::optional<std::size_t> alone = policies_.default_order ? default_rank : host_rank;
+  std::lock_guard lock(lock_);
+  if (closed_) return std::nullopt;
+  const std::uint32_t slot = pool_.find(peer);
+  if (policies_.open_extension == nullptr || slot == kNoSlot) return alone;
+  const std::vector<std::uint64_t> keys =
+      policies_.default_order ? std::vector<std::uint64_t>{} : keys_of(plan, order);
+  const CandidateView view(pool_, decay_, env_.time->now(), config_.grace_period,
+                           CandidateView::Mode::normal);
+  const std::optional<std::size_t> place =
+      policies_.open_extension->place_of(Locked<>{}, view, keys, slot);
+  if (!place) return alone;
+  return *place == 0 ? std::nullopt : place;
+}
+
 }  // namespace dep2p::connmgr::detail

@@ -172,9 +172,8 @@ void ManagerCore::trim_with_snapshot(std::unique_lock<Lock>& lock, TrimKind kind
 // The realm rules' choice among the current candidates, ordered by the trimmer's `order`
 // of the plan's (a peer gone or replaced since, or new, comes after every ranked one);
 // nullopt when nothing is bound any more.
-std::optional<VictimSlots> ManagerCore::rank_by_order(TimePoint now, TrimKind kind,
-                                                      std::size_t exact_count, const Plan& plan,
-                                                      const std::vector<std::uint32_t>& order) {
+std::vector<std::uint64_t> ManagerCore::keys_of(const Plan& plan,
+                                                const std::vector<std::uint32_t>& order) const {
   constexpr std::uint64_t kUnranked = UINT64_MAX;
   std::vector<std::uint64_t> keys(pool_.peer_slots(), kUnranked);
   for (std::size_t place = 0; place < order.size(); ++place) {
@@ -186,6 +185,13 @@ std::optional<VictimSlots> ManagerCore::rank_by_order(TimePoint now, TrimKind ki
       keys[slot] = place;
     }
   }
+  return keys;
+}
+
+std::optional<VictimSlots> ManagerCore::rank_by_order(TimePoint now, TrimKind kind,
+                                                      std::size_t exact_count, const Plan& plan,
+                                                      const std::vector<std::uint32_t>& order) {
+  const std::vector<std::uint64_t> keys = keys_of(plan, order);
   using Mode = CandidateView::Mode;
   using Kind = TrimTarget::Kind;
   const std::size_t count = pool_.counts().connections;

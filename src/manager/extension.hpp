@@ -168,6 +168,13 @@ class PoolExtension {
   virtual std::optional<VictimSlots> rank(const Locked<>& locked, const CandidateView& view,
                                           const TrimTarget& rule, std::size_t& target,
                                           std::span<const std::uint64_t> keys) = 0;
+  // The place (1 = first) of the candidate at `slot` among the victims the realm rules
+  // would take one after another if the target were every candidate (share, then reserve
+  // phase), keyed as in rank(); 0 when they keep it; nullopt when the layer has no say
+  // (nothing bound). For explain(): O(candidates log candidates).
+  virtual std::optional<std::size_t> place_of(const Locked<>& locked, const CandidateView& view,
+                                              std::span<const std::uint64_t> keys,
+                                              std::uint32_t slot) = 0;
   // Fills `snapshot`'s realm columns for the candidates at `slots` (pool peer slots, in
   // snapshot.peers' order) when any connection is bound; returns whether one is (whether
   // the layer has a say in the trim).

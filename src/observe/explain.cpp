@@ -60,8 +60,14 @@ std::string describe_protections(const Explanation& e) {
 std::string explain_summary(const Explanation& e) {
   std::string text = "peer " + e.peer.short_hex() + ": ";
   if (e.rank) {
-    return text + "next to go: rank " + std::to_string(*e.rank) + " of " +
-           std::to_string(e.candidates) + ", " + describe_value(e);
+    text += "next to go: rank " + std::to_string(*e.rank) + " of " + std::to_string(e.candidates) +
+            ", " + describe_value(e);
+    if (e.rank_in_force != e.rank) {
+      text += e.rank_in_force
+                  ? "; rank " + std::to_string(*e.rank_in_force) + " under the order in force"
+                  : "; kept under the order in force";
+    }
+    return text;
   }
   if (e.temporary) {
     text += "not connected: temporary entry";

@@ -16,6 +16,27 @@ using State = RealmConnectionManager::State;
 using Contender = State::Contender;
 using NodeRanking = State::NodeRanking;
 
+// Every candidate of the view dealt into a ranking, keyed by `keys` (by slot; a host
+// trimmer's places: its place decides alone, the unranked share one after every ranked
+// one, the slot breaking that tie) or, without them, by the default order. Null when
+// nothing is bound. REQUIRES: the state's mutex.
+std::unique_ptr<NodeRanking> deal_all(State& state, const detail::CandidateView& view,
+                                      std::span<const std::uint64_t> keys,
+                                      std::size_t& candidate_connections) {
+  auto all = [](std::uint32_t, const detail::PeerSlot&) { return true; };
+  if (keys.empty()) {
+    return realm_deal::deal(
+        state, view, false, all, [&](std::uint32_t slot) { return view.key(slot); },
+        candidate_connections);
+  }
+  return realm_deal::deal(
+      state, view, false, all,
+      [&](std::uint32_t slot) {
+        return detail::RankKey{slot < keys.size() ? keys[slot] : UINT64_MAX, 0, 0, slot};
+      },
+      candidate_connections);
+}
+
 }  // namespace
 
 void State::on_detached(const detail::Locked<>&, std::span<const detail::DetachedConnection> batch,
@@ -60,21 +81,7 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
   std::size_t candidate_connections = 0;
   {
     std::lock_guard lock(mutex);
-    auto all = [](std::uint32_t, const detail::PeerSlot&) { return true; };
-    if (keys.empty()) {
-      ranked = realm_deal::deal(
-          *this, view, false, all, [&](std::uint32_t slot) { return view.key(slot); },
-          candidate_connections);
-    } else {
-      // A host trimmer's order: its place decides alone (the slot breaks no tie: places
-      // are distinct, and the unranked share one, after every ranked one).
-      ranked = realm_deal::deal(
-          *this, view, false, all,
-          [&](std::uint32_t slot) {
-            return detail::RankKey{slot < keys.size() ? keys[slot] : UINT64_MAX, 0, 0, slot};
-          },
-          candidate_connections);
-    }
+    ranked = deal_all(*this, view, keys, candidate_connections);
     if (!ranked) return std::nullopt;  // nothing bound: the core's own order decides
   }
   detail::VictimSlots choice;
@@ -115,6 +122,38 @@ std::optional<detail::VictimSlots> State::rank(const detail::Locked<>&,
     choice.partial_count = last.connections - (covered - target);
   }
   return choice;
+}
+
+std::optional<std::size_t> State::place_of(const detail::Locked<>&,
+                                           const detail::CandidateView& view,
+                                           std::span<const std::uint64_t> keys,
+                                           std::uint32_t slot) {
+  std::unique_ptr<NodeRanking> ranked;
+  std::size_t candidate_connections = 0;
+  {
+    std::lock_guard lock(mutex);
+    ranked = deal_all(*this, view, keys, candidate_connections);
+  }
+  if (!ranked || ranked->overflow) return std::nullopt;
+  NodeRanking& r = *ranked;
+  if (r.single) {
+    // The step-by-step greedy (whose order is exact step by step) reads every stake.
+    r.stakes = std::make_unique_for_overwrite<Stake[]>(r.indices);
+    for (std::uint32_t p = 0; p < r.pools.size(); ++p) {
+      for (std::uint32_t k = r.pools[p].begin; k < r.pools[p].end; ++k) {
+        const Contender& c = r.candidates[k];
+        r.stakes[c.index] = Stake{p, c.bound(), 0, 0};
+      }
+    }
+  }
+  for (Pool& pool : r.pools) pool.sorted = pool.head = pool.begin;
+  std::vector<std::uint8_t> fate(r.indices, 0);
+  std::vector<std::uint32_t> order;
+  detail::realm_greedy::stepwise(
+      detail::realm_greedy::Run{r.pools, r.candidates.get(), r.stakes.get(), r.entries, fate,
+                                candidate_connections, 2, &order, nullptr});
+  const auto it = std::find(order.begin(), order.end(), slot);
+  return it == order.end() ? 0 : static_cast<std::size_t>(it - order.begin()) + 1;
 }
 
 bool State::describe_realms(const detail::Locked<>&, const detail::Pool& pool,

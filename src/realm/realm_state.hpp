@@ -222,6 +222,10 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
                                           std::span<const std::uint64_t> keys) override;
   bool describe_realms(const detail::Locked<>& locked, const detail::Pool& pool,
                        std::span<const std::uint32_t> slots, TrimSnapshot& snapshot) override;
+  std::optional<std::size_t> place_of(const detail::Locked<>& locked,
+                                      const detail::CandidateView& view,
+                                      std::span<const std::uint64_t> keys,
+                                      std::uint32_t slot) override;
   // realm_streams.cpp
   std::optional<detail::StreamRefusal> stream_changed(const detail::Locked<>& locked,
                                                       std::uint32_t slot, ConnectionId id,

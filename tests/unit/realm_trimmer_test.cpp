@@ -161,5 +161,45 @@ TEST(RealmTrimmer, TheRealmTagsStillComeFirstInARealmsOwnTrim) {
   EXPECT_EQ(custom.closed(), (std::set<std::uint64_t>{2, 3}));
 }
 
+TEST(RealmTrimmer, ExplainRanksUnderTheOrderInForce) {
+  // A host order with realms: 6, 4 (chat to its reserve of 3), then 5; chat keeps 1-3.
+  Node custom(std::make_shared<MostValuableFirst>());
+  populate(custom);
+  auto five = custom.node.explain(peer_id(5));
+  ASSERT_TRUE(five);
+  EXPECT_EQ(five->node.rank, 1u);  // the default order's first
+  EXPECT_EQ(five->node.rank_in_force, 3u);
+  EXPECT_EQ(custom.node.explain(peer_id(6))->node.rank_in_force, 1u);
+  auto three = custom.node.explain(peer_id(3));
+  EXPECT_EQ(three->node.rank, 4u);
+  EXPECT_FALSE(three->node.rank_in_force);
+  EXPECT_NE(three->summary.find("kept under the order in force"), std::string::npos)
+      << three->summary;
+
+  // The default order with realms: 5, 1 (chat to 3), then 6.
+  Node plain(nullptr);
+  populate(plain);
+  auto six = plain.node.explain(peer_id(6));
+  EXPECT_EQ(six->node.rank, 6u);
+  EXPECT_EQ(six->node.rank_in_force, 3u);
+  EXPECT_NE(six->summary.find("rank 3 under the order in force"), std::string::npos)
+      << six->summary;
+  EXPECT_FALSE(plain.node.explain(peer_id(2))->node.rank_in_force);
+
+  // A host order and nothing bound: its order alone.
+  Node alone(std::make_shared<MostValuableFirst>());
+  for (std::uint64_t p = 1; p <= 6; ++p) alone.add(p, static_cast<int>(10 * p), "");
+  auto top = alone.node.manager().explain(peer_id(6));
+  EXPECT_EQ(top->rank, 6u);
+  EXPECT_EQ(top->rank_in_force, 1u);
+  // Without a host trimmer or realms the two ranks agree, and the summary says it once.
+  Node simple(nullptr);
+  for (std::uint64_t p = 1; p <= 3; ++p) simple.add(p, static_cast<int>(10 * p), "");
+  auto first = simple.node.manager().explain(peer_id(1));
+  EXPECT_EQ(first->rank, 1u);
+  EXPECT_EQ(first->rank_in_force, 1u);
+  EXPECT_EQ(first->summary.find("under the order in force"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace dep2p::connmgr::testing

@@ -7,7 +7,9 @@
 //   }
 //
 // It is for diagnosis (an admin command, a debug page, a test), not for hot paths: computing
-// the rank visits every peer of the pool under the manager's lock (O(peers)).
+// the rank visits every peer of the pool under the manager's lock (O(peers)), and the rank
+// in force, with a host trimmer or realms bound, ranks every candidate (O(peers log
+// peers); the host trimmer runs with no lock held).
 //
 // Thread safety: a plain value.
 #pragma once
@@ -67,6 +69,13 @@ struct Explanation {
   // under the default score order (make_score_trimmer()): 1 goes first. Independent of
   // the trimmer actually installed and of the realm layer's reordering.
   std::optional<std::size_t> rank;
+  // The rank under the order a trim follows now: the host's trimmer's when one is
+  // installed (asked, with no lock held, for its order of every candidate), else the
+  // default one; with connections bound to realms (RealmConnectionManager), the place among
+  // the victims the realm rules would take one after another. Nullopt when the peer is not
+  // a candidate, when the realm rules keep it (its realms at their reserves), or when the
+  // trimmer threw or left it out.
+  std::optional<std::size_t> rank_in_force;
   std::optional<NotCandidateReason> not_candidate;  // set exactly when rank is not
   std::size_t candidates = 0;                       // trim candidates in the pool now
   // One line for humans, e.g.
