@@ -3,8 +3,8 @@
 // holds its place in the realm until the admission ends: the add that consumes it turns
 // it into a binding in the same critical section, so the connection is bound from the
 // moment it is in the pool; a dropped admission gives the place back.
+#include <optional>
 #include <string>
-#include <tuple>
 
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/realm_manager.hpp"
@@ -25,10 +25,15 @@ constexpr std::uint64_t kIndexBits = kMemberPlace - 1;
 struct ClaimCheck final : detail::ClaimCheck {
   State& state;
   std::string_view realm;
-  std::error_code error;  // closed, unknown_realm
-  // The refusal's reason, limit and message, and the realm's name.
-  std::optional<std::tuple<RefusalReason, std::string, std::string>> refused;
-  std::string name;
+  Errc error{};  // zero, closed or unknown_realm
+  // A refusal: its reason, limit and message, and the realm's name.
+  struct Refused {
+    RefusalReason reason;
+    std::string limit;
+    std::string message;
+    std::string realm;
+  };
+  std::optional<Refused> refused;
   bool ran = false;
 
   ClaimCheck(State& s, std::string_view r) : state(s), realm(r) {}
@@ -88,8 +93,8 @@ struct ClaimCheck final : detail::ClaimCheck {
     } else {
       ++entry.stats.refused_full;
     }
-    name = entry.name;
-    refused.emplace(reason, limit, "claim refused: realm " + name + " " + std::move(what));
+    refused.emplace(Refused{
+        reason, limit, "claim refused: realm " + entry.name + " " + std::move(what), entry.name});
   }
 };
 
@@ -114,13 +119,15 @@ namespace {
 // The result of a check that ran: success, its error, or its refusal (counted and
 // published through the door).
 std::error_code verdict(detail::CoreDoor& door, ClaimCheck& check, Refusal* refusal) {
-  if (!check.refused) return check.error;
-  auto& [reason, limit, message] = *check.refused;
-  Refusal r = door.refuse(Stage::claim, reason, "realm " + check.name, std::move(limit),
-                          std::move(message));
+  if (!check.refused) {
+    return check.error == Errc{} ? std::error_code{} : make_error_code(check.error);
+  }
+  ClaimCheck::Refused& refused = *check.refused;
+  Refusal r = door.refuse(Stage::claim, refused.reason, "realm " + refused.realm,
+                          std::move(refused.limit), std::move(refused.message));
   if (refusal != nullptr) *refusal = std::move(r);
-  return reason == RefusalReason::pending_limit ? make_error_code(Errc::limit_exceeded)
-                                                : make_error_code(Errc::realm_full);
+  return refused.reason == RefusalReason::pending_limit ? make_error_code(Errc::limit_exceeded)
+                                                        : make_error_code(Errc::realm_full);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <boost/unordered/unordered_flat_set.hpp>
 
 #include "base/compact_vector.hpp"
+#include "base/leaf_mutex.hpp"
 #include "dep2p/connmgr/realm_manager.hpp"
 #include "manager/extension.hpp"
 #include "realm/member_table.hpp"
@@ -96,7 +97,7 @@ struct RealmConnectionManager::State final : detail::PoolExtension {
   };
 
   // --- State (guarded by `mutex` unless said otherwise) ------------------------------
-  mutable std::mutex mutex;
+  mutable detail::LeafMutex mutex;
   std::map<std::string, std::unique_ptr<Realm>, std::less<>> realms;
   // The same realms by name, hashed: the lookup every claim and bind makes.
   struct NameHash {
