@@ -5,7 +5,7 @@
 #   0 public     include/dep2p/connmgr/        only public headers
 #   1 foundation src/base, src/net            public, foundation
 #   2 units      src/pool, src/tags, src/timers, src/admission, src/gater, src/paths,
-#                src/trim                     public, foundation, units
+#                src/trim, src/dial           public, foundation, units
 #   3 managers   src/manager, src/observe, src/realm
 #   - examples   examples/                    public headers and the examples' own files
 #
@@ -22,7 +22,7 @@ layer_of_folder() {
   case $1 in
     dep2p) echo 0 ;;
     base | net) echo 1 ;;
-    pool | tags | timers | admission | gater | paths | trim) echo 2 ;;
+    pool | tags | timers | admission | gater | paths | trim | dial) echo 2 ;;
     manager | observe | realm) echo 3 ;;
     *) echo "" ;;
   esac
@@ -53,7 +53,7 @@ if [ -d include ]; then
   # Angle-bracket includes of the library's own sources would slip past the check above.
   while IFS= read -r hit; do
     report "${hit%%:#*}" "public header includes a source-tree header"
-  done < <(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*<(base|net|pool|tags|timers|admission|gater|paths|trim|manager|observe|realm)/' include || true)
+  done < <(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*<(base|net|pool|tags|timers|admission|gater|paths|trim|dial|manager|observe|realm)/' include || true)
 fi
 
 # Sources.

@@ -29,6 +29,8 @@ std::string_view to_string(RefusalReason reason) noexcept {
     case RefusalReason::rate_limit: return "rate_limit";
     case RefusalReason::hook: return "hook";
     case RefusalReason::realm_limit: return "realm_limit";
+    case RefusalReason::backoff: return "backoff";
+    case RefusalReason::dial_pending: return "dial_pending";
   }
   return "unknown";
 }

@@ -236,6 +236,53 @@ std::optional<ConfigError> Config::validate() const {
                                      " ms) must not be negative");
   }
   if (auto error = validate_limits()) return error;
+  if (auto error = validate_dial()) return error;
+  return std::nullopt;
+}
+
+std::optional<ConfigError> Config::validate_dial() const {
+  const auto ms = [](std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; };
+  const struct {
+    const char* name;
+    std::chrono::milliseconds base;
+    std::chrono::milliseconds max;
+  } rules[] = {{"error_backoff", dial.error_backoff, dial.error_backoff_max},
+               {"timeout_backoff", dial.timeout_backoff, dial.timeout_backoff_max},
+               {"refused_backoff", dial.refused_backoff, dial.refused_backoff_max}};
+  for (const auto& rule : rules) {
+    const std::string name = std::string("dial.") + rule.name;
+    if (rule.base.count() < 0) {
+      return fail(name, name + " (" + ms(rule.base) + ") must not be negative");
+    }
+    if (rule.max < rule.base) {
+      return fail(name + "_max", name + "_max (" + ms(rule.max) + ") must not be below " + name +
+                                     " (" + ms(rule.base) + ")");
+    }
+  }
+  if (!(dial.backoff_factor >= 1.0) || dial.backoff_factor > 1e6) {
+    return fail("dial.backoff_factor", "dial.backoff_factor (" +
+                                           std::to_string(dial.backoff_factor) +
+                                           ") must be at least 1 (and at most 1e6)");
+  }
+  if (!(dial.backoff_jitter >= 0.0 && dial.backoff_jitter < 1.0)) {
+    return fail(
+        "dial.backoff_jitter",
+        "dial.backoff_jitter (" + std::to_string(dial.backoff_jitter) + ") must lie in [0, 1)");
+  }
+  if (dial.backoff_memory.count() <= 0) {
+    return fail("dial.backoff_memory",
+                "dial.backoff_memory (" + ms(dial.backoff_memory) + ") must be positive");
+  }
+  if (dial.max_backoff_peers == 0) {
+    return fail("dial.max_backoff_peers", "dial.max_backoff_peers must be positive");
+  }
+  if (dial.max_backoff_addresses == 0) {
+    return fail("dial.max_backoff_addresses", "dial.max_backoff_addresses must be positive");
+  }
+  if (dial.dial_timeout.count() <= 0) {
+    return fail("dial.dial_timeout",
+                "dial.dial_timeout (" + ms(dial.dial_timeout) + ") must be positive");
+  }
   return std::nullopt;
 }
 

@@ -24,6 +24,8 @@ class ConnmgrCategory final : public std::error_category {
       case Errc::illegal_transition: return "illegal connection state transition";
       case Errc::unknown_realm: return "unknown realm";
       case Errc::realm_exists: return "realm already exists";
+      case Errc::dial_backoff: return "peer or address in dial backoff";
+      case Errc::dial_pending: return "a dial to the peer is in flight";
     }
     return "unknown connmgr error " + std::to_string(value);
   }

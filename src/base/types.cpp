@@ -1,5 +1,7 @@
 #include "dep2p/connmgr/types.hpp"
 
+#include "dep2p/connmgr/dial.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <ostream>
@@ -91,6 +93,15 @@ std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept {
 }
 
 std::ostream& operator<<(std::ostream& os, const NodeId& id) { return os << id.to_hex(); }
+
+std::string_view to_string(DialFailure failure) noexcept {
+  switch (failure) {
+    case DialFailure::error: return "error";
+    case DialFailure::timeout: return "timeout";
+    case DialFailure::refused: return "refused";
+  }
+  return "unknown";
+}
 
 std::string_view to_string(CloseReason reason) noexcept {
   switch (reason) {

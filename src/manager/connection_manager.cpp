@@ -86,6 +86,20 @@ Admission ConnectionManager::check_dial_addr(const NodeId& peer, const Endpoint&
   core_->deliver_events();
   return result;
 }
+void ConnectionManager::dial_succeeded(const NodeId& peer) {
+  core_->dial_outcome(peer, nullptr, std::nullopt);
+}
+void ConnectionManager::dial_failed(const NodeId& peer, DialFailure why) {
+  core_->dial_outcome(peer, nullptr, why);
+}
+void ConnectionManager::dial_failed(const NodeId& peer, const Endpoint& address, DialFailure why) {
+  core_->dial_outcome(peer, &address, why);
+}
+void ConnectionManager::clear_backoff(const NodeId& peer) { core_->clear_backoff(peer); }
+void ConnectionManager::network_changed(bool up) { core_->network_changed(up); }
+std::optional<TimePoint> ConnectionManager::backoff_until(const NodeId& peer) const {
+  return core_->backoff_until(peer);
+}
 Admission ConnectionManager::admit_inbound(const Endpoint& remote) {
   Admission result = core_->admit_inbound(remote);
   core_->deliver_events();

@@ -2,6 +2,7 @@
 #include "manager/core.hpp"
 
 #include <exception>
+#include <random>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -29,6 +30,7 @@ ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies dep
       caps_(config_.limits.subnets),
       inbound_rates_(config_.limits.inbound_rate),
       outbound_dials_(config_.limits.outbound_dials),
+      dial_(config_.dial, std::random_device{}()),
       hub_(env_.logger) {
   policies_.default_order = !deps.trimmer;
   policies_.trimmer = deps.trimmer ? std::move(deps.trimmer) : make_score_trimmer();

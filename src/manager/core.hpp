@@ -46,6 +46,7 @@
 #include "admission/rate_limiter.hpp"
 #include "admission/subnet_counter.hpp"
 #include "base/token_owners.hpp"
+#include "dial/dial_book.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "manager/core_lock.hpp"
@@ -100,6 +101,16 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   DialCheck check_dial(const NodeId& peer, bool force_new);
   Admission check_dial_addr(const NodeId& peer, const Endpoint& remote);
   Admission admit_inbound(const Endpoint& remote);
+  // --- Dialing (core_dial.cpp) -------------------------------------------------------
+  // A success (`why` empty) or a failure of the peer, or of its `address`.
+  void dial_outcome(const NodeId& peer, const Endpoint* address, std::optional<DialFailure> why);
+  void clear_backoff(const NodeId& peer);
+  void network_changed(bool up);
+  std::optional<TimePoint> backoff_until(const NodeId& peer) const;
+  // The refusal of a dial to `peer` (to its `address`) that DialBook did not allow: in
+  // backoff, or with a dial in flight. Counted and published like every refusal.
+  void refuse_dial(const NodeId& peer, const Endpoint* address, const DialBook::Verdict& verdict,
+                   TimePoint now, std::error_code& error, Refusal& refusal);
   // With `claim`, the claim is checked in the same critical section, once the reservation
   // knows its peer (its verdict is the check's to keep).
   std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
@@ -540,6 +551,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   SubnetCounter caps_;
   SubnetRateLimiter inbound_rates_;
   OutboundDialLimiter outbound_dials_;
+  DialBook dial_;
   Stats stats_;  // the running totals; the counts are filled in by stats()
   TrimGate trim_;
   TrimWatch watch_;

@@ -92,6 +92,8 @@ void ManagerCore::release_reservation(std::uint64_t id) noexcept {
 
 DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
   DialCheck result;
+  const TimePoint now = env_.time->now();
+  DialBook::Verdict verdict;
   {
     std::lock_guard lock(lock_);
     if (closed_) {
@@ -109,11 +111,19 @@ DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
         }
       }
     }
+    verdict = dial_.begin(peer, now);
+  }
+  if (verdict.what != DialBook::Verdict::dial) {
+    refuse_dial(peer, nullptr, verdict, now, result.error, result.refusal);
+    result.retry_at = verdict.until;
+    return result;
   }
   if (auto r = ask_gater(Stage::dial, "dial",
                          [&] { return policies_.gater->intercept_peer_dial(peer); })) {
     result.error = Errc::peer_blocked;
     result.refusal = std::move(*r);
+    std::lock_guard lock(lock_);
+    dial_.abandon(peer);  // no dial is made
   }
   return result;
 }
@@ -138,6 +148,13 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
   const Locked<> locked;
   if (closed_) {
     result.error = Errc::closed;
+    return result;
+  }
+  if (auto until = dial_.address_backoff(peer, remote, now)) {
+    DialBook::Verdict verdict{DialBook::Verdict::backoff, *until,
+                              dial_.address_failures(peer, remote, now)};
+    refuse_dial(peer, &remote, verdict, now, result.error, result.refusal);
+    result.retry_at = *until;
     return result;
   }
   std::optional<LimitBreach> breach =

@@ -27,6 +27,12 @@ Stats ManagerCore::stats() const {
   s.memory_reserved = ledger_.memory();
   s.fds_reserved = ledger_.fds();
   s.capped_addresses = caps_.tracked();
+  const TimePoint now = env_.time->now();
+  s.dial_failures_offline = dial_.failures_offline();
+  s.backoff_entries = dial_.table_size();
+  s.peers_in_backoff = dial_.in_backoff(now);
+  s.dials_in_flight = dial_.dials_in_flight(now);
+  s.offline = dial_.offline();
   // Counts by path and state and the RTT summary: one pass, only when asked.
   Duration rtt_sum{};
   for (std::uint32_t slot = 0; slot < pool_.conn_slots(); ++slot) {

@@ -103,6 +103,7 @@ std::error_code ManagerCore::insert_connection(
   schedule_.enroll(conn_slot, id, now);
   if (schedule_.keepalive_on() || schedule_.idle_on()) arm_keepalive(locked, now);
   if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
+  dial_.connected(facts.peer, now);  // the peer is reachable: its dial and backoff end
   return {};
 }
 
@@ -369,7 +370,15 @@ std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uin
   schedule_.compact_if_stale(pool_.counts().connections, [this](std::uint32_t s, ConnectionId i) {
     return pool_.live_conn(s, i) != nullptr;
   });
-  if (pool_.peer(slot).conns.empty()) retain_or_release(locked, slot);
+  if (pool_.peer(slot).conns.empty()) {
+    // A peer that stopped answering pings counts as a failed dial: it is not dialed
+    // again at once (DialConfig).
+    if (reason == CloseReason::keepalive_timeout) {
+      dial_.failed(pool_.id_of(slot), nullptr, DialFailure::error, env_.time->now(),
+                   pool_.counts().connections);
+    }
+    retain_or_release(locked, slot);
+  }
   if (extension && !detached_.open) end_detach_batch(locked);
   return handle;
 }

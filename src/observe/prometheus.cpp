@@ -161,6 +161,20 @@ void write_stats(Exposition& x, const Stats& s) {
   gauge(x, "reserved_fds", "File descriptors reserved through reservations.", s.fds_reserved);
   gauge(x, "capped_addresses", "Entries in the per-address and per-subnet cap tables.",
         s.capped_addresses);
+
+  counter(x, "dial_successes_total", "Dials the host reported successful.", s.dial_successes);
+  x.family("dial_failures_total", "counter", "Dial failures the host reported, by kind.");
+  for (std::size_t i = 0; i < kDialFailureCount; ++i) {
+    x.sample("kind", to_string(static_cast<DialFailure>(i)), s.dial_failures[i]);
+  }
+  counter(x, "dial_failures_offline_total",
+          "Dial failures reported while offline (they grew no backoff).", s.dial_failures_offline);
+  gauge(x, "backoff_entries", "Peers in the dial backoff table.", s.backoff_entries);
+  gauge(x, "peers_in_backoff", "Peers whose own or one of whose addresses' backoff lasts.",
+        s.peers_in_backoff);
+  gauge(x, "dials_in_flight", "Dials allowed by check_dial whose outcome is still to come.",
+        s.dials_in_flight);
+  gauge(x, "offline", "1 while the node is taken for offline.", std::size_t{s.offline ? 1u : 0u});
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 // (<!-- presets -->) is compared with Config::preset(). Boost.PFR counts each struct's
 // fields, so a field added to a struct without a line here (and in the docs) fails too.
 //
-// Default column grammar: a count ("100", "10 000"), "unlimited", a duration ("20 s",
+// Default column grammar: a count ("100", "10 000"), a decimal ("0.1"), "unlimited", a duration ("20 s",
 // "500 ms", "1 min", "2 h"), "true" / "false", a token-bucket rate ("10/s burst 50" or
 // "disabled"), or "none" (an empty optional or list).
 #include <gtest/gtest.h>
@@ -87,6 +87,8 @@ std::string canonical(const std::string& documented) {
   if (std::regex_match(text, m, rate_re)) {
     return rate(Rate{std::stod(m[1].str()), std::stod(m[2].str())});
   }
+  static const std::regex decimal_re(R"([0-9]+\.[0-9]+)");
+  if (std::regex_match(text, decimal_re)) return number(std::stod(text));
   if (std::regex_match(text, count_re)) {
     std::string digits = text;
     std::erase(digits, ' ');
@@ -191,7 +193,27 @@ Fields<Config> config_fields() {
        [](const Config& c) { return c.local_node_id ? c.local_node_id->to_hex() : "none"; }},
   };
 }
-constexpr std::size_t kConfigStructFields = 1;  // Config::limits, documented by its own tables
+// Config::limits and Config::dial, documented by their own tables.
+constexpr std::size_t kConfigStructFields = 2;
+
+Fields<DialConfig> dial_fields() {
+  return {
+      {"error_backoff", [](const DialConfig& d) { return duration(d.error_backoff); }},
+      {"error_backoff_max", [](const DialConfig& d) { return duration(d.error_backoff_max); }},
+      {"timeout_backoff", [](const DialConfig& d) { return duration(d.timeout_backoff); }},
+      {"timeout_backoff_max", [](const DialConfig& d) { return duration(d.timeout_backoff_max); }},
+      {"refused_backoff", [](const DialConfig& d) { return duration(d.refused_backoff); }},
+      {"refused_backoff_max", [](const DialConfig& d) { return duration(d.refused_backoff_max); }},
+      {"backoff_factor", [](const DialConfig& d) { return number(d.backoff_factor); }},
+      {"backoff_jitter", [](const DialConfig& d) { return number(d.backoff_jitter); }},
+      {"backoff_memory", [](const DialConfig& d) { return duration(d.backoff_memory); }},
+      {"max_backoff_peers", [](const DialConfig& d) { return count(d.max_backoff_peers); }},
+      {"max_backoff_addresses", [](const DialConfig& d) { return count(d.max_backoff_addresses); }},
+      {"dial_timeout", [](const DialConfig& d) { return duration(d.dial_timeout); }},
+      {"offline_after_failures",
+       [](const DialConfig& d) { return count(std::size_t{d.offline_after_failures}); }},
+  };
+}
 
 Fields<ScopeLimits> scope_fields() {
   return {
@@ -307,6 +329,10 @@ TEST(ConfigDocs, EveryLimitIsDocumentedWithItsDefault) {
   EXPECT_EQ(count(config.limits.system.connections_total), count(limits.system.connections_total));
 }
 
+TEST(ConfigDocs, EveryDialSettingIsDocumentedWithItsDefault) {
+  expect_documented("DialConfig", dial_fields(), DialConfig{});
+}
+
 TEST(ConfigDocs, EveryRealmSettingIsDocumentedWithItsDefault) {
   expect_documented("RealmConfig", realm_fields(), RealmConfig{});
 }
@@ -324,6 +350,7 @@ TEST(ConfigDocs, TheTestKnowsEveryFieldOfTheDocumentedStructs) {
   EXPECT_EQ(boost::pfr::tuple_size_v<InboundRates>, rate_fields().size());
   EXPECT_EQ(boost::pfr::tuple_size_v<Limits>, limits_fields().size() + kLimitsStructFields);
   EXPECT_EQ(boost::pfr::tuple_size_v<RealmConfig>, realm_fields().size());
+  EXPECT_EQ(boost::pfr::tuple_size_v<DialConfig>, dial_fields().size());
   EXPECT_EQ(boost::pfr::tuple_size_v<PathSelectorOptions>, path_selector_fields().size());
   EXPECT_EQ(boost::pfr::tuple_size_v<ActivityTrimmerOptions>, activity_trimmer_fields().size());
 }

@@ -576,6 +576,9 @@ class Run {
       peer.first_seen = now_;
     }
     peer.conns.insert(id);
+    // A connection to the peer ends its dial in flight and its backoff.
+    dial_until_.erase(p);
+    backoff_possible_.erase(p);
     MConn c;
     c.handle = std::move(handle);
     c.peer = p;
@@ -598,6 +601,13 @@ class Run {
     MConn& c = it->second;
     MPeer& peer = peers_[c.peer];
     peer.conns.erase(id);
+    // Missed keepalives count as a failed dial when they close the peer's last connection
+    // (and grow nothing while the node is taken for offline): the peer may be in backoff,
+    // for at most the error rule's cap and its jitter.
+    if (reason == CloseReason::keepalive_timeout) {
+      backoff_possible_[c.peer] = now_ + config_.dial.error_backoff_max +
+                                  config_.dial.error_backoff_max / 5;
+    }
     if (peer.conns.empty()) release_peer(peer);
     ++removed_;
     ++closes_[static_cast<std::size_t>(reason)];
@@ -1035,6 +1045,20 @@ class Run {
       }
       return;
     }
+    if (check.error == make_error_code(Errc::dial_backoff)) {
+      auto possible = backoff_possible_.find(p);
+      if (possible == backoff_possible_.end() || now_ >= possible->second)
+        fail("check_dial: backoff for a peer that cannot be in one");
+      if (!check.retry_at || *check.retry_at <= now_) fail("check_dial: a backoff already over");
+      ++refusals_[static_cast<std::size_t>(RefusalReason::backoff)];
+      return;
+    }
+    if (auto flight = dial_until_.find(p); flight != dial_until_.end() && flight->second > now_) {
+      expect_eq(check.error, make_error_code(Errc::dial_pending), "check_dial with a dial in flight");
+      if (check.retry_at != flight->second) fail("check_dial: a dial in flight lapses elsewhen");
+      ++refusals_[static_cast<std::size_t>(RefusalReason::dial_pending)];
+      return;
+    }
     if (denied(peer)) {
       expect_eq(check.error, make_error_code(Errc::peer_blocked), "check_dial of a blocked peer");
       ++refusals_[static_cast<std::size_t>(RefusalReason::gater)];
@@ -1042,6 +1066,7 @@ class Run {
     }
     expect_eq(check.error, std::error_code{}, "check_dial");
     if (check.existing) fail("check_dial offered a connection to a peer without one");
+    dial_until_[p] = now_ + config_.dial.dial_timeout;  // in flight: no outcome is reported
   }
 
   void do_block(bool ban) {
@@ -1725,6 +1750,11 @@ class Run {
     expect_eq(s.refusals(RefusalReason::connection_limit),
               refusals_[static_cast<std::size_t>(RefusalReason::connection_limit)],
               "refusals connection_limit");
+    expect_eq(s.refusals(RefusalReason::backoff),
+              refusals_[static_cast<std::size_t>(RefusalReason::backoff)], "refusals backoff");
+    expect_eq(s.refusals(RefusalReason::dial_pending),
+              refusals_[static_cast<std::size_t>(RefusalReason::dial_pending)],
+              "refusals dial_pending");
     std::size_t pending_in = 0;
     std::size_t pending_out = 0;
     std::uint64_t memory = 0;
@@ -1794,6 +1824,10 @@ class Run {
   std::uint64_t duplicate_reports_ = 0;
   std::array<std::uint64_t, kCloseReasonCount> closes_{};
   std::array<std::uint64_t, kRefusalReasonCount> refusals_{};
+  // Dialing, by peer index: when a dial check_dial allowed lapses (none is reported), and
+  // until when the peer may be in backoff (missed keepalives closed a connection of it).
+  std::map<std::size_t, TimePoint> dial_until_;
+  std::map<std::size_t, TimePoint> backoff_possible_;
   std::vector<std::shared_ptr<testing::FakeConnection>> released_;
   // Closed by the manager, their closure not reported yet (see do_late_report).
   std::vector<std::shared_ptr<testing::FakeConnection>> late_;

@@ -100,6 +100,8 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   std::uint64_t rooms_made = 0;
   std::uint64_t over_cap = 0;
   std::uint64_t claims_no_room = 0;
+  std::uint64_t dial_pending = 0;
+  std::uint64_t dial_backoff = 0;
   for (std::uint64_t seed = 0; seed < 200; ++seed) {
     model::SeededChoices choices(seed);
     model::Run run(choices);
@@ -116,6 +118,8 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
     rooms_made += run.rooms_made();
     over_cap += run.over_cap_admissions();
     claims_no_room += run.claims_no_room();
+    dial_pending += s.refusals(RefusalReason::dial_pending);
+    dial_backoff += s.refusals(RefusalReason::backoff);
   }
   for (CloseReason reason :
        {CloseReason::trimmed, CloseReason::forced_trim, CloseReason::keepalive_timeout,
@@ -132,6 +136,8 @@ TEST(Model, SeedsReachEveryCloseReasonTheModelDrives) {
   EXPECT_GT(over_cap, 0u) << "no admission went above the cap";
   EXPECT_GT(rooms_made, 0u) << "no admission above the cap made room for a reserve";
   EXPECT_GT(claims_no_room, 0u) << "no admission above the cap found nothing to close";
+  EXPECT_GT(dial_pending, 0u) << "check_dial never met a dial in flight";
+  EXPECT_GT(dial_backoff, 0u) << "check_dial never met a peer in backoff after missed keepalives";
 }
 
 }  // namespace

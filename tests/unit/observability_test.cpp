@@ -490,6 +490,8 @@ dep2p_connmgr_refusals_total{reason="subnet_cap"} 0
 dep2p_connmgr_refusals_total{reason="rate_limit"} 0
 dep2p_connmgr_refusals_total{reason="hook"} 1
 dep2p_connmgr_refusals_total{reason="realm_limit"} 0
+dep2p_connmgr_refusals_total{reason="backoff"} 0
+dep2p_connmgr_refusals_total{reason="dial_pending"} 0
 # HELP dep2p_connmgr_pending_handshakes Admission slots held by handshakes in progress, by direction.
 # TYPE dep2p_connmgr_pending_handshakes gauge
 dep2p_connmgr_pending_handshakes{direction="inbound"} 0
@@ -506,6 +508,29 @@ dep2p_connmgr_reserved_fds 0
 # HELP dep2p_connmgr_capped_addresses Entries in the per-address and per-subnet cap tables.
 # TYPE dep2p_connmgr_capped_addresses gauge
 dep2p_connmgr_capped_addresses 0
+# HELP dep2p_connmgr_dial_successes_total Dials the host reported successful.
+# TYPE dep2p_connmgr_dial_successes_total counter
+dep2p_connmgr_dial_successes_total 0
+# HELP dep2p_connmgr_dial_failures_total Dial failures the host reported, by kind.
+# TYPE dep2p_connmgr_dial_failures_total counter
+dep2p_connmgr_dial_failures_total{kind="error"} 0
+dep2p_connmgr_dial_failures_total{kind="timeout"} 0
+dep2p_connmgr_dial_failures_total{kind="refused"} 0
+# HELP dep2p_connmgr_dial_failures_offline_total Dial failures reported while offline (they grew no backoff).
+# TYPE dep2p_connmgr_dial_failures_offline_total counter
+dep2p_connmgr_dial_failures_offline_total 0
+# HELP dep2p_connmgr_backoff_entries Peers in the dial backoff table.
+# TYPE dep2p_connmgr_backoff_entries gauge
+dep2p_connmgr_backoff_entries 0
+# HELP dep2p_connmgr_peers_in_backoff Peers whose own or one of whose addresses' backoff lasts.
+# TYPE dep2p_connmgr_peers_in_backoff gauge
+dep2p_connmgr_peers_in_backoff 0
+# HELP dep2p_connmgr_dials_in_flight Dials allowed by check_dial whose outcome is still to come.
+# TYPE dep2p_connmgr_dials_in_flight gauge
+dep2p_connmgr_dials_in_flight 0
+# HELP dep2p_connmgr_offline 1 while the node is taken for offline.
+# TYPE dep2p_connmgr_offline gauge
+dep2p_connmgr_offline 0
 )";
   // Line by line first, so that a difference names the line.
   const auto got = lines_of(out.str());

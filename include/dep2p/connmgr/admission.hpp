@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -52,8 +53,10 @@ enum class RefusalReason : std::uint8_t {
   rate_limit,        // a token bucket was empty
   hook,              // a before_connect / after_handshake hook rejected
   realm_limit,       // a realm's hard_max or max_members (RealmConnectionManager claim, bind)
+  backoff,           // the peer or address is in dial backoff (check_dial, check_dial_addr)
+  dial_pending,      // a dial to the peer is in flight (check_dial)
 };
-inline constexpr std::size_t kRefusalReasonCount = 10;
+inline constexpr std::size_t kRefusalReasonCount = 12;
 std::string_view to_string(RefusalReason reason) noexcept;
 
 struct Refusal {
@@ -118,11 +121,15 @@ class Reservation {
 class Connection;
 
 // The outcome of check_dial(): an error and a refusal, or an open connection to reuse
-// (null when the host should dial).
+// (null when the host should dial: the dial is then in flight until the host reports its
+// outcome, a connection to the peer arrives, or DialConfig::dial_timeout passes).
+// Errc::dial_backoff: retry_at is when the backoff ends; Errc::dial_pending: another dial
+// is in flight, and retry_at is when it lapses if nothing is reported.
 struct DialCheck {
   std::error_code error;
   Refusal refusal;
   std::shared_ptr<Connection> existing;
+  std::optional<TimePoint> retry_at;
   explicit operator bool() const { return !error; }
 };
 
@@ -131,6 +138,7 @@ struct Admission {
   std::error_code error;
   Refusal refusal;  // meaningful when error is set by a refusal
   Reservation reservation;
+  std::optional<TimePoint> retry_at;  // Errc::dial_backoff: when the address's backoff ends
   explicit operator bool() const { return !error; }
 };
 

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "dep2p/connmgr/dial.hpp"
 #include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/types.hpp"
 
@@ -81,6 +82,8 @@ struct Config {
   std::optional<NodeId> local_node_id;
   // Hard limits enforced by admission (limits.hpp). Validated against the watermarks.
   Limits limits;
+  // Dial backoff, dials in flight, offline (dial.hpp).
+  DialConfig dial;
 
   static Config preset(Preset preset);
 
@@ -95,6 +98,7 @@ struct Config {
 
  private:
   std::optional<ConfigError> validate_limits() const;
+  std::optional<ConfigError> validate_dial() const;
 };
 
 }  // namespace dep2p::connmgr

@@ -135,12 +135,34 @@ class ConnectionManager {
                                 Direction direction = Direction::inbound);
 
   // --- Admission (docs/design.md, "Admission"), cheapest stage first -----------------------------
-  // Before dialing: an open connection to reuse (unless `force_new`), or the gater's
-  // refusal (Errc::peer_blocked).
+  // Before dialing: an open connection to reuse (unless `force_new`); else the peer's
+  // backoff (Errc::dial_backoff, with retry_at), a dial already in flight
+  // (Errc::dial_pending), or the gater's refusal (Errc::peer_blocked); else "dial", and the
+  // dial is in flight until its outcome is reported (below), a connection to the peer is
+  // added, or DialConfig::dial_timeout passes.
   DialCheck check_dial(const NodeId& peer, bool force_new = false);
-  // Before dialing an address: gater, system and peer outbound limits (pending included),
-  // the outbound dial rate. Holds a pending outbound slot while the reservation lives.
+  // Before dialing an address: gater, the address's backoff (Errc::dial_backoff), system
+  // and peer outbound limits (pending included), the outbound dial rate. Holds a pending
+  // outbound slot while the reservation lives.
   Admission check_dial_addr(const NodeId& peer, const Endpoint& remote);
+
+  // --- Dial outcomes (docs/design.md, "Dialing") ---------------------------------------------------
+  // The host reports how a dial ended. A success ends the peer's dial in flight and its
+  // backoff (adding a connection to the peer does the same). A failure of the peer (every
+  // address tried) ends its dial in flight and grows its backoff under `why`'s rule; a
+  // failure of one address grows that address's backoff only. While the node is offline
+  // (network_changed(false), or DialConfig::offline_after_failures failures in a row with
+  // no connection open) failures grow no backoff.
+  void dial_succeeded(const NodeId& peer);
+  void dial_failed(const NodeId& peer, DialFailure why);
+  void dial_failed(const NodeId& peer, const Endpoint& address, DialFailure why);
+  // Forgets the peer's backoff and its addresses'.
+  void clear_backoff(const NodeId& peer);
+  // The network went down (false) or came back (true). Coming back ends every backoff at
+  // once (counts kept: a peer that fails again waits longer).
+  void network_changed(bool up);
+  // When the peer's own backoff ends, if it is in one.
+  std::optional<TimePoint> backoff_until(const NodeId& peer) const;
   // An inbound connection arrived, before any handshake: gater, system inbound limits,
   // the per-address and per-subnet caps, the per-subnet rate. Never waits.
   Admission admit_inbound(const Endpoint& remote);

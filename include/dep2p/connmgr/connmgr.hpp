@@ -7,6 +7,7 @@
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/decay.hpp"
+#include "dep2p/connmgr/dial.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "dep2p/connmgr/events.hpp"
 #include "dep2p/connmgr/explain.hpp"

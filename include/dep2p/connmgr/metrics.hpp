@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "dep2p/connmgr/admission.hpp"
+#include "dep2p/connmgr/dial.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -68,6 +69,16 @@ struct Stats {
   std::size_t capped_addresses = 0;  // entries in the per-address/subnet cap tables
   // Refusals since construction, by reason.
   std::array<std::uint64_t, kRefusalReasonCount> refusals_by_reason{};
+  // Dialing: outcomes the host reported since construction (failures by DialFailure;
+  // those reported while offline grew no backoff), and now: the backoff table's entries,
+  // the peers in backoff, the dials in flight, whether the node is taken for offline.
+  std::uint64_t dial_successes = 0;
+  std::array<std::uint64_t, kDialFailureCount> dial_failures{};
+  std::uint64_t dial_failures_offline = 0;
+  std::size_t backoff_entries = 0;
+  std::size_t peers_in_backoff = 0;
+  std::size_t dials_in_flight = 0;
+  bool offline = false;
 
   std::uint64_t refusals(RefusalReason reason) const {
     return refusals_by_reason[static_cast<std::size_t>(reason)];

@@ -1,0 +1,112 @@
+// BackoffTable: how long each peer, and each of its addresses, must wait before the next
+// dial, after the failures the host reported and the closes our own rules made (sans-I/O:
+// plain time points; docs/design.md, "Dialing").
+//
+//   table.fail(peer, nullptr, BackoffKind::timeout, now);   // the peer: 2 s, 4 s, 8 s, ...
+//   if (auto until = table.peer_until(peer, now)) refuse(*until);
+//
+// Bounded: at most max_peers entries and max_addresses addresses per entry. An entry
+// whose every wait ended more than `memory` ago is forgotten (its count starts again);
+// when the table is full, the entry whose last failure is oldest makes way.
+//
+// Thread safety: none; the owner locks.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include <boost/unordered/unordered_flat_map.hpp>
+
+#include "dep2p/connmgr/dial.hpp"
+#include "dep2p/connmgr/types.hpp"
+
+namespace dep2p::connmgr::detail {
+
+// The rules a failure can fall under: the host's three kinds (DialFailure).
+using BackoffKind = DialFailure;
+inline constexpr std::size_t kBackoffKinds = kDialFailureCount;
+
+class BackoffTable {
+ public:
+  struct Rule {
+    Duration base{};
+    Duration max{};
+  };
+  struct Rules {
+    std::array<Rule, kBackoffKinds> by_kind{};
+    double factor = 2.0;
+    double jitter = 0.0;
+    Duration memory{};
+    std::size_t max_peers = 1;
+    std::size_t max_addresses = 1;
+  };
+  static Rules rules_of(const DialConfig& config);
+
+  // `seed` drives the jitter: two tables with the same seed and calls wait the same.
+  BackoffTable(const Rules& rules, std::uint64_t seed);
+
+  // The end of the backoff of `peer` (of its `address`), if it lasts past `now`.
+  std::optional<TimePoint> peer_until(const NodeId& peer, TimePoint now) const;
+  std::optional<TimePoint> address_until(const NodeId& peer, const Endpoint& address,
+                                         TimePoint now) const;
+  // Failures in a row of `peer` (of its `address`) that still count at `now`.
+  std::uint32_t failures(const NodeId& peer, TimePoint now) const;
+  std::uint32_t failures(const NodeId& peer, const Endpoint& address, TimePoint now) const;
+
+  // Records a failure of `peer`, or of its `address` when not null, under `kind`'s rule;
+  // returns the end of the backoff it starts.
+  TimePoint fail(const NodeId& peer, const Endpoint* address, BackoffKind kind, TimePoint now);
+  // Forgets `peer` and every address of it; forgets one address.
+  void clear(const NodeId& peer);
+  void clear(const NodeId& peer, const Endpoint& address);
+  // Ends every wait at `now`, keeping the counts (the network came back: the failures
+  // before were likely its fault, but a peer that fails again backs off further).
+  void lift_all(TimePoint now);
+  void set_rules(const Rules& rules);
+
+  std::size_t size() const noexcept { return entries_.size(); }
+  bool empty() const noexcept { return entries_.empty(); }
+  // Entries whose peer or an address of it is in backoff at `now` (a walk of the table).
+  std::size_t in_backoff(TimePoint now) const;
+
+ private:
+  struct Wait {
+    TimePoint until{};
+    std::uint32_t failures = 0;
+  };
+  struct Address {
+    Endpoint endpoint;
+    Wait wait;
+  };
+  struct Entry {
+    Wait peer;
+    std::vector<Address> addresses;
+    TimePoint last_failure{};
+    std::uint64_t stamp = 0;  // of its newest record in order_
+  };
+  struct Record {
+    NodeId peer;
+    std::uint64_t stamp;
+  };
+
+  const Entry* live(const NodeId& peer, TimePoint now) const;
+  bool forgotten(const Entry& entry, TimePoint now) const;
+  bool forgotten(const Wait& wait, TimePoint now) const;
+  Duration wait_for(BackoffKind kind, std::uint32_t failures);
+  void make_room();
+  void compact();
+
+  Rules rules_;
+  std::uint64_t rng_;
+  boost::unordered_flat_map<NodeId, Entry, NodeIdHash> entries_;
+  // Failures oldest first, one record per failure; a record is stale once its entry has
+  // failed again (a newer stamp) or is gone. Compacted when stale records outnumber live.
+  std::deque<Record> order_;
+  std::uint64_t next_stamp_ = 1;
+};
+
+}  // namespace dep2p::connmgr::detail

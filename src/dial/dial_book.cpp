@@ -1,0 +1,86 @@
+#include "dial/dial_book.hpp"
+
+#include <algorithm>
+
+namespace dep2p::connmgr::detail {
+
+DialBook::DialBook(const DialConfig& config, std::uint64_t seed)
+    : backoff_(BackoffTable::rules_of(config), seed),
+      dial_timeout_(config.dial_timeout),
+      offline_after_(config.offline_after_failures) {}
+
+void DialBook::set_config(const DialConfig& config) {
+  backoff_.set_rules(BackoffTable::rules_of(config));
+  dial_timeout_ = config.dial_timeout;
+  offline_after_ = config.offline_after_failures;
+  if (offline_after_ == 0) inferred_down_ = false;
+}
+
+DialBook::Verdict DialBook::begin(const NodeId& peer, TimePoint now) {
+  Verdict verdict;
+  if (auto until = backoff_.peer_until(peer, now)) {
+    verdict.what = Verdict::backoff;
+    verdict.until = *until;
+    verdict.failures = backoff_.failures(peer, now);
+    return verdict;
+  }
+  auto [it, fresh] = in_flight_.try_emplace(peer, now + dial_timeout_);
+  if (!fresh) {
+    if (it->second > now) {
+      verdict.what = Verdict::pending;
+      verdict.until = it->second;
+      return verdict;
+    }
+    it->second = now + dial_timeout_;  // the earlier mark lapsed: this dial replaces it
+  } else if (in_flight_.size() >= sweep_at_) {
+    sweep_flights(now);
+  }
+  return verdict;
+}
+
+void DialBook::sweep_flights(TimePoint now) {
+  boost::unordered::erase_if(in_flight_, [&](const auto& kv) { return kv.second <= now; });
+  sweep_at_ = std::max<std::size_t>(64, 2 * in_flight_.size());
+}
+
+std::optional<TimePoint> DialBook::failed(const NodeId& peer, const Endpoint* address,
+                                          DialFailure kind, TimePoint now,
+                                          std::size_t connections) {
+  if (address == nullptr) end_flight(peer);
+  if (!offline() && offline_after_ > 0 && connections == 0 &&
+      ++failures_in_row_ >= offline_after_) {
+    inferred_down_ = true;
+  }
+  if (offline()) {
+    ++failures_offline_;
+    return std::nullopt;
+  }
+  return backoff_.fail(peer, address, kind, now);
+}
+
+void DialBook::succeeded(const NodeId& peer, TimePoint now) {
+  end_flight(peer);
+  backoff_.clear(peer);
+  failures_in_row_ = 0;
+  if (inferred_down_) {
+    inferred_down_ = false;
+    if (!reported_down_) backoff_.lift_all(now);
+  }
+}
+
+void DialBook::network_changed(bool up, TimePoint now) {
+  const bool was_offline = offline();
+  reported_down_ = !up;
+  if (up) {
+    inferred_down_ = false;
+    failures_in_row_ = 0;
+    if (was_offline) backoff_.lift_all(now);
+  }
+}
+
+std::size_t DialBook::dials_in_flight(TimePoint now) const {
+  return static_cast<std::size_t>(
+      std::ranges::count_if(in_flight_, [&](const auto& kv) { return kv.second > now; }));
+}
+
+}  // namespace dep2p::connmgr::detail
