@@ -55,10 +55,12 @@ const BackoffTable::Entry* BackoffTable::live(const NodeId& peer, TimePoint now)
   return it == entries_.end() || forgotten(it->second, now) ? nullptr : &it->second;
 }
 
-std::optional<TimePoint> BackoffTable::peer_until(const NodeId& peer, TimePoint now) const {
+std::optional<TimePoint> BackoffTable::peer_until(const NodeId& peer, TimePoint now,
+                                                  std::uint32_t* failures) const {
   if (entries_.empty()) return std::nullopt;
   auto it = entries_.find(peer);
   if (it == entries_.end() || it->second.peer.until <= now) return std::nullopt;
+  if (failures != nullptr) *failures = it->second.peer.failures;
   return it->second.peer.until;
 }
 

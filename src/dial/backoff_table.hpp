@@ -50,7 +50,9 @@ class BackoffTable {
   BackoffTable(const Rules& rules, std::uint64_t seed);
 
   // The end of the backoff of `peer` (of its `address`), if it lasts past `now`.
-  std::optional<TimePoint> peer_until(const NodeId& peer, TimePoint now) const;
+  // With `failures`, also the peer's failures in a row (when it is in backoff).
+  std::optional<TimePoint> peer_until(const NodeId& peer, TimePoint now,
+                                      std::uint32_t* failures = nullptr) const;
   std::optional<TimePoint> address_until(const NodeId& peer, const Endpoint& address,
                                          TimePoint now) const;
   // Failures in a row of `peer` (of its `address`) that still count at `now`.

@@ -16,14 +16,16 @@ void DialBook::set_config(const DialConfig& config) {
   if (offline_after_ == 0) inferred_down_ = false;
 }
 
+std::optional<DialBook::Verdict> DialBook::in_backoff(const NodeId& peer, TimePoint now) const {
+  std::uint32_t failures = 0;
+  auto until = backoff_.peer_until(peer, now, &failures);
+  if (!until) return std::nullopt;
+  return Verdict{Verdict::backoff, *until, failures};
+}
+
 DialBook::Verdict DialBook::begin(const NodeId& peer, TimePoint now) {
   Verdict verdict;
-  if (auto until = backoff_.peer_until(peer, now)) {
-    verdict.what = Verdict::backoff;
-    verdict.until = *until;
-    verdict.failures = backoff_.failures(peer, now);
-    return verdict;
-  }
+  if (auto backoff = in_backoff(peer, now)) return *backoff;
   auto [it, fresh] = in_flight_.try_emplace(peer, now + dial_timeout_);
   if (!fresh) {
     if (it->second > now) {
@@ -44,9 +46,10 @@ void DialBook::sweep_flights(TimePoint now) {
 }
 
 std::optional<TimePoint> DialBook::failed(const NodeId& peer, const Endpoint* address,
-                                          DialFailure kind, TimePoint now,
-                                          std::size_t connections) {
+                                          DialFailure kind, TimePoint now, std::size_t connections,
+                                          bool peer_connected) {
   if (address == nullptr) end_flight(peer);
+  if (address == nullptr && peer_connected) return std::nullopt;
   if (!offline() && offline_after_ > 0 && connections == 0 &&
       ++failures_in_row_ >= offline_after_) {
     inferred_down_ = true;

@@ -34,8 +34,11 @@ class DialBook {
   DialBook(const DialConfig& config, std::uint64_t seed);
   void set_config(const DialConfig& config);
 
-  // check_dial's answer for `peer`; `dial` marks the peer's dial in flight until an
-  // outcome, a connection to it, or dial_timeout.
+  // check_dial's answer for `peer`, in two steps: its backoff (asked first: a peer in
+  // backoff has no connection, see failed()), then, once no open connection is offered
+  // for reuse, begin(): `dial` marks the peer's dial in flight until an outcome, a
+  // connection to it, or dial_timeout.
+  std::optional<Verdict> in_backoff(const NodeId& peer, TimePoint now) const;
   Verdict begin(const NodeId& peer, TimePoint now);
   // The backoff of one address, if it lasts past `now`.
   std::optional<TimePoint> address_backoff(const NodeId& peer, const Endpoint& address,
@@ -44,10 +47,13 @@ class DialBook {
   }
   // Outcomes. A peer failure ends its dial in flight; an address failure does not (the
   // host may try the peer's other addresses). While offline, failures end dials but grow
-  // no backoff; `connections` is the number open on the node (for inferring offline).
-  // Returns the end of the backoff the failure started, if it started one.
+  // no backoff; `connections` is the number open on the node (for inferring offline). A
+  // peer failure while the peer has a connection (`peer_connected`: another path failed)
+  // grows no backoff either, so that a peer in backoff never has a connection. Returns the
+  // end of the backoff the failure started, if it started one.
   std::optional<TimePoint> failed(const NodeId& peer, const Endpoint* address, DialFailure kind,
-                                  TimePoint now, std::size_t connections);
+                                  TimePoint now, std::size_t connections,
+                                  bool peer_connected = false);
   void succeeded(const NodeId& peer, TimePoint now);
   // A connection to `peer` entered the pool: whatever dial was in flight is over, and the
   // peer is reachable.

@@ -100,18 +100,24 @@ DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
       result.error = Errc::closed;
       return result;
     }
-    if (!force_new) {
-      if (const std::uint32_t slot = pool_.find(peer); slot != kNoSlot) {
-        const PeerSlot& entry = pool_.peer(slot);
-        if (!entry.conns.empty()) {
-          // Reuse: the best path.
-          result.existing =
-              pool_.conn(entry.best != kNoSlot ? entry.best : entry.conns.front()).handle;
-          return result;
+    // A peer in backoff has no connection to reuse (DialBook::failed): asked first, it
+    // spares the pool's lookup.
+    if (auto backoff = dial_.in_backoff(peer, now)) {
+      verdict = *backoff;
+    } else {
+      if (!force_new) {
+        if (const std::uint32_t slot = pool_.find(peer); slot != kNoSlot) {
+          const PeerSlot& entry = pool_.peer(slot);
+          if (!entry.conns.empty()) {
+            // Reuse: the best path.
+            result.existing =
+                pool_.conn(entry.best != kNoSlot ? entry.best : entry.conns.front()).handle;
+            return result;
+          }
         }
       }
+      verdict = dial_.begin(peer, now);
     }
-    verdict = dial_.begin(peer, now);
   }
   if (verdict.what != DialBook::Verdict::dial) {
     refuse_dial(peer, nullptr, verdict, now, result.error, result.refusal);

@@ -1,7 +1,8 @@
 // ManagerCore: dialing — the outcomes the host reports, backoff and dials in flight
 // (docs/design.md, "Dialing"). The rules are DialBook's; this file locks, asks it, and
 // explains its refusals.
-#include <cstdio>
+#include <charconv>
+#include <string>
 
 #include "manager/core.hpp"
 
@@ -9,17 +10,26 @@ namespace dep2p::connmgr::detail {
 
 namespace {
 
-// "4.2 s", "3 min 5 s": how long until `until`.
-std::string remaining(TimePoint now, TimePoint until) {
-  const double seconds = std::chrono::duration<double>(until - now).count();
-  char text[48];
-  if (seconds < 60) {
-    std::snprintf(text, sizeof text, "%.1f s", seconds);
+// Appends how long until `until`: "4.2 s", or "3 min 5 s" from a minute on.
+void append_remaining(std::string& out, TimePoint now, TimePoint until) {
+  const auto tenths =
+      std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() / 100;
+  char digits[24];
+  const auto put = [&](long long v) {
+    const auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+    out.append(digits, end);
+  };
+  if (tenths < 600) {
+    put(tenths / 10);
+    out += '.';
+    put(tenths % 10);
+    out += " s";
   } else {
-    const auto whole = static_cast<long long>(seconds);
-    std::snprintf(text, sizeof text, "%lld min %lld s", whole / 60, whole % 60);
+    put(tenths / 600);
+    out += " min ";
+    put(tenths / 10 % 60);
+    out += " s";
   }
-  return text;
 }
 
 }  // namespace
@@ -27,26 +37,45 @@ std::string remaining(TimePoint now, TimePoint until) {
 void ManagerCore::refuse_dial(const NodeId& peer, const Endpoint* address,
                               const DialBook::Verdict& verdict, TimePoint now,
                               std::error_code& error, Refusal& refusal) {
+  // Built with one allocation each for the scope and the message: a node's dialing loop
+  // may ask about thousands of peers in backoff.
   const Stage stage = address != nullptr ? Stage::dial_addr : Stage::dial;
-  std::string scope = "peer " + peer.short_hex();
+  const std::string hex = peer.short_hex();
+  std::string scope;
+  scope.reserve(5 + hex.size());
+  scope += "peer ";
+  scope += hex;
+  std::string message;
+  message.reserve(128);
+  message += "dial refused: ";
   if (verdict.what == DialBook::Verdict::pending) {
     error = Errc::dial_pending;
+    message += "a dial to peer ";
+    message += hex;
+    message += " is in flight (it lapses in ";
+    append_remaining(message, now, verdict.until);
+    message += " unless reported)";
     refusal = count_refusal(stage, RefusalReason::dial_pending, std::move(scope), "dial_pending",
-                            "dial refused: a dial to peer " + peer.short_hex() +
-                                " is in flight (it lapses in " + remaining(now, verdict.until) +
-                                " unless reported)");
+                            std::move(message));
     return;
   }
   error = Errc::dial_backoff;
-  std::string what = address != nullptr
-                         ? "address " + address->address.to_string() + ":" +
-                               std::to_string(address->port) + " of peer " + peer.short_hex()
-                         : "peer " + peer.short_hex();
-  refusal = count_refusal(stage, RefusalReason::backoff, std::move(scope), "backoff",
-                          "dial refused: " + what + " is in backoff for " +
-                              remaining(now, verdict.until) + " more, after " +
-                              std::to_string(verdict.failures) + " failure" +
-                              (verdict.failures == 1 ? "" : "s") + " in a row");
+  if (address != nullptr) {
+    message += "address ";
+    message += address->address.to_string();
+    message += ':';
+    message += std::to_string(address->port);
+    message += " of ";
+  }
+  message += "peer ";
+  message += hex;
+  message += " is in backoff for ";
+  append_remaining(message, now, verdict.until);
+  message += " more, after ";
+  message += std::to_string(verdict.failures);
+  message += verdict.failures == 1 ? " failure in a row" : " failures in a row";
+  refusal =
+      count_refusal(stage, RefusalReason::backoff, std::move(scope), "backoff", std::move(message));
 }
 
 void ManagerCore::dial_outcome(const NodeId& peer, const Endpoint* address,
@@ -60,7 +89,9 @@ void ManagerCore::dial_outcome(const NodeId& peer, const Endpoint* address,
     return;
   }
   ++stats_.dial_failures[static_cast<std::size_t>(*why)];
-  dial_.failed(peer, address, *why, now, pool_.counts().connections);
+  const std::uint32_t slot = address == nullptr ? pool_.find(peer) : kNoSlot;
+  const bool connected = slot != kNoSlot && !pool_.peer(slot).conns.empty();
+  dial_.failed(peer, address, *why, now, pool_.counts().connections, connected);
 }
 
 void ManagerCore::clear_backoff(const NodeId& peer) {

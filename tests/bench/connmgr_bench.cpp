@@ -372,6 +372,35 @@ void BM_AdmitInbound(benchmark::State& state) {
 }
 BENCHMARK(BM_AdmitInbound)->Arg(100'000);
 
+// check_dial over a pool of N connected peers while N other peers are in dial backoff
+// (each failed once; virtual time stands still, so every backoff lasts): each call asks
+// about one of the backed-off peers, in a shuffled order, and is refused with the time
+// its backoff ends and the refusal's text.
+void BM_CheckDial(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  cm::Config config = bench_config(n);
+  config.dial.max_backoff_peers = n;
+  Pool pool(n, config);
+  std::vector<cm::NodeId> backed_off;
+  backed_off.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    backed_off.push_back(peer_id(n + i));
+    pool.manager.dial_failed(backed_off.back(), cm::DialFailure::error);
+  }
+  std::shuffle(backed_off.begin(), backed_off.end(), std::mt19937(7));
+  std::size_t i = 0;
+  std::size_t refused = 0;
+  for (auto _ : state) {
+    const cm::DialCheck check = pool.manager.check_dial(backed_off[i]);
+    if (check.error == cm::Errc::dial_backoff) ++refused;
+    if (++i == n) i = 0;
+  }
+  state.counters["refused"] =
+      benchmark::Counter(static_cast<double>(refused), benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CheckDial)->Arg(100'000);
+
 // Keepalive scheduling: N connections pinged every 5 s (timeout 5 s, idle check on),
 // answered at once by a ping that does nothing else. One iteration simulates one minute
 // of virtual time: 12 pings per connection, the timer firing on its tick grid, every

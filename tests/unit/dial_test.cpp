@@ -293,6 +293,19 @@ TEST(Dialing, AConnectionToThePeerEndsItsDialAndItsBackoff) {
   EXPECT_FALSE(h.manager.check_dial(peer_id(2)).error) << "its dial ended with the connection";
 }
 
+TEST(Dialing, AFailedDialOfAConnectedPeerGrowsNoBackoffAndItsConnectionIsOffered) {
+  ManagerHarness h(dial_config());
+  auto open = h.add(1);
+  ASSERT_FALSE(h.manager.check_dial(peer_id(1), /*force_new=*/true).error);
+  h.manager.dial_failed(peer_id(1), DialFailure::error);  // the second path failed
+  EXPECT_EQ(h.manager.backoff_until(peer_id(1)), std::nullopt);
+  DialCheck check = h.manager.check_dial(peer_id(1));
+  EXPECT_FALSE(check.error);
+  EXPECT_EQ(check.existing, open);
+  EXPECT_FALSE(h.manager.check_dial(peer_id(1), /*force_new=*/true).error)
+      << "the failure ended the dial in flight";
+}
+
 TEST(Dialing, ClearingForgetsThePeersBackoff) {
   ManagerHarness h(dial_config());
   h.manager.dial_failed(peer_id(1), DialFailure::refused);
