@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace dep2p::connmgr::detail {
 
@@ -33,7 +34,63 @@ BackoffTable::Rules BackoffTable::rules_of(const DialConfig& c) {
   return rules;
 }
 
-BackoffTable::BackoffTable(const Rules& rules, std::uint64_t seed) : rules_(rules), rng_(seed) {}
+BackoffTable::BackoffTable(const Rules& rules, std::uint64_t seed) : rules_(rules), rng_(seed) {
+  salt_ = next_random(rng_);
+}
+
+BackoffTable::Identity BackoffTable::identity(const NodeId& peer) const noexcept {
+  const std::uint64_t check = peer.hash();
+  // The salted key: the id's bytes mixed again from a per-table start, so that which ids
+  // share a key cannot be worked out from outside.
+  std::uint64_t key = salt_;
+  const auto bytes = peer.bytes();
+  std::size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, bytes.data() + i, 8);
+    key = (key ^ word) * 0x9e3779b97f4a7c15ULL;
+    key ^= key >> 29;
+  }
+  if (i < bytes.size()) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, bytes.data() + i, bytes.size() - i);
+    key = (key ^ word) * 0xbf58476d1ce4e5b9ULL;
+  }
+  key ^= bytes.size();
+  key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  key = (key ^ (key >> 27)) * 0x94d049bb133111ebULL;
+  return Identity{key ^ (key >> 31), check};
+}
+
+const BackoffTable::Entry* BackoffTable::find(const NodeId& peer) const {
+  if (entries_.empty()) return nullptr;
+  const Identity id = identity(peer);
+  auto it = entries_.find(id.key);
+  return it == entries_.end() || it->second.check != id.check ? nullptr : &it->second;
+}
+
+std::vector<BackoffTable::Address>& BackoffTable::own_addresses(Entry& entry) {
+  if (entry.addresses == kNoAddresses) {
+    if (!free_lists_.empty()) {
+      entry.addresses = free_lists_.back();
+      free_lists_.pop_back();
+    } else {
+      entry.addresses = static_cast<std::uint32_t>(address_lists_.size());
+      address_lists_.emplace_back();
+    }
+  }
+  return address_lists_[entry.addresses];
+}
+
+void BackoffTable::erase(Entries::iterator it) {
+  if (it->second.addresses != kNoAddresses) {
+    std::vector<Address>& list = address_lists_[it->second.addresses];
+    list.clear();
+    list.shrink_to_fit();
+    free_lists_.push_back(it->second.addresses);
+  }
+  entries_.erase(it);
+}
 
 void BackoffTable::set_rules(const Rules& rules) {
   rules_ = rules;
@@ -46,30 +103,25 @@ bool BackoffTable::forgotten(const Wait& wait, TimePoint now) const {
 
 bool BackoffTable::forgotten(const Entry& entry, TimePoint now) const {
   if (!forgotten(entry.peer, now)) return false;
-  return std::ranges::all_of(entry.addresses,
-                             [&](const Address& a) { return forgotten(a.wait, now); });
-}
-
-const BackoffTable::Entry* BackoffTable::live(const NodeId& peer, TimePoint now) const {
-  auto it = entries_.find(peer);
-  return it == entries_.end() || forgotten(it->second, now) ? nullptr : &it->second;
+  const std::vector<Address>* list = addresses_of(entry);
+  return list == nullptr ||
+         std::ranges::all_of(*list, [&](const Address& a) { return forgotten(a.wait, now); });
 }
 
 std::optional<TimePoint> BackoffTable::peer_until(const NodeId& peer, TimePoint now,
                                                   std::uint32_t* failures) const {
-  if (entries_.empty()) return std::nullopt;
-  auto it = entries_.find(peer);
-  if (it == entries_.end() || it->second.peer.until <= now) return std::nullopt;
-  if (failures != nullptr) *failures = it->second.peer.failures;
-  return it->second.peer.until;
+  const Entry* entry = find(peer);
+  if (entry == nullptr || entry->peer.until <= now) return std::nullopt;
+  if (failures != nullptr) *failures = entry->peer.failures;
+  return entry->peer.until;
 }
 
 std::optional<TimePoint> BackoffTable::address_until(const NodeId& peer, const Endpoint& address,
                                                      TimePoint now) const {
-  if (entries_.empty()) return std::nullopt;
-  auto it = entries_.find(peer);
-  if (it == entries_.end()) return std::nullopt;
-  for (const Address& a : it->second.addresses) {
+  const Entry* entry = find(peer);
+  const std::vector<Address>* list = entry != nullptr ? addresses_of(*entry) : nullptr;
+  if (list == nullptr) return std::nullopt;
+  for (const Address& a : *list) {
     if (a.endpoint == address) {
       return a.wait.until > now ? std::optional<TimePoint>(a.wait.until) : std::nullopt;
     }
@@ -78,15 +130,16 @@ std::optional<TimePoint> BackoffTable::address_until(const NodeId& peer, const E
 }
 
 std::uint32_t BackoffTable::failures(const NodeId& peer, TimePoint now) const {
-  const Entry* entry = live(peer, now);
+  const Entry* entry = find(peer);
   return entry == nullptr || forgotten(entry->peer, now) ? 0 : entry->peer.failures;
 }
 
 std::uint32_t BackoffTable::failures(const NodeId& peer, const Endpoint& address,
                                      TimePoint now) const {
-  const Entry* entry = live(peer, now);
-  if (entry == nullptr) return 0;
-  for (const Address& a : entry->addresses) {
+  const Entry* entry = find(peer);
+  const std::vector<Address>* list = entry != nullptr ? addresses_of(*entry) : nullptr;
+  if (list == nullptr) return 0;
+  for (const Address& a : *list) {
     if (a.endpoint == address) return forgotten(a.wait, now) ? 0 : a.wait.failures;
   }
   return 0;
@@ -110,35 +163,38 @@ Duration BackoffTable::wait_for(BackoffKind kind, std::uint32_t failures) {
 
 TimePoint BackoffTable::fail(const NodeId& peer, const Endpoint* address, BackoffKind kind,
                              TimePoint now) {
-  auto it = entries_.find(peer);
+  const Identity id = identity(peer);
+  auto it = entries_.find(id.key);
+  if (it != entries_.end() && (it->second.check != id.check || forgotten(it->second, now))) {
+    erase(it);  // another peer's entry under this key (both hashes collided), or forgotten
+    it = entries_.end();
+  }
   if (it == entries_.end()) {
     if (entries_.size() >= rules_.max_peers) make_room();
-    it = entries_.try_emplace(peer).first;
-  } else if (forgotten(it->second, now)) {
-    it->second = Entry{};
+    it = entries_.try_emplace(id.key).first;
+    it->second.check = id.check;
   }
   Entry& entry = it->second;
   Wait* wait = &entry.peer;
   if (address != nullptr) {
-    auto a = std::ranges::find_if(entry.addresses,
-                                  [&](const Address& x) { return x.endpoint == *address; });
-    if (a == entry.addresses.end()) {
-      if (entry.addresses.size() >= rules_.max_addresses) {
+    std::vector<Address>& list = own_addresses(entry);
+    auto a = std::ranges::find_if(list, [&](const Address& x) { return x.endpoint == *address; });
+    if (a == list.end()) {
+      if (list.size() >= rules_.max_addresses) {
         // The address whose backoff ends first makes way.
-        entry.addresses.erase(std::ranges::min_element(
-            entry.addresses, {}, [](const Address& x) { return x.wait.until; }));
+        list.erase(
+            std::ranges::min_element(list, {}, [](const Address& x) { return x.wait.until; }));
       }
-      entry.addresses.push_back(Address{*address, Wait{}});
-      a = entry.addresses.end() - 1;
+      list.push_back(Address{*address, Wait{}});
+      a = list.end() - 1;
     }
     wait = &a->wait;
   }
   if (forgotten(*wait, now)) *wait = Wait{};
   ++wait->failures;
   wait->until = now + wait_for(kind, wait->failures);
-  entry.last_failure = now;
   entry.stamp = next_stamp_++;
-  order_.push_back(Record{peer, entry.stamp});
+  order_.push_back(Record{id.key, entry.stamp});
   if (order_.size() > 2 * entries_.size() + 64) compact();
   return wait->until;
 }
@@ -148,48 +204,55 @@ void BackoffTable::make_room() {
   while (!order_.empty()) {
     const Record record = order_.front();
     order_.pop_front();
-    auto it = entries_.find(record.peer);
+    auto it = entries_.find(record.key);
     if (it == entries_.end() || it->second.stamp != record.stamp) continue;
-    entries_.erase(it);
+    erase(it);
     return;
   }
   // No record (cannot happen while every entry has one): any entry makes way.
-  if (!entries_.empty()) entries_.erase(entries_.begin());
+  if (!entries_.empty()) erase(entries_.begin());
 }
 
 void BackoffTable::compact() {
   std::erase_if(order_, [&](const Record& record) {
-    auto it = entries_.find(record.peer);
+    auto it = entries_.find(record.key);
     return it == entries_.end() || it->second.stamp != record.stamp;
   });
 }
 
 void BackoffTable::clear(const NodeId& peer) {
-  if (!entries_.empty()) entries_.erase(peer);
+  if (entries_.empty()) return;
+  const Identity id = identity(peer);
+  auto it = entries_.find(id.key);
+  if (it != entries_.end() && it->second.check == id.check) erase(it);
 }
 
 void BackoffTable::clear(const NodeId& peer, const Endpoint& address) {
-  auto it = entries_.find(peer);
-  if (it == entries_.end()) return;
-  std::erase_if(it->second.addresses, [&](const Address& a) { return a.endpoint == address; });
-  if (it->second.addresses.empty() && it->second.peer.failures == 0) entries_.erase(it);
+  if (entries_.empty()) return;
+  const Identity id = identity(peer);
+  auto it = entries_.find(id.key);
+  if (it == entries_.end() || it->second.check != id.check) return;
+  if (it->second.addresses != kNoAddresses) {
+    std::erase_if(address_lists_[it->second.addresses],
+                  [&](const Address& a) { return a.endpoint == address; });
+  }
+  const std::vector<Address>* list = addresses_of(it->second);
+  if ((list == nullptr || list->empty()) && it->second.peer.failures == 0) erase(it);
 }
 
 void BackoffTable::lift_all(TimePoint now) {
-  for (auto& [peer, entry] : entries_) {
-    entry.peer.until = std::min(entry.peer.until, now);
-    for (Address& a : entry.addresses) a.wait.until = std::min(a.wait.until, now);
+  for (auto& [key, entry] : entries_) entry.peer.until = std::min(entry.peer.until, now);
+  for (auto& list : address_lists_) {
+    for (Address& a : list) a.wait.until = std::min(a.wait.until, now);
   }
 }
 
 std::size_t BackoffTable::in_backoff(TimePoint now) const {
   std::size_t n = 0;
-  for (const auto& [peer, entry] : entries_) {
-    if (entry.peer.until > now || std::ranges::any_of(entry.addresses, [&](const Address& a) {
-          return a.wait.until > now;
-        })) {
-      ++n;
-    }
+  for (const auto& [key, entry] : entries_) {
+    const std::vector<Address>* list = addresses_of(entry);
+    const auto lasts = [&](const Address& a) { return a.wait.until > now; };
+    if (entry.peer.until > now || (list != nullptr && std::ranges::any_of(*list, lasts))) ++n;
   }
   return n;
 }

@@ -5,7 +5,9 @@
 //   table.fail(peer, nullptr, BackoffKind::timeout, now);   // the peer: 2 s, 4 s, 8 s, ...
 //   if (auto until = table.peer_until(peer, now)) refuse(*until);
 //
-// Bounded: at most max_peers entries and max_addresses addresses per entry. An entry
+// An entry is found by two 64-bit hashes of the peer's id, one salted per table: 32 bytes
+// per peer, so that a lookup misses the cache once. Bounded: at most max_peers entries and
+// max_addresses addresses per entry. An entry
 // whose every wait ended more than `memory` ago is forgotten (its count starts again);
 // when the table is full, the entry whose last failure is oldest makes way.
 //
@@ -84,18 +86,39 @@ class BackoffTable {
     Endpoint endpoint;
     Wait wait;
   };
+  static constexpr std::uint32_t kNoAddresses = UINT32_MAX;
+  // A peer's entry, 32 bytes: check_dial reads one per call, at random over the table.
+  // Keyed by key_of(peer); `check` is the peer's plain hash, so that two peers share an
+  // entry only if both 64-bit hashes collide (the key's is salted per table).
   struct Entry {
+    std::uint64_t check = 0;
     Wait peer;
-    std::vector<Address> addresses;
-    TimePoint last_failure{};
-    std::uint64_t stamp = 0;  // of its newest record in order_
+    std::uint32_t addresses = kNoAddresses;  // in address_lists_
+    std::uint64_t stamp = 0;                 // of its newest record in order_
   };
   struct Record {
-    NodeId peer;
+    std::uint64_t key;
     std::uint64_t stamp;
   };
+  struct Identity {
+    std::uint64_t key;
+    std::uint64_t check;
+  };
+  struct KeyHash {
+    std::size_t operator()(std::uint64_t key) const noexcept { return key; }  // mixed already
+  };
+  using Entries = boost::unordered_flat_map<std::uint64_t, Entry, KeyHash>;
 
-  const Entry* live(const NodeId& peer, TimePoint now) const;
+  Identity identity(const NodeId& peer) const noexcept;
+  const Entry* find(const NodeId& peer) const;
+  Entry* find(const NodeId& peer) {
+    return const_cast<Entry*>(static_cast<const BackoffTable*>(this)->find(peer));
+  }
+  const std::vector<Address>* addresses_of(const Entry& entry) const {
+    return entry.addresses == kNoAddresses ? nullptr : &address_lists_[entry.addresses];
+  }
+  std::vector<Address>& own_addresses(Entry& entry);
+  void erase(Entries::iterator it);
   bool forgotten(const Entry& entry, TimePoint now) const;
   bool forgotten(const Wait& wait, TimePoint now) const;
   Duration wait_for(BackoffKind kind, std::uint32_t failures);
@@ -104,7 +127,11 @@ class BackoffTable {
 
   Rules rules_;
   std::uint64_t rng_;
-  boost::unordered_flat_map<NodeId, Entry, NodeIdHash> entries_;
+  std::uint64_t salt_;
+  Entries entries_;
+  // The address lists of the entries that have some, by index; freed lists are reused.
+  std::vector<std::vector<Address>> address_lists_;
+  std::vector<std::uint32_t> free_lists_;
   // Failures oldest first, one record per failure; a record is stale once its entry has
   // failed again (a newer stamp) or is gone. Compacted when stale records outnumber live.
   std::deque<Record> order_;

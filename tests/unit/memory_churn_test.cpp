@@ -135,5 +135,53 @@ TEST(MemoryChurn, AMillionPeersLeaveTheManagersHeapAtItsBaseline) {
   EXPECT_FALSE(manager.tag_info(peer_id(kWaves * kWave + 1)).has_value());
 }
 
+// The dial backoff table stays at its bound (DialConfig::max_backoff_peers) however many
+// distinct peers fail: a million peers are checked, fail their dial (one in four also on
+// one of its addresses) and are never heard of again. After a first wave fills the table,
+// the heap stays where that wave left it: each new failure pushes the oldest out.
+TEST(MemoryChurn, AMillionPeersFailingDialsKeepTheBackoffTableAtItsBound) {
+  boost::asio::io_context io;
+  auto time = std::make_shared<ManualTimeSource>(io);
+  Config config;
+  config.dial.max_backoff_peers = 10'000;
+  config.dial.offline_after_failures = 0;  // no connection is open: stay online
+  ConnectionManager manager(io, config, Dependencies{.time_source = time});
+  const Endpoint remote{boost::asio::ip::make_address("10.1.2.3"), 4001};
+  constexpr std::size_t kWave = 100'000;
+  constexpr std::size_t kWaves = 10;
+  // Returns the calls that did not answer as expected (no assertion inside: a failure
+  // message would allocate in the middle of the measurement).
+  const auto wave = [&](std::uint64_t first) {
+    std::size_t wrong = 0;
+    for (std::uint64_t p = first; p < first + kWave; ++p) {
+      const NodeId peer = peer_id(p);
+      if (manager.check_dial(peer).error) ++wrong;
+      if (p % 4 == 0) manager.dial_failed(peer, remote, DialFailure::timeout);
+      manager.dial_failed(peer, DialFailure::error);
+      time->advance(1ms);
+    }
+    return wrong;
+  };
+  std::size_t wrong = wave(0);
+  const std::int64_t filled = live_bytes();
+  std::int64_t highest = filled;
+  for (std::size_t w = 1; w < kWaves; ++w) {
+    wrong += wave(w * kWave);
+    highest = std::max(highest, live_bytes());
+  }
+  EXPECT_EQ(wrong, 0u);
+  const Stats stats = manager.stats();
+  EXPECT_EQ(stats.backoff_entries, 10'000u);
+  EXPECT_EQ(stats.dial_failures[static_cast<std::size_t>(DialFailure::error)], kWave * kWaves);
+  EXPECT_EQ(stats.dials_in_flight, 0u);
+  // The table's parts (its hash table, the failure order, the address lists) are at their
+  // working size after the first wave; what moves after is their fill, a few KB.
+  constexpr std::int64_t kSlack = 64 * 1024;
+  EXPECT_LE(highest, filled + kSlack) << "bytes beyond the first wave: " << (highest - filled);
+  EXPECT_TRUE(manager.backoff_until(peer_id(kWave * kWaves - 1)));
+  EXPECT_FALSE(manager.backoff_until(peer_id(kWave * kWaves - 10'001)))
+      << "the oldest failures made way";
+}
+
 }  // namespace
 }  // namespace dep2p::connmgr
