@@ -266,7 +266,13 @@ void Node::dial(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKin
   sessions_[session.get()] = session;
   session->socket.async_connect(remote, [session](boost::system::error_code error) {
     if (session->closed) return;
-    if (error) return session->end(cm::CloseReason::host, "connect: " + error.message(), true);
+    if (error) {
+      // The dial failed: the manager backs the peer off (and ends its dial in flight).
+      if (auto owner = session->node.lock()) {
+        owner->manager().dial_failed(*session->peer, cm::DialFailure::error);
+      }
+      return session->end(cm::CloseReason::host, "connect: " + error.message(), true);
+    }
     session->start();
   });
 }
