@@ -103,6 +103,16 @@ std::string_view to_string(DialFailure failure) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(DialOutcome outcome) noexcept {
+  switch (outcome) {
+    case DialOutcome::succeeded: return "succeeded";
+    case DialOutcome::failed: return "failed";
+    case DialOutcome::lapsed: return "lapsed";
+    case DialOutcome::canceled: return "canceled";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(CloseReason reason) noexcept {
   switch (reason) {
     case CloseReason::trimmed: return "trimmed";

@@ -33,7 +33,9 @@ DialBook::Verdict DialBook::begin(const NodeId& peer, TimePoint now) {
       verdict.until = it->second;
       return verdict;
     }
-    it->second = now + dial_timeout_;  // the earlier mark lapsed: this dial replaces it
+    // The earlier mark lapsed: this dial replaces it.
+    if (!waiters_.empty()) release_waiters(peer, DialOutcome::lapsed);
+    it->second = now + dial_timeout_;
   } else if (in_flight_.size() >= sweep_at_) {
     sweep_flights(now);
   }
@@ -41,6 +43,7 @@ DialBook::Verdict DialBook::begin(const NodeId& peer, TimePoint now) {
 }
 
 void DialBook::sweep_flights(TimePoint now) {
+  if (!waiters_.empty()) lapse_waited(now);
   boost::unordered::erase_if(in_flight_, [&](const auto& kv) { return kv.second <= now; });
   sweep_at_ = std::max<std::size_t>(64, 2 * in_flight_.size());
 }
@@ -48,7 +51,7 @@ void DialBook::sweep_flights(TimePoint now) {
 std::optional<TimePoint> DialBook::failed(const NodeId& peer, const Endpoint* address,
                                           DialFailure kind, TimePoint now, std::size_t connections,
                                           bool peer_connected) {
-  if (address == nullptr) end_flight(peer);
+  if (address == nullptr) end_flight(peer, DialOutcome::failed);
   if (address == nullptr && peer_connected) return std::nullopt;
   if (!offline() && offline_after_ > 0 && connections == 0 &&
       ++failures_in_row_ >= offline_after_) {
@@ -62,7 +65,7 @@ std::optional<TimePoint> DialBook::failed(const NodeId& peer, const Endpoint* ad
 }
 
 void DialBook::succeeded(const NodeId& peer, TimePoint now) {
-  end_flight(peer);
+  end_flight(peer, DialOutcome::succeeded);
   backoff_.clear(peer);
   failures_in_row_ = 0;
   if (inferred_down_) {
@@ -84,6 +87,49 @@ void DialBook::network_changed(bool up, TimePoint now) {
 std::size_t DialBook::dials_in_flight(TimePoint now) const {
   return static_cast<std::size_t>(
       std::ranges::count_if(in_flight_, [&](const auto& kv) { return kv.second > now; }));
+}
+
+std::optional<TimePoint> DialBook::wait(const NodeId& peer, Waiter waiter, TimePoint now) {
+  auto it = in_flight_.find(peer);
+  if (it == in_flight_.end() || it->second <= now) return std::nullopt;
+  waiters_.emplace_back(peer, std::move(waiter));
+  return it->second;
+}
+
+void DialBook::release_waiters(const NodeId& peer, DialOutcome outcome) {
+  for (std::size_t i = 0; i < waiters_.size();) {
+    if (waiters_[i].first == peer) {
+      ready_.push_back(Ready{std::move(waiters_[i].second), outcome});
+      waiters_[i] = std::move(waiters_.back());
+      waiters_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+std::optional<TimePoint> DialBook::lapse_waited(TimePoint now) {
+  std::optional<TimePoint> next;
+  for (std::size_t i = 0; i < waiters_.size();) {
+    auto it = in_flight_.find(waiters_[i].first);
+    if (it == in_flight_.end() || it->second <= now) {
+      // Lapsed (or ended without a word, which cannot happen while it has waiters).
+      if (it != in_flight_.end()) in_flight_.erase(it);
+      ready_.push_back(Ready{std::move(waiters_[i].second), DialOutcome::lapsed});
+      waiters_[i] = std::move(waiters_.back());
+      waiters_.pop_back();
+      continue;
+    }
+    next = next ? std::min(*next, it->second) : it->second;
+    ++i;
+  }
+  return next;
+}
+
+void DialBook::cancel_waiters() {
+  for (auto& [peer, waiter] : waiters_)
+    ready_.push_back(Ready{std::move(waiter), DialOutcome::canceled});
+  waiters_.clear();
 }
 
 }  // namespace dep2p::connmgr::detail

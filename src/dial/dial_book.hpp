@@ -13,7 +13,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
@@ -64,7 +67,25 @@ class DialBook {
   }
   void clear(const NodeId& peer) { backoff_.clear(peer); }
   // The dial begin() allowed is not made after all (the gater refused it).
-  void abandon(const NodeId& peer) { end_flight(peer); }
+  void abandon(const NodeId& peer) { end_flight(peer, DialOutcome::failed); }
+
+  // Waiters on dials in flight: kept until the dial ends, then handed back with its
+  // outcome (take_ready()) for the owner to run outside its lock.
+  using Waiter = std::function<void(DialOutcome)>;
+  struct Ready {
+    Waiter waiter;
+    DialOutcome outcome;
+  };
+  // Keeps `waiter` while `peer` has a dial in flight at `now`; returns when that dial
+  // lapses, or nullopt (nothing kept) when none is in flight.
+  std::optional<TimePoint> wait(const NodeId& peer, Waiter waiter, TimePoint now);
+  // Ends the marks lapsed at `now` that have waiters; returns the next lapse of a mark
+  // with waiters, if any.
+  std::optional<TimePoint> lapse_waited(TimePoint now);
+  // Ends every wait with `canceled` (the owner closes).
+  void cancel_waiters();
+  bool has_ready() const noexcept { return !ready_.empty(); }
+  std::vector<Ready> take_ready() { return std::exchange(ready_, {}); }
   std::uint32_t address_failures(const NodeId& peer, const Endpoint& address, TimePoint now) const {
     return backoff_.failures(peer, address, now);
   }
@@ -86,9 +107,12 @@ class DialBook {
   std::uint64_t failures_offline() const noexcept { return failures_offline_; }
 
  private:
-  void end_flight(const NodeId& peer) {
-    if (!in_flight_.empty()) in_flight_.erase(peer);
+  void end_flight(const NodeId& peer, DialOutcome outcome) {
+    if (in_flight_.empty()) return;
+    in_flight_.erase(peer);
+    if (!waiters_.empty()) release_waiters(peer, outcome);
   }
+  void release_waiters(const NodeId& peer, DialOutcome outcome);
   void sweep_flights(TimePoint now);
 
   BackoffTable backoff_;
@@ -98,6 +122,10 @@ class DialBook {
   // it doubles past the size it had after the last sweep.
   boost::unordered_flat_map<NodeId, TimePoint, NodeIdHash> in_flight_;
   std::size_t sweep_at_ = 64;
+  // Waiters by peer (few: only hosts that wait on another thread's dial add them), and
+  // those whose dial ended, to be run.
+  std::vector<std::pair<NodeId, Waiter>> waiters_;
+  std::vector<Ready> ready_;
   bool reported_down_ = false;
   bool inferred_down_ = false;
   std::uint32_t failures_in_row_ = 0;

@@ -96,6 +96,9 @@ void ConnectionManager::dial_failed(const NodeId& peer, const Endpoint& address,
   core_->dial_outcome(peer, &address, why);
 }
 void ConnectionManager::clear_backoff(const NodeId& peer) { core_->clear_backoff(peer); }
+bool ConnectionManager::wait_dial(const NodeId& peer, std::function<void(DialOutcome)> handler) {
+  return core_->wait_dial(peer, std::move(handler));
+}
 void ConnectionManager::network_changed(bool up) { core_->network_changed(up); }
 std::optional<TimePoint> ConnectionManager::backoff_until(const NodeId& peer) const {
   return core_->backoff_until(peer);

@@ -79,6 +79,8 @@ void ManagerCore::close() {
     std::lock_guard lock(lock_);
     if (closed_) return;
     closed_ = true;
+    dial_.cancel_waiters();
+    post_dial_waiters(Locked<>{});
   }
   trim_.done.notify_all();
   hub_.close();

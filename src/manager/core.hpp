@@ -46,9 +46,9 @@
 #include "admission/rate_limiter.hpp"
 #include "admission/subnet_counter.hpp"
 #include "base/token_owners.hpp"
-#include "dial/dial_book.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/error.hpp"
+#include "dial/dial_book.hpp"
 #include "manager/core_lock.hpp"
 #include "manager/effects.hpp"
 #include "manager/event_hub.hpp"
@@ -105,12 +105,19 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // A success (`why` empty) or a failure of the peer, or of its `address`.
   void dial_outcome(const NodeId& peer, const Endpoint* address, std::optional<DialFailure> why);
   void clear_backoff(const NodeId& peer);
+  bool wait_dial(const NodeId& peer, DialBook::Waiter handler);
   void network_changed(bool up);
   std::optional<TimePoint> backoff_until(const NodeId& peer) const;
   // The refusal of a dial to `peer` (to its `address`) that DialBook did not allow: in
   // backoff, or with a dial in flight. Counted and published like every refusal.
   void refuse_dial(const NodeId& peer, const Endpoint* address, const DialBook::Verdict& verdict,
                    TimePoint now, std::error_code& error, Refusal& refusal);
+  // Posts the handlers of the dials that ended (DialBook::take_ready) to the strand: they
+  // run later, with no lock held. Cheap when there are none.
+  void post_dial_waiters(const Locked<>& locked) {
+    if (dial_.has_ready()) post_ready_waiters(locked);
+  }
+  void post_ready_waiters(const Locked<>& locked);
   // With `claim`, the claim is checked in the same critical section, once the reservation
   // knows its peer (its verdict is the check's to keep).
   std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,

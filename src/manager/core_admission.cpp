@@ -117,6 +117,7 @@ DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
         }
       }
       verdict = dial_.begin(peer, now);
+      post_dial_waiters(Locked<>{});  // the waiters of a lapsed dial this one replaces
     }
   }
   if (verdict.what != DialBook::Verdict::dial) {
@@ -130,6 +131,7 @@ DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
     result.refusal = std::move(*r);
     std::lock_guard lock(lock_);
     dial_.abandon(peer);  // no dial is made
+    post_dial_waiters(Locked<>{});
   }
   return result;
 }

@@ -6,6 +6,11 @@
 
 #include "manager/core.hpp"
 
+#include <exception>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
 namespace dep2p::connmgr::detail {
 
 namespace {
@@ -83,15 +88,45 @@ void ManagerCore::dial_outcome(const NodeId& peer, const Endpoint* address,
   const TimePoint now = env_.time->now();
   std::lock_guard lock(lock_);
   if (closed_) return;
+  const Locked<> locked;
   if (!why) {
     ++stats_.dial_successes;
     dial_.succeeded(peer, now);
+    post_dial_waiters(locked);
     return;
   }
   ++stats_.dial_failures[static_cast<std::size_t>(*why)];
   const std::uint32_t slot = address == nullptr ? pool_.find(peer) : kNoSlot;
   const bool connected = slot != kNoSlot && !pool_.peer(slot).conns.empty();
   dial_.failed(peer, address, *why, now, pool_.counts().connections, connected);
+  post_dial_waiters(locked);
+}
+
+bool ManagerCore::wait_dial(const NodeId& peer, DialBook::Waiter handler) {
+  if (!handler) return false;
+  const TimePoint now = env_.time->now();
+  std::lock_guard lock(lock_);
+  const Locked<> locked;
+  if (closed_) return false;
+  const std::optional<TimePoint> lapse = dial_.wait(peer, std::move(handler), now);
+  if (!lapse) return false;
+  arm_housekeeping(locked, *lapse);  // where a dial that nobody reports lapses
+  return true;
+}
+
+void ManagerCore::post_ready_waiters(const Locked<>&) {
+  for (DialBook::Ready& ready : dial_.take_ready()) {
+    boost::asio::post(env_.strand, [waiter = std::move(ready.waiter), outcome = ready.outcome,
+                                    logger = env_.logger] {
+      try {
+        waiter(outcome);
+      } catch (const std::exception& e) {
+        logger->warn("connmgr: a wait_dial handler threw: {}", e.what());
+      } catch (...) {
+        logger->warn("connmgr: a wait_dial handler threw a non-standard exception");
+      }
+    });
+  }
 }
 
 void ManagerCore::clear_backoff(const NodeId& peer) {

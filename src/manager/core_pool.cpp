@@ -104,6 +104,7 @@ std::error_code ManagerCore::insert_connection(
   if (schedule_.keepalive_on() || schedule_.idle_on()) arm_keepalive(locked, now);
   if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
   dial_.connected(facts.peer, now);  // the peer is reachable: its dial and backoff end
+  post_dial_waiters(locked);
   return {};
 }
 
@@ -376,6 +377,7 @@ std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uin
     if (reason == CloseReason::keepalive_timeout) {
       dial_.failed(pool_.id_of(slot), nullptr, DialFailure::error, env_.time->now(),
                    pool_.counts().connections);
+      post_dial_waiters(locked);
     }
     retain_or_release(locked, slot);
   }

@@ -413,7 +413,10 @@ void ManagerCore::housekeeping() {
     ++stats_.protections_expired;
     lose_protection(locked, peer, now);
   }
-  const TimePoint next = std::min(protections_.next_expiry(), expiries_.next());
+  TimePoint next = std::min(protections_.next_expiry(), expiries_.next());
+  // Dials in flight that somebody waits on lapse here too.
+  if (auto lapse = dial_.lapse_waited(now)) next = std::min(next, *lapse);
+  post_dial_waiters(locked);
   if (next != ProtectTable::kForever) arm_housekeeping(locked, next);
 }
 

@@ -387,6 +387,49 @@ TEST(Dialing, MissedKeepalivesPutThePeerInBackoffAndAnIdleCloseDoesNot) {
   EXPECT_FALSE(i.manager.check_dial(peer_id(1)).error);
 }
 
+TEST(Dialing, AWaiterLearnsHowTheDialInFlightEnded) {
+  ManagerHarness h(dial_config());
+  std::vector<std::pair<std::uint64_t, DialOutcome>> heard;
+  const auto waiter = [&](std::uint64_t p) {
+    return [&heard, p](DialOutcome outcome) { heard.emplace_back(p, outcome); };
+  };
+  EXPECT_FALSE(h.manager.wait_dial(peer_id(1), waiter(1))) << "no dial in flight: kept nothing";
+  for (std::uint64_t p = 1; p <= 3; ++p) ASSERT_FALSE(h.manager.check_dial(peer_id(p)).error);
+  for (std::uint64_t p = 1; p <= 3; ++p) EXPECT_TRUE(h.manager.wait_dial(peer_id(p), waiter(p)));
+  EXPECT_TRUE(h.manager.wait_dial(peer_id(1), waiter(1)));  // two waiters on one dial
+  h.manager.dial_failed(peer_id(1), DialFailure::timeout);
+  auto two = h.add(2);  // peer 2's dial ended with its connection
+  EXPECT_TRUE(heard.empty()) << "handlers run on the executor, never inside the call";
+  h.io.poll();
+  ASSERT_EQ(heard.size(), 3u);
+  EXPECT_EQ(
+      std::count(heard.begin(), heard.end(), std::pair{std::uint64_t{1}, DialOutcome::failed}), 2);
+  EXPECT_EQ(
+      std::count(heard.begin(), heard.end(), std::pair{std::uint64_t{2}, DialOutcome::succeeded}),
+      1);
+  heard.clear();
+  // Peer 3's dial is never reported: it lapses at dial_timeout, and its waiter hears so.
+  h.time->advance(30s - 1ms);
+  h.io.poll();
+  EXPECT_TRUE(heard.empty());
+  h.time->advance(1ms);
+  h.io.poll();
+  ASSERT_EQ(heard.size(), 1u);
+  EXPECT_EQ(heard[0], (std::pair{std::uint64_t{3}, DialOutcome::lapsed}));
+  EXPECT_FALSE(h.manager.check_dial(peer_id(3)).error) << "the lapsed dial is gone";
+}
+
+TEST(Dialing, WaitersAreCanceledWhenTheManagerCloses) {
+  ManagerHarness h(dial_config());
+  std::vector<DialOutcome> heard;
+  ASSERT_FALSE(h.manager.check_dial(peer_id(1)).error);
+  ASSERT_TRUE(h.manager.wait_dial(peer_id(1), [&](DialOutcome o) { heard.push_back(o); }));
+  h.manager.close();
+  h.io.poll();
+  EXPECT_EQ(heard, std::vector<DialOutcome>{DialOutcome::canceled});
+  EXPECT_FALSE(h.manager.wait_dial(peer_id(1), [&](DialOutcome o) { heard.push_back(o); }));
+}
+
 struct DenyPeer final : Gater {
   NodeId denied;
   explicit DenyPeer(NodeId peer) : denied(peer) {}

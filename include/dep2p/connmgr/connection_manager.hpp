@@ -156,6 +156,10 @@ class ConnectionManager {
   void dial_succeeded(const NodeId& peer);
   void dial_failed(const NodeId& peer, DialFailure why);
   void dial_failed(const NodeId& peer, const Endpoint& address, DialFailure why);
+  // While a dial to `peer` is in flight (check_dial said "dial", or answers dial_pending),
+  // runs `handler` on the manager's executor once it ends, with how; returns false, and
+  // keeps nothing, when no dial is in flight.
+  bool wait_dial(const NodeId& peer, std::function<void(DialOutcome)> handler);
   // Forgets the peer's backoff and its addresses'.
   void clear_backoff(const NodeId& peer);
   // The network went down (false) or came back (true). Coming back ends every backoff at

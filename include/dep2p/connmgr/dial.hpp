@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 
 namespace dep2p::connmgr {
@@ -19,6 +20,15 @@ enum class DialFailure : std::uint8_t {
 };
 inline constexpr std::size_t kDialFailureCount = 3;
 std::string_view to_string(DialFailure failure) noexcept;
+
+// How a dial in flight ended, for a handler waiting on it (ConnectionManager::wait_dial).
+enum class DialOutcome : std::uint8_t {
+  succeeded,  // dial_succeeded, or a connection to the peer was added
+  failed,     // dial_failed for the peer (or the gater refused the dial after all)
+  lapsed,     // no outcome within DialConfig::dial_timeout
+  canceled,   // the manager closed
+};
+std::string_view to_string(DialOutcome outcome) noexcept;
 
 // The backoff: after the n-th failure in a row of a peer (or of one of its addresses) the
 // next dial waits base * factor^(n-1), at most max, moved by a random fraction of at most
