@@ -92,11 +92,6 @@ void BackoffTable::erase(Entries::iterator it) {
   entries_.erase(it);
 }
 
-void BackoffTable::set_rules(const Rules& rules) {
-  rules_ = rules;
-  while (entries_.size() > rules_.max_peers) make_room();
-}
-
 bool BackoffTable::forgotten(const Wait& wait, TimePoint now) const {
   return wait.failures == 0 || now >= wait.until + rules_.memory;
 }

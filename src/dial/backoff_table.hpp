@@ -70,7 +70,6 @@ class BackoffTable {
   // Ends every wait at `now`, keeping the counts (the network came back: the failures
   // before were likely its fault, but a peer that fails again backs off further).
   void lift_all(TimePoint now);
-  void set_rules(const Rules& rules);
 
   std::size_t size() const noexcept { return entries_.size(); }
   bool empty() const noexcept { return entries_.empty(); }

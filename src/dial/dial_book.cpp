@@ -9,13 +9,6 @@ DialBook::DialBook(const DialConfig& config, std::uint64_t seed)
       dial_timeout_(config.dial_timeout),
       offline_after_(config.offline_after_failures) {}
 
-void DialBook::set_config(const DialConfig& config) {
-  backoff_.set_rules(BackoffTable::rules_of(config));
-  dial_timeout_ = config.dial_timeout;
-  offline_after_ = config.offline_after_failures;
-  if (offline_after_ == 0) inferred_down_ = false;
-}
-
 std::optional<DialBook::Verdict> DialBook::in_backoff(const NodeId& peer, TimePoint now) const {
   std::uint32_t failures = 0;
   auto until = backoff_.peer_until(peer, now, &failures);
@@ -53,9 +46,14 @@ std::optional<TimePoint> DialBook::failed(const NodeId& peer, const Endpoint* ad
                                           bool peer_connected) {
   if (address == nullptr) end_flight(peer, DialOutcome::failed);
   if (address == nullptr && peer_connected) return std::nullopt;
-  if (!offline() && offline_after_ > 0 && connections == 0 &&
-      ++failures_in_row_ >= offline_after_) {
-    inferred_down_ = true;
+  if (!offline() && offline_after_ > 0) {
+    // Failures in a row with no connection open; one while a connection is open ends the
+    // streak (the node is evidently online).
+    if (connections > 0) {
+      failures_in_row_ = 0;
+    } else if (++failures_in_row_ >= offline_after_) {
+      inferred_down_ = true;
+    }
   }
   if (offline()) {
     ++failures_offline_;

@@ -35,7 +35,6 @@ class DialBook {
   };
 
   DialBook(const DialConfig& config, std::uint64_t seed);
-  void set_config(const DialConfig& config);
 
   // check_dial's answer for `peer`, in two steps: its backoff (asked first: a peer in
   // backoff has no connection, see failed()), then, once no open connection is offered

@@ -358,6 +358,21 @@ TEST(Dialing, WithAConnectionOpenFailuresNeverMeanOffline) {
   EXPECT_EQ(h.manager.stats().peers_in_backoff, 10u);
 }
 
+TEST(Dialing, AFailureWhileAConnectionIsOpenEndsTheStreakTowardsOffline) {
+  ManagerHarness h(dial_config());  // offline after 3
+  h.manager.dial_failed(peer_id(1), DialFailure::error);
+  h.manager.dial_failed(peer_id(2), DialFailure::error);
+  auto open = h.add(100);
+  h.manager.dial_failed(peer_id(3), DialFailure::error);  // online, evidently
+  h.manager.remove_connection(*open);
+  h.manager.dial_failed(peer_id(4), DialFailure::error);
+  h.manager.dial_failed(peer_id(5), DialFailure::error);
+  EXPECT_FALSE(h.manager.stats().offline) << "two in a row since the last one online";
+  EXPECT_TRUE(h.manager.backoff_until(peer_id(5)));
+  h.manager.dial_failed(peer_id(6), DialFailure::error);
+  EXPECT_TRUE(h.manager.stats().offline);
+}
+
 TEST(Dialing, MissedKeepalivesPutThePeerInBackoffAndAnIdleCloseDoesNot) {
   Config config = dial_config();
   config.keepalive_interval = 5s;
