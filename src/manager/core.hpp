@@ -569,6 +569,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   Hooks hooks_;  // its own lock, taken alone
   std::array<std::atomic<std::uint64_t>, kRefusalReasonCount> refusals_{};
   std::atomic<std::uint64_t> unknown_reports_{0};      // duplicate or unknown reports
+  std::atomic<std::uint64_t> dial_attempts_{0};        // dials check_dial allowed
   EventHub hub_;                                       // its own lock, taken after lock_
   std::weak_ptr<ReservationOwner> reservation_owner_;  // set once by start()
   std::weak_ptr<HoldOwner> hold_owner_;                // set once by start()

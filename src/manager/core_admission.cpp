@@ -132,7 +132,9 @@ DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
     std::lock_guard lock(lock_);
     dial_.abandon(peer);  // no dial is made
     post_dial_waiters(Locked<>{});
+    return result;
   }
+  dial_attempts_.fetch_add(1, std::memory_order_relaxed);
   return result;
 }
 

@@ -28,6 +28,7 @@ Stats ManagerCore::stats() const {
   s.fds_reserved = ledger_.fds();
   s.capped_addresses = caps_.tracked();
   const TimePoint now = env_.time->now();
+  s.dial_attempts = dial_attempts_.load(std::memory_order_relaxed);
   s.dial_failures_offline = dial_.failures_offline();
   s.backoff_entries = dial_.table_size();
   s.peers_in_backoff = dial_.in_backoff(now);

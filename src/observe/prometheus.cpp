@@ -162,6 +162,7 @@ void write_stats(Exposition& x, const Stats& s) {
   gauge(x, "capped_addresses", "Entries in the per-address and per-subnet cap tables.",
         s.capped_addresses);
 
+  counter(x, "dial_attempts_total", "Dials check_dial allowed.", s.dial_attempts);
   counter(x, "dial_successes_total", "Dials the host reported successful.", s.dial_successes);
   x.family("dial_failures_total", "counter", "Dial failures the host reported, by kind.");
   for (std::size_t i = 0; i < kDialFailureCount; ++i) {

@@ -458,6 +458,7 @@ TEST(Dialing, AGatedDialLeavesNoDialInFlight) {
   EXPECT_EQ(h.manager.check_dial(peer_id(1)).error, Errc::peer_blocked);
   EXPECT_EQ(h.manager.check_dial(peer_id(1)).error, Errc::peer_blocked) << "not dial_pending";
   EXPECT_EQ(h.manager.stats().dials_in_flight, 0u);
+  EXPECT_EQ(h.manager.stats().dial_attempts, 0u) << "a gated dial is no attempt";
 }
 
 TEST(Dialing, TheDialMetricsAreWritten) {
@@ -466,11 +467,14 @@ TEST(Dialing, TheDialMetricsAreWritten) {
   h.manager.dial_failed(peer_id(1), DialFailure::refused);
   h.manager.dial_succeeded(peer_id(2));
   ASSERT_FALSE(h.manager.check_dial(peer_id(3)).error);
+  EXPECT_EQ(h.manager.check_dial(peer_id(3)).error, Errc::dial_pending) << "not an attempt";
+  EXPECT_EQ(h.manager.check_dial(peer_id(1)).error, Errc::dial_backoff) << "nor this";
   std::ostringstream out;
   h.manager.write_prometheus(out);
   const std::string text = out.str();
   for (const char* line :
-       {"dep2p_connmgr_dial_failures_total{kind=\"refused\"} 1\n",
+       {"dep2p_connmgr_dial_attempts_total 1\n",
+        "dep2p_connmgr_dial_failures_total{kind=\"refused\"} 1\n",
         "dep2p_connmgr_dial_successes_total 1\n", "dep2p_connmgr_peers_in_backoff 1\n",
         "dep2p_connmgr_dials_in_flight 1\n", "dep2p_connmgr_offline 0\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line;

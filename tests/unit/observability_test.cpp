@@ -508,6 +508,9 @@ dep2p_connmgr_reserved_fds 0
 # HELP dep2p_connmgr_capped_addresses Entries in the per-address and per-subnet cap tables.
 # TYPE dep2p_connmgr_capped_addresses gauge
 dep2p_connmgr_capped_addresses 0
+# HELP dep2p_connmgr_dial_attempts_total Dials check_dial allowed.
+# TYPE dep2p_connmgr_dial_attempts_total counter
+dep2p_connmgr_dial_attempts_total 0
 # HELP dep2p_connmgr_dial_successes_total Dials the host reported successful.
 # TYPE dep2p_connmgr_dial_successes_total counter
 dep2p_connmgr_dial_successes_total 0
