@@ -6,8 +6,8 @@
 // (<!-- presets -->) is compared with Config::preset(). Boost.PFR counts each struct's
 // fields, so a field added to a struct without a line here (and in the docs) fails too.
 //
-// Default column grammar: a count ("100", "10 000"), a decimal ("0.1"), "unlimited", a duration ("20 s",
-// "500 ms", "1 min", "2 h"), "true" / "false", a token-bucket rate ("10/s burst 50" or
+// Default column grammar: a count ("100", "10 000"), a decimal ("0.1"), "unlimited", a duration
+// ("20 s", "500 ms", "1 min", "2 h"), "true" / "false", a token-bucket rate ("10/s burst 50" or
 // "disabled"), or "none" (an empty optional or list).
 #include <gtest/gtest.h>
 

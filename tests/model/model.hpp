@@ -605,8 +605,8 @@ class Run {
     // (and grow nothing while the node is taken for offline): the peer may be in backoff,
     // for at most the error rule's cap and its jitter.
     if (reason == CloseReason::keepalive_timeout) {
-      backoff_possible_[c.peer] = now_ + config_.dial.error_backoff_max +
-                                  config_.dial.error_backoff_max / 5;
+      backoff_possible_[c.peer] =
+          now_ + config_.dial.error_backoff_max + config_.dial.error_backoff_max / 5;
     }
     if (peer.conns.empty()) release_peer(peer);
     ++removed_;
@@ -1054,7 +1054,8 @@ class Run {
       return;
     }
     if (auto flight = dial_until_.find(p); flight != dial_until_.end() && flight->second > now_) {
-      expect_eq(check.error, make_error_code(Errc::dial_pending), "check_dial with a dial in flight");
+      expect_eq(check.error, make_error_code(Errc::dial_pending),
+                "check_dial with a dial in flight");
       if (check.retry_at != flight->second) fail("check_dial: a dial in flight lapses elsewhen");
       ++refusals_[static_cast<std::size_t>(RefusalReason::dial_pending)];
       return;

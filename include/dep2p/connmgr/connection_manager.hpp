@@ -146,7 +146,7 @@ class ConnectionManager {
   // outbound slot while the reservation lives.
   Admission check_dial_addr(const NodeId& peer, const Endpoint& remote);
 
-  // --- Dial outcomes (docs/design.md, "Dialing") ---------------------------------------------------
+  // --- Dial outcomes (docs/design.md, "Dialing") -----------------------------------------------
   // The host reports how a dial ended. A success ends the peer's dial in flight and its
   // backoff (adding a connection to the peer does the same). A failure of the peer (every
   // address tried) ends its dial in flight and grows its backoff under `why`'s rule; a

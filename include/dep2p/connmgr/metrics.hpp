@@ -69,9 +69,9 @@ struct Stats {
   std::size_t capped_addresses = 0;  // entries in the per-address/subnet cap tables
   // Refusals since construction, by reason.
   std::array<std::uint64_t, kRefusalReasonCount> refusals_by_reason{};
-  // Dialing: dials allowed and outcomes the host reported since construction (failures by DialFailure;
-  // those reported while offline grew no backoff), and now: the backoff table's entries,
-  // the peers in backoff, the dials in flight, whether the node is taken for offline.
+  // Dialing: dials allowed and outcomes the host reported since construction (failures by
+  // DialFailure; those reported while offline grew no backoff), and now: the backoff table's
+  // entries, the peers in backoff, the dials in flight, whether the node is taken for offline.
   std::uint64_t dial_attempts = 0;  // dials check_dial allowed (the gater included)
   std::uint64_t dial_successes = 0;
   std::array<std::uint64_t, kDialFailureCount> dial_failures{};
