@@ -222,6 +222,11 @@ std::optional<ConfigError> Config::validate() const {
     return fail("idle_timeout", "idle_timeout (" + std::to_string(idle_timeout.count()) +
                                     " ms) must not be negative (0 disables it)");
   }
+  if (path_idle_timeout.count() < 0) {
+    return fail("path_idle_timeout", "path_idle_timeout (" +
+                                         std::to_string(path_idle_timeout.count()) +
+                                         " ms) must not be negative (0 disables it)");
+  }
   if (handshake_timeout.count() <= 0) {
     return fail("handshake_timeout", "handshake_timeout (" +
                                          std::to_string(handshake_timeout.count()) +
@@ -282,6 +287,25 @@ std::optional<ConfigError> Config::validate_dial() const {
   if (dial.dial_timeout.count() <= 0) {
     return fail("dial.dial_timeout",
                 "dial.dial_timeout (" + ms(dial.dial_timeout) + ") must be positive");
+  }
+  if (dial.max_parallel_dials == 0) {
+    return fail("dial.max_parallel_dials", "dial.max_parallel_dials must be positive");
+  }
+  for (const std::string& tag : dial.reconnect_tags) {
+    if (tag.empty()) {
+      return fail("dial.reconnect_tags", "dial.reconnect_tags must not hold an empty tag");
+    }
+  }
+  if (dial.direct_path_interval.count() < 0) {
+    return fail(
+        "dial.direct_path_interval",
+        "dial.direct_path_interval (" + ms(dial.direct_path_interval) + ") must not be negative");
+  }
+  if (dial.direct_path_interval_max < dial.direct_path_interval) {
+    return fail("dial.direct_path_interval_max",
+                "dial.direct_path_interval_max (" + ms(dial.direct_path_interval_max) +
+                    ") must not be below dial.direct_path_interval (" +
+                    ms(dial.direct_path_interval) + ")");
   }
   return std::nullopt;
 }

@@ -113,6 +113,14 @@ std::string_view to_string(DialOutcome outcome) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(DialPurpose purpose) noexcept {
+  switch (purpose) {
+    case DialPurpose::reconnect: return "reconnect";
+    case DialPurpose::direct_path: return "direct_path";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(CloseReason reason) noexcept {
   switch (reason) {
     case CloseReason::trimmed: return "trimmed";
@@ -127,6 +135,7 @@ std::string_view to_string(CloseReason reason) noexcept {
     case CloseReason::host: return "host";
     case CloseReason::handshake_timeout: return "handshake_timeout";
     case CloseReason::made_room: return "made_room";
+    case CloseReason::remote: return "remote";
   }
   return "unknown";
 }

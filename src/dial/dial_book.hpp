@@ -92,6 +92,7 @@ class DialBook {
   // ended by a success): every backoff ends now, counts kept.
   void network_changed(bool up, TimePoint now);
   bool offline() const noexcept { return reported_down_ || inferred_down_; }
+  bool reported_down() const noexcept { return reported_down_; }
 
   std::optional<TimePoint> backoff_until(const NodeId& peer, TimePoint now) const {
     return backoff_.peer_until(peer, now);

@@ -31,6 +31,7 @@ ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies dep
       inbound_rates_(config_.limits.inbound_rate),
       outbound_dials_(config_.limits.outbound_dials),
       dial_(config_.dial, std::random_device{}()),
+      redial_(RedialQueue::settings_of(config_.dial)),
       hub_(env_.logger) {
   policies_.default_order = !deps.trimmer;
   policies_.trimmer = deps.trimmer ? std::move(deps.trimmer) : make_score_trimmer();
@@ -38,6 +39,7 @@ ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies dep
   policies_.gater = std::move(deps.gater);
   policies_.path_selector =
       deps.path_selector ? std::move(deps.path_selector) : make_default_path_selector();
+  policies_.dialer = std::move(deps.dialer);
   policies_.has_extension = deps.extension != nullptr;
   policies_.extension = deps.extension;
   policies_.open_extension = deps.extension.get();
@@ -81,6 +83,7 @@ void ManagerCore::close() {
     closed_ = true;
     dial_.cancel_waiters();
     post_dial_waiters(Locked<>{});
+    redial_.clear();
   }
   trim_.done.notify_all();
   hub_.close();
@@ -252,6 +255,7 @@ void ManagerCore::act_on(Effects& effects) {
   if (!effects.pings.empty()) send_pings(effects.pings);
   for (const NodeId& peer : effects.reselect) reselect(peer);
   effects.reselect.clear();
+  if (!effects.dials.empty()) ask_dialer(effects.dials);
 }
 
 void ManagerCore::act(ClosingBatch& batch) {

@@ -49,6 +49,7 @@
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/error.hpp"
 #include "dial/dial_book.hpp"
+#include "dial/redial_queue.hpp"
 #include "manager/core_lock.hpp"
 #include "manager/effects.hpp"
 #include "manager/event_hub.hpp"
@@ -118,6 +119,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     if (dial_.has_ready()) post_ready_waiters(locked);
   }
   void post_ready_waiters(const Locked<>& locked);
+  // The Dialer's outcome of the manager's dial `serial` to `peer` (core_redial.cpp).
+  void redial_done(const NodeId& peer, std::uint64_t serial, std::optional<DialFailure> failure);
   // With `claim`, the claim is checked in the same critical section, once the reservation
   // knows its peer (its verdict is the check's to keep).
   std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
@@ -218,6 +221,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
     bool default_order = true;
     std::shared_ptr<Gater> gater;  // null: every intercept allows
     std::shared_ptr<PathSelector> path_selector;
+    std::shared_ptr<Dialer> dialer;  // null: the manager never asks for a dial
     // The layer built on this manager (the realm layer), if any. Held weakly: the layer
     // owns the manager, and a layer being destroyed is not called any more.
     std::weak_ptr<PoolExtension> extension;
@@ -344,6 +348,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   Decision gate(F&& intercept);
   template <class F>
   std::optional<Refusal> ask_gater(Stage stage, const std::string& what, F&& intercept);
+  // The gater's word on dialing `peer` (Stage::dial), counted and queued when it refuses.
+  std::optional<Refusal> ask_peer_dial(const NodeId& peer);
   // Counts a refusal and queues its RefusedEvent (delivered by the caller, unlocked).
   Refusal count_refusal(Stage stage, RefusalReason reason, std::string scope, std::string limit,
                         std::string message);
@@ -451,6 +457,10 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // Counts a miss; returns the handle to close when it was the last one allowed.
   std::optional<Closing> miss(const Locked<>& locked, std::uint32_t slot);
   void expire_handshakes(const Locked<>& locked, TimePoint now, Effects& effects);
+  // The path-idle check of the connection at `slot` came up: the close to make, if the
+  // path carried nothing for Config::path_idle_timeout while its peer has another (and
+  // it is not the best); else checked again later, or no more once it is the only one.
+  std::optional<Closing> check_path_idle(const Locked<>& locked, std::uint32_t slot, TimePoint now);
   bool held(const NodeId& peer) const { return !holds_.empty() && holds_.contains(peer); }
   void release_hold(const NodeId& peer) noexcept override;  // HoldOwner
 
@@ -461,6 +471,27 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   void close_redundant(const Locked<>& locked, TimePoint now, Effects& effects);
   // Asks the path selector (host code: unlocked) for the peer's best connection.
   void reselect(const NodeId& peer);
+
+  // --- Dials the manager asks for (core_redial.cpp) -----------------------------------
+  // Whether the peer is kept through a drop (DialConfig's reconnect rules), and how
+  // urgently (RedialQueue's priorities).
+  std::optional<std::uint8_t> keep_priority(const NodeId& peer) const;
+  // The last connection of the peer at `slot` is leaving for `reason`; `conn_slot` is
+  // still in the pool. Queues a reconnect when the remote's side ended it and the peer is
+  // kept. REQUIRES: a dialer.
+  void last_path_leaving(const Locked<>& locked, std::uint32_t slot, std::uint32_t conn_slot,
+                         CloseReason reason);
+  // The peer's paths changed (a connection joined or left, some remain): a peer left with
+  // relays only wants a direct path, one with a direct path no longer does; one with no
+  // connection left wants none. REQUIRES: a dialer.
+  void paths_changed(const Locked<>& locked, std::uint32_t slot);
+  // Lapses the manager's dials past their timeout, takes the dials due into
+  // `effects.dials` and arms housekeeping for the queue's next wake.
+  void pump_redials(const Locked<>& locked, TimePoint now, Effects& effects);
+  void finish_redial(const Locked<>& locked, const NodeId& peer, std::uint64_t serial,
+                     std::optional<DialFailure> failure, TimePoint now);
+  // Outside the lock: the gater, then the Dialer, for each dial taken.
+  void ask_dialer(std::vector<RedialQueue::Started>& dials);
 
   // --- Acting (core.cpp) ----------------------------------------------------------
   // Outside the lock: closes, then events, then pings, then path selection.
@@ -559,6 +590,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   SubnetRateLimiter inbound_rates_;
   OutboundDialLimiter outbound_dials_;
   DialBook dial_;
+  RedialQueue redial_;
   Stats stats_;  // the running totals; the counts are filled in by stats()
   TrimGate trim_;
   TrimWatch watch_;

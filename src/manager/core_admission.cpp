@@ -90,6 +90,10 @@ void ManagerCore::release_reservation(std::uint64_t id) noexcept {
   });
 }
 
+std::optional<Refusal> ManagerCore::ask_peer_dial(const NodeId& peer) {
+  return ask_gater(Stage::dial, "dial", [&] { return policies_.gater->intercept_peer_dial(peer); });
+}
+
 DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
   DialCheck result;
   const TimePoint now = env_.time->now();
@@ -125,8 +129,7 @@ DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
     result.retry_at = verdict.until;
     return result;
   }
-  if (auto r = ask_gater(Stage::dial, "dial",
-                         [&] { return policies_.gater->intercept_peer_dial(peer); })) {
+  if (auto r = ask_peer_dial(peer)) {
     result.error = Errc::peer_blocked;
     result.refusal = std::move(*r);
     std::lock_guard lock(lock_);

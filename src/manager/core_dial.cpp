@@ -137,7 +137,12 @@ void ManagerCore::clear_backoff(const NodeId& peer) {
 void ManagerCore::network_changed(bool up) {
   const TimePoint now = env_.time->now();
   std::lock_guard lock(lock_);
+  const Locked<> locked;
   dial_.network_changed(up, now);
+  if (up && !redial_.empty()) {
+    redial_.all_due(now);  // the reconnects run at once, from the strand
+    arm_housekeeping(locked, now);
+  }
 }
 
 std::optional<TimePoint> ManagerCore::backoff_until(const NodeId& peer) const {

@@ -34,6 +34,7 @@ Stats ManagerCore::stats() const {
   s.peers_in_backoff = dial_.in_backoff(now);
   s.dials_in_flight = dial_.dials_in_flight(now);
   s.offline = dial_.offline();
+  s.redials_queued = redial_.size();
   // Counts by path and state and the RTT summary: one pass, only when asked.
   Duration rtt_sum{};
   for (std::uint32_t slot = 0; slot < pool_.conn_slots(); ++slot) {

@@ -75,6 +75,20 @@ bool ManagerCore::apply_path_rules(const Locked<>& locked, std::uint32_t added, 
     close_conn(worst, CloseReason::redundant_path,
                "over max_connections_per_peer (" + std::to_string(cap) + "): worst path");
   }
+  // Several paths: each is watched for carrying nothing (Config::path_idle_timeout).
+  const Duration path_idle = config_.path_idle_timeout;
+  if (several && path_idle.count() > 0 && pool_.peer(peer_slot).live &&
+      pool_.peer(peer_slot).conns.size() > 1) {
+    bool watched = false;
+    for (std::uint32_t c : pool_.peer(peer_slot).conns) {
+      ConnEntry& conn = pool_.conn(c);
+      if (conn.path_watched) continue;
+      conn.path_watched = true;
+      schedule_.idle_check(c, conn.id, now + path_idle, /*path=*/true);
+      watched = true;
+    }
+    if (watched) arm_keepalive(locked, now);
+  }
   end_detach_batch(locked);
   return several;
 }

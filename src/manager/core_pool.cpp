@@ -105,6 +105,7 @@ std::error_code ManagerCore::insert_connection(
   if (hub_.has_subscribers()) hub_.enqueue(ConnectedEvent{facts.peer, id, facts.direction});
   dial_.connected(facts.peer, now);  // the peer is reachable: its dial and backoff end
   post_dial_waiters(locked);
+  if (policies_.dialer) paths_changed(locked, slot);
   return {};
 }
 
@@ -154,7 +155,10 @@ std::error_code ManagerCore::close_peer(const NodeId& peer, CloseReason reason,
     const Locked<> locked;
     if (closed_) return Errc::closed;
     const std::uint32_t slot = pool_.find(peer);
-    if (slot == kNoSlot || pool_.peer(slot).conns.empty()) return Errc::unknown_peer;
+    if (slot == kNoSlot || pool_.peer(slot).conns.empty()) {
+      redial_.cancel(peer);  // a reconnect under way is the host's to stop
+      return Errc::unknown_peer;
+    }
     const auto victims = pool_.peer(slot).conns;  // detach() edits the entry
     begin_detach_batch(locked);
     for (std::uint32_t c : victims) {
@@ -365,6 +369,9 @@ std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uin
     if (extension) detached_.peers.push_back(peer_id);
   }
   if (extension) detached_.connections.push_back({conn_slot, conn.id, reason});
+  const bool dialer = policies_.dialer != nullptr;
+  if (dialer && pool_.peer(slot).conns.size() == 1)
+    last_path_leaving(locked, slot, conn_slot, reason);
   // The handle's owner word is cleared by the caller: at once for a reported closure, in
   // the act phase (next to close(), on the same cache line) for the manager's own.
   std::shared_ptr<Connection> handle = pool_.detach(conn_slot);
@@ -380,6 +387,8 @@ std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uin
       post_dial_waiters(locked);
     }
     retain_or_release(locked, slot);
+  } else if (dialer) {
+    paths_changed(locked, slot);
   }
   if (extension && !detached_.open) end_detach_batch(locked);
   return handle;

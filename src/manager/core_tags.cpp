@@ -395,29 +395,34 @@ void ManagerCore::arm_housekeeping(const Locked<>&, TimePoint at) {
 
 void ManagerCore::housekeeping() {
   const TimePoint now = env_.time->now();
-  std::lock_guard lock(lock_);
-  const Locked<> locked;
-  timers_.housekeeping_armed = false;
-  if (closed_) return;
-  while (auto due = expiries_.pop_due(now)) {
-    const PeerSlot& entry = pool_.peer(due->slot);
-    // A protected entry does not expire: its lifetime starts again when its protection
-    // ends (lose_protection).
-    if (entry.live && entry.temporary && !entry.is_protected &&
-        entry.generation == due->generation) {
-      release_peer(locked, due->slot);
-      ++stats_.temporary_peers_pruned;
+  Effects effects;
+  {
+    std::lock_guard lock(lock_);
+    const Locked<> locked;
+    timers_.housekeeping_armed = false;
+    if (closed_) return;
+    while (auto due = expiries_.pop_due(now)) {
+      const PeerSlot& entry = pool_.peer(due->slot);
+      // A protected entry does not expire: its lifetime starts again when its protection
+      // ends (lose_protection).
+      if (entry.live && entry.temporary && !entry.is_protected &&
+          entry.generation == due->generation) {
+        release_peer(locked, due->slot);
+        ++stats_.temporary_peers_pruned;
+      }
     }
+    for (const NodeId& peer : protections_.expire(now)) {
+      ++stats_.protections_expired;
+      lose_protection(locked, peer, now);
+    }
+    TimePoint next = std::min(protections_.next_expiry(), expiries_.next());
+    // Dials in flight that somebody waits on lapse here too.
+    if (auto lapse = dial_.lapse_waited(now)) next = std::min(next, *lapse);
+    post_dial_waiters(locked);
+    if (next != ProtectTable::kForever) arm_housekeeping(locked, next);
+    pump_redials(locked, now, effects);  // arms housekeeping for its own next wake
   }
-  for (const NodeId& peer : protections_.expire(now)) {
-    ++stats_.protections_expired;
-    lose_protection(locked, peer, now);
-  }
-  TimePoint next = std::min(protections_.next_expiry(), expiries_.next());
-  // Dials in flight that somebody waits on lapse here too.
-  if (auto lapse = dial_.lapse_waited(now)) next = std::min(next, *lapse);
-  post_dial_waiters(locked);
-  if (next != ProtectTable::kForever) arm_housekeeping(locked, next);
+  act(effects);
 }
 
 // Deletes the temporary entries that are past their end and not protected (a forced trim

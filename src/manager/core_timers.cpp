@@ -41,6 +41,34 @@ std::optional<Closing> ManagerCore::miss(const Locked<>& locked, std::uint32_t s
   return Closing{std::move(handle), CloseReason::keepalive_timeout, std::move(detail)};
 }
 
+std::optional<Closing> ManagerCore::check_path_idle(const Locked<>& locked, std::uint32_t slot,
+                                                    TimePoint now) {
+  ConnEntry& conn = pool_.conn(slot);
+  const PeerSlot& peer = pool_.peer(conn.peer_slot);
+  if (peer.conns.size() < 2 || conn.redundant) {
+    // The only path: the idle timeout judges it alone. A relay made redundant closes at
+    // the end of its own grace.
+    conn.path_watched = false;
+    return std::nullopt;
+  }
+  const Duration path_idle = config_.path_idle_timeout;
+  const TimePoint last_activity = ActivityAccess::read(*conn.handle).last;
+  const TimePoint idle_at = last_activity + path_idle;
+  // The best path carries the peer's traffic; one with streams is in use.
+  if (idle_at > now || peer.best == slot || conn.streams() > 0) {
+    schedule_.idle_check(slot, conn.id, idle_at > now ? idle_at : now + path_idle / 2,
+                         /*path=*/true);
+    return std::nullopt;
+  }
+  std::string detail =
+      "path idle: nothing carried for " +
+      std::to_string(
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - last_activity).count()) +
+      " ms while the peer has " + std::to_string(peer.conns.size() - 1) + " other path(s)";
+  auto handle = detach(locked, slot, CloseReason::idle_timeout, detail);
+  return Closing{std::move(handle), CloseReason::idle_timeout, std::move(detail)};
+}
+
 void ManagerCore::keepalive_round() {
   const TimePoint now = env_.time->now();
   Effects effects;
@@ -75,6 +103,11 @@ void ManagerCore::keepalive_round() {
     while (auto due = schedule_.pop_idle(now)) {
       ConnEntry* conn = pool_.live_conn(due->slot, due->id);
       if (conn == nullptr) continue;
+      if (due->sequence == ConnectionSchedule::kPathCheck) {
+        if (auto c = check_path_idle(locked, due->slot, now))
+          effects.closes.push_back(std::move(*c));
+        continue;
+      }
       const TimePoint last_activity = ActivityAccess::read(*conn->handle).last;
       const TimePoint idle_at = last_activity + idle_timeout;
       const PeerSlot& peer = pool_.peer(conn->peer_slot);

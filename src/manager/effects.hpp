@@ -1,6 +1,7 @@
 // Effects: what a critical section of the manager core decided to do to the host's side,
 // collected under the lock and acted on after it is released (ManagerCore::act), so that
-// no host code — Connection::close and ping, event handlers, the path selector — ever runs
+// no host code — Connection::close and ping, event handlers, the path selector, the
+// dialer — ever runs
 // under the lock. A handle in here may be the last reference to the host's object: it is
 // released outside the lock too.
 #pragma once
@@ -12,6 +13,7 @@
 
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/types.hpp"
+#include "dial/redial_queue.hpp"
 
 namespace dep2p::connmgr::detail {
 
@@ -36,8 +38,12 @@ struct Effects {
   std::vector<Ping> pings;
   // Peers whose paths changed: the path selector is asked for their best one.
   std::vector<NodeId> reselect;
+  // Dials to ask the host's Dialer for.
+  std::vector<RedialQueue::Started> dials;
 
-  bool empty() const { return closes.empty() && pings.empty() && reselect.empty(); }
+  bool empty() const {
+    return closes.empty() && pings.empty() && reselect.empty() && dials.empty();
+  }
 };
 
 // A trim's victims, sharing one reason and detail: 16 bytes a handle instead of a Closing's

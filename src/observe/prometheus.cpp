@@ -176,6 +176,17 @@ void write_stats(Exposition& x, const Stats& s) {
   gauge(x, "dials_in_flight", "Dials allowed by check_dial whose outcome is still to come.",
         s.dials_in_flight);
   gauge(x, "offline", "1 while the node is taken for offline.", std::size_t{s.offline ? 1u : 0u});
+  counter(x, "reconnect_dials_total", "Reconnect dials the manager asked the Dialer for.",
+          s.reconnect_dials);
+  counter(x, "reconnects_succeeded_total", "Reconnects whose dial succeeded.",
+          s.reconnects_succeeded);
+  counter(x, "reconnects_given_up_total", "Reconnects that failed their last attempt.",
+          s.reconnects_given_up);
+  counter(x, "direct_path_dials_total",
+          "Direct-path dials the manager asked the Dialer for (peers reached through relays).",
+          s.direct_path_dials);
+  gauge(x, "redials_queued", "Reconnects and direct-path jobs waiting or in flight.",
+        s.redials_queued);
 }
 
 }  // namespace

@@ -65,6 +65,7 @@ struct alignas(32) ConnEntry {
   // address, or with cap_elsewhere at the one in the pool's side map (cap_address()).
   bool capped : 1 = false;
   bool cap_elsewhere : 1 = false;
+  bool path_watched : 1 = false;  // has a path-idle check in the schedule
   ConnectionId id{};
   TimePoint opened_at{};
   // The traffic (last activity, rates) is on the handle: pool/activity.hpp.

@@ -54,10 +54,11 @@ struct ScheduleSettings {
   Duration idle_timeout{};
   Duration redundant_grace{};
   Duration handshake_timeout{};
+  Duration path_idle_timeout{};
 
   static ScheduleSettings of(const Config& config) {
     return {config.keepalive_interval, config.keepalive_timeout, config.idle_timeout,
-            config.redundant_grace, config.handshake_timeout};
+            config.redundant_grace,    config.handshake_timeout, config.path_idle_timeout};
   }
 };
 
@@ -82,9 +83,12 @@ class ConnectionSchedule {
   void ping_sent(std::uint32_t slot, ConnectionId id, std::uint32_t sequence, TimePoint now) {
     timeouts_.push({now + settings_.ping_timeout, slot, id, sequence});
   }
-  // Look at the connection's idleness again at `at`.
-  void idle_check(std::uint32_t slot, ConnectionId id, TimePoint at) {
-    idle_.push({at, slot, id, 0});
+  // Look at the connection's idleness again at `at`. A path check (`path`) judges it as
+  // one of its peer's several paths (Config::path_idle_timeout); pop_idle() returns both
+  // kinds, told apart by ConnectionDue::sequence (kPathCheck).
+  static constexpr std::uint32_t kPathCheck = 1;
+  void idle_check(std::uint32_t slot, ConnectionId id, TimePoint at, bool path = false) {
+    idle_.push({at, slot, id, path ? kPathCheck : 0});
   }
   // A relay made redundant at `now` closes one grace later (unless it still carries
   // streams then: the caller asks again).
@@ -113,6 +117,9 @@ class ConnectionSchedule {
     Duration base = Duration::max();
     if (keepalive_on()) base = std::min(base, settings_.ping_interval);
     if (idle_on()) base = std::min(base, settings_.idle_timeout);
+    if (settings_.path_idle_timeout.count() > 0) {
+      base = std::min(base, settings_.path_idle_timeout);
+    }
     if (settings_.redundant_grace.count() > 0) base = std::min(base, settings_.redundant_grace);
     base = std::min(base, settings_.handshake_timeout);
     if (base == Duration::max()) base = std::chrono::seconds(1);

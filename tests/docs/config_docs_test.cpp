@@ -185,6 +185,7 @@ Fields<Config> config_fields() {
       {"keepalive_timeout", [](const Config& c) { return duration(c.keepalive_timeout); }},
       {"keepalive_max_missed", [](const Config& c) { return count(c.keepalive_max_missed); }},
       {"idle_timeout", [](const Config& c) { return duration(c.idle_timeout); }},
+      {"path_idle_timeout", [](const Config& c) { return duration(c.path_idle_timeout); }},
       {"handshake_timeout", [](const Config& c) { return duration(c.handshake_timeout); }},
       {"max_connections_per_peer",
        [](const Config& c) { return count(c.max_connections_per_peer); }},
@@ -212,6 +213,21 @@ Fields<DialConfig> dial_fields() {
       {"dial_timeout", [](const DialConfig& d) { return duration(d.dial_timeout); }},
       {"offline_after_failures",
        [](const DialConfig& d) { return count(std::size_t{d.offline_after_failures}); }},
+      {"reconnect_protected", [](const DialConfig& d) { return flag(d.reconnect_protected); }},
+      {"reconnect_tags",
+       [](const DialConfig& d) {
+         std::string out;
+         for (const std::string& tag : d.reconnect_tags) out += (out.empty() ? "" : ", ") + tag;
+         return out.empty() ? std::string("none") : out;
+       }},
+      {"reconnect_held", [](const DialConfig& d) { return flag(d.reconnect_held); }},
+      {"reconnect_attempts",
+       [](const DialConfig& d) { return count(std::size_t{d.reconnect_attempts}); }},
+      {"max_parallel_dials", [](const DialConfig& d) { return count(d.max_parallel_dials); }},
+      {"direct_path_interval",
+       [](const DialConfig& d) { return duration(d.direct_path_interval); }},
+      {"direct_path_interval_max",
+       [](const DialConfig& d) { return duration(d.direct_path_interval_max); }},
   };
 }
 

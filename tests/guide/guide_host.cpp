@@ -48,7 +48,11 @@ std::shared_ptr<cm::Connection> Host::dial(const cm::NodeId& peer, const cm::End
   cm::DialCheck check = manager_.check_dial(peer);
   if (!check) return refuse(check.refusal);
   if (check.existing) return check.existing;
+  return connect(peer, address);
+}
 
+std::shared_ptr<cm::Connection> Host::connect(const cm::NodeId& peer,
+                                              const cm::Endpoint& address) {
   // This address: gater, outbound limits, the dial rate. Holds a pending outbound slot.
   cm::Admission admitted = manager_.check_dial_addr(peer, address);
   if (!admitted) return refuse(admitted.refusal);
@@ -301,6 +305,25 @@ TEST(GuideHost, IdleConnectionsCloseUnlessHeld) {
   EXPECT_EQ(quiet->close_reason(), cm::CloseReason::idle_timeout);
   EXPECT_TRUE(quiet->closed());
   EXPECT_FALSE(subscribed->closed());
+}
+
+TEST(GuideHost, AProtectedPeerThatDropsIsDialedAgainThroughTheDialer) {
+  boost::asio::io_context io;
+  auto time = std::make_shared<cm::ManualTimeSource>(io);
+  auto dialer = std::make_shared<HostDialer>();
+  cm::ConnectionManager manager(io, quiet_config(), {.time_source = time, .dialer = dialer});
+  Host host(manager);
+  dialer->attach(host);
+
+  auto connection = host.dial(peer(1), at("192.0.2.10"));
+  ASSERT_NE(connection, nullptr);
+  manager.protect(peer(1), "bootstrap");  // a peer the node keeps
+  static_cast<MyConnection&>(*connection).on_transport_closed();  // the remote went away
+  EXPECT_EQ(manager.connection_count(), 0u);
+
+  time->advance(std::chrono::milliseconds(0));  // the manager's dial runs on its strand
+  EXPECT_EQ(manager.connection_count(), 1u);
+  EXPECT_EQ(manager.stats().reconnects_succeeded, 1u);
 }
 
 }  // namespace

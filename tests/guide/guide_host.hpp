@@ -78,10 +78,11 @@ class MyConnection final : public cm::Connection {
     manager_.record_activity(*this, received, sent);
   }
 
-  // The remote side closed the connection, or our protocol did: tell the manager.
+  // The remote side closed the connection, or it broke: tell the manager. (When our own
+  // protocol closes it, CloseReason::host says so: such a peer is not reconnected.)
   void on_transport_closed() {
     if (closed_.exchange(true)) return;
-    manager_.remove_connection(*this, cm::CloseReason::host);
+    manager_.remove_connection(*this, cm::CloseReason::remote);
   }
 
   bool closed() const { return closed_.load(); }
@@ -117,6 +118,8 @@ class Host {
   // The application wants to talk to `peer`, reachable at `address`. Returns the
   // connection to use (maybe one already open), or null when a stage refused.
   std::shared_ptr<cm::Connection> dial(const cm::NodeId& peer, const cm::Endpoint& address);
+  // The same dial past check_dial: the admission of one address, the handshake, the add.
+  std::shared_ptr<cm::Connection> connect(const cm::NodeId& peer, const cm::Endpoint& address);
 
   // The last refusal's sentence, e.g. "inbound refused: ...".
   const std::string& last_refusal() const { return last_refusal_; }
@@ -129,6 +132,29 @@ class Host {
 
   cm::ConnectionManager& manager_;
   std::string last_refusal_;
+};
+
+// The manager's way to ask for a dial: reconnecting a protected peer that dropped, or a
+// direct path to a peer reached through a relay. It never opens a socket itself.
+class HostDialer final : public cm::Dialer {
+ public:
+  // The host is made after the manager (which holds this dialer): attached then.
+  void attach(Host& host) { host_ = &host; }
+
+  void dial(const cm::DialRequest& request, Done done) override {
+    // A real host posts this to its executor and dials asynchronously, adding what its
+    // peer store knows to request.addresses; `done` may come from any thread, once. It
+    // skips check_dial: the manager's own dial is the one in flight for the peer.
+    if (host_ != nullptr) {
+      for (const cm::Endpoint& address : request.addresses) {
+        if (host_->connect(request.peer, address)) return done(std::nullopt);
+      }
+    }
+    done(cm::DialFailure::error);
+  }
+
+ private:
+  Host* host_ = nullptr;
 };
 
 }  // namespace guide

@@ -342,6 +342,7 @@ class Run {
       c.keepalive_max_missed = 2;
     }
     c.idle_timeout = choices_.chance(2) ? milliseconds(0) : seconds(60);
+    c.path_idle_timeout = milliseconds(0);  // not modelled: tests/unit/redial_test.cpp (PathIdle)
     constexpr std::array<std::size_t, 3> per_peer = {0, 2, 3};
     c.max_connections_per_peer = per_peer[choices_.below(per_peer.size())];
     c.limits.subnets.ipv4_32 = 2;

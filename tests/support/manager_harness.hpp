@@ -39,6 +39,7 @@ inline Config trim_config(std::size_t low_water, std::size_t high_water,
   config.high_water = high_water;
   config.grace_period = grace;
   config.max_connections_per_peer = 0;  // these tests stack connections on one peer freely
+  config.path_idle_timeout = std::chrono::milliseconds(0);  // and leave them quiet
   config.silence_period = silence;
   return config;
 }

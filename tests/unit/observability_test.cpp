@@ -478,6 +478,7 @@ dep2p_connmgr_closes_total{reason="shutdown"} 0
 dep2p_connmgr_closes_total{reason="host"} 1
 dep2p_connmgr_closes_total{reason="handshake_timeout"} 0
 dep2p_connmgr_closes_total{reason="made_room"} 0
+dep2p_connmgr_closes_total{reason="remote"} 0
 # HELP dep2p_connmgr_refusals_total Admissions refused, by reason.
 # TYPE dep2p_connmgr_refusals_total counter
 dep2p_connmgr_refusals_total{reason="gater"} 0
@@ -534,6 +535,21 @@ dep2p_connmgr_dials_in_flight 0
 # HELP dep2p_connmgr_offline 1 while the node is taken for offline.
 # TYPE dep2p_connmgr_offline gauge
 dep2p_connmgr_offline 0
+# HELP dep2p_connmgr_reconnect_dials_total Reconnect dials the manager asked the Dialer for.
+# TYPE dep2p_connmgr_reconnect_dials_total counter
+dep2p_connmgr_reconnect_dials_total 0
+# HELP dep2p_connmgr_reconnects_succeeded_total Reconnects whose dial succeeded.
+# TYPE dep2p_connmgr_reconnects_succeeded_total counter
+dep2p_connmgr_reconnects_succeeded_total 0
+# HELP dep2p_connmgr_reconnects_given_up_total Reconnects that failed their last attempt.
+# TYPE dep2p_connmgr_reconnects_given_up_total counter
+dep2p_connmgr_reconnects_given_up_total 0
+# HELP dep2p_connmgr_direct_path_dials_total Direct-path dials the manager asked the Dialer for (peers reached through relays).
+# TYPE dep2p_connmgr_direct_path_dials_total counter
+dep2p_connmgr_direct_path_dials_total 0
+# HELP dep2p_connmgr_redials_queued Reconnects and direct-path jobs waiting or in flight.
+# TYPE dep2p_connmgr_redials_queued gauge
+dep2p_connmgr_redials_queued 0
 )";
   // Line by line first, so that a difference names the line.
   const auto got = lines_of(out.str());

@@ -317,7 +317,7 @@ TEST(NodeIdHash, EveryByteOfTheHashSpreadsWhicheverBytesOfTheIdsDiffer) {
 
 // --- enum names ------------------------------------------------------------------------
 
-static_assert(static_cast<std::size_t>(CloseReason::made_room) + 1 == kCloseReasonCount,
+static_assert(static_cast<std::size_t>(CloseReason::remote) + 1 == kCloseReasonCount,
               "kCloseReasonCount must cover every CloseReason");
 
 TEST(NodeIdTypesToString, EveryCloseReasonHasADistinctNonEmptyName) {

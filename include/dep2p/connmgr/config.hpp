@@ -65,6 +65,11 @@ struct Config {
   // (CloseReason::idle_timeout) unless its peer is protected or held (keep_alive()).
   // 0 disables the idle check.
   std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
+  // A path that carried nothing (no streams, no activity) this long while its peer has
+  // another connection, and is not the peer's best path, is closed
+  // (CloseReason::idle_timeout) whatever protects or holds the peer: the peer keeps its
+  // other path. 0 disables it.
+  std::chrono::milliseconds path_idle_timeout = std::chrono::seconds(15);
   // A connection tracked as pending (track_pending) that is not established within this
   // long is closed (CloseReason::handshake_timeout). Must be > 0.
   std::chrono::milliseconds handshake_timeout = std::chrono::seconds(10);

@@ -76,6 +76,9 @@ struct Dependencies {
   // Asked at every admission stage; null allows everything. Its on_tightened() is
   // subscribed to, and connections it then denies are closed with CloseReason::gated.
   std::shared_ptr<Gater> gater;
+  // Dials for the manager: reconnecting the peers it keeps and asking for direct paths
+  // (DialConfig). Null: the manager only advises (check_dial) and never asks for a dial.
+  std::shared_ptr<Dialer> dialer;
   // Library-internal: the layer built on this manager (RealmConnectionManager sets it).
   // A host leaves it empty; the type is not part of the public interface.
   std::shared_ptr<detail::PoolExtension> extension;

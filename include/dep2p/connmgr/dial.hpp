@@ -7,7 +7,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
+
+#include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
 
@@ -28,6 +34,37 @@ enum class DialOutcome : std::uint8_t {
   canceled,   // the manager closed
 };
 std::string_view to_string(DialOutcome outcome) noexcept;
+
+// Why the manager asks the host's Dialer for a dial.
+enum class DialPurpose : std::uint8_t {
+  reconnect,    // a peer the node keeps (protected, or held) lost its last connection
+  direct_path,  // a peer reached only through a relay: try for a direct connection
+};
+std::string_view to_string(DialPurpose purpose) noexcept;
+
+// What the manager asks the Dialer for.
+struct DialRequest {
+  NodeId peer;
+  DialPurpose purpose = DialPurpose::reconnect;
+  // Where the node last reached the peer by dialing it directly, newest first (may be
+  // empty: the host's peer store knows more).
+  std::vector<Endpoint> addresses;
+  std::uint32_t attempt = 1;  // 1 for the first dial of this reconnect or upgrade
+};
+
+// The host's dialer (Dependencies::dialer). The library never opens a socket: it asks the
+// Dialer, which dials as the host always does (check_dial_addr, the handshake, the staged
+// add) and then calls `done` exactly once, from any thread, at any time (inside dial()
+// too): with nothing when a connection to the peer was established (and handed to the
+// manager), or with why it failed. A dial whose `done` has not come within
+// DialConfig::dial_timeout counts as a timeout; its late `done` is ignored. An exception
+// from dial() counts as DialFailure::error.
+class Dialer {
+ public:
+  using Done = std::function<void(std::optional<DialFailure> failure)>;
+  virtual ~Dialer() = default;
+  virtual void dial(const DialRequest& request, Done done) = 0;
+};
 
 // The backoff: after the n-th failure in a row of a peer (or of one of its addresses) the
 // next dial waits base * factor^(n-1), at most max, moved by a random fraction of at most
@@ -58,6 +95,26 @@ struct DialConfig {
   // no connection open (as after network_changed(false)): failures then grow nobody's
   // backoff. 0: only network_changed() says so.
   std::uint32_t offline_after_failures = 3;
+
+  // --- With a Dialer (Dependencies::dialer); none of this runs without one. ---
+  // Reconnecting: a peer that loses its last connection to the remote's side
+  // (CloseReason::remote, or keepalive_timeout) while protected — by any tag, or only by
+  // one of `reconnect_tags` when that list is not empty — or held (keep_alive(), with
+  // `reconnect_held`) is dialed again at once, then after each failure once its backoff
+  // ends, at most `reconnect_attempts` times (0: never reconnect). A peer the host or
+  // the manager closed itself is not. Protected peers are dialed before held ones.
+  bool reconnect_protected = true;
+  std::vector<std::string> reconnect_tags;
+  bool reconnect_held = true;
+  std::uint32_t reconnect_attempts = 8;
+  // Dials the manager has in flight at most (reconnects and direct paths). > 0.
+  std::size_t max_parallel_dials = 8;
+  // Direct paths: for a peer whose connections all go through a relay, a direct dial is
+  // asked for when the first relay connection is added, then after each attempt every
+  // `direct_path_interval`, doubled after each failure up to `direct_path_interval_max`,
+  // until a direct connection exists. 0: never.
+  std::chrono::milliseconds direct_path_interval = std::chrono::seconds(60);
+  std::chrono::milliseconds direct_path_interval_max = std::chrono::minutes(10);
 };
 
 }  // namespace dep2p::connmgr

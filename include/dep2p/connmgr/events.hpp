@@ -18,10 +18,12 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
 #include "dep2p/connmgr/admission.hpp"
+#include "dep2p/connmgr/dial.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -97,9 +99,21 @@ struct RealmUnboundEvent {
   Cause cause = Cause::unbound;
 };
 
+// The manager asked the host's Dialer for a dial (reconnect or direct path), or the dial
+// ended: `outcome` is empty when asked; `failure` says why one failed (a lapsed dial
+// counts as DialFailure::timeout). `given_up`: it was the reconnect's last attempt.
+struct DialEvent {
+  NodeId peer;
+  DialPurpose purpose = DialPurpose::reconnect;
+  std::uint32_t attempt = 1;
+  std::optional<DialOutcome> outcome;
+  std::optional<DialFailure> failure;
+  bool given_up = false;
+};
+
 using Event = std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, ListenEvent,
                            ListenCloseEvent, StreamOpenedEvent, StreamClosedEvent, RefusedEvent,
-                           PathChangedEvent, RealmBoundEvent, RealmUnboundEvent>;
+                           PathChangedEvent, RealmBoundEvent, RealmUnboundEvent, DialEvent>;
 using EventHandler = std::function<void(const Event&)>;
 
 class Subscription {

@@ -80,6 +80,13 @@ struct Stats {
   std::size_t peers_in_backoff = 0;
   std::size_t dials_in_flight = 0;
   bool offline = false;
+  // Dials the manager asked the Dialer for since construction, and how reconnects ended;
+  // and now: the reconnects and direct-path jobs waiting or in flight.
+  std::uint64_t reconnect_dials = 0;
+  std::uint64_t reconnects_succeeded = 0;
+  std::uint64_t reconnects_given_up = 0;
+  std::uint64_t direct_path_dials = 0;
+  std::size_t redials_queued = 0;
 
   std::uint64_t refusals(RefusalReason reason) const {
     return refusals_by_reason[static_cast<std::size_t>(reason)];

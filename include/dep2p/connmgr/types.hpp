@@ -154,8 +154,9 @@ enum class CloseReason : std::uint8_t {
   host,               // the host closed it for its own reasons
   handshake_timeout,  // a pending connection did not finish its handshake in time
   made_room,          // closed to admit a member of a realm below its reserve
+  remote,             // the host reports that the remote side closed it or it broke
 };
-inline constexpr std::size_t kCloseReasonCount = 12;
+inline constexpr std::size_t kCloseReasonCount = 13;
 
 // A connection's lifecycle as the host reports it (ConnectionManager::track_pending,
 // report_state). Allowed moves: dialing -> handshaking -> established -> closing ->
