@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -184,21 +185,42 @@ struct Session final : cm::Connection, std::enable_shared_from_this<Session> {
   std::optional<std::pair<std::uint64_t, PingHandler>> pending_ping;
 };
 
+// Hands the manager's dial requests to the node, on its io_context (the manager may ask
+// from inside one of the node's own calls).
+class NodeDialer final : public cm::Dialer {
+ public:
+  explicit NodeDialer(boost::asio::io_context& io) : io_(io) {}
+  void dial(const cm::DialRequest& request, Done done) override {
+    boost::asio::post(io_, [node = node_, request, done = std::move(done)]() mutable {
+      if (auto self = node.lock()) return self->dial_for_manager(request, std::move(done));
+      done(cm::DialFailure::error);
+    });
+  }
+  std::weak_ptr<Node> node_;  // set by Node::create
+
+ private:
+  boost::asio::io_context& io_;
+};
+
 std::shared_ptr<Node> Node::create(boost::asio::io_context& io, NodeOptions options) {
-  std::shared_ptr<Node> node(new Node(io, std::move(options)));
+  auto dialer = std::make_shared<NodeDialer>(io);
+  std::shared_ptr<Node> node(new Node(io, std::move(options), dialer));
+  dialer->node_ = node;
   if (node->options_.listen) node->accept_next();
   return node;
 }
 
-Node::Node(boost::asio::io_context& io, NodeOptions options)
+Node::Node(boost::asio::io_context& io, NodeOptions options, std::shared_ptr<cm::Dialer> dialer)
     : io_(io), options_(std::move(options)), acceptor_(io) {
   log_ = options_.logger ? options_.logger : std::make_shared<spdlog::logger>("p2p");  // silent
   options_.config.local_node_id = options_.id;
   realms_ = std::make_unique<cm::RealmConnectionManager>(
-      io, options_.config, cm::Dependencies{.logger = options_.logger});
+      io, options_.config,
+      cm::Dependencies{.logger = options_.logger, .dialer = std::move(dialer)});
   if (!options_.listen) return;
   acceptor_.open(tcp::v4());
-  acceptor_.bind(tcp::endpoint(options_.address, 0));
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  acceptor_.bind(tcp::endpoint(options_.address, options_.port));
   acceptor_.listen();
   endpoint_ = acceptor_.local_endpoint();
   manager().listen({endpoint_.address(), endpoint_.port()});
@@ -249,6 +271,31 @@ void Node::dial(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKin
   }
   if (!check) return done(check.error, check.refusal.message);
   if (check.existing) return done({}, "reused an open connection");
+  connect(peer, remote, path, std::move(done), true);
+}
+
+void Node::dial_for_manager(const cm::DialRequest& request, cm::Dialer::Done done) {
+  std::optional<tcp::endpoint> remote;
+  if (!request.addresses.empty()) {
+    remote = tcp::endpoint(request.addresses.front().address, request.addresses.front().port);
+  } else if (auto it = known_.find(request.peer); it != known_.end()) {
+    remote = it->second;
+  }
+  if (stopped_ || !remote) return done(cm::DialFailure::error);
+  connect(
+      request.peer, *remote, cm::PathKind::direct,
+      [done = std::move(done)](std::error_code ec, const std::string&) {
+        // The remote's goodbye turned us away (its limits or gater), or the dial failed.
+        if (!ec) return done(std::nullopt);
+        done(ec == cm::Errc::connection_denied ? cm::DialFailure::refused : cm::DialFailure::error);
+      },
+      false);
+}
+
+void Node::connect(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKind path,
+                   DialHandler done, bool report_failure) {
+  if (stopped_) return done(cm::Errc::closed, "node stopped");
+  known_[peer] = remote;  // relays are modelled: a relay dial goes to the peer's own endpoint
   const cm::Endpoint to{remote.address(), remote.port()};
   cm::Admission admitted = manager().check_dial_addr(peer, to);
   if (!admitted) return done(admitted.error, admitted.refusal.message);
@@ -264,12 +311,16 @@ void Node::dial(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKin
   session->reservation = std::move(admitted.reservation);
   session->dial_done = std::move(done);
   sessions_[session.get()] = session;
-  session->socket.async_connect(remote, [session](boost::system::error_code error) {
+  session->socket.async_connect(remote, [session, report_failure](boost::system::error_code error) {
     if (session->closed) return;
     if (error) {
       // The dial failed: the manager backs the peer off (and ends its dial in flight).
-      if (auto owner = session->node.lock()) {
+      if (auto owner = session->node.lock(); owner && report_failure) {
         owner->manager().dial_failed(*session->peer, cm::DialFailure::error);
+      }
+      // Told here, as a connect error (end() would say the remote turned us away).
+      if (auto done = std::exchange(session->dial_done, nullptr)) {
+        done(std::error_code(error.value(), std::system_category()), "connect: " + error.message());
       }
       return session->end(cm::CloseReason::host, "connect: " + error.message(), true);
     }
@@ -323,7 +374,11 @@ void Node::forget(Session& session, cm::CloseReason reason, const std::string& d
     log_->info("{}: connection to {} closed{}: {}: {}", options_.id.short_hex(),
                session.peer->short_hex(), by_remote ? " by the remote" : "", cm::to_string(reason),
                detail);
-    manager().remove_connection(session, by_remote ? cm::CloseReason::host : reason);
+    // Lost, or the remote shut down: CloseReason::remote (a protected peer is reconnected).
+    // The remote's own policy (its trim, its gater) dropped us: not worth dialing back.
+    const bool lost = reason == cm::CloseReason::host || reason == cm::CloseReason::shutdown;
+    manager().remove_connection(
+        session, by_remote ? (lost ? cm::CloseReason::remote : cm::CloseReason::host) : reason);
   }
   sessions_.erase(&session);
 }

@@ -16,6 +16,7 @@
 // io_context driven by one thread; call a node only from that thread.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -45,6 +46,8 @@ struct NodeOptions {
   cm::Config config;                       // local_node_id is set to `id`
   std::shared_ptr<spdlog::logger> logger;  // null: a quiet logger (warnings to stderr)
   bool listen = true;                      // false: a node that only dials
+  std::uint16_t port = 0;                  // the listening port; 0: any (a restarted node
+                                           // passes its old one to be found again)
 };
 
 // How one connection ended, as this node saw it.
@@ -75,6 +78,11 @@ class Node : public std::enable_shared_from_this<Node> {
   using DialHandler = std::function<void(std::error_code, const std::string& why)>;
   void dial(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKind path,
             DialHandler done);
+  // The node's Dialer (given to its manager): the manager asks for a reconnect of a
+  // protected peer that dropped, or a direct path to a peer reached through relay. Dials
+  // the request's addresses, else the last endpoint this node dialed the peer at, past
+  // check_dial (the manager's own dial is the one in flight); `done` runs once.
+  void dial_for_manager(const cm::DialRequest& request, cm::Dialer::Done done);
 
   // Sends application bytes on the best connection to `peer`; false when none is open.
   bool send_data(const cm::NodeId& peer, const std::string& bytes);
@@ -93,7 +101,11 @@ class Node : public std::enable_shared_from_this<Node> {
 
  private:
   friend struct Session;
-  Node(boost::asio::io_context& io, NodeOptions options);
+  Node(boost::asio::io_context& io, NodeOptions options, std::shared_ptr<cm::Dialer> dialer);
+  // dial() past check_dial. `report_failure`: a failed connect is reported to the manager
+  // (the manager's own dials learn theirs through the Dialer's `done`).
+  void connect(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKind path,
+               DialHandler done, bool report_failure);
   void accept_next();
   void on_accepted(tcp::socket socket);
   // The hello arrived: the secured, add and bind stages. Returns the reason to close the
@@ -115,6 +127,7 @@ class Node : public std::enable_shared_from_this<Node> {
   std::map<const Session*, std::shared_ptr<Session>> sessions_;  // open and handshaking
   std::vector<CloseRecord> closes_;
   std::vector<cm::Refusal> refusals_;
+  std::map<cm::NodeId, tcp::endpoint> known_;  // where this node last dialed each peer
   bool frozen_ = false;
   bool stopped_ = false;
 };

@@ -488,32 +488,25 @@ Result Swarm::relay_upgrade() {
   const std::size_t a = growth_nodes_ + 2;
   const std::size_t b = a + 1;
   Result result{"relay upgrade",
-                "a relay-only peer that gains a direct path loses the relay (redundant_path) "
-                "on both sides",
+                "a relay-only peer gets the direct dial its manager asks for, then loses the "
+                "relay (redundant_path) on both sides",
                 "", false, 0};
   mark("relay");
+  const std::uint64_t asked_before =
+      node(a).manager().stats().direct_path_dials + node(b).manager().stats().direct_path_dials;
+  // Only the relay is dialed here: the direct dial is the managers' idea.
   dial(node(a), node(b), cm::PathKind::relay);
   auto only_path = [&](std::size_t from, std::size_t to, cm::PathKind kind) {
     auto conns = node(from).manager().connections(node(to).id());
     return conns.size() == 1 && conns.front()->path_kind() == kind;
   };
-  bool ok = run_until(
+  const auto direct_at = std::chrono::steady_clock::now();
+  const bool ok = run_until(
       [&] {
-        return pending_dials_ == 0 && only_path(a, b, cm::PathKind::relay) &&
-               only_path(b, a, cm::PathKind::relay);
+        return pending_dials_ == 0 && only_path(a, b, cm::PathKind::direct) &&
+               only_path(b, a, cm::PathKind::direct);
       },
       5s);
-  say("relay: nodes " + std::to_string(a) + " and " + std::to_string(b) +
-      " reach each other only through relay; " + std::to_string(a) + " now dials direct");
-  dial(node(a), node(b), cm::PathKind::direct);
-  const auto direct_at = std::chrono::steady_clock::now();
-  ok = run_until(
-           [&] {
-             return pending_dials_ == 0 && only_path(a, b, cm::PathKind::direct) &&
-                    only_path(b, a, cm::PathKind::direct);
-           },
-           5s) &&
-       ok;
   const double took =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - direct_at).count();
   auto relay_closed = [&](std::size_t at, std::size_t peer) {
@@ -526,11 +519,84 @@ Result Swarm::relay_upgrade() {
     return false;
   };
   const bool both = relay_closed(a, b) && relay_closed(b, a);
-  result.observed = std::string(both ? "relay closed as redundant_path on both sides"
+  const std::uint64_t asked = node(a).manager().stats().direct_path_dials +
+                              node(b).manager().stats().direct_path_dials - asked_before;
+  say("relay: the managers asked for " + std::to_string(asked) + " direct dial(s)");
+  result.observed = std::to_string(asked) + " direct dial(s) asked for by the managers; " +
+                    std::string(both ? "relay closed as redundant_path on both sides"
                                      : "relay not closed as redundant_path on both sides") +
-                    " " + fixed(took, 2) + " s after the direct dial (grace " +
+                    " " + fixed(took, 2) + " s after the relay dial (grace " +
                     std::to_string(config_.redundant_grace.count()) + " ms)";
-  result.pass = ok && both;
+  result.pass = ok && both && asked >= 1;
+  return finish(std::move(result), started);
+}
+
+Result Swarm::reconnect_protected() {
+  const auto started = std::chrono::steady_clock::now();
+  Result result{"reconnect",
+                "a protected peer whose process stops and comes back is dialed again by the "
+                "hub's manager until it answers; an unprotected one is not",
+                "", false, 0};
+  mark("reconnect");
+  // Short backoffs, so that the demo sees a few attempts fail while the peer is down.
+  cm::Config restart_config = config_;
+  restart_config.dial.error_backoff = 250ms;
+  restart_config.dial.error_backoff_max = 1s;
+  const auto at = [](int host) {
+    return boost::asio::ip::make_address_v4("127.0.10." + std::to_string(host));
+  };
+  auto make = [&](std::size_t n, std::uint16_t port) {
+    return p2p::Node::create(io_, {.id = make_id(0x54, n),
+                                   .address = at(static_cast<int>(n) + 1),
+                                   .config = restart_config,
+                                   .logger = options_.logger,
+                                   .port = port});
+  };
+  restart_nodes_ = {make(0, 0), make(1, 0), make(2, 0)};
+  p2p::Node& hub = *restart_nodes_[0];
+  const cm::NodeId kept = restart_nodes_[1]->id();
+  const cm::NodeId other = restart_nodes_[2]->id();
+  const std::uint16_t kept_port = restart_nodes_[1]->endpoint().port();
+  const std::uint16_t other_port = restart_nodes_[2]->endpoint().port();
+  ++pending_dials_;
+  hub.dial(kept, restart_nodes_[1]->endpoint(), cm::PathKind::direct,
+           [this](std::error_code, const std::string&) { --pending_dials_; });
+  ++pending_dials_;
+  hub.dial(other, restart_nodes_[2]->endpoint(), cm::PathKind::direct,
+           [this](std::error_code, const std::string&) { --pending_dials_; });
+  auto connected = [&](const cm::NodeId& peer) { return !hub.manager().connections(peer).empty(); };
+  bool ok =
+      run_until([&] { return pending_dials_ == 0 && connected(kept) && connected(other); }, 5s);
+  hub.manager().protect(kept, "demo");
+  say("reconnect: the hub protects one of its two peers; both processes stop");
+  // The processes stop: each says goodbye (shutdown), which the hub reports as the
+  // remote's close (CloseReason::remote).
+  restart_nodes_[1]->stop();
+  restart_nodes_[2]->stop();
+  restart_nodes_.resize(1);
+  ok = run_until([&] { return hub.manager().stats().reconnect_dials >= 2; }, 5s) && ok;
+  const std::uint64_t failed_while_down = hub.manager().stats().reconnect_dials;
+  // Both come back at their old addresses.
+  restart_nodes_.push_back(make(1, kept_port));
+  restart_nodes_.push_back(make(2, other_port));
+  const auto back_at = std::chrono::steady_clock::now();
+  say("reconnect: both processes are back after " + std::to_string(failed_while_down) +
+      " failed dial(s) to the protected one");
+  const bool back = run_until([&] { return connected(kept); }, 5s);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - back_at).count();
+  // Give the unprotected one the same time again: nobody dials it.
+  run_until([] { return false; }, std::chrono::milliseconds(static_cast<long>(took * 1000) + 300));
+  const cm::Stats s = hub.manager().stats();
+  result.observed =
+      std::string(back ? "protected peer reconnected " : "protected peer NOT reconnected ") +
+      fixed(took, 2) + " s after it came back (" + std::to_string(s.reconnect_dials) +
+      " reconnect dials, " + std::to_string(s.reconnects_succeeded) +
+      " succeeded); unprotected peer " +
+      (connected(other) ? "reconnected (unexpected)" : "left alone");
+  result.pass =
+      ok && back && !connected(other) && s.reconnects_succeeded == 1 && failed_while_down >= 2;
+  for (auto& n : restart_nodes_) n->stop();
   return finish(std::move(result), started);
 }
 
@@ -543,6 +609,7 @@ std::vector<Result> Swarm::run_all() {
   results.push_back(realm_hard_max());
   results.push_back(relay_upgrade());
   results.push_back(realm_reserve());
+  results.push_back(reconnect_protected());
   sampler_.cancel();
   sample();  // the final counts
   sampler_.cancel();

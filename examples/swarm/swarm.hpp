@@ -11,7 +11,8 @@
 // the last ten are kept out of it so that each later scenario starts from a known state:
 // the flood victim, the frozen node, the relay pair, the realm hub and five realm members
 // (the reserve scenario reuses the frozen node and the relay pair as realm members of an
-// extra node on 127.0.9.0/24, which it fills from the mesh).
+// extra node on 127.0.9.0/24, which it fills from the mesh; the reconnect scenario has
+// three nodes of its own on 127.0.10.0/24).
 // Attackers are extra dial-only nodes on 127.66.0.0/24.
 //
 // Waiting is never a fixed sleep: the io_context runs until a condition holds or a
@@ -70,6 +71,7 @@ class Swarm {
   Result realm_hard_max();
   Result relay_upgrade();
   Result realm_reserve();
+  Result reconnect_protected();
   std::vector<Result> run_all();
 
   // Connection counts of every node over time against the watermarks, as an SVG document.
@@ -106,6 +108,8 @@ class Swarm {
   std::vector<std::shared_ptr<p2p::Node>> nodes_;
   std::vector<std::shared_ptr<p2p::Node>> attackers_;
   std::shared_ptr<p2p::Node> reserve_hub_;  // the reserve scenario's node, on 127.0.9.0/24
+  // The reconnect scenario's nodes, on 127.0.10.0/24: a hub and the two peers that restart.
+  std::vector<std::shared_ptr<p2p::Node>> restart_nodes_;
   std::vector<p2p::cm::Subscription> subscriptions_;
   boost::asio::steady_timer sampler_;
   std::vector<Sample> samples_;

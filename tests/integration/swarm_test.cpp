@@ -56,6 +56,11 @@ TEST(Swarm, RelayOnlyPeerIsUpgradedToDirect) {
   expect_pass(s.relay_upgrade());
 }
 
+TEST(Swarm, AProtectedPeerThatRestartsIsReconnectedAndAnUnprotectedOneIsNot) {
+  swarm::Swarm s(small_swarm());
+  expect_pass(s.reconnect_protected());
+}
+
 // The demo's run: every scenario in order on one swarm of the demo's default size.
 TEST(Swarm, AllScenariosInDemoOrder) {
   swarm::Swarm s(swarm::Options{});
