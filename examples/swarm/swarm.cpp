@@ -574,8 +574,11 @@ Result Swarm::reconnect_protected() {
   restart_nodes_[1]->stop();
   restart_nodes_[2]->stop();
   restart_nodes_.resize(1);
-  ok = run_until([&] { return hub.manager().stats().reconnect_dials >= 2; }, 5s) && ok;
-  const std::uint64_t failed_while_down = hub.manager().stats().reconnect_dials;
+  const auto failures = [&] {
+    return hub.manager().stats().dial_failures[static_cast<std::size_t>(cm::DialFailure::error)];
+  };
+  ok = run_until([&] { return failures() >= 2; }, 5s) && ok;
+  const std::uint64_t failed_while_down = failures();
   // Both come back at their old addresses.
   restart_nodes_.push_back(make(1, kept_port));
   restart_nodes_.push_back(make(2, other_port));
