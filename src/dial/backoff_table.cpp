@@ -36,37 +36,7 @@ BackoffTable::Rules BackoffTable::rules_of(const DialConfig& c) {
 
 BackoffTable::BackoffTable(const Rules& rules, std::uint64_t seed) : rules_(rules), rng_(seed) {
   salt_ = next_random(rng_);
-}
-
-BackoffTable::Identity BackoffTable::identity(const NodeId& peer) const noexcept {
-  const std::uint64_t check = peer.hash();
-  // The salted key: the id's bytes mixed again from a per-table start, so that which ids
-  // share a key cannot be worked out from outside.
-  std::uint64_t key = salt_;
-  const auto bytes = peer.bytes();
-  std::size_t i = 0;
-  for (; i + 8 <= bytes.size(); i += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, bytes.data() + i, 8);
-    key = (key ^ word) * 0x9e3779b97f4a7c15ULL;
-    key ^= key >> 29;
-  }
-  if (i < bytes.size()) {
-    std::uint64_t word = 0;
-    std::memcpy(&word, bytes.data() + i, bytes.size() - i);
-    key = (key ^ word) * 0xbf58476d1ce4e5b9ULL;
-  }
-  key ^= bytes.size();
-  key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  key = (key ^ (key >> 27)) * 0x94d049bb133111ebULL;
-  return Identity{key ^ (key >> 31), check};
-}
-
-const BackoffTable::Entry* BackoffTable::find(const NodeId& peer) const {
-  if (entries_.empty()) return nullptr;
-  const Identity id = identity(peer);
-  auto it = entries_.find(id.key);
-  return it == entries_.end() || it->second.check != id.check ? nullptr : &it->second;
+  check_salt_ = next_random(rng_);
 }
 
 std::vector<BackoffTable::Address>& BackoffTable::own_addresses(Entry& entry) {
@@ -82,33 +52,25 @@ std::vector<BackoffTable::Address>& BackoffTable::own_addresses(Entry& entry) {
   return address_lists_[entry.addresses];
 }
 
-void BackoffTable::erase(Entries::iterator it) {
-  if (it->second.addresses != kNoAddresses) {
-    std::vector<Address>& list = address_lists_[it->second.addresses];
+void BackoffTable::erase(std::uint64_t key, Entry& entry) {
+  if (entry.addresses != kNoAddresses) {
+    std::vector<Address>& list = address_lists_[entry.addresses];
     list.clear();
     list.shrink_to_fit();
-    free_lists_.push_back(it->second.addresses);
+    free_lists_.push_back(entry.addresses);
   }
-  entries_.erase(it);
+  entries_.erase(key);
 }
 
-bool BackoffTable::forgotten(const Wait& wait, TimePoint now) const {
-  return wait.failures == 0 || now >= wait.until + rules_.memory;
+bool BackoffTable::forgotten(TimePoint until, std::uint32_t failures, TimePoint now) const {
+  return failures == 0 || now >= until + rules_.memory;
 }
 
 bool BackoffTable::forgotten(const Entry& entry, TimePoint now) const {
-  if (!forgotten(entry.peer, now)) return false;
+  if (!forgotten(entry.until, entry.failures, now)) return false;
   const std::vector<Address>* list = addresses_of(entry);
   return list == nullptr ||
          std::ranges::all_of(*list, [&](const Address& a) { return forgotten(a.wait, now); });
-}
-
-std::optional<TimePoint> BackoffTable::peer_until(const NodeId& peer, TimePoint now,
-                                                  std::uint32_t* failures) const {
-  const Entry* entry = find(peer);
-  if (entry == nullptr || entry->peer.until <= now) return std::nullopt;
-  if (failures != nullptr) *failures = entry->peer.failures;
-  return entry->peer.until;
 }
 
 std::optional<TimePoint> BackoffTable::address_until(const NodeId& peer, const Endpoint& address,
@@ -126,7 +88,7 @@ std::optional<TimePoint> BackoffTable::address_until(const NodeId& peer, const E
 
 std::uint32_t BackoffTable::failures(const NodeId& peer, TimePoint now) const {
   const Entry* entry = find(peer);
-  return entry == nullptr || forgotten(entry->peer, now) ? 0 : entry->peer.failures;
+  return entry == nullptr || forgotten(entry->until, entry->failures, now) ? 0 : entry->failures;
 }
 
 std::uint32_t BackoffTable::failures(const NodeId& peer, const Endpoint& address,
@@ -159,18 +121,20 @@ Duration BackoffTable::wait_for(BackoffKind kind, std::uint32_t failures) {
 TimePoint BackoffTable::fail(const NodeId& peer, const Endpoint* address, BackoffKind kind,
                              TimePoint now) {
   const Identity id = identity(peer);
-  auto it = entries_.find(id.key);
-  if (it != entries_.end() && (it->second.check != id.check || forgotten(it->second, now))) {
-    erase(it);  // another peer's entry under this key (both hashes collided), or forgotten
-    it = entries_.end();
+  Entry* found = entries_.find(id.key);
+  if (found != nullptr && (found->check != id.check || forgotten(*found, now))) {
+    erase(id.key,
+          *found);  // another peer's entry under this key (both hashes collided), or forgotten
+    found = nullptr;
   }
-  if (it == entries_.end()) {
+  if (found == nullptr) {
     if (entries_.size() >= rules_.max_peers) make_room();
-    it = entries_.try_emplace(id.key).first;
-    it->second.check = id.check;
+    found = &entries_.emplace(id.key);
+    found->check = id.check;
   }
-  Entry& entry = it->second;
-  Wait* wait = &entry.peer;
+  Entry& entry = *found;
+  TimePoint* until = &entry.until;
+  std::uint32_t* failures = &entry.failures;
   if (address != nullptr) {
     std::vector<Address>& list = own_addresses(entry);
     auto a = std::ranges::find_if(list, [&](const Address& x) { return x.endpoint == *address; });
@@ -183,15 +147,16 @@ TimePoint BackoffTable::fail(const NodeId& peer, const Endpoint* address, Backof
       list.push_back(Address{*address, Wait{}});
       a = list.end() - 1;
     }
-    wait = &a->wait;
+    until = &a->wait.until;
+    failures = &a->wait.failures;
   }
-  if (forgotten(*wait, now)) *wait = Wait{};
-  ++wait->failures;
-  wait->until = now + wait_for(kind, wait->failures);
+  if (forgotten(*until, *failures, now)) *failures = 0;
+  ++*failures;
+  *until = now + wait_for(kind, *failures);
   entry.stamp = next_stamp_++;
   order_.push_back(Record{id.key, entry.stamp});
   if (order_.size() > 2 * entries_.size() + 64) compact();
-  return wait->until;
+  return *until;
 }
 
 void BackoffTable::make_room() {
@@ -199,44 +164,44 @@ void BackoffTable::make_room() {
   while (!order_.empty()) {
     const Record record = order_.front();
     order_.pop_front();
-    auto it = entries_.find(record.key);
-    if (it == entries_.end() || it->second.stamp != record.stamp) continue;
-    erase(it);
+    Entry* entry = entries_.find(record.key);
+    if (entry == nullptr || entry->stamp != record.stamp) continue;
+    erase(record.key, *entry);
     return;
   }
   // No record (cannot happen while every entry has one): any entry makes way.
-  if (!entries_.empty()) erase(entries_.begin());
+  if (const std::uint64_t key = entries_.any_key(); key != 0) erase(key, *entries_.find(key));
 }
 
 void BackoffTable::compact() {
   std::erase_if(order_, [&](const Record& record) {
-    auto it = entries_.find(record.key);
-    return it == entries_.end() || it->second.stamp != record.stamp;
+    const Entry* entry = entries_.find(record.key);
+    return entry == nullptr || entry->stamp != record.stamp;
   });
 }
 
 void BackoffTable::clear(const NodeId& peer) {
   if (entries_.empty()) return;
   const Identity id = identity(peer);
-  auto it = entries_.find(id.key);
-  if (it != entries_.end() && it->second.check == id.check) erase(it);
+  Entry* entry = entries_.find(id.key);
+  if (entry != nullptr && entry->check == id.check) erase(id.key, *entry);
 }
 
 void BackoffTable::clear(const NodeId& peer, const Endpoint& address) {
   if (entries_.empty()) return;
   const Identity id = identity(peer);
-  auto it = entries_.find(id.key);
-  if (it == entries_.end() || it->second.check != id.check) return;
-  if (it->second.addresses != kNoAddresses) {
-    std::erase_if(address_lists_[it->second.addresses],
+  Entry* entry = entries_.find(id.key);
+  if (entry == nullptr || entry->check != id.check) return;
+  if (entry->addresses != kNoAddresses) {
+    std::erase_if(address_lists_[entry->addresses],
                   [&](const Address& a) { return a.endpoint == address; });
   }
-  const std::vector<Address>* list = addresses_of(it->second);
-  if ((list == nullptr || list->empty()) && it->second.peer.failures == 0) erase(it);
+  const std::vector<Address>* list = addresses_of(*entry);
+  if ((list == nullptr || list->empty()) && entry->failures == 0) erase(id.key, *entry);
 }
 
 void BackoffTable::lift_all(TimePoint now) {
-  for (auto& [key, entry] : entries_) entry.peer.until = std::min(entry.peer.until, now);
+  entries_.for_each([&](std::uint64_t, Entry& entry) { entry.until = std::min(entry.until, now); });
   for (auto& list : address_lists_) {
     for (Address& a : list) a.wait.until = std::min(a.wait.until, now);
   }
@@ -244,11 +209,11 @@ void BackoffTable::lift_all(TimePoint now) {
 
 std::size_t BackoffTable::in_backoff(TimePoint now) const {
   std::size_t n = 0;
-  for (const auto& [key, entry] : entries_) {
+  entries_.for_each([&](std::uint64_t, const Entry& entry) {
     const std::vector<Address>* list = addresses_of(entry);
     const auto lasts = [&](const Address& a) { return a.wait.until > now; };
-    if (entry.peer.until > now || (list != nullptr && std::ranges::any_of(*list, lasts))) ++n;
-  }
+    if (entry.until > now || (list != nullptr && std::ranges::any_of(*list, lasts))) ++n;
+  });
   return n;
 }
 

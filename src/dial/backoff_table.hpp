@@ -5,8 +5,9 @@
 //   table.fail(peer, nullptr, BackoffKind::timeout, now);   // the peer: 2 s, 4 s, 8 s, ...
 //   if (auto until = table.peer_until(peer, now)) refuse(*until);
 //
-// An entry is found by two 64-bit hashes of the peer's id, one salted per table: 32 bytes
-// per peer, so that a lookup misses the cache once. Bounded: at most max_peers entries and
+// An entry is found by a 64-bit hash of the peer's id salted per table, and checked
+// against 32 bits of a second salted hash: 32 bytes per peer with its key, in one array
+// (KeySlots), so that a lookup misses the cache once. Bounded: at most max_peers entries and
 // max_addresses addresses per entry. An entry
 // whose every wait ended more than `memory` ago is forgotten (its count starts again);
 // when the table is full, the entry whose last failure is oldest makes way.
@@ -17,14 +18,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <vector>
 
-#include <boost/unordered/unordered_flat_map.hpp>
-
 #include "dep2p/connmgr/dial.hpp"
 #include "dep2p/connmgr/types.hpp"
+#include "dial/key_slots.hpp"
 
 namespace dep2p::connmgr::detail {
 
@@ -86,27 +87,26 @@ class BackoffTable {
     Wait wait;
   };
   static constexpr std::uint32_t kNoAddresses = UINT32_MAX;
-  // A peer's entry, 32 bytes: check_dial reads one per call, at random over the table.
-  // Keyed by key_of(peer); `check` is the peer's plain hash, so that two peers share an
-  // entry only if both 64-bit hashes collide (the key's is salted per table).
+  // A peer's entry, 24 bytes (32 with its key): check_dial reads one per call, at random
+  // over the table. Keyed by a salted hash; `check` holds 32 bits of a second, differently
+  // salted hash, so that two peers share an entry only if both collide.
   struct Entry {
-    std::uint64_t check = 0;
-    Wait peer;
+    TimePoint until{};  // the peer's own wait
+    std::uint32_t failures = 0;
     std::uint32_t addresses = kNoAddresses;  // in address_lists_
-    std::uint64_t stamp = 0;                 // of its newest record in order_
+    std::uint32_t stamp = 0;                 // of its newest record in order_ (wraps)
+    std::uint32_t check = 0;
   };
+  static_assert(sizeof(Entry) == 24);
   struct Record {
     std::uint64_t key;
-    std::uint64_t stamp;
+    std::uint32_t stamp;
   };
   struct Identity {
-    std::uint64_t key;
-    std::uint64_t check;
+    std::uint64_t key;  // never 0 (KeySlots' free mark)
+    std::uint32_t check;
   };
-  struct KeyHash {
-    std::size_t operator()(std::uint64_t key) const noexcept { return key; }  // mixed already
-  };
-  using Entries = boost::unordered_flat_map<std::uint64_t, Entry, KeyHash>;
+  using Entries = KeySlots<Entry>;
 
   Identity identity(const NodeId& peer) const noexcept;
   const Entry* find(const NodeId& peer) const;
@@ -117,9 +117,12 @@ class BackoffTable {
     return entry.addresses == kNoAddresses ? nullptr : &address_lists_[entry.addresses];
   }
   std::vector<Address>& own_addresses(Entry& entry);
-  void erase(Entries::iterator it);
+  void erase(std::uint64_t key, Entry& entry);
   bool forgotten(const Entry& entry, TimePoint now) const;
-  bool forgotten(const Wait& wait, TimePoint now) const;
+  bool forgotten(TimePoint until, std::uint32_t failures, TimePoint now) const;
+  bool forgotten(const Wait& wait, TimePoint now) const {
+    return forgotten(wait.until, wait.failures, now);
+  }
   Duration wait_for(BackoffKind kind, std::uint32_t failures);
   void make_room();
   void compact();
@@ -127,6 +130,7 @@ class BackoffTable {
   Rules rules_;
   std::uint64_t rng_;
   std::uint64_t salt_;
+  std::uint64_t check_salt_;
   Entries entries_;
   // The address lists of the entries that have some, by index; freed lists are reused.
   std::vector<std::vector<Address>> address_lists_;
@@ -134,7 +138,54 @@ class BackoffTable {
   // Failures oldest first, one record per failure; a record is stale once its entry has
   // failed again (a newer stamp) or is gone. Compacted when stale records outnumber live.
   std::deque<Record> order_;
-  std::uint64_t next_stamp_ = 1;
+  std::uint32_t next_stamp_ = 1;
 };
+
+// check_dial asks these once per call: inline.
+
+inline BackoffTable::Identity BackoffTable::identity(const NodeId& peer) const noexcept {
+  // Two hashes of the id's bytes from two per-table starts, in one pass (their chains are
+  // independent, so they run side by side): which ids share a key or a check cannot be
+  // worked out from outside the process.
+  std::uint64_t key = salt_;
+  std::uint64_t check = check_salt_;
+  const auto bytes = peer.bytes();
+  std::size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, bytes.data() + i, 8);
+    key = (key ^ word) * 0x9e3779b97f4a7c15ULL;
+    key ^= key >> 29;
+    check = (check ^ word) * 0xff51afd7ed558ccdULL;
+    check ^= check >> 32;
+  }
+  if (i < bytes.size()) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, bytes.data() + i, bytes.size() - i);
+    key = (key ^ word) * 0xbf58476d1ce4e5b9ULL;
+    check = (check ^ word) * 0xc4ceb9fe1a85ec53ULL;
+  }
+  key ^= bytes.size();
+  key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  key = (key ^ (key >> 27)) * 0x94d049bb133111ebULL;
+  key ^= key >> 31;
+  check = (check ^ (check >> 33)) * 0xff51afd7ed558ccdULL;
+  return Identity{key != 0 ? key : 1, static_cast<std::uint32_t>(check >> 32)};
+}
+
+inline const BackoffTable::Entry* BackoffTable::find(const NodeId& peer) const {
+  if (entries_.empty()) return nullptr;
+  const Identity id = identity(peer);
+  const Entry* entry = entries_.find(id.key);
+  return entry == nullptr || entry->check != id.check ? nullptr : entry;
+}
+
+inline std::optional<TimePoint> BackoffTable::peer_until(const NodeId& peer, TimePoint now,
+                                                         std::uint32_t* failures) const {
+  const Entry* entry = find(peer);
+  if (entry == nullptr || entry->until <= now) return std::nullopt;
+  if (failures != nullptr) *failures = entry->failures;
+  return entry->until;
+}
 
 }  // namespace dep2p::connmgr::detail

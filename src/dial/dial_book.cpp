@@ -9,13 +9,6 @@ DialBook::DialBook(const DialConfig& config, std::uint64_t seed)
       dial_timeout_(config.dial_timeout),
       offline_after_(config.offline_after_failures) {}
 
-std::optional<DialBook::Verdict> DialBook::in_backoff(const NodeId& peer, TimePoint now) const {
-  std::uint32_t failures = 0;
-  auto until = backoff_.peer_until(peer, now, &failures);
-  if (!until) return std::nullopt;
-  return Verdict{Verdict::backoff, *until, failures};
-}
-
 DialBook::Verdict DialBook::begin(const NodeId& peer, TimePoint now) {
   Verdict verdict;
   if (auto backoff = in_backoff(peer, now)) return *backoff;

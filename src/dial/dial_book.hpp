@@ -132,4 +132,13 @@ class DialBook {
   std::uint64_t failures_offline_ = 0;
 };
 
+// check_dial asks this once per call: inline.
+inline std::optional<DialBook::Verdict> DialBook::in_backoff(const NodeId& peer,
+                                                             TimePoint now) const {
+  std::uint32_t failures = 0;
+  auto until = backoff_.peer_until(peer, now, &failures);
+  if (!until) return std::nullopt;
+  return Verdict{Verdict::backoff, *until, failures};
+}
+
 }  // namespace dep2p::connmgr::detail

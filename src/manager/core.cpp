@@ -220,13 +220,17 @@ Refusal ManagerCore::refuse(Stage stage, RefusalReason reason, std::string scope
 
 Refusal ManagerCore::count_refusal(Stage stage, RefusalReason reason, std::string scope,
                                    std::string limit, std::string message) {
-  refusals_[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  Refusal refusal{stage, reason, std::move(scope), std::move(limit), std::move(message)};
+  note_refusal(refusal);
+  return refusal;
+}
+
+void ManagerCore::note_refusal(const Refusal& refusal) {
+  refusals_[static_cast<std::size_t>(refusal.reason)].fetch_add(1, std::memory_order_relaxed);
   // Logged at debug level only: refusals can come by the thousand under attack, and the
   // caller gets the text anyway.
-  env_.logger->debug("connmgr: {}", message);
-  Refusal refusal{stage, reason, std::move(scope), std::move(limit), std::move(message)};
+  env_.logger->debug("connmgr: {}", refusal.message);
   if (hub_.has_subscribers()) hub_.enqueue(RefusedEvent{refusal});
-  return refusal;
 }
 
 // --- Acting ------------------------------------------------------------------------------

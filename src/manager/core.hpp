@@ -353,6 +353,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // Counts a refusal and queues its RefusedEvent (delivered by the caller, unlocked).
   Refusal count_refusal(Stage stage, RefusalReason reason, std::string scope, std::string limit,
                         std::string message);
+  // The same for a refusal already written in place.
+  void note_refusal(const Refusal& refusal);
   bool gater_allows(const boost::asio::ip::address& address);
   Reservation open_reservation(const Locked<>& locked, Charge charge);
   void release_reservation(std::uint64_t id) noexcept override;  // ReservationOwner

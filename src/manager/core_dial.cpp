@@ -42,45 +42,39 @@ void append_remaining(std::string& out, TimePoint now, TimePoint until) {
 void ManagerCore::refuse_dial(const NodeId& peer, const Endpoint* address,
                               const DialBook::Verdict& verdict, TimePoint now,
                               std::error_code& error, Refusal& refusal) {
-  // Built with one allocation each for the scope and the message: a node's dialing loop
-  // may ask about thousands of peers in backoff.
-  const Stage stage = address != nullptr ? Stage::dial_addr : Stage::dial;
-  const std::string hex = peer.short_hex();
-  std::string scope;
-  scope.reserve(5 + hex.size());
-  scope += "peer ";
-  scope += hex;
-  std::string message;
-  message.reserve(128);
-  message += "dial refused: ";
-  if (verdict.what == DialBook::Verdict::pending) {
-    error = Errc::dial_pending;
-    message += "a dial to peer ";
-    message += hex;
-    message += " is in flight (it lapses in ";
-    append_remaining(message, now, verdict.until);
-    message += " unless reported)";
-    refusal = count_refusal(stage, RefusalReason::dial_pending, std::move(scope), "dial_pending",
-                            std::move(message));
+  if (address == nullptr) {
+    // check_dial: a node's dialing loop may ask about thousands of peers in backoff, so
+    // the answer allocates nothing. Its texts fit std::string's inline buffer; the caller
+    // has the peer, retry_at says when, and backoff_until() and the address stage say more.
+    const bool pending = verdict.what == DialBook::Verdict::pending;
+    error = pending ? Errc::dial_pending : Errc::dial_backoff;
+    refusal.stage = Stage::dial;
+    refusal.reason = pending ? RefusalReason::dial_pending : RefusalReason::backoff;
+    refusal.scope.assign("peer");
+    refusal.limit.assign(pending ? "dial_pending" : "backoff");
+    refusal.message.assign(pending ? "dial in flight" : "in dial backoff");
+    note_refusal(refusal);
     return;
   }
-  error = Errc::dial_backoff;
-  if (address != nullptr) {
-    message += "address ";
-    message += address->address.to_string();
-    message += ':';
-    message += std::to_string(address->port);
-    message += " of ";
-  }
-  message += "peer ";
+  // check_dial_addr (only backoff: dials in flight are per peer): the full sentence, with
+  // the address, the time left and the failures.
+  const std::string hex = peer.short_hex();
+  std::string message;
+  message.reserve(128);
+  message += "dial refused: address ";
+  message += address->address.to_string();
+  message += ':';
+  message += std::to_string(address->port);
+  message += " of peer ";
   message += hex;
   message += " is in backoff for ";
   append_remaining(message, now, verdict.until);
   message += " more, after ";
   message += std::to_string(verdict.failures);
   message += verdict.failures == 1 ? " failure in a row" : " failures in a row";
-  refusal =
-      count_refusal(stage, RefusalReason::backoff, std::move(scope), "backoff", std::move(message));
+  error = Errc::dial_backoff;
+  refusal = count_refusal(Stage::dial_addr, RefusalReason::backoff, "peer " + hex, "backoff",
+                          std::move(message));
 }
 
 void ManagerCore::dial_outcome(const NodeId& peer, const Endpoint* address,

@@ -19,6 +19,7 @@
 
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/decay.hpp"
+#include "dep2p/connmgr/error.hpp"
 #include "support/counting_allocator.hpp"
 #include "support/fake_connection.hpp"
 
@@ -139,6 +140,26 @@ TEST(MemoryChurn, AMillionPeersLeaveTheManagersHeapAtItsBaseline) {
 // distinct peers fail: a million peers are checked, fail their dial (one in four also on
 // one of its addresses) and are never heard of again. After a first wave fills the table,
 // the heap stays where that wave left it: each new failure pushes the oldest out.
+// A dialing loop asks about many peers in backoff: each answer holds no heap memory (its
+// texts fit std::string's inline buffer), and a dial in flight's likewise.
+TEST(MemoryChurn, ACheckDialRefusedForBackoffHoldsNoHeapMemory) {
+  boost::asio::io_context io;
+  auto time = std::make_shared<ManualTimeSource>(io);
+  ConnectionManager manager(io, Config{}, Dependencies{.time_source = time});
+  manager.dial_failed(peer_id(1), DialFailure::error);
+  ASSERT_FALSE(manager.check_dial(peer_id(2)).error);
+  (void)manager.check_dial(peer_id(1));  // the first refusal may set up what later ones reuse
+  const std::int64_t before = testing::live_heap_blocks();
+  {
+    const DialCheck backoff = manager.check_dial(peer_id(1));
+    const DialCheck pending = manager.check_dial(peer_id(2));
+    const std::int64_t during = testing::live_heap_blocks();
+    EXPECT_EQ(backoff.error, Errc::dial_backoff);
+    EXPECT_EQ(pending.error, Errc::dial_pending);
+    EXPECT_EQ(during, before) << "blocks held by two refusals";
+  }
+}
+
 TEST(MemoryChurn, AMillionPeersFailingDialsKeepTheBackoffTableAtItsBound) {
   boost::asio::io_context io;
   auto time = std::make_shared<ManualTimeSource>(io);
