@@ -36,28 +36,28 @@ BackoffTable::Rules BackoffTable::rules_of(const DialConfig& c) {
 
 BackoffTable::BackoffTable(const Rules& rules, std::uint64_t seed) : rules_(rules), rng_(seed) {
   salt_ = next_random(rng_);
-  check_salt_ = next_random(rng_);
 }
 
-std::vector<BackoffTable::Address>& BackoffTable::own_addresses(Entry& entry) {
-  if (entry.addresses == kNoAddresses) {
+std::vector<BackoffTable::Address>& BackoffTable::own_addresses(Cold& cold) {
+  if (cold.addresses == kNoAddresses) {
     if (!free_lists_.empty()) {
-      entry.addresses = free_lists_.back();
+      cold.addresses = free_lists_.back();
       free_lists_.pop_back();
     } else {
-      entry.addresses = static_cast<std::uint32_t>(address_lists_.size());
+      cold.addresses = static_cast<std::uint32_t>(address_lists_.size());
       address_lists_.emplace_back();
     }
   }
-  return address_lists_[entry.addresses];
+  return address_lists_[cold.addresses];
 }
 
-void BackoffTable::erase(std::uint64_t key, Entry& entry) {
-  if (entry.addresses != kNoAddresses) {
-    std::vector<Address>& list = address_lists_[entry.addresses];
+void BackoffTable::erase(std::uint64_t key, std::size_t at) {
+  const std::uint32_t addresses = entries_.cold(at).addresses;
+  if (addresses != kNoAddresses) {
+    std::vector<Address>& list = address_lists_[addresses];
     list.clear();
     list.shrink_to_fit();
-    free_lists_.push_back(entry.addresses);
+    free_lists_.push_back(addresses);
   }
   entries_.erase(key);
 }
@@ -66,17 +66,17 @@ bool BackoffTable::forgotten(TimePoint until, std::uint32_t failures, TimePoint 
   return failures == 0 || now >= until + rules_.memory;
 }
 
-bool BackoffTable::forgotten(const Entry& entry, TimePoint now) const {
-  if (!forgotten(entry.until, entry.failures, now)) return false;
-  const std::vector<Address>* list = addresses_of(entry);
+bool BackoffTable::forgotten(std::size_t at, TimePoint now) const {
+  if (!forgotten(entries_.hot(at).until, entries_.cold(at).failures, now)) return false;
+  const std::vector<Address>* list = addresses_of(entries_.cold(at));
   return list == nullptr ||
          std::ranges::all_of(*list, [&](const Address& a) { return forgotten(a.wait, now); });
 }
 
 std::optional<TimePoint> BackoffTable::address_until(const NodeId& peer, const Endpoint& address,
                                                      TimePoint now) const {
-  const Entry* entry = find(peer);
-  const std::vector<Address>* list = entry != nullptr ? addresses_of(*entry) : nullptr;
+  const std::size_t at = find(peer);
+  const std::vector<Address>* list = at != npos ? addresses_of(entries_.cold(at)) : nullptr;
   if (list == nullptr) return std::nullopt;
   for (const Address& a : *list) {
     if (a.endpoint == address) {
@@ -87,14 +87,16 @@ std::optional<TimePoint> BackoffTable::address_until(const NodeId& peer, const E
 }
 
 std::uint32_t BackoffTable::failures(const NodeId& peer, TimePoint now) const {
-  const Entry* entry = find(peer);
-  return entry == nullptr || forgotten(entry->until, entry->failures, now) ? 0 : entry->failures;
+  const std::size_t at = find(peer);
+  if (at == npos) return 0;
+  const std::uint32_t failures = entries_.cold(at).failures;
+  return forgotten(entries_.hot(at).until, failures, now) ? 0 : failures;
 }
 
 std::uint32_t BackoffTable::failures(const NodeId& peer, const Endpoint& address,
                                      TimePoint now) const {
-  const Entry* entry = find(peer);
-  const std::vector<Address>* list = entry != nullptr ? addresses_of(*entry) : nullptr;
+  const std::size_t at = find(peer);
+  const std::vector<Address>* list = at != npos ? addresses_of(entries_.cold(at)) : nullptr;
   if (list == nullptr) return 0;
   for (const Address& a : *list) {
     if (a.endpoint == address) return forgotten(a.wait, now) ? 0 : a.wait.failures;
@@ -120,23 +122,21 @@ Duration BackoffTable::wait_for(BackoffKind kind, std::uint32_t failures) {
 
 TimePoint BackoffTable::fail(const NodeId& peer, const Endpoint* address, BackoffKind kind,
                              TimePoint now) {
-  const Identity id = identity(peer);
-  Entry* found = entries_.find(id.key);
-  if (found != nullptr && (found->check != id.check || forgotten(*found, now))) {
-    erase(id.key,
-          *found);  // another peer's entry under this key (both hashes collided), or forgotten
-    found = nullptr;
+  const std::uint64_t key = key_of(peer);
+  std::size_t at = entries_.find(key);
+  if (at != npos && forgotten(at, now)) {
+    erase(key, at);  // forgotten: its sequence starts again
+    at = npos;
   }
-  if (found == nullptr) {
+  if (at == npos) {
     if (entries_.size() >= rules_.max_peers) make_room();
-    found = &entries_.emplace(id.key);
-    found->check = id.check;
+    at = entries_.emplace(key);
   }
-  Entry& entry = *found;
-  TimePoint* until = &entry.until;
-  std::uint32_t* failures = &entry.failures;
+  Cold& cold = entries_.cold(at);
+  TimePoint* until = &entries_.hot(at).until;
+  std::uint32_t* failures = &cold.failures;
   if (address != nullptr) {
-    std::vector<Address>& list = own_addresses(entry);
+    std::vector<Address>& list = own_addresses(cold);
     auto a = std::ranges::find_if(list, [&](const Address& x) { return x.endpoint == *address; });
     if (a == list.end()) {
       if (list.size() >= rules_.max_addresses) {
@@ -153,8 +153,8 @@ TimePoint BackoffTable::fail(const NodeId& peer, const Endpoint* address, Backof
   if (forgotten(*until, *failures, now)) *failures = 0;
   ++*failures;
   *until = now + wait_for(kind, *failures);
-  entry.stamp = next_stamp_++;
-  order_.push_back(Record{id.key, entry.stamp});
+  cold.stamp = next_stamp_++;
+  order_.push_back(Record{key, cold.stamp});
   if (order_.size() > 2 * entries_.size() + 64) compact();
   return *until;
 }
@@ -164,44 +164,44 @@ void BackoffTable::make_room() {
   while (!order_.empty()) {
     const Record record = order_.front();
     order_.pop_front();
-    Entry* entry = entries_.find(record.key);
-    if (entry == nullptr || entry->stamp != record.stamp) continue;
-    erase(record.key, *entry);
+    const std::size_t at = entries_.find(record.key);
+    if (at == npos || entries_.cold(at).stamp != record.stamp) continue;
+    erase(record.key, at);
     return;
   }
   // No record (cannot happen while every entry has one): any entry makes way.
-  if (const std::uint64_t key = entries_.any_key(); key != 0) erase(key, *entries_.find(key));
+  if (const std::uint64_t key = entries_.any_key(); key != 0) erase(key, entries_.find(key));
 }
 
 void BackoffTable::compact() {
   std::erase_if(order_, [&](const Record& record) {
-    const Entry* entry = entries_.find(record.key);
-    return entry == nullptr || entry->stamp != record.stamp;
+    const std::size_t at = entries_.find(record.key);
+    return at == npos || entries_.cold(at).stamp != record.stamp;
   });
 }
 
 void BackoffTable::clear(const NodeId& peer) {
   if (entries_.empty()) return;
-  const Identity id = identity(peer);
-  Entry* entry = entries_.find(id.key);
-  if (entry != nullptr && entry->check == id.check) erase(id.key, *entry);
+  const std::uint64_t key = key_of(peer);
+  if (const std::size_t at = entries_.find(key); at != npos) erase(key, at);
 }
 
 void BackoffTable::clear(const NodeId& peer, const Endpoint& address) {
   if (entries_.empty()) return;
-  const Identity id = identity(peer);
-  Entry* entry = entries_.find(id.key);
-  if (entry == nullptr || entry->check != id.check) return;
-  if (entry->addresses != kNoAddresses) {
-    std::erase_if(address_lists_[entry->addresses],
+  const std::uint64_t key = key_of(peer);
+  const std::size_t at = entries_.find(key);
+  if (at == npos) return;
+  const Cold& cold = entries_.cold(at);
+  if (cold.addresses != kNoAddresses) {
+    std::erase_if(address_lists_[cold.addresses],
                   [&](const Address& a) { return a.endpoint == address; });
   }
-  const std::vector<Address>* list = addresses_of(*entry);
-  if ((list == nullptr || list->empty()) && entry->failures == 0) erase(id.key, *entry);
+  const std::vector<Address>* list = addresses_of(cold);
+  if ((list == nullptr || list->empty()) && cold.failures == 0) erase(key, at);
 }
 
 void BackoffTable::lift_all(TimePoint now) {
-  entries_.for_each([&](std::uint64_t, Entry& entry) { entry.until = std::min(entry.until, now); });
+  entries_.for_each([&](std::uint64_t, Hot& hot, Cold&) { hot.until = std::min(hot.until, now); });
   for (auto& list : address_lists_) {
     for (Address& a : list) a.wait.until = std::min(a.wait.until, now);
   }
@@ -209,10 +209,10 @@ void BackoffTable::lift_all(TimePoint now) {
 
 std::size_t BackoffTable::in_backoff(TimePoint now) const {
   std::size_t n = 0;
-  entries_.for_each([&](std::uint64_t, const Entry& entry) {
-    const std::vector<Address>* list = addresses_of(entry);
+  entries_.for_each([&](std::uint64_t, const Hot& hot, const Cold& cold) {
+    const std::vector<Address>* list = addresses_of(cold);
     const auto lasts = [&](const Address& a) { return a.wait.until > now; };
-    if (entry.until > now || (list != nullptr && std::ranges::any_of(*list, lasts))) ++n;
+    if (hot.until > now || (list != nullptr && std::ranges::any_of(*list, lasts))) ++n;
   });
   return n;
 }

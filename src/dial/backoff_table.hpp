@@ -5,10 +5,12 @@
 //   table.fail(peer, nullptr, BackoffKind::timeout, now);   // the peer: 2 s, 4 s, 8 s, ...
 //   if (auto until = table.peer_until(peer, now)) refuse(*until);
 //
-// An entry is found by a 64-bit hash of the peer's id salted per table, and checked
-// against 32 bits of a second salted hash: 32 bytes per peer with its key, in one array
-// (KeySlots), so that a lookup misses the cache once. Bounded: at most max_peers entries and
-// max_addresses addresses per entry. An entry
+// An entry is found by a 64-bit hash of the peer's id, salted per table with a secret
+// drawn at construction: two peers share an entry only if their keys collide (about one
+// table in 10^9 at 100,000 peers, and not to be aimed at from outside). The key and the
+// peer's wait are 16 bytes in one array (KeySlots' hot part), the counts beside it in
+// another, so that check_dial's lookup misses the cache once over a small array.
+// Bounded: at most max_peers entries and max_addresses addresses per entry. An entry
 // whose every wait ended more than `memory` ago is forgotten (its count starts again);
 // when the table is full, the entry whose last failure is oldest makes way.
 //
@@ -87,38 +89,33 @@ class BackoffTable {
     Wait wait;
   };
   static constexpr std::uint32_t kNoAddresses = UINT32_MAX;
-  // A peer's entry, 24 bytes (32 with its key): check_dial reads one per call, at random
-  // over the table. Keyed by a salted hash; `check` holds 32 bits of a second, differently
-  // salted hash, so that two peers share an entry only if both collide.
-  struct Entry {
+  // A peer's entry: its wait in the hot part (read by every check_dial), the rest cold.
+  struct Hot {
     TimePoint until{};  // the peer's own wait
+  };
+  struct Cold {
     std::uint32_t failures = 0;
     std::uint32_t addresses = kNoAddresses;  // in address_lists_
     std::uint32_t stamp = 0;                 // of its newest record in order_ (wraps)
-    std::uint32_t check = 0;
   };
-  static_assert(sizeof(Entry) == 24);
   struct Record {
     std::uint64_t key;
     std::uint32_t stamp;
   };
-  struct Identity {
-    std::uint64_t key;  // never 0 (KeySlots' free mark)
-    std::uint32_t check;
-  };
-  using Entries = KeySlots<Entry>;
+  using Entries = KeySlots<Hot, Cold>;
+  static constexpr std::size_t npos = Entries::npos;
 
-  Identity identity(const NodeId& peer) const noexcept;
-  const Entry* find(const NodeId& peer) const;
-  Entry* find(const NodeId& peer) {
-    return const_cast<Entry*>(static_cast<const BackoffTable*>(this)->find(peer));
+  // The peer's key: never 0 (KeySlots' free mark).
+  std::uint64_t key_of(const NodeId& peer) const noexcept;
+  std::size_t find(const NodeId& peer) const {
+    return entries_.empty() ? npos : entries_.find(key_of(peer));
   }
-  const std::vector<Address>* addresses_of(const Entry& entry) const {
-    return entry.addresses == kNoAddresses ? nullptr : &address_lists_[entry.addresses];
+  const std::vector<Address>* addresses_of(const Cold& cold) const {
+    return cold.addresses == kNoAddresses ? nullptr : &address_lists_[cold.addresses];
   }
-  std::vector<Address>& own_addresses(Entry& entry);
-  void erase(std::uint64_t key, Entry& entry);
-  bool forgotten(const Entry& entry, TimePoint now) const;
+  std::vector<Address>& own_addresses(Cold& cold);
+  void erase(std::uint64_t key, std::size_t at);
+  bool forgotten(std::size_t at, TimePoint now) const;
   bool forgotten(TimePoint until, std::uint32_t failures, TimePoint now) const;
   bool forgotten(const Wait& wait, TimePoint now) const {
     return forgotten(wait.until, wait.failures, now);
@@ -130,7 +127,6 @@ class BackoffTable {
   Rules rules_;
   std::uint64_t rng_;
   std::uint64_t salt_;
-  std::uint64_t check_salt_;
   Entries entries_;
   // The address lists of the entries that have some, by index; freed lists are reused.
   std::vector<std::vector<Address>> address_lists_;
@@ -143,12 +139,8 @@ class BackoffTable {
 
 // check_dial asks these once per call: inline.
 
-inline BackoffTable::Identity BackoffTable::identity(const NodeId& peer) const noexcept {
-  // Two hashes of the id's bytes from two per-table starts, in one pass (their chains are
-  // independent, so they run side by side): which ids share a key or a check cannot be
-  // worked out from outside the process.
+inline std::uint64_t BackoffTable::key_of(const NodeId& peer) const noexcept {
   std::uint64_t key = salt_;
-  std::uint64_t check = check_salt_;
   const auto bytes = peer.bytes();
   std::size_t i = 0;
   for (; i + 8 <= bytes.size(); i += 8) {
@@ -156,36 +148,25 @@ inline BackoffTable::Identity BackoffTable::identity(const NodeId& peer) const n
     std::memcpy(&word, bytes.data() + i, 8);
     key = (key ^ word) * 0x9e3779b97f4a7c15ULL;
     key ^= key >> 29;
-    check = (check ^ word) * 0xff51afd7ed558ccdULL;
-    check ^= check >> 32;
   }
   if (i < bytes.size()) {
     std::uint64_t word = 0;
     std::memcpy(&word, bytes.data() + i, bytes.size() - i);
     key = (key ^ word) * 0xbf58476d1ce4e5b9ULL;
-    check = (check ^ word) * 0xc4ceb9fe1a85ec53ULL;
   }
   key ^= bytes.size();
   key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ULL;
   key = (key ^ (key >> 27)) * 0x94d049bb133111ebULL;
   key ^= key >> 31;
-  check = (check ^ (check >> 33)) * 0xff51afd7ed558ccdULL;
-  return Identity{key != 0 ? key : 1, static_cast<std::uint32_t>(check >> 32)};
-}
-
-inline const BackoffTable::Entry* BackoffTable::find(const NodeId& peer) const {
-  if (entries_.empty()) return nullptr;
-  const Identity id = identity(peer);
-  const Entry* entry = entries_.find(id.key);
-  return entry == nullptr || entry->check != id.check ? nullptr : entry;
+  return key != 0 ? key : 1;
 }
 
 inline std::optional<TimePoint> BackoffTable::peer_until(const NodeId& peer, TimePoint now,
                                                          std::uint32_t* failures) const {
-  const Entry* entry = find(peer);
-  if (entry == nullptr || entry->until <= now) return std::nullopt;
-  if (failures != nullptr) *failures = entry->failures;
-  return entry->until;
+  const std::size_t at = find(peer);
+  if (at == npos || entries_.hot(at).until <= now) return std::nullopt;
+  if (failures != nullptr) *failures = entries_.cold(at).failures;
+  return entries_.hot(at).until;
 }
 
 }  // namespace dep2p::connmgr::detail

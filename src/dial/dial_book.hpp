@@ -31,7 +31,7 @@ class DialBook {
   struct Verdict {
     enum What : std::uint8_t { dial, backoff, pending } what = dial;
     TimePoint until{};           // backoff: when it ends; pending: when the mark lapses
-    std::uint32_t failures = 0;  // backoff: failures in a row
+    std::uint32_t failures = 0;  // an address's backoff: failures in a row
   };
 
   DialBook(const DialConfig& config, std::uint64_t seed);
@@ -135,10 +135,10 @@ class DialBook {
 // check_dial asks this once per call: inline.
 inline std::optional<DialBook::Verdict> DialBook::in_backoff(const NodeId& peer,
                                                              TimePoint now) const {
-  std::uint32_t failures = 0;
-  auto until = backoff_.peer_until(peer, now, &failures);
+  // The failures stay in the table's cold part: check_dial's answer does not name them.
+  auto until = backoff_.peer_until(peer, now);
   if (!until) return std::nullopt;
-  return Verdict{Verdict::backoff, *until, failures};
+  return Verdict{Verdict::backoff, *until, 0};
 }
 
 }  // namespace dep2p::connmgr::detail

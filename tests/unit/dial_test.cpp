@@ -47,7 +47,10 @@ BackoffTable::Rules rules(DialConfig d = exact()) { return BackoffTable::rules_o
 // bits crowded, so that probe runs are long, wrap around the end, and erasing from their
 // middle must shift the rest back.
 TEST(KeySlots, AgreesWithAMapUnderRandomChurnWithLongProbeRuns) {
-  detail::KeySlots<std::uint64_t> slots;
+  struct Cold {
+    std::uint64_t copy = 0;  // the value again, to show the cold part moves with its slot
+  };
+  detail::KeySlots<std::uint64_t, Cold> slots;
   std::map<std::uint64_t, std::uint64_t> reference;
   std::mt19937_64 rng(11);
   for (int step = 0; step < 200'000; ++step) {
@@ -57,7 +60,9 @@ TEST(KeySlots, AgreesWithAMapUnderRandomChurnWithLongProbeRuns) {
       case 0:
       case 1: {
         const std::uint64_t value = rng();
-        slots.emplace(key) = value;
+        const std::size_t at = slots.emplace(key);
+        slots.hot(at) = value;
+        slots.cold(at).copy = value;
         reference[key] = value;
         break;
       }
@@ -66,13 +71,16 @@ TEST(KeySlots, AgreesWithAMapUnderRandomChurnWithLongProbeRuns) {
     if (step % 997 == 0) {
       ASSERT_EQ(slots.size(), reference.size()) << "step " << step;
       for (std::uint64_t k = 1; k <= 600; ++k) {
-        const std::uint64_t* found = slots.find(k);
+        const std::size_t at = slots.find(k);
         const auto it = reference.find(k);
-        ASSERT_EQ(found != nullptr, it != reference.end()) << "key " << k << ", step " << step;
-        if (found != nullptr) ASSERT_EQ(*found, it->second) << "key " << k;
+        ASSERT_EQ(at != slots.npos, it != reference.end()) << "key " << k << ", step " << step;
+        if (at != slots.npos) {
+          ASSERT_EQ(slots.hot(at), it->second) << "key " << k;
+          ASSERT_EQ(slots.cold(at).copy, it->second) << "key " << k;
+        }
       }
       std::size_t walked = 0;
-      slots.for_each([&](std::uint64_t, std::uint64_t) { ++walked; });
+      slots.for_each([&](std::uint64_t, std::uint64_t, const Cold&) { ++walked; });
       ASSERT_EQ(walked, reference.size());
     }
   }
