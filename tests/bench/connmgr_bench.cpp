@@ -375,7 +375,7 @@ BENCHMARK(BM_AdmitInbound)->Arg(100'000);
 // check_dial over a pool of N connected peers while N other peers are in dial backoff
 // (each failed once; virtual time stands still, so every backoff lasts): each call asks
 // about one of the backed-off peers, in a shuffled order, and is refused with the time
-// its backoff ends and the refusal's text.
+// its backoff ends.
 void BM_CheckDial(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   cm::Config config = bench_config(n);

@@ -142,7 +142,9 @@ class ConnectionManager {
   // backoff (Errc::dial_backoff, with retry_at), a dial already in flight
   // (Errc::dial_pending), or the gater's refusal (Errc::peer_blocked); else "dial", and the
   // dial is in flight until its outcome is reported (below), a connection to the peer is
-  // added, or DialConfig::dial_timeout passes.
+  // added, or DialConfig::dial_timeout passes. The backoff and in-flight refusals allocate
+  // nothing: their Refusal texts are short (scope "peer", message "in dial backoff" or
+  // "dial in flight"); retry_at says when to ask again.
   DialCheck check_dial(const NodeId& peer, bool force_new = false);
   // Before dialing an address: gater, the address's backoff (Errc::dial_backoff), system
   // and peer outbound limits (pending included), the outbound dial rate. Holds a pending
