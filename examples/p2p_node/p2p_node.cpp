@@ -319,8 +319,8 @@ void Node::connect(const cm::NodeId& peer, const tcp::endpoint& remote, cm::Path
         owner->manager().dial_failed(*session->peer, cm::DialFailure::error);
       }
       // Told here, as a connect error (end() would say the remote turned us away).
-      if (auto done = std::exchange(session->dial_done, nullptr)) {
-        done(std::error_code(error.value(), std::system_category()), "connect: " + error.message());
+      if (auto told = std::exchange(session->dial_done, nullptr)) {
+        told(std::error_code(error.value(), std::system_category()), "connect: " + error.message());
       }
       return session->end(cm::CloseReason::host, "connect: " + error.message(), true);
     }
