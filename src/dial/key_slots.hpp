@@ -123,7 +123,8 @@ class KeySlots {
   struct Free {
     std::size_t bytes = 0;
     void operator()(T* p) const noexcept {
-      ::operator delete (static_cast<void*>(p), bytes, std::align_val_t{alignment(bytes)});
+      // Unsized: clang does not enable sized deallocation by default.
+      ::operator delete (static_cast<void*>(p), std::align_val_t{alignment(bytes)});
     }
   };
   template <class T>
