@@ -51,6 +51,7 @@
 #include "dial/dial_book.hpp"
 #include "dial/redial_queue.hpp"
 #include "manager/core_lock.hpp"
+#include "manager/core_records.hpp"
 #include "manager/effects.hpp"
 #include "manager/event_hub.hpp"
 #include "manager/extension.hpp"
@@ -205,69 +206,11 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   };
   using Lock = CoreLock<Lane>;
 
-  // What the core runs on; immutable after construction.
-  struct Environment {
-    executor_type executor;
-    boost::asio::strand<executor_type> strand;
-    std::shared_ptr<TimeSource> time;
-    std::shared_ptr<spdlog::logger> logger;
-  };
-  // The pluggable parts; immutable after construction.
-  struct Policies {
-    std::shared_ptr<Trimmer> trimmer;
-    TrimInputs trim_inputs;
-    // No trimmer was given: the default order, which the core may apply to the pool in
-    // place instead of through a snapshot.
-    bool default_order = true;
-    std::shared_ptr<Gater> gater;  // null: every intercept allows
-    std::shared_ptr<PathSelector> path_selector;
-    std::shared_ptr<Dialer> dialer;  // null: the manager never asks for a dial
-    // The layer built on this manager (the realm layer), if any. Held weakly: the layer
-    // owns the manager, and a layer being destroyed is not called any more.
-    std::weak_ptr<PoolExtension> extension;
-    bool has_extension = false;
-    // The same layer, for the calls made under lock_ while the core is open: the layer
-    // closes the core (under lock_) before it is destroyed, so a holder of lock_ that
-    // sees !closed_ may use it without the weak pointer's atomics.
-    PoolExtension* open_extension = nullptr;
-  };
-  // One trim at a time: `running` is set by the trimming thread; each finished trim bumps
-  // `generation` and wakes the callers that joined it.
-  struct TrimGate {
-    bool running = false;
-    std::thread::id thread;
-    std::uint64_t generation = 0;
-    std::size_t last_closed = 0;
-    std::condition_variable_any done;
-  };
-  // The core's timers, armed and fired on the strand; armed under lock_ (Timer methods
-  // never call back).
-  struct Timers {
-    std::unique_ptr<Timer> background;
-    std::unique_ptr<Timer> decay;
-    std::unique_ptr<Timer> housekeeping;
-    std::unique_ptr<Timer> keepalive;
-    bool housekeeping_armed = false;
-    TimePoint housekeeping_at{};
-    bool keepalive_armed = false;
-    TimePoint keepalive_at{};
-  };
-  // Connections not established yet (track_pending), by handle.
-  struct PendingEntry {
-    std::shared_ptr<Connection> handle;
-    ConnectionState state;
-    std::uint64_t serial;  // matches its handshake deadline in the schedule
-  };
-  struct Pending {
-    boost::unordered_flat_map<const Connection*, PendingEntry> entries;
-    std::uint64_t next_serial = 0;
-  };
-  // The connections detached in the current batch, for the extension (see detach()).
-  struct DetachBatch {
-    bool open = false;
-    std::vector<DetachedConnection> connections;
-    std::vector<NodeId> peers;  // only while somebody subscribes to events
-  };
+  // The core's plain records (core_records.hpp).
+  using Environment = CoreEnvironment;
+  using Policies = CorePolicies;
+  using Timers = CoreTimers;
+  using PendingEntry = detail::PendingEntry;
 
   // --- Pool mutations under the lock (core_pool.cpp) -------------------------------
 
