@@ -140,17 +140,20 @@ struct Subnet {
 };
 
 // Why the manager (or the host) closed a connection. Every close carries one, with a
-// human-readable detail, both in `Connection::close` and in events.
+// human-readable detail, both in `Connection::close` and in events. `limit_exceeded`,
+// `shutdown`, `host` and `remote` are the host's to give (close_peer, close_connection,
+// remove_connection); the manager closes with the others. docs/design.md, "Close and
+// refusal reasons", lists them with the details the manager gives.
 enum class CloseReason : std::uint8_t {
-  trimmed,            // a normal trim chose this connection's peer
+  trimmed,            // a trim (background, trim(), lowered limits, a realm's) chose its peer
   forced_trim,        // force_trim() or trim_connections() chose it
   keepalive_timeout,  // pings went unanswered
   idle_timeout,       // no streams and no activity for too long
   gated,              // the gater refused the peer or address after the fact
-  limit_exceeded,     // a hard limit was lowered below what is open
+  limit_exceeded,     // the host refused it on a limit (an admission or claim refused)
   redundant_path,     // a better path to the same peer made this one redundant
   duplicate,          // a simultaneous open kept the other connection
-  shutdown,           // the manager is shutting down
+  shutdown,           // the host is shutting down (the manager's close() closes nothing)
   host,               // the host closed it for its own reasons
   handshake_timeout,  // a pending connection did not finish its handshake in time
   made_room,          // closed to admit a member of a realm below its reserve
