@@ -57,8 +57,11 @@ class Connection {
   // and closes to the manager, which keeps the count.
   virtual std::uint32_t stream_count() const { return 0; }
 
-  // Asks the host to close the connection. `detail` is a human-readable explanation
-  // (e.g. "trimmed: value 3, rank 12 of 40"); it is valid only during the call.
+  // Asks the host to close the connection. `detail` is a human-readable explanation of
+  // the close, valid only during the call. It describes the decision, not this peer: a
+  // trim gives every connection it closes the same text ("trimmed by the background
+  // check: 412 connections, low water 100, high water 400"); explain() tells a peer's
+  // value and rank. docs/design.md, "Close and refusal reasons", lists the details.
   // The host reports the closure with ConnectionManager::remove_connection() (or
   // report_state(closed)) as usual: the manager has already dropped the connection and
   // expects that report. Until it comes, adding the handle again is refused as a duplicate.
