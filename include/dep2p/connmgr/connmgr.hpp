@@ -20,3 +20,4 @@
 #include "dep2p/connmgr/tag_store.hpp"
 #include "dep2p/connmgr/trimmer.hpp"
 #include "dep2p/connmgr/types.hpp"
+#include "dep2p/connmgr/version.hpp"
