@@ -24,7 +24,7 @@ class DemoConnection final : public cm::Connection {
     return {boost::asio::ip::make_address("127.0.0.1"), 4001};
   }
   void close(cm::CloseReason reason, std::string_view detail) override {
-    std::printf("  close %s: %s (%.*s)\n", peer_.short_hex().c_str(),
+    std::printf("  close %s: %s (%.*s)\n", peer_.short_string().c_str(),
                 std::string(cm::to_string(reason)).c_str(), static_cast<int>(detail.size()),
                 detail.data());
     manager_.remove_connection(*this, reason);  // a real host would close its socket here

@@ -331,7 +331,7 @@ void Node::connect(const cm::NodeId& peer, const tcp::endpoint& remote, cm::Path
 cm::CloseReason Node::refused(std::error_code ec, cm::Refusal& refusal) {
   if (refusal.message.empty()) refusal.message = ec.message();
   refusals_.push_back(refusal);
-  log_->info("{}: {}", options_.id.short_hex(), refusal.message);
+  log_->info("{}: {}", options_.id.short_string(), refusal.message);
   return refusal.reason == cm::RefusalReason::gater ? cm::CloseReason::gated
                                                     : cm::CloseReason::limit_exceeded;
 }
@@ -371,8 +371,8 @@ void Node::forget(Session& session, cm::CloseReason reason, const std::string& d
                   bool by_remote) {
   if (std::exchange(session.established, false)) {
     closes_.push_back({*session.peer, session.path, reason, detail, by_remote});
-    log_->info("{}: connection to {} closed{}: {}: {}", options_.id.short_hex(),
-               session.peer->short_hex(), by_remote ? " by the remote" : "", cm::to_string(reason),
+    log_->info("{}: connection to {} closed{}: {}: {}", options_.id.short_string(),
+               session.peer->short_string(), by_remote ? " by the remote" : "", cm::to_string(reason),
                detail);
     // Lost, or the remote shut down: CloseReason::remote (a protected peer is reconnected).
     // The remote's own policy (its trim, its gater) dropped us: not worth dialing back.

@@ -24,7 +24,7 @@ namespace dep2p::connmgr::detail {
 // A limit that one more would break.
 struct LimitBreach {
   RefusalReason reason;
-  std::string scope;  // "system", "peer 1220ab…"
+  std::string scope;  // "system", "peer 12*X3p9Vb"
   std::string limit;  // the ScopeLimits field, e.g. "connections_inbound"
   std::string text;   // "system holds 8 of 8 inbound connections"
 };
@@ -44,7 +44,7 @@ struct StreamCounts {
 
 // Room for one more connection in `direction` in one scope, pending ones counted: the
 // pending limit, then the direction's cap, then the total. `scope` names the scope
-// ("system", "peer 1220ab…") and is called only when a limit is broken.
+// ("system", "peer 12*X3p9Vb") and is called only when a limit is broken.
 std::optional<LimitBreach> connection_breach(const ScopeLimits& limits,
                                              const ConnectionCounts& counts, Direction direction,
                                              const std::function<std::string()>& scope);

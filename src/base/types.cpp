@@ -3,6 +3,7 @@
 #include "dep2p/connmgr/dial.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <ostream>
 #include <stdexcept>
@@ -40,6 +41,85 @@ std::string to_hex_string(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
+constexpr char kBase58Digits[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+int base58_value(char c) noexcept {
+  static constexpr auto kTable = [] {
+    std::array<std::int8_t, 256> table{};
+    table.fill(-1);
+    for (std::size_t i = 0; i < 58; ++i) {
+      table[static_cast<unsigned char>(kBase58Digits[i])] = static_cast<std::int8_t>(i);
+    }
+    return table;
+  }();
+  return kTable[static_cast<unsigned char>(c)];
+}
+
+// Base58 of at most kMaxSize bytes has at most 88 digits (64 * log(256) / log(58) < 88).
+constexpr std::size_t kMaxBase58 = 88;
+
+// Base58btc: each leading zero byte is a '1', the rest is the bytes read as one big-endian
+// number written in base 58. Schoolbook conversion, digits kept little-endian in `digits`.
+std::string to_base58_string(std::span<const std::uint8_t> bytes) {
+  std::size_t zeros = 0;
+  while (zeros < bytes.size() && bytes[zeros] == 0) ++zeros;
+  std::array<std::uint8_t, kMaxBase58> digits{};
+  std::size_t length = 0;
+  for (std::size_t i = zeros; i < bytes.size(); ++i) {
+    unsigned carry = bytes[i];
+    for (std::size_t j = 0; j < length; ++j) {
+      carry += static_cast<unsigned>(digits[j]) << 8;
+      digits[j] = static_cast<std::uint8_t>(carry % 58);
+      carry /= 58;
+    }
+    while (carry != 0) {
+      digits[length++] = static_cast<std::uint8_t>(carry % 58);
+      carry /= 58;
+    }
+  }
+  std::string out(zeros, '1');
+  out.reserve(zeros + length);
+  for (std::size_t j = length; j-- > 0;) out.push_back(kBase58Digits[digits[j]]);
+  return out;
+}
+
+// Why `text` is not the base58 of a NodeId (nullptr when it is); the bytes in `out`.
+const char* from_base58_string(std::string_view text,
+                               std::array<std::uint8_t, NodeId::kMaxSize>& out,
+                               std::size_t& size) noexcept {
+  if (text.empty()) return "NodeId: empty base58 string";
+  if (text.size() > kMaxBase58) return "NodeId: base58 string longer than 64 bytes";
+  std::size_t zeros = 0;
+  while (zeros < text.size() && text[zeros] == '1') ++zeros;
+  // Bytes kept little-endian; one extra so that an overflow past kMaxSize is seen.
+  std::array<std::uint8_t, NodeId::kMaxSize + 1> number{};
+  std::size_t length = 0;
+  for (std::size_t i = zeros; i < text.size(); ++i) {
+    const int value = base58_value(text[i]);
+    if (value < 0) return "NodeId: base58 string contains a character outside the alphabet";
+    unsigned carry = static_cast<unsigned>(value);
+    for (std::size_t j = 0; j < length; ++j) {
+      carry += static_cast<unsigned>(number[j]) * 58;
+      number[j] = static_cast<std::uint8_t>(carry & 0xff);
+      carry >>= 8;
+    }
+    while (carry != 0) {
+      if (length == number.size()) return "NodeId: base58 string longer than 64 bytes";
+      number[length++] = static_cast<std::uint8_t>(carry & 0xff);
+      carry >>= 8;
+    }
+  }
+  size = zeros + length;
+  if (size > NodeId::kMaxSize) return "NodeId: base58 string longer than 64 bytes";
+  std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(zeros), std::uint8_t{0});
+  for (std::size_t j = 0; j < length; ++j) out[zeros + j] = number[length - 1 - j];
+  return nullptr;
+}
+
+std::span<const std::uint8_t> as_bytes(std::string_view bytes) noexcept {
+  return {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()};
+}
+
 }  // namespace
 
 NodeId::NodeId(std::span<const std::uint8_t> bytes) {
@@ -57,6 +137,30 @@ std::optional<NodeId> NodeId::try_from_bytes(std::span<const std::uint8_t> bytes
   NodeId id;
   std::copy(bytes.begin(), bytes.end(), id.data_.begin());
   id.size_ = static_cast<std::uint8_t>(bytes.size());
+  return id;
+}
+
+NodeId NodeId::from_bytes(std::string_view bytes) { return NodeId(as_bytes(bytes)); }
+
+std::optional<NodeId> NodeId::try_from_bytes(std::string_view bytes) noexcept {
+  return try_from_bytes(as_bytes(bytes));
+}
+
+std::optional<NodeId> NodeId::try_from_base58(std::string_view text) noexcept {
+  NodeId id;
+  std::size_t size = 0;
+  if (from_base58_string(text, id.data_, size) != nullptr) return std::nullopt;
+  id.size_ = static_cast<std::uint8_t>(size);
+  return id;
+}
+
+NodeId NodeId::from_base58(std::string_view text) {
+  NodeId id;
+  std::size_t size = 0;
+  if (const char* problem = from_base58_string(text, id.data_, size)) {
+    throw std::invalid_argument(problem);
+  }
+  id.size_ = static_cast<std::uint8_t>(size);
   return id;
 }
 
@@ -78,10 +182,21 @@ NodeId NodeId::from_hex(std::string_view hex) {
 
 std::string NodeId::to_hex() const { return to_hex_string(bytes()); }
 
+std::string NodeId::to_base58() const { return to_base58_string(bytes()); }
+
+std::string NodeId::short_string() const {
+  std::string text = to_base58();
+  constexpr std::size_t kHead = 2;
+  constexpr std::size_t kTail = 6;
+  if (text.size() <= kHead + kTail) return text;
+  text.replace(kHead, text.size() - kHead - kTail, "*");
+  return text;
+}
+
 std::string NodeId::short_hex() const {
   constexpr std::size_t kShown = 6;
   if (size_ <= kShown) return to_hex();
-  return to_hex_string(bytes().first(kShown)) + "…";
+  return "…" + to_hex_string(bytes().last(kShown));
 }
 
 std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept {
@@ -92,7 +207,7 @@ std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept {
   return a.size_ <=> b.size_;
 }
 
-std::ostream& operator<<(std::ostream& os, const NodeId& id) { return os << id.to_hex(); }
+std::ostream& operator<<(std::ostream& os, const NodeId& id) { return os << id.to_base58(); }
 
 std::string_view to_string(DialFailure failure) noexcept {
   switch (failure) {

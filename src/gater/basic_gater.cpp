@@ -241,7 +241,7 @@ BasicGater::~BasicGater() {
 
 void BasicGater::block_peer(const NodeId& peer) {
   impl_->change([&] { return impl_->book_.set(peer, Flag::blocked); }, true,
-                "blocked peer " + peer.short_hex());
+                "blocked peer " + peer.short_string());
 }
 
 bool BasicGater::unblock_peer(const NodeId& peer) {
@@ -251,18 +251,18 @@ bool BasicGater::unblock_peer(const NodeId& peer) {
         const bool ban = impl_->book_.lift_ban(peer);
         return block || ban;
       },
-      false, "unblocked peer " + peer.short_hex());
+      false, "unblocked peer " + peer.short_string());
 }
 
 void BasicGater::allow_peer(const NodeId& peer) {
   impl_->change([&] { return impl_->book_.set(peer, Flag::allowed); }, false,
-                "allowed peer " + peer.short_hex());
+                "allowed peer " + peer.short_string());
 }
 
 bool BasicGater::disallow_peer(const NodeId& peer) {
   // Its blocks and bans apply again: a tightening.
   return impl_->change([&] { return impl_->book_.clear(peer, Flag::allowed); }, true,
-                       "peer " + peer.short_hex() + " no longer allowed");
+                       "peer " + peer.short_string() + " no longer allowed");
 }
 
 std::error_code BasicGater::block(std::string_view address_or_subnet) {
@@ -303,13 +303,13 @@ bool BasicGater::disallow(std::string_view address_or_subnet) {
 void BasicGater::ban_peer(const NodeId& peer, Duration duration) {
   if (duration <= Duration::zero()) {
     impl_->logger_->warn("connmgr: gater: ban of peer {} ignored: the duration is not positive",
-                         peer.short_hex());
+                         peer.short_string());
     return;
   }
   const TimePoint until = impl_->ban_end(duration);
   impl_->change(
       [&] { return impl_->book_.ban(peer, until); }, true,
-      "banned peer " + peer.short_hex() + " for " +
+      "banned peer " + peer.short_string() + " for " +
           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(duration).count()) +
           " ms");
 }

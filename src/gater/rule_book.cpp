@@ -21,7 +21,7 @@ void append_remaining(std::string& out, TimePoint until, TimePoint now) {
 }  // namespace
 
 std::string peer_reason(const NodeId& peer, const Denial& denial, LazyNow& now) {
-  std::string text = "peer " + peer.short_hex();
+  std::string text = "peer " + peer.short_string();
   if (!denial.banned) return text + " is blocked";
   text += " is banned";
   append_remaining(text, denial.until, now());

@@ -54,7 +54,7 @@ struct Denial {
   Prefix net{};
 };
 
-// "peer 1220ab… is banned for 30 s more".
+// "peer 12*X3p9Vb is banned for 30 s more".
 std::string peer_reason(const NodeId& peer, const Denial& denial, LazyNow& now);
 // "address 10.1.2.3 is in blocked subnet 10.1.2.0/24", built in one buffer: denials are
 // answered on the accept path, often in floods.

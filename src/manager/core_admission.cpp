@@ -177,7 +177,7 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
   if (over_cap) breach.reset();
   if (!breach) {
     breach = connection_breach(config_.limits.peer, peer_counts(peer), Direction::outbound,
-                               [&] { return "peer " + peer.short_hex(); });
+                               [&] { return "peer " + peer.short_string(); });
   }
   if (!breach) {
     if (auto text = outbound_dials_.admit(now)) {
@@ -270,7 +270,7 @@ std::error_code ManagerCore::on_secured(Reservation& reservation, Direction dire
     return {};
   }
   if (auto breach = connection_breach(config_.limits.peer, peer_counts(peer), direction,
-                                      [&] { return "peer " + peer.short_hex(); })) {
+                                      [&] { return "peer " + peer.short_string(); })) {
     auto r = refuse(*breach, Stage::secured, direction_word(direction) + " refused: ");
     if (refusal != nullptr) *refusal = std::move(r);
     return Errc::limit_exceeded;
@@ -388,7 +388,7 @@ Admission ManagerCore::reserve_resources(const std::optional<NodeId>& peer, std:
     const PeerCharges* held = ledger_.peer(*peer);
     breach =
         resource_breach(config_.limits.peer, held != nullptr ? held->memory : 0,
-                        held != nullptr ? held->fds : 0, memory, fds, "peer " + peer->short_hex());
+                        held != nullptr ? held->fds : 0, memory, fds, "peer " + peer->short_string());
   }
   if (breach) {
     result.error = Errc::limit_exceeded;

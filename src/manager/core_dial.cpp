@@ -58,7 +58,7 @@ void ManagerCore::refuse_dial(const NodeId& peer, const Endpoint* address,
   }
   // check_dial_addr (only backoff: dials in flight are per peer): the full sentence, with
   // the address, the time left and the failures.
-  const std::string hex = peer.short_hex();
+  const std::string hex = peer.short_string();
   std::string message;
   message.reserve(128);
   message += "dial refused: address ";

@@ -58,7 +58,7 @@ std::string describe_protections(const Explanation& e) {
 }  // namespace
 
 std::string explain_summary(const Explanation& e) {
-  std::string text = "peer " + e.peer.short_hex() + ": ";
+  std::string text = "peer " + e.peer.short_string() + ": ";
   if (e.rank) {
     text += "next to go: rank " + std::to_string(*e.rank) + " of " + std::to_string(e.candidates) +
             ", " + describe_value(e);

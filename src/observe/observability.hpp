@@ -14,7 +14,7 @@
 
 namespace dep2p::connmgr::detail {
 
-// "peer 1220ab…: kept: protected by relay, bootstrap", "peer …: next to go: rank 3 of
+// "peer 12*X3p9Vb: kept: protected by relay, bootstrap", "peer …: next to go: rank 3 of
 // 120, value 10 (dht 10)", ... (times relative to explanation.at).
 std::string explain_summary(const Explanation& explanation);
 

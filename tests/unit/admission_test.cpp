@@ -171,9 +171,9 @@ TEST(Admission, PeerLimitsApplyOnceThePeerIsKnown) {
   EXPECT_EQ(h.manager.on_secured(third.reservation, Direction::inbound, peer_id(7),
                                  endpoint("10.0.0.3"), &refusal),
             Errc::limit_exceeded);
-  EXPECT_EQ(refusal.scope, "peer " + peer_id(7).short_hex());
+  EXPECT_EQ(refusal.scope, "peer " + peer_id(7).short_string());
   EXPECT_EQ(refusal.message,
-            "inbound refused: peer " + peer_id(7).short_hex() + " holds 2 of 2 connections");
+            "inbound refused: peer " + peer_id(7).short_string() + " holds 2 of 2 connections");
   // Outbound dials know their peer at once.
   Admission dial = h.manager.check_dial_addr(peer_id(7), endpoint("10.0.0.9"));
   EXPECT_EQ(dial.error, Errc::limit_exceeded);
@@ -212,7 +212,7 @@ TEST(Admission, MemoryAndDescriptorReservationsAreBoundedPerScope) {
   ASSERT_TRUE(a);
   Admission b = h.manager.reserve_resources(peer_id(1), 200);
   EXPECT_EQ(b.refusal.reason, RefusalReason::memory_limit);
-  EXPECT_EQ(b.refusal.message, "reservation refused: peer " + peer_id(1).short_hex() +
+  EXPECT_EQ(b.refusal.message, "reservation refused: peer " + peer_id(1).short_string() +
                                    " holds 500 of 600 bytes, 200 more asked");
   Admission c = h.manager.reserve_resources(std::nullopt, 500, 2);
   ASSERT_TRUE(c);

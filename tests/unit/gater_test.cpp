@@ -533,7 +533,7 @@ TEST_F(GaterTest, DisallowBringsTheBlockBack) {
 
 TEST_F(GaterTest, BlockedPeerIsDeniedAtEveryPeerStageWithItsId) {
   gater->block_peer(peer_id(1));
-  const std::string reason = "peer " + peer_id(1).short_hex() + " is blocked";
+  const std::string reason = "peer " + peer_id(1).short_string() + " is blocked";
   EXPECT_EQ(gater->intercept_peer_dial(peer_id(1)).reason, reason);
   EXPECT_EQ(gater->intercept_addr_dial(peer_id(1), endpoint("10.0.0.1")).reason, reason);
   EXPECT_EQ(gater->intercept_secured(Direction::outbound, peer_id(1), endpoint("10.0.0.1")).reason,
@@ -574,7 +574,7 @@ TEST_F(GaterTest, PeerDenialComesBeforeAddressDenial) {
   gater->block_peer(peer_id(1));
   ASSERT_FALSE(gater->block("10.1.2.3"));
   EXPECT_EQ(gater->intercept_addr_dial(peer_id(1), endpoint("10.1.2.3")).reason,
-            "peer " + peer_id(1).short_hex() + " is blocked");
+            "peer " + peer_id(1).short_string() + " is blocked");
 }
 
 // --- Bans --------------------------------------------------------------------------------------
@@ -583,15 +583,15 @@ TEST_F(GaterTest, PeerBanDeniesUntilOneMillisecondBeforeItsEndAndTheSweepRemoves
   gater->ban_peer(peer_id(1), seconds(60));
   EXPECT_EQ(gater->rule_count(), 1u);
   EXPECT_EQ(gater->intercept_peer_dial(peer_id(1)).reason,
-            "peer " + peer_id(1).short_hex() + " is banned for 60 s more");
+            "peer " + peer_id(1).short_string() + " is banned for 60 s more");
   node.advance(milliseconds(1));
   EXPECT_EQ(gater->intercept_peer_dial(peer_id(1)).reason,
-            "peer " + peer_id(1).short_hex() + " is banned for 60 s more")
+            "peer " + peer_id(1).short_string() + " is banned for 60 s more")
       << "rounded up";
   node.advance(milliseconds(59'998));
   EXPECT_FALSE(gater->intercept_peer_dial(peer_id(1))) << "1 ms before the end";
   EXPECT_EQ(gater->intercept_peer_dial(peer_id(1)).reason,
-            "peer " + peer_id(1).short_hex() + " is banned for 1 s more");
+            "peer " + peer_id(1).short_string() + " is banned for 1 s more");
   EXPECT_EQ(gater->rule_count(), 1u);
   node.advance(milliseconds(1));
   EXPECT_TRUE(gater->intercept_peer_dial(peer_id(1))) << "at the end";
@@ -841,7 +841,7 @@ TEST_F(GaterFileTest, RoundTripRestoresEveryRuleKindAndBanRemainingTimeInAFreshG
 
   // 60 - 10 - 5 = 45 s of the peer ban are left, 105 s of the address bans.
   EXPECT_EQ(fresh->intercept_peer_dial(peer_id(3)).reason,
-            "peer " + peer_id(3).short_hex() + " is banned for 45 s more");
+            "peer " + peer_id(3).short_string() + " is banned for 45 s more");
   later.advance(milliseconds(44'999));
   EXPECT_TRUE(fresh->is_peer_blocked(peer_id(3)));
   later.advance(milliseconds(1));

@@ -1,5 +1,5 @@
-// Unit tests for the core value types (types.hpp): NodeId construction, hex parsing and
-// printing, equality, ordering and hashing; the names of the small enums.
+// Unit tests for the core value types (types.hpp): NodeId construction, hex and base58
+// text, the short form, printing, equality, ordering and hashing; the names of the small enums.
 #include "dep2p/connmgr/types.hpp"
 
 #include <gtest/gtest.h>
@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace dep2p::connmgr {
@@ -200,23 +201,124 @@ TEST(NodeIdHex, ShortHexIsWholeHexUpToSixBytes) {
   EXPECT_EQ(six.short_hex(), "010203040506");
 }
 
-TEST(NodeIdHex, ShortHexTruncatesLongerIdsToSixBytesAndEllipsis) {
+TEST(NodeIdHex, ShortHexOfLongerIdsShowsTheirLastSixBytes) {
   const NodeId seven = id_of({1, 2, 3, 4, 5, 6, 7});
-  EXPECT_EQ(seven.short_hex(), "010203040506\xE2\x80\xA6");
+  EXPECT_EQ(seven.short_hex(),
+            "\xE2\x80\xA6"
+            "020304050607");
   const NodeId long_id(bytes_of_size(32));
-  EXPECT_EQ(long_id.short_hex(), long_id.to_hex().substr(0, 12) + "\xE2\x80\xA6");
+  EXPECT_EQ(long_id.short_hex(), "\xE2\x80\xA6" + long_id.to_hex().substr(52));
 }
 
-TEST(NodeIdHex, StreamOutputShowsTheHex) {
-  std::ostringstream short_out;
-  short_out << id_of({0xde, 0xad, 0xbe, 0xef});
-  EXPECT_NE(short_out.str().find("deadbeef"), std::string::npos) << short_out.str();
+TEST(NodeIdText, StreamOutputIsTheBase58Text) {
+  const NodeId id = NodeId(bytes_of_size(32));
+  std::ostringstream out;
+  out << id;
+  EXPECT_EQ(out.str(), id.to_base58());
+}
 
-  const NodeId long_id(bytes_of_size(32));
-  std::ostringstream long_out;
-  long_out << long_id;
-  EXPECT_NE(long_out.str().find(long_id.to_hex().substr(0, 12)), std::string::npos)
-      << long_out.str();
+// --- base58 and the short form ----------------------------------------------------------
+
+// An Ed25519 libp2p peer id: the identity multihash of the protobuf-wrapped public key,
+// 00 24 08 01 12 20 and the key's 32 bytes. Every such id shares its first 6 bytes.
+NodeId ed25519_peer(std::uint8_t seed) {
+  std::vector<std::uint8_t> bytes = {0x00, 0x24, 0x08, 0x01, 0x12, 0x20};
+  for (std::uint8_t i = 0; i < 32; ++i)
+    bytes.push_back(static_cast<std::uint8_t>(seed * 31 + i * 7));
+  return NodeId(bytes);
+}
+
+TEST(NodeIdText, Base58MatchesBitcoinsTestVectors) {
+  const std::pair<const char*, const char*> vectors[] = {
+      {"61", "2g"},
+      {"626262", "a3gV"},
+      {"636363", "aPEr"},
+      {"73696d706c792061206c6f6e6720737472696e67", "2cFupjhnEsSn59qHXstmK2ffpLv2"},
+      {"00eb15231dfceb60925886b67d065299925915aeb172c06647", "1NS17iag9jJgTHD1VXjvLCEnZuQ3rJDE9L"},
+      {"516b6fcd0f", "ABnLTmg"},
+      {"bf4f89001e670274dd", "3SEo3LWLoPntC"},
+      {"572e4794", "3EFU7m"},
+      {"ecac89cad93923c02321", "EJDM8drfXA6uyA"},
+      {"10c8511e", "Rt5zm"},
+      {"00000000000000000000", "1111111111"},
+  };
+  for (const auto& [hex, text] : vectors) {
+    const NodeId id = NodeId::from_hex(hex);
+    EXPECT_EQ(id.to_base58(), text) << hex;
+    EXPECT_EQ(NodeId::from_base58(text), id) << text;
+  }
+}
+
+TEST(NodeIdText, LibP2PIdsReadAsLibP2PPrintsThem) {
+  // A sha256 multihash (12 20 ...) prints as "Qm...", an Ed25519 identity one as "12D3KooW...".
+  const NodeId sha = NodeId::from_base58("QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN");
+  ASSERT_EQ(sha.size(), 34u);
+  EXPECT_EQ(sha.bytes()[0], 0x12);
+  EXPECT_EQ(sha.bytes()[1], 0x20);
+  EXPECT_EQ(sha.to_base58(), "QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN");
+  for (std::uint8_t seed = 0; seed < 20; ++seed) {
+    const NodeId id = ed25519_peer(seed);
+    EXPECT_EQ(id.to_base58().substr(0, 8), "12D3KooW") << id.to_base58();
+    EXPECT_EQ(NodeId::from_base58(id.to_base58()), id);
+  }
+}
+
+TEST(NodeIdText, Base58RoundTripsEveryLengthAndLeadingZeros) {
+  for (std::size_t n = 1; n <= NodeId::kMaxSize; ++n) {
+    std::vector<std::uint8_t> bytes = bytes_of_size(n);
+    bytes[0] = static_cast<std::uint8_t>(n % 3 == 0 ? 0 : 0xff);
+    const NodeId id(bytes);
+    EXPECT_EQ(NodeId::from_base58(id.to_base58()), id) << n;
+    EXPECT_EQ(NodeId::try_from_base58(id.to_base58()), id) << n;
+  }
+}
+
+TEST(NodeIdText, BadBase58IsRefusedWithTheProblemNamed) {
+  auto problem = [](std::string_view text) -> std::string {
+    try {
+      (void)NodeId::from_base58(text);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(problem("").find("empty"), std::string::npos);
+  for (const char* bad : {"0abc", "Oabc", "Iabc", "labc", "ab c", "ab+"}) {
+    EXPECT_NE(problem(bad).find("outside the alphabet"), std::string::npos) << bad;
+    EXPECT_FALSE(NodeId::try_from_base58(bad).has_value()) << bad;
+  }
+  // 65 bytes of 0xff: one byte too many, whatever the text's length.
+  const std::string too_long = "z" + NodeId(std::vector<std::uint8_t>(64, 0xff)).to_base58();
+  EXPECT_NE(problem(too_long).find("longer than 64 bytes"), std::string::npos);
+  EXPECT_NE(problem(std::string(65, '1')).find("longer than 64 bytes"), std::string::npos);
+  EXPECT_NE(problem(std::string(89, '2')).find("longer than 64 bytes"), std::string::npos);
+  EXPECT_FALSE(NodeId::try_from_base58(too_long).has_value());
+}
+
+TEST(NodeIdText, TheShortFormTellsApartIdsThatShareTheirFirstBytes) {
+  std::set<std::string> shorts;
+  std::set<std::string> old_prefixes;
+  for (std::uint8_t seed = 0; seed < 50; ++seed) {
+    const NodeId id = ed25519_peer(seed);
+    const std::string text = id.to_base58();
+    const std::string short_form = id.short_string();
+    EXPECT_EQ(short_form, text.substr(0, 2) + "*" + text.substr(text.size() - 6));
+    shorts.insert(short_form);
+    old_prefixes.insert(id.to_hex().substr(0, 12));
+  }
+  EXPECT_EQ(old_prefixes.size(), 1u);  // the first 6 bytes say nothing
+  EXPECT_EQ(shorts.size(), 50u);
+  // A text of at most 8 characters is shown whole.
+  EXPECT_EQ(id_of({0x61}).short_string(), "2g");
+}
+
+TEST(NodeIdText, BytesHeldAsCharsNeedNoCast) {
+  const std::string raw("\x12\x20\x00\xff", 4);
+  const NodeId id = NodeId::from_bytes(raw);
+  EXPECT_EQ(id, id_of({0x12, 0x20, 0x00, 0xff}));
+  EXPECT_EQ(NodeId::try_from_bytes(std::string_view(raw)), id);
+  EXPECT_FALSE(NodeId::try_from_bytes(std::string_view()).has_value());
+  EXPECT_THROW((void)NodeId::from_bytes(std::string(65, 'x')), std::invalid_argument);
 }
 
 // --- equality, ordering, hashing -------------------------------------------------------

@@ -62,7 +62,7 @@ std::string_view to_string(RefusalReason reason) noexcept;
 struct Refusal {
   Stage stage = Stage::accept;
   RefusalReason reason = RefusalReason::gater;
-  std::string scope;  // "system", "peer 1220ab…", "subnet 10.1.2.0/24", "gater", ...
+  std::string scope;  // "system", "peer 12*X3p9Vb", "subnet 10.1.2.0/24", "gater", ...
   std::string limit;  // the limit's name, e.g. "connections_inbound", or the gater's reason
   std::string
       message;  // one sentence: "inbound refused: subnet 10.1.2.0/24 holds 8 of 8 connections"

@@ -2,7 +2,7 @@
 // (docs/design.md, "Observability"). Returned by ConnectionManager::explain(peer).
 //
 //   if (auto why = manager.explain(peer)) {
-//     std::cout << why->summary << "\n";  // "peer 1220ab…: next to go: rank 3 of 120, ..."
+//     std::cout << why->summary << "\n";  // "peer 12*X3p9Vb: next to go: rank 3 of 120, ..."
 //     if (why->rank) ...                  // 1 = the next trim's first victim
 //   }
 //
@@ -79,10 +79,10 @@ struct Explanation {
   std::optional<NotCandidateReason> not_candidate;  // set exactly when rank is not
   std::size_t candidates = 0;                       // trim candidates in the pool now
   // One line for humans, e.g.
-  //   "peer 1220ab…: next to go: rank 3 of 120, value 10 (dht 10)"
-  //   "peer 1220ab…: kept: protected by relay, bootstrap (25 s left); value 0 (no tags)"
-  //   "peer 1220ab…: kept: in grace for 15 s more; value 3 (dht 3)"
-  //   "peer 1220ab…: not connected: temporary entry for 15 s more; value 4 (dht 4)"
+  //   "peer 12*X3p9Vb: next to go: rank 3 of 120, value 10 (dht 10)"
+  //   "peer 12*X3p9Vb: kept: protected by relay, bootstrap (25 s left); value 0 (no tags)"
+  //   "peer 12*X3p9Vb: kept: in grace for 15 s more; value 3 (dht 3)"
+  //   "peer 12*X3p9Vb: not connected: temporary entry for 15 s more; value 4 (dht 4)"
   // Its wording may change; read the fields above in code.
   std::string summary;
 };

@@ -1,8 +1,9 @@
 // Core value types shared by every part of the connection manager: peer identity
 // (NodeId), connection identity, direction, path description and close reasons.
 //
-//   auto peer = dep2p::connmgr::NodeId::from_hex("1220ab...");
-//   std::string text = peer.to_hex();
+//   auto peer = dep2p::connmgr::NodeId::from_base58("12D3KooW...");  // libp2p's text form
+//   std::string text = peer.to_base58();
+//   log("{}", peer.short_string());  // "12*X3p9Vb": what tells peers apart, for logs
 //
 // Thread safety: these are plain values. Distinct objects may be used from different
 // threads; one object may be read concurrently but not written while read.
@@ -39,13 +40,21 @@ class NodeId {
 
   // REQUIRES: 1 <= bytes.size() <= kMaxSize, otherwise throws std::invalid_argument.
   explicit NodeId(std::span<const std::uint8_t> bytes);
+  // The same for bytes held as chars (a std::string or string_view of raw id bytes, as
+  // many hosts keep them): no cast needed. These are the id's bytes, not a text form.
+  static NodeId from_bytes(std::string_view bytes);
 
-  // Parses lowercase or uppercase hex of 2..128 digits; throws std::invalid_argument
-  // naming the problem (empty, odd length, too long, non-hex digit).
+  // Text forms. Hex: lowercase or uppercase, 2..128 digits. Base58btc (Bitcoin's
+  // alphabet, no multibase prefix): the form libp2p prints peer ids in ("12D3KooW...",
+  // "Qm..."). The throwing forms throw std::invalid_argument naming the problem (empty,
+  // odd length, too long, a character outside the alphabet).
   static NodeId from_hex(std::string_view hex);
+  static NodeId from_base58(std::string_view text);
   // Non-throwing forms for input that comes from the network.
   static std::optional<NodeId> try_from_bytes(std::span<const std::uint8_t> bytes) noexcept;
+  static std::optional<NodeId> try_from_bytes(std::string_view bytes) noexcept;
   static std::optional<NodeId> try_from_hex(std::string_view hex) noexcept;
+  static std::optional<NodeId> try_from_base58(std::string_view text) noexcept;
 
   std::span<const std::uint8_t> bytes() const noexcept { return {data_.data(), size_}; }
   std::size_t size() const noexcept { return size_; }
@@ -53,7 +62,12 @@ class NodeId {
   // copy and compare a fixed number of bytes instead of a length-dependent one.
   const std::array<std::uint8_t, kMaxSize>& padded_bytes() const noexcept { return data_; }
   std::string to_hex() const;
-  // A short form for logs: the first 6 bytes in hex followed by "…" when longer.
+  std::string to_base58() const;
+  // The short form logs, refusals and explanations use: the base58 text's first 2 and
+  // last 6 characters ("12*X3p9Vb"), the whole text when it has at most 8. Ids that share
+  // a prefix (every Ed25519 libp2p id starts with the same 6 bytes) differ at the end.
+  std::string short_string() const;
+  // Hex of the last 6 bytes after "…" ("…a1b2c3d4e5f6"); the whole hex up to 6 bytes.
   std::string short_hex() const;
   // Word-at-a-time multiply-xorshift: ids are usually 32+ bytes of hash output, so a
   // cheap mix per 8 bytes is enough (hash tables mix the result once more). Inline: it
@@ -96,6 +110,7 @@ class NodeId {
   // Byte-wise lexicographic order, shorter first on a common prefix. Used wherever the
   // design needs a deterministic order between peers (simultaneous open, ties).
   friend std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept;
+  // Writes to_base58().
   friend std::ostream& operator<<(std::ostream& os, const NodeId& id);
 
  private:
