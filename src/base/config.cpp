@@ -167,7 +167,8 @@ std::string Config::describe() const {
          " grace_period=" + std::to_string(grace_period.count()) +
          "ms silence_period=" + std::to_string(silence_period.count()) +
          "ms max_temp_peers=" + std::to_string(max_temp_peers) +
-         " decay_resolution=" + std::to_string(decay_resolution.count()) +
+         " temp_peer_lifetime=" + std::to_string(temp_peer_lifetime.count()) +
+         "ms decay_resolution=" + std::to_string(decay_resolution.count()) +
          "ms tag_retention=" + std::to_string(tag_retention.count()) +
          "ms max_peers_per_protection_tag=" + std::to_string(max_peers_per_protection_tag) +
          " system.connections=" + number(s.connections_inbound) + "/" +
@@ -198,6 +199,11 @@ std::optional<ConfigError> Config::validate() const {
   }
   if (max_temp_peers == 0) {
     return fail("max_temp_peers", "max_temp_peers must be positive");
+  }
+  if (temp_peer_lifetime.count() <= 0) {
+    return fail("temp_peer_lifetime", "temp_peer_lifetime (" +
+                                          std::to_string(temp_peer_lifetime.count()) +
+                                          " ms) must be positive");
   }
   if (decay_resolution.count() <= 0) {
     return fail(

@@ -29,17 +29,19 @@ struct ConnectionAccess {
     c.owner_.compare_exchange_strong(expected, token | 1, std::memory_order_acq_rel);
   }
   // The host's report of a closure the manager asked for: the handle is the host's again.
-  static void end_closed(const Connection& c, std::uint64_t token) {
+  // Returns whether it was that report (false: the handle was not marked closed by us).
+  static bool end_closed(const Connection& c, std::uint64_t token) {
     std::uint64_t expected = token | 1;
-    c.owner_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+    return c.owner_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
   }
   // The same for a connection the manager detached and is about to close (or has just
   // closed: mark_closed may run meanwhile, so the plain token is tried first).
   // REQUIRES: the manager's lock held, so that no claim of the token can interleave.
-  static void end_detached(const Connection& c, std::uint64_t token) {
+  // Returns whether it was that report.
+  static bool end_detached(const Connection& c, std::uint64_t token) {
     std::uint64_t expected = token;
-    if (c.owner_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return;
-    end_closed(c, token);
+    if (c.owner_.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return true;
+    return end_closed(c, token);
   }
   static std::uint64_t owner(const Connection& c) {
     return c.owner_.load(std::memory_order_acquire);

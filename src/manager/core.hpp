@@ -270,7 +270,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   }
   void schedule_expiry(const Locked<>& locked, std::uint32_t slot, TimePoint at);
   void lose_protection(const Locked<>& locked, const NodeId& peer, TimePoint now);
-  Duration temp_lifetime() const { return config_.grace_period; }
+  Duration temp_lifetime() const { return config_.temp_peer_lifetime; }
   void arm_housekeeping(const Locked<>& locked, TimePoint at);
   void housekeeping();
   void arm_decay_tick();
@@ -546,6 +546,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   Hooks hooks_;  // its own lock, taken alone
   std::array<std::atomic<std::uint64_t>, kRefusalReasonCount> refusals_{};
   std::atomic<std::uint64_t> unknown_reports_{0};      // duplicate or unknown reports
+  std::atomic<std::uint64_t> closure_reports_{0};      // reports of closes the manager made
   std::atomic<std::uint64_t> dial_attempts_{0};        // dials check_dial allowed
   EventHub hub_;                                       // its own lock, taken after lock_
   std::weak_ptr<ReservationOwner> reservation_owner_;  // set once by start()

@@ -13,6 +13,7 @@ Stats ManagerCore::stats() const {
   }
   const PoolCounts& counts = pool_.counts();
   s.duplicate_reports = unknown_reports_.load(std::memory_order_relaxed);
+  s.closure_reports = closure_reports_.load(std::memory_order_relaxed);
   s.connections = counts.connections;
   s.inbound = counts.inbound;
   s.outbound = counts.outbound;

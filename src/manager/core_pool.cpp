@@ -112,9 +112,13 @@ std::error_code ManagerCore::insert_connection(
 std::error_code ManagerCore::remove_connection(const Connection& connection, CloseReason reason) {
   // A report for a connection this manager does not hold (typically one it closed itself,
   // reported back from close()) needs no lock: only this manager ever sets the owner word
-  // to its token, and only under its lock.
+  // to its token, and only under its lock. The first report of a close the manager made is
+  // expected; any other is a duplicate or a stranger.
   if (ConnectionAccess::owner(connection) != token_) {
-    ConnectionAccess::end_closed(connection, token_);  // the report of our close, if it is
+    if (ConnectionAccess::end_closed(connection, token_)) {
+      closure_reports_.fetch_add(1, std::memory_order_relaxed);
+      return {};
+    }
     unknown_reports_.fetch_add(1, std::memory_order_relaxed);
     return Errc::unknown_connection;
   }
@@ -127,7 +131,10 @@ std::error_code ManagerCore::remove_connection(const Connection& connection, Clo
     if (!slot) {
       // Another thread removed it meanwhile, or detached it to close it: then this report
       // is the one that close would have brought.
-      ConnectionAccess::end_detached(connection, token_);
+      if (ConnectionAccess::end_detached(connection, token_)) {
+        closure_reports_.fetch_add(1, std::memory_order_relaxed);
+        return {};
+      }
       unknown_reports_.fetch_add(1, std::memory_order_relaxed);
       return Errc::unknown_connection;
     }
@@ -218,7 +225,7 @@ std::error_code ManagerCore::adjust_streams(const Connection& connection, Direct
       std::optional<LimitBreach> breach =
           stream_breach(config_.limits.system, StreamCounts{totals[0], totals[1]},
                         config_.limits.peer, StreamCounts{peer_in, peer.streams - peer_in},
-                        direction, [&] { return "peer " + pool_.id_of(peer_slot).short_hex(); });
+                        direction, [&] { return "peer " + pool_.id_of(peer_slot).short_string(); });
       if (!breach) breach = watched_stream(locked, *slot, conn.id, true);
       if (breach) {
         refused =

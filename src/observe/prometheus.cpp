@@ -131,6 +131,8 @@ void write_stats(Exposition& x, const Stats& s) {
   counter(x, "connections_removed_total", "Connections that left the pool.", s.connections_removed);
   counter(x, "duplicate_reports_total", "Add or remove reports ignored as duplicate or unknown.",
           s.duplicate_reports);
+  counter(x, "closure_reports_total", "The host's reports of closes the manager made (expected).",
+          s.closure_reports);
   counter(x, "trims_total", "Trims that ran.", s.trims);
   counter(x, "trims_joined_total", "trim() calls that joined a running trim.", s.trims_joined);
   counter(x, "temporary_peers_pruned_total", "Temporary peer entries deleted.",

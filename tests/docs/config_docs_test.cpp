@@ -178,6 +178,7 @@ Fields<Config> config_fields() {
       {"silence_period", [](const Config& c) { return duration(c.silence_period); }},
       {"max_temp_peers", [](const Config& c) { return count(c.max_temp_peers); }},
       {"decay_resolution", [](const Config& c) { return duration(c.decay_resolution); }},
+      {"temp_peer_lifetime", [](const Config& c) { return duration(c.temp_peer_lifetime); }},
       {"tag_retention", [](const Config& c) { return duration(c.tag_retention); }},
       {"max_peers_per_protection_tag",
        [](const Config& c) { return count(c.max_peers_per_protection_tag); }},

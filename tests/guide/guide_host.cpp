@@ -239,9 +239,9 @@ TEST(GuideHost, SubscribersSeeConnectsRefusalsAndTrims) {
   std::vector<std::string> seen;  // what our handler saw
   cm::Subscription subscription = manager.subscribe([&seen](const cm::Event& event) {
     if (const auto* connected = std::get_if<cm::ConnectedEvent>(&event)) {
-      seen.push_back("connected " + connected->peer.short_hex());
+      seen.push_back("connected " + connected->peer.short_string());
     } else if (const auto* gone = std::get_if<cm::DisconnectedEvent>(&event)) {
-      seen.push_back("disconnected " + gone->peer.short_hex() + ", " +
+      seen.push_back("disconnected " + gone->peer.short_string() + ", " +
                      std::string(cm::to_string(gone->reason)));
     } else if (const auto* trimmed = std::get_if<cm::TrimmedEvent>(&event)) {
       seen.push_back("trimmed " + std::to_string(trimmed->connections_closed));
@@ -256,10 +256,13 @@ TEST(GuideHost, SubscribersSeeConnectsRefusalsAndTrims) {
   manager.trim();
 
   ASSERT_EQ(seen.size(), 4u);
-  EXPECT_EQ(seen[0], "connected " + peer(1).short_hex());
-  EXPECT_EQ(seen[1], "connected " + peer(2).short_hex());
-  EXPECT_EQ(seen[2], "disconnected " + peer(1).short_hex() + ", trimmed");
+  EXPECT_EQ(seen[0], "connected " + peer(1).short_string());
+  EXPECT_EQ(seen[1], "connected " + peer(2).short_string());
+  EXPECT_EQ(seen[2], "disconnected " + peer(1).short_string() + ", trimmed");
   EXPECT_EQ(seen[3], "trimmed 1");
+  // The host's close() reported the trimmed connection back: expected, not a duplicate.
+  EXPECT_EQ(manager.stats().closure_reports, 1u);
+  EXPECT_EQ(manager.stats().duplicate_reports, 0u);
 
   subscription.reset();  // or let it go out of scope: no delivery starts afterwards
   host.accept(at("192.0.2.12"), peer(3));

@@ -168,7 +168,9 @@ TEST(EmergencyTrim, KeepsTheTemporaryEntryOfAProtectedPeerEvenWhenExpired) {
 }
 
 TEST(EmergencyTrim, PrunesExpiredUnprotectedTemporaryEntriesAsANormalTrimDoes) {
-  ManagerHarness h(trim_config(2, 100, 10s));
+  Config config = trim_config(2, 100, 10s);
+  config.temp_peer_lifetime = 10s;
+  ManagerHarness h(config);
   ASSERT_FALSE(h.manager.tag_peer(peer_id(100), "early", 5));
   Connections all = h.add_peers(1, 5);
   h.time->jump(20s);  // expired, but its timer has not fired yet

@@ -36,7 +36,8 @@ Config quiet_config(std::chrono::milliseconds grace = 10s) {
   return config;
 }
 
-const std::string kPeer = "peer 120000000000…: ";  // peer_id(n).short_hex() for every n
+// How explain() names peer n: its short form, which differs between the test's peers.
+std::string peer_text(std::uint64_t n) { return "peer " + peer_id(n).short_string() + ": "; }
 
 // A connection whose pings wait for the test to answer them.
 std::shared_ptr<FakeConnection> answerable(ConnectionManager& manager, std::uint64_t peer,
@@ -88,9 +89,9 @@ TEST(Explain, CandidatesAreRankedInTheDefaultTrimOrderAndTheTrimAgrees) {
   ASSERT_TRUE(e);
   EXPECT_EQ(e->value, 5);
   EXPECT_EQ(e->tags, (std::vector<std::pair<std::string, int>>{{"dht", 3}, {"relay-hops", 2}}));
-  EXPECT_EQ(e->summary, kPeer + "next to go: rank 3 of 4, value 5 (dht 3, relay-hops 2)");
+  EXPECT_EQ(e->summary, peer_text(4) + "next to go: rank 3 of 4, value 5 (dht 3, relay-hops 2)");
   EXPECT_EQ(h.manager.explain(peer_id(3))->summary,
-            kPeer + "next to go: rank 1 of 4, value 0 (no tags)");
+            peer_text(3) + "next to go: rank 1 of 4, value 0 (no tags)");
 
   // The peer explain() calls next to go is the one a trim closes first.
   EXPECT_EQ(h.manager.trim_connections(1), 1u);
@@ -133,7 +134,7 @@ TEST(Explain, AProtectedPeerNamesItsProtectionsAndWhenTimedOnesEnd) {
   EXPECT_EQ(e->protections[1].until, h.time->now() + 25s);
   EXPECT_EQ(e->grace_until, std::nullopt);
   EXPECT_EQ(e->value, 7);
-  EXPECT_EQ(e->summary, kPeer + "kept: protected by relay, bootstrap (25 s left); value 7 (dht 7)");
+  EXPECT_EQ(e->summary, peer_text(1) + "kept: protected by relay, bootstrap (25 s left); value 7 (dht 7)");
   EXPECT_EQ(to_string(*e->not_candidate), "protected");
 
   // Once unprotected it is a candidate again, ranked after the cheaper peer 2.
@@ -156,7 +157,7 @@ TEST(Explain, APeerInGraceSaysUntilWhen) {
   EXPECT_EQ(e->grace_until, h.time->now() + 15s);
   EXPECT_EQ(e->rank, std::nullopt);
   EXPECT_EQ(e->candidates, 0u);
-  EXPECT_EQ(e->summary, kPeer + "kept: in grace for 15 s more; value 3 (dht 3)");
+  EXPECT_EQ(e->summary, peer_text(1) + "kept: in grace for 15 s more; value 3 (dht 3)");
 
   // Protected and in grace: both are said, protection first.
   ASSERT_FALSE(h.manager.protect(peer_id(1), "relay"));
@@ -164,18 +165,20 @@ TEST(Explain, APeerInGraceSaysUntilWhen) {
   e = h.manager.explain(peer_id(1));
   EXPECT_EQ(e->not_candidate, NotCandidateReason::protection);
   EXPECT_EQ(e->summary,
-            kPeer + "kept: protected by relay; in grace for 12500 ms more; value 3 (dht 3)");
+            peer_text(1) + "kept: protected by relay; in grace for 12500 ms more; value 3 (dht 3)");
 
   h.manager.unprotect(peer_id(1), "relay");
   h.time->advance(12500ms);  // exactly the end of grace: a candidate
   e = h.manager.explain(peer_id(1));
   EXPECT_EQ(e->grace_until, std::nullopt);
   EXPECT_EQ(e->rank, 1u);
-  EXPECT_EQ(e->summary, kPeer + "next to go: rank 1 of 1, value 3 (dht 3)");
+  EXPECT_EQ(e->summary, peer_text(1) + "next to go: rank 1 of 1, value 3 (dht 3)");
 }
 
 TEST(Explain, ATemporaryPeerIsNotACandidateAndSaysWhenItExpires) {
-  ManagerHarness h(quiet_config(20s));
+  Config config = quiet_config(20s);
+  config.temp_peer_lifetime = 20s;
+  ManagerHarness h(config);
   ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 4));
   h.time->advance(5s);
   auto e = h.manager.explain(peer_id(9));
@@ -185,11 +188,13 @@ TEST(Explain, ATemporaryPeerIsNotACandidateAndSaysWhenItExpires) {
   EXPECT_EQ(e->not_candidate, NotCandidateReason::temporary);
   EXPECT_EQ(e->expires_at, h.time->now() + 15s);
   EXPECT_EQ(e->grace_until, std::nullopt);
-  EXPECT_EQ(e->summary, kPeer + "not connected: temporary entry for 15 s more; value 4 (dht 4)");
+  EXPECT_EQ(e->summary, peer_text(9) + "not connected: temporary entry for 15 s more; value 4 (dht 4)");
 }
 
 TEST(Explain, AProtectedTemporaryPeerHasNoEndWhileProtected) {
-  ManagerHarness h(quiet_config(20s));
+  Config config = quiet_config(20s);
+  config.temp_peer_lifetime = 20s;
+  ManagerHarness h(config);
   ASSERT_FALSE(h.manager.protect(peer_id(9), "boot"));
   ASSERT_FALSE(h.manager.tag_peer(peer_id(9), "dht", 4));
   h.time->advance(1min);
@@ -199,7 +204,7 @@ TEST(Explain, AProtectedTemporaryPeerHasNoEndWhileProtected) {
   EXPECT_EQ(e->expires_at, std::nullopt);
   EXPECT_EQ(
       e->summary,
-      kPeer + "not connected: temporary entry, kept while protected by boot; value 4 (dht 4)");
+      peer_text(9) + "not connected: temporary entry, kept while protected by boot; value 4 (dht 4)");
   ASSERT_FALSE(h.manager.unprotect(peer_id(9), "boot"));
   e = h.manager.explain(peer_id(9));
   EXPECT_EQ(e->expires_at, h.time->now() + 20s);
@@ -218,7 +223,7 @@ TEST(Explain, DecayingTagsAreBrokenDownAfterPlainOnes) {
   ASSERT_TRUE(e);
   EXPECT_EQ(e->value, 16);
   EXPECT_EQ(e->decaying_tags, (std::vector<std::pair<std::string, int>>{{"activity", 6}}));
-  EXPECT_EQ(e->summary, kPeer + "next to go: rank 1 of 1, value 16 (dht 10, activity 6)");
+  EXPECT_EQ(e->summary, peer_text(1) + "next to go: rank 1 of 1, value 16 (dht 10, activity 6)");
 }
 
 TEST(Explain, ListsThePeersConnectionsWithStateStreamsAndRtt) {
@@ -442,7 +447,10 @@ dep2p_connmgr_connections_added_total 4
 dep2p_connmgr_connections_removed_total 1
 # HELP dep2p_connmgr_duplicate_reports_total Add or remove reports ignored as duplicate or unknown.
 # TYPE dep2p_connmgr_duplicate_reports_total counter
-dep2p_connmgr_duplicate_reports_total 1
+dep2p_connmgr_duplicate_reports_total 0
+# HELP dep2p_connmgr_closure_reports_total The host's reports of closes the manager made (expected).
+# TYPE dep2p_connmgr_closure_reports_total counter
+dep2p_connmgr_closure_reports_total 1
 # HELP dep2p_connmgr_trims_total Trims that ran.
 # TYPE dep2p_connmgr_trims_total counter
 dep2p_connmgr_trims_total 0

@@ -32,10 +32,13 @@ using testing::trim_config;
 
 using Tags = std::vector<std::pair<std::string, int>>;
 
-// Low water 1, the given grace and tag retention; decay ticks every second.
+// Low water 1, the given grace and tag retention, temporary entries living as long as the
+// grace (their own setting, set alike so each test names one duration); decay ticks every
+// second.
 Config lifetime_config(std::chrono::milliseconds grace, std::chrono::milliseconds retention = 0ms) {
   Config config = trim_config(1, 100, grace);
   config.tag_retention = retention;
+  if (grace > 0ms) config.temp_peer_lifetime = grace;
   config.decay_resolution = 1s;
   return config;
 }
@@ -276,7 +279,7 @@ TEST(TagLifetimeTempLimit, ConnectingATemporaryPeerFreesItsPlace) {
 // Expiry of temporary entries
 // =========================================================================================
 
-TEST(TagLifetimeTempExpiry, TemporaryEntriesExpireExactlyAtTheGracePeriodWithoutATrim) {
+TEST(TagLifetimeTempExpiry, TemporaryEntriesExpireExactlyAtTheirLifetimeWithoutATrim) {
   ManagerHarness h(lifetime_config(20s));
   auto score = register_score(h.manager);
   ASSERT_FALSE(h.manager.tag_peer(peer_id(1), "dht", 1));
@@ -295,6 +298,34 @@ TEST(TagLifetimeTempExpiry, TemporaryEntriesExpireExactlyAtTheGracePeriodWithout
   EXPECT_EQ(stats.temporary_peers, 0u);
   EXPECT_EQ(stats.temporary_peers_pruned, 2u);
   EXPECT_EQ(stats.trims, 0u);
+}
+
+// A temporary entry's lifetime is its own setting: with no grace at all, tags set before a
+// dial completes still reach the connection, and a trim ranks by them.
+TEST(TagLifetimeTempExpiry, WithNoGraceTagsSetBeforeTheDialCompletesStillCount) {
+  Config config = trim_config(1, 100, 0ms);
+  ASSERT_EQ(config.temp_peer_lifetime, 1min);  // the documented default
+  ManagerHarness h(config);
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(1), "dht", 50));
+  h.time->advance(10s);  // the dial and handshake take a while
+  ASSERT_TRUE(h.manager.tag_info(peer_id(1)).has_value());
+  auto tagged = h.add(1);
+  auto plain = h.add(2);
+  EXPECT_EQ(h.manager.tag_info(peer_id(1))->value, 50);
+  EXPECT_EQ(h.manager.trim(), 1u);  // low water 1: the untagged peer goes
+  EXPECT_FALSE(tagged->closed());
+  EXPECT_TRUE(plain->closed());
+}
+
+TEST(TagLifetimeTempExpiry, TheLifetimeIsItsOwnSettingNotTheGrace) {
+  Config config = trim_config(1, 100, 0ms);
+  config.temp_peer_lifetime = 30s;
+  ManagerHarness h(config);
+  ASSERT_FALSE(h.manager.tag_peer(peer_id(1), "dht", 1));
+  h.time->advance(30s - 1ms);
+  EXPECT_TRUE(h.manager.tag_info(peer_id(1)).has_value());
+  h.time->advance(1ms);
+  EXPECT_FALSE(h.manager.tag_info(peer_id(1)).has_value());
 }
 
 TEST(TagLifetimeTempExpiry, EachEntryExpiresOnItsOwnDeadline) {
@@ -675,6 +706,17 @@ std::string constructor_error(const Config& config) {
     return e.what();
   }
   return {};
+}
+
+TEST(TagLifetimeConfig, ANonPositiveTemporaryLifetimeIsRejectedNamingTheField) {
+  for (const auto lifetime : {0ms, -1ms}) {
+    Config config;
+    config.temp_peer_lifetime = lifetime;
+    const auto error = config.validate();
+    ASSERT_TRUE(error.has_value());
+    EXPECT_EQ(error->field, "temp_peer_lifetime");
+    EXPECT_NE(constructor_error(config).find("temp_peer_lifetime"), std::string::npos);
+  }
 }
 
 TEST(TagLifetimeConfig, ZeroDecayResolutionIsRejectedNamingTheField) {

@@ -152,14 +152,16 @@ TEST(Trim, TargetIsCountedInConnectionsNotPeers) {
 
 // --- Which: temporary entries, order ------------------------------------------------------
 
-TEST(Trim, TemporaryEntriesOutOfGraceAreGoneAndInGraceOnesSurviveATrim) {
-  ManagerHarness h(trim_config(2, 100, 10s));
+TEST(Trim, TemporaryEntriesPastTheirLifetimeAreGoneAndYoungerOnesSurviveATrim) {
+  Config config = trim_config(2, 100, 10s);
+  config.temp_peer_lifetime = 10s;
+  ManagerHarness h(config);
   const NodeId old_temporary = peer_id(100);
   const NodeId young_temporary = peer_id(101);
   // A high value: a temporary entry holds no connection, so value cannot keep it.
   ASSERT_FALSE(h.manager.tag_peer(old_temporary, "early", 1000));
   Connections all = h.add_peers(1, 5);
-  h.time->advance(10s);  // the old entry's grace ends: it expires without a trim
+  h.time->advance(10s);  // the old entry's lifetime ends: it expires without a trim
   EXPECT_FALSE(h.manager.tag_info(old_temporary).has_value());
   EXPECT_EQ(h.manager.stats().temporary_peers_pruned, 1u);
   ASSERT_FALSE(h.manager.tag_peer(young_temporary, "early", 1000));
@@ -499,7 +501,7 @@ TEST(Trim, TrimmedEventFollowsTheDisconnectedEventsOfItsConnections) {
   EXPECT_EQ(trimmed->connections_after, 10u);
 }
 
-TEST(Trim, HostReportsForTrimmedConnectionsAreIgnored) {
+TEST(Trim, HostReportsForTrimmedConnectionsAreExpectedAndChangeNothing) {
   ManagerHarness h(trim_config(10, 100));
   EventRecorder events(h.manager);
   // Connections whose close() does not report back: the trim forgets them itself.
@@ -509,9 +511,11 @@ TEST(Trim, HostReportsForTrimmedConnectionsAreIgnored) {
 
   for (const auto& c : all) {
     if (c->closed()) {
-      EXPECT_EQ(h.manager.remove_connection(*c), Errc::unknown_connection);
+      EXPECT_EQ(h.manager.remove_connection(*c), std::error_code{});
     }
   }
+  EXPECT_EQ(h.manager.stats().closure_reports, 5u);
+  EXPECT_EQ(h.manager.stats().duplicate_reports, 0u);
   EXPECT_EQ(h.manager.connection_count(), 10u);
   EXPECT_EQ(h.manager.stats().connections, 10u);
   EXPECT_EQ(events.of<DisconnectedEvent>().size(), 5u);

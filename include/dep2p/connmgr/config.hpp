@@ -46,6 +46,10 @@ struct Config {
   // Upper bound on temporary entries (peers tagged but not connected: never connected,
   // or kept by tag_retention). Must be > 0.
   std::size_t max_temp_peers = 10'000;
+  // How long a temporary entry made by tagging a peer with no connection lives (tags set
+  // before a dial completes), and how long an entry lives after its last protection ends.
+  // Independent of grace_period. Must be > 0.
+  std::chrono::milliseconds temp_peer_lifetime = std::chrono::minutes(1);
   // Decaying tags tick this often; shorter intervals are raised to it. Must be > 0.
   std::chrono::milliseconds decay_resolution = std::chrono::minutes(1);
   // A peer whose last connection closed keeps its tags this long, so a quick reconnect

@@ -115,8 +115,10 @@ class ConnectionManager {
   // Tracks an established connection. Errc::invalid_argument for a null handle,
   // Errc::duplicate_connection if already tracked (ignored, counted), Errc::closed.
   std::error_code add_connection(std::shared_ptr<Connection> connection);
-  // The host reports that a connection closed. Errc::unknown_connection for a handle
-  // that is not tracked (ignored: e.g. one the manager already closed).
+  // The host reports that a connection closed. The first report of a connection the
+  // manager itself closed (from inside Connection::close or later) is expected: success,
+  // counted in Stats::closure_reports. Errc::unknown_connection for any other handle that
+  // is not tracked (a second report, a stranger), counted in Stats::duplicate_reports.
   std::error_code remove_connection(const Connection& connection,
                                     CloseReason reason = CloseReason::host);
   // Closes every connection to the peer (calls Connection::close) and forgets them.

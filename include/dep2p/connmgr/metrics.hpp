@@ -49,9 +49,10 @@ struct Stats {
   // Totals since construction.
   std::uint64_t connections_added = 0;
   std::uint64_t connections_removed = 0;
-  std::uint64_t duplicate_reports = 0;       // add/remove reports ignored as duplicate/unknown
-  std::uint64_t trims = 0;                   // trims that ran (joined callers not counted)
-  std::uint64_t trims_joined = 0;            // trim() calls that joined a running trim
+  std::uint64_t duplicate_reports = 0;  // add/remove reports ignored as duplicate/unknown
+  std::uint64_t closure_reports = 0;    // the host's (first) reports of closes the manager made
+  std::uint64_t trims = 0;              // trims that ran (joined callers not counted)
+  std::uint64_t trims_joined = 0;       // trim() calls that joined a running trim
   std::uint64_t temporary_peers_pruned = 0;  // by a trim or on expiry
   std::uint64_t protections_expired = 0;     // peers whose last timed protection ended
   std::uint64_t decay_ticks = 0;             // ticks that decayed at least one tag
