@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 PACKAGES=(g++ clang cmake ninja-build libboost1.81-dev libspdlog-dev libfmt-dev libgtest-dev
-          libbenchmark-dev libclang-rt-14-dev)
+          libbenchmark-dev libclang-rt-14-dev pkgconf)
 
 install_missing() {
   local missing=()

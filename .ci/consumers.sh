@@ -8,9 +8,14 @@
 #      examples, Ninja);
 #   2. configures, builds and runs tests/consumers/find_package against that prefix only
 #      (CMAKE_PREFIX_PATH; the system's Boost, spdlog and fmt packages are found as usual);
-#   3. configures, builds and runs tests/consumers/add_subdirectory, which adds this
+#   3. builds the same program with nothing but `pkg-config --cflags --libs dep2p_connmgr`
+#      (PKG_CONFIG_PATH pointing into the prefix) and runs it. The .pc file carries what
+#      the exported CMake target carries, so a sanitized install (build/ci: static, ASan +
+#      UBSan) brings its -fsanitize flags and a static one brings spdlog and fmt;
+#   4. configures, builds and runs tests/consumers/add_subdirectory, which adds this
 #      repository's root to its own tree, this time as a shared library
-#      (BUILD_SHARED_LIBS=ON), so both library kinds are built and linked.
+#      (BUILD_SHARED_LIBS=ON), so both library kinds are built and linked, and checks the
+#      soname (0.MINOR while the major version is 0, README.md "Versioning").
 #
 #   bash .ci/consumers.sh [BUILD_DIR]
 #
@@ -43,15 +48,35 @@ else
   cmake --build "$library" -j "$jobs"
 fi
 cmake --install "$library" --prefix "$prefix" >/dev/null
-test -f "$prefix/lib/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake" ||
-  test -f "$prefix/lib64/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake" ||
-  { echo "consumers: no package config installed" >&2; exit 1; }
+config=$(find "$prefix" -path '*/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake' -print -quit)
+[ -n "$config" ] || { echo "consumers: no package config installed" >&2; exit 1; }
+libdir=${config%/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake}
+for installed in "$libdir/pkgconfig/dep2p_connmgr.pc" "$prefix/include/dep2p/connmgr/version.hpp" \
+                 "$prefix/include/dep2p/connmgr/testing.hpp" "$prefix/share/doc/dep2p_connmgr/LICENSE"; do
+  [ -f "$installed" ] || { echo "consumers: $installed was not installed" >&2; exit 1; }
+done
+version_macro() {
+  sed -nE "s/^#define DEP2P_CONNMGR_VERSION_$1 ([0-9]+)$/\1/p" "$prefix/include/dep2p/connmgr/version.hpp"
+}
+major=$(version_macro MAJOR)
+minor=$(version_macro MINOR)
 
 echo "consumers: find_package consumer"
 cmake -S "$root/tests/consumers/find_package" -B "$work/find_package" "${common[@]}" \
   -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/find_package" -j "$jobs"
 "$work/find_package/consumer"
+
+echo "consumers: pkg-config consumer"
+command -v pkg-config >/dev/null || { echo "consumers: pkg-config is missing (./dev.sh installs pkgconf)" >&2; exit 1; }
+export PKG_CONFIG_PATH="$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+[ "$(pkg-config --modversion dep2p_connmgr)" = "$major.$minor.$(version_macro PATCH)" ] ||
+  { echo "consumers: the .pc file's version is not version.hpp's" >&2; exit 1; }
+read -ra pc_flags < <(pkg-config --cflags --libs dep2p_connmgr)
+echo "consumers: pkg-config --cflags --libs: ${pc_flags[*]}"
+# Unoptimised, as the add_subdirectory consumer: one translation unit, built fastest.
+c++ -std=c++20 "$root/tests/consumers/find_package/main.cpp" -o "$work/pkg_config_consumer" "${pc_flags[@]}"
+"$work/pkg_config_consumer"
 
 echo "consumers: add_subdirectory consumer"
 # Unoptimised (no build type): what this checks does not depend on it, and it builds fastest.
@@ -60,6 +85,10 @@ cmake -S "$root/tests/consumers/add_subdirectory" -B "$work/add_subdirectory" -G
 cmake --build "$work/add_subdirectory" -j "$jobs"
 ls "$work/add_subdirectory/dep2p_connmgr"/libdep2p_connmgr.so* >/dev/null ||
   { echo "consumers: the add_subdirectory build made no shared library" >&2; exit 1; }
+soname=libdep2p_connmgr.so.$major
+[ "$major" = 0 ] && soname=$soname.$minor
+readelf -d "$work/add_subdirectory/dep2p_connmgr/libdep2p_connmgr.so" | grep -F "soname: [$soname]" >/dev/null ||
+  { echo "consumers: the shared library's soname is not $soname" >&2; exit 1; }
 "$work/add_subdirectory/consumer"
 
-echo "consumers: both consumers built and ran"
+echo "consumers: the three consumers built and ran"

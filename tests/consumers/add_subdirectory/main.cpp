@@ -1,9 +1,11 @@
 // The smallest program that uses the library built with add_subdirectory: a manager on an
-// io_context, one connection in, a trim request, one connection out. Exits 0 when all went
-// as expected.
+// io_context, one connection in, a trim request, one connection out, and the version the
+// build tree generated (version.hpp) against the library's. Exits 0 when all went as
+// expected.
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
 #include <memory>
+#include <string_view>
 
 #include <dep2p/connmgr/connmgr.hpp>
 
@@ -34,7 +36,8 @@ int main() {
   const auto peer = cm::NodeId::from_hex("1220aabbccdd");
   auto connection = std::make_shared<LoopbackConnection>(peer);
 
-  bool ok = !manager.add_connection(connection);
+  bool ok = cm::version() == std::string_view(DEP2P_CONNMGR_VERSION_STRING);
+  ok = ok && !manager.add_connection(connection);
   ok = ok && !manager.tag_peer(peer, "consumer", 5);
   ok = ok && manager.connection_count() == 1 && manager.trim() == 0;
   ok = ok && !manager.remove_connection(*connection) && manager.connection_count() == 0;
