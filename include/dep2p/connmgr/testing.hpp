@@ -7,15 +7,15 @@
 //   - VirtualTime: an io_context and a ManualTimeSource wired to it; time moves only when
 //     the test advances it, and the manager's timers fire on the test's thread.
 //
-//   namespace testing = dep2p::connmgr::testing;
-//   testing::VirtualTime time;
-//   ConnectionManager manager(time.io(), config, {.time_source = time.source()});
-//   auto c = testing::reporting_connection(manager, peer, Direction::inbound);
+//   namespace cm = dep2p::connmgr;  // (not `testing`: GoogleTest owns ::testing)
+//   cm::testing::VirtualTime time;
+//   cm::ConnectionManager manager(time.io(), config, {.time_source = time.source()});
+//   auto c = cm::testing::reporting_connection(manager, peer, cm::Direction::inbound);
 //   manager.add_connection(c);
-//   time.advance(std::chrono::seconds(5));  // the keepalive ping is due: c->pings == 1
+//   time.advance(std::chrono::seconds(5));  // keepalive_interval 5 s: c->pings == 1
 //
-// Not part of the library's stable API: this header may change in any minor release (see
-// README.md, "Versioning"); it needs nothing beyond the library itself.
+// Installed and versioned with the library (README.md, "Versioning"); it needs nothing
+// beyond the library itself.
 //
 // Thread safety: FakeConnection's close() and ping() and its observers may be called from
 // any thread; its hooks (on_close, on_ping) and initial_streams are set before the
