@@ -290,6 +290,12 @@ std::ostream& operator<<(std::ostream& os, Direction direction) {
   return os << to_string(direction);
 }
 
+std::string Endpoint::to_string() const {
+  const std::string port_text = std::to_string(port);
+  if (address.is_v6()) return "[" + address.to_string() + "]:" + port_text;
+  return address.to_string() + ":" + port_text;
+}
+
 std::string Subnet::to_string() const {
   return address.to_string() + "/" + std::to_string(unsigned{prefix_length});
 }

@@ -73,6 +73,9 @@ std::size_t ConnectionManager::connection_count(Direction direction) const {
   return core_->connection_count(direction);
 }
 std::size_t ConnectionManager::peer_count() const { return core_->peer_count(); }
+std::size_t ConnectionManager::temporary_peer_count() const {
+  return core_->temporary_peer_count();
+}
 
 // --- Admission: refusals queue RefusedEvents; each stage delivers them before returning --
 
@@ -189,6 +192,9 @@ bool ConnectionManager::is_protected(const NodeId& peer) const {
 bool ConnectionManager::is_protected(const NodeId& peer, std::string_view tag) const {
   return core_->is_protected(peer, tag);
 }
+std::vector<Protection> ConnectionManager::protections(const NodeId& peer) const {
+  return core_->protections(peer);
+}
 
 // --- Trimming ---------------------------------------------------------------------------
 
@@ -224,6 +230,7 @@ void ConnectionManager::listen_close(const Endpoint& address) {
 // --- Observation ------------------------------------------------------------------------
 
 Stats ConnectionManager::stats() const { return core_->stats(); }
+TrimPlan ConnectionManager::plan_trim() const { return core_->plan_trim(); }
 void ConnectionManager::write_prometheus(std::ostream& out) const {
   detail::write_prometheus(out, stats());
 }

@@ -98,6 +98,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   std::vector<std::shared_ptr<Connection>> connections(const NodeId& peer) const;
   std::size_t connection_count(std::optional<Direction> direction) const;
   std::size_t peer_count() const;
+  std::size_t temporary_peer_count() const;
 
   // --- Admission (core_admission.cpp) ----------------------------------------------
   DialCheck check_dial(const NodeId& peer, bool force_new);
@@ -146,11 +147,14 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   std::error_code protect(const NodeId& peer, std::string_view tag, Duration duration);
   bool unprotect(const NodeId& peer, std::string_view tag);
   bool is_protected(const NodeId& peer, std::optional<std::string_view> tag) const;
+  std::vector<Protection> protections(const NodeId& peer) const;
 
   // --- Trimming (core_trim.cpp) ----------------------------------------------------
   std::size_t run_trim(TrimKind kind, std::size_t exact_count);
   std::error_code set_limits(std::size_t low_water, std::size_t high_water);
   Config config() const;
+  // trim()'s dry run (core_plan.cpp): ranks as a trim would, closes nothing.
+  TrimPlan plan_trim();
 
   // --- Lifecycle, activity and keepalive (core_timers.cpp) --------------------------
   std::error_code track_pending(std::shared_ptr<Connection> handle, ConnectionState state);

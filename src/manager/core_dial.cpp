@@ -62,9 +62,7 @@ void ManagerCore::refuse_dial(const NodeId& peer, const Endpoint* address,
   std::string message;
   message.reserve(128);
   message += "dial refused: address ";
-  message += address->address.to_string();
-  message += ':';
-  message += std::to_string(address->port);
+  message += address->to_string();
   message += " of peer ";
   message += hex;
   message += " is in backoff for ";

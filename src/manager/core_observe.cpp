@@ -81,7 +81,7 @@ std::optional<Explanation> ManagerCore::explain(const NodeId& peer) const {
     out.best = entry.best == c;
   }
   for (auto& [tag, until] : protections_.protections_until(peer)) {
-    ProtectionExplanation& out = e.protections.emplace_back();
+    Protection& out = e.protections.emplace_back();
     out.tag = std::move(tag);
     if (until != ProtectTable::kForever) out.until = until;
   }

@@ -358,6 +358,11 @@ std::size_t ManagerCore::peer_count() const {
   return pool_.peers() - pool_.counts().temporary;
 }
 
+std::size_t ManagerCore::temporary_peer_count() const {
+  std::lock_guard lock(lock_);
+  return pool_.counts().temporary;
+}
+
 // --- Leaving the pool ---------------------------------------------------------------------
 
 std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uint32_t conn_slot,

@@ -363,6 +363,17 @@ bool ManagerCore::is_protected(const NodeId& peer, std::optional<std::string_vie
   return tag ? protections_.is_protected(peer, *tag) : protections_.is_protected(peer);
 }
 
+std::vector<Protection> ManagerCore::protections(const NodeId& peer) const {
+  const LaneGuard lane(*this);
+  std::vector<Protection> out;
+  for (auto& [tag, until] : protections_.protections_until(peer)) {
+    Protection& p = out.emplace_back();
+    p.tag = std::move(tag);
+    if (until != ProtectTable::kForever) p.until = until;
+  }
+  return out;
+}
+
 // The peer's last protection ended. A temporary entry of it, which could not expire while
 // protected, lives one more temporary lifetime from now (or to its own end, if later).
 void ManagerCore::lose_protection(const Locked<>& locked, const NodeId& peer, TimePoint now) {

@@ -46,7 +46,7 @@ std::string describe_value(const Explanation& e) {
 std::string describe_protections(const Explanation& e) {
   std::string text = "protected by ";
   bool first = true;
-  for (const ProtectionExplanation& p : e.protections) {
+  for (const Protection& p : e.protections) {
     if (!first) text += ", ";
     first = false;
     text += p.tag;

@@ -2,6 +2,9 @@
 // text, the short form, printing, equality, ordering and hashing; the names of the small enums.
 #include "dep2p/connmgr/types.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -319,6 +322,23 @@ TEST(NodeIdText, BytesHeldAsCharsNeedNoCast) {
   EXPECT_EQ(NodeId::try_from_bytes(std::string_view(raw)), id);
   EXPECT_FALSE(NodeId::try_from_bytes(std::string_view()).has_value());
   EXPECT_THROW((void)NodeId::from_bytes(std::string(65, 'x')), std::invalid_argument);
+}
+
+// --- Endpoint -----------------------------------------------------------------------------
+
+TEST(EndpointConversion, ToAndFromAsioEndpointsOfEitherProtocol) {
+  namespace ip = boost::asio::ip;
+  const ip::tcp::endpoint tcp(ip::make_address("10.1.2.3"), 4001);
+  const Endpoint from_tcp = Endpoint::from(tcp);
+  EXPECT_EQ(from_tcp.address, ip::make_address("10.1.2.3"));
+  EXPECT_EQ(from_tcp.port, 4001);
+  EXPECT_EQ(from_tcp.to<ip::tcp>(), tcp);
+  const ip::udp::endpoint udp(ip::make_address("2001:db8::1"), 443);
+  const Endpoint from_udp = Endpoint::from(udp);
+  EXPECT_EQ(from_udp.to<ip::udp>(), udp);
+  EXPECT_EQ(from_udp.to<ip::tcp>().port(), 443);
+  EXPECT_EQ(from_tcp.to_string(), "10.1.2.3:4001");
+  EXPECT_EQ(from_udp.to_string(), "[2001:db8::1]:443");
 }
 
 // --- equality, ordering, hashing -------------------------------------------------------

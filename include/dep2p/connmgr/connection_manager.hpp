@@ -86,9 +86,9 @@ struct Dependencies {
 
 struct TagInfo {
   TimePoint first_seen{};
-  std::int64_t value = 0;                                  // plain and decaying tags together
-  std::vector<std::pair<std::string, int>> tags;           // in the order first set
-  std::vector<std::pair<std::string, int>> decaying_tags;  // name, current value
+  PeerValue value = 0;                                          // plain and decaying tags together
+  std::vector<std::pair<std::string, TagValue>> tags;           // in the order first set
+  std::vector<std::pair<std::string, TagValue>> decaying_tags;  // name, current value
   std::size_t connections = 0;
   bool temporary = false;  // tagged but not connected
 };
@@ -217,7 +217,11 @@ class ConnectionManager {
   std::vector<std::shared_ptr<Connection>> connections(const NodeId& peer) const;
   std::size_t connection_count() const;
   std::size_t connection_count(Direction direction) const;
+  // Peers with at least one pooled connection. Temporary entries (peers tagged or kept by
+  // tag_retention but not connected) are not among them: temporary_peer_count() counts
+  // those.
   std::size_t peer_count() const;
+  std::size_t temporary_peer_count() const;
 
   // --- Activity, keepalive, idle (docs/design.md, "Keepalive, idle and paths") -------------------
   // The host reports bytes moved on a connection: its last activity and smoothed rates
@@ -235,12 +239,12 @@ class ConnectionManager {
   // --- Tags (docs/design.md, "Pool and tags") ----------------------------------------------------
   // Tagging a peer without connections creates a temporary entry (bounded by
   // max_temp_peers: Errc::temp_peer_limit beyond it, nothing changed).
-  std::error_code tag_peer(const NodeId& peer, std::string_view name, int value);
+  std::error_code tag_peer(const NodeId& peer, std::string_view name, TagValue value);
   std::error_code untag_peer(const NodeId& peer, std::string_view name);
   // Sets the tag to fn(old value or 0). fn runs without the lock held (it may call the
   // manager) and runs again if the peer's tags changed meanwhile.
   std::error_code upsert_tag(const NodeId& peer, std::string_view name,
-                             const std::function<int(int)>& fn);
+                             const std::function<TagValue(TagValue)>& fn);
   std::optional<TagInfo> tag_info(const NodeId& peer) const;
 
   // Registers a decaying tag (see decay.hpp). `interval` below config().decay_resolution
@@ -261,6 +265,9 @@ class ConnectionManager {
   bool unprotect(const NodeId& peer, std::string_view tag);
   bool is_protected(const NodeId& peer) const;
   bool is_protected(const NodeId& peer, std::string_view tag) const;
+  // The peer's protections in the order first set, each with its end (protect_for) or
+  // none (until unprotected); empty for a peer no tag protects.
+  std::vector<Protection> protections(const NodeId& peer) const;
 
   // --- Trimming (docs/design.md, "Trimming") -----------------------------------------------------
   // Trims if the pool holds more than low_water connections. Coalescing: a call made
@@ -274,6 +281,13 @@ class ConnectionManager {
   // the trimmer's order, fewer if fewer are eligible; the last peer may be closed only in
   // part. Returns connections closed.
   std::size_t trim_connections(std::size_t count);
+  // trim()'s dry run: the victims a trim would close if it ran now, in the order it would
+  // take them, each with its value, streams and a line saying why; closes nothing and
+  // changes nothing (expired temporary entries are not pruned, no event is published).
+  // Ranks as the trim would: the default order, the realm rules, or the host's trimmer
+  // (asked with no lock held, like explain()'s rank in force). For diagnosis: O(peers log
+  // peers) under the manager's lock.
+  TrimPlan plan_trim() const;
   // Changes the watermarks at run time (validated like Config). Lowering high_water to
   // or below the current count schedules a trim on the manager's strand.
   std::error_code set_limits(std::size_t low_water, std::size_t high_water);

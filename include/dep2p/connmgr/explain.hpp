@@ -37,7 +37,8 @@ struct ConnectionExplanation {
   bool best = false;            // the PathSelector's choice (best_connection())
 };
 
-struct ProtectionExplanation {
+// One protection of a peer (ConnectionManager::protections(), Explanation::protections).
+struct Protection {
   std::string tag;
   std::optional<TimePoint> until;  // nullopt: until unprotected
 };
@@ -58,13 +59,13 @@ struct Explanation {
   // Pooled connections in the order they were added. Pending ones (track_pending) are not
   // listed: their peer is not known before the handshake.
   std::vector<ConnectionExplanation> connections;
-  std::vector<ProtectionExplanation> protections;  // in the order first set
-  std::optional<TimePoint> grace_until;            // set while the peer is in grace
-  std::optional<TimePoint> expires_at;  // a temporary entry's deletion time (none while protected)
+  std::vector<Protection> protections;   // in the order first set
+  std::optional<TimePoint> grace_until;  // set while the peer is in grace
+  std::optional<TimePoint> expires_at;   // a temporary entry's deletion time (none while protected)
   // The trim value: the sum of plain and decaying tags, and its breakdown.
-  std::int64_t value = 0;
-  std::vector<std::pair<std::string, int>> tags;           // plain, in the order first set
-  std::vector<std::pair<std::string, int>> decaying_tags;  // name, current value
+  PeerValue value = 0;
+  std::vector<std::pair<std::string, TagValue>> tags;           // plain, in the order first set
+  std::vector<std::pair<std::string, TagValue>> decaying_tags;  // name, current value
   // The rank among the current trim candidates (connected, unprotected, out of grace)
   // under the default score order (make_score_trimmer()): 1 goes first. Independent of
   // the trimmer actually installed and of the realm layer's reordering.
@@ -84,6 +85,33 @@ struct Explanation {
   //   "peer 12*X3p9Vb: kept: in grace for 15 s more; value 3 (dht 3)"
   //   "peer 12*X3p9Vb: not connected: temporary entry for 15 s more; value 4 (dht 4)"
   // Its wording may change; read the fields above in code.
+  std::string summary;
+};
+
+// One peer a trim would close now (ConnectionManager::plan_trim()).
+struct PlannedVictim {
+  NodeId peer;
+  std::size_t rank = 0;         // 1: the first the trim takes
+  std::size_t connections = 0;  // of the peer's connections, those the trim closes (all)
+  std::uint32_t streams = 0;    // open on them
+  PeerValue value = 0;          // the trim value, plain and decaying tags together
+  std::vector<std::pair<std::string, TagValue>> tags;           // plain, in the order first set
+  std::vector<std::pair<std::string, TagValue>> decaying_tags;  // name, current value
+  // One line for humans: "rank 1 of 40: value 0 (no tags), 0 streams". Its wording may
+  // change; read the fields above in code.
+  std::string why;
+};
+
+// A trim's dry run: what trim() would close if it ran now, and why, closing nothing.
+struct TrimPlan {
+  TimePoint at{};               // the manager's clock when the plan was made
+  std::size_t connections = 0;  // in the pool now
+  std::size_t low_water = 0;    // the watermark the trim would bring the pool down to
+  std::size_t candidates = 0;   // peers a trim may close (connected, unprotected, out of grace)
+  std::size_t target = 0;       // connections the trim would close
+  std::vector<PlannedVictim> victims;  // in the order the trim takes them
+  // "trim would close 5 connections of 3 peers: 105 connections, low water 100", or why
+  // it would close nothing ("at or below low water", "no candidates", ...).
   std::string summary;
 };
 

@@ -1,4 +1,4 @@
-// TagStore: (peer, tag name) -> int value, with each peer's value (the sum of its tags)
+// TagStore: (peer, tag name) -> TagValue, with each peer's value (the sum of its tags)
 // kept incrementally so reading it is O(1). This is the standalone form of the tag
 // semantics the ConnectionManager applies to its pool (docs/design.md, "Pool and tags"): use it
 // directly when you need scores without a pool.
@@ -35,19 +35,20 @@ class TagStore {
   TagStore& operator=(const TagStore&) = delete;
 
   // Sets (overwrites) the tag. Errc::invalid_argument for an empty name.
-  std::error_code tag(const NodeId& peer, std::string_view name, int value);
+  std::error_code tag(const NodeId& peer, std::string_view name, TagValue value);
   // Removes the tag; returns whether it existed. A peer left without tags is forgotten.
   bool untag(const NodeId& peer, std::string_view name);
   // Sets the tag to fn(old value, or 0 when absent) and returns the new value.
   // Errc::invalid_argument for an empty name or an empty function.
   std::error_code upsert(const NodeId& peer, std::string_view name,
-                         const std::function<int(int)>& fn, int* new_value = nullptr);
+                         const std::function<TagValue(TagValue)>& fn,
+                         TagValue* new_value = nullptr);
 
   // The sum of the peer's tags, 0 for an unknown peer.
-  std::int64_t value(const NodeId& peer) const;
-  std::optional<int> tag_value(const NodeId& peer, std::string_view name) const;
+  PeerValue value(const NodeId& peer) const;
+  std::optional<TagValue> tag_value(const NodeId& peer, std::string_view name) const;
   // The peer's tags in the order they were first set.
-  std::vector<std::pair<std::string, int>> tags(const NodeId& peer) const;
+  std::vector<std::pair<std::string, TagValue>> tags(const NodeId& peer) const;
   // Forgets every tag of the peer; returns whether it had any.
   bool erase(const NodeId& peer);
   // Peers holding at least one tag.

@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/basic_endpoint.hpp>
 
 namespace dep2p::connmgr {
 
@@ -123,6 +124,12 @@ struct NodeIdHash {
   std::size_t operator()(const NodeId& id) const noexcept { return id.hash(); }
 };
 
+// A tag's value, and a peer's value: the sum of its plain and decaying tags. A tag is 32
+// bits (each costs 8 bytes in the pool, name included); the sum is 64 bits, so a peer's
+// value is exact however many tags of whatever values it holds.
+using TagValue = std::int32_t;
+using PeerValue = std::int64_t;
+
 // Identifies one connection for the lifetime of a manager; assigned by the manager when
 // the connection is added, never reused. Zero is never assigned.
 enum class ConnectionId : std::uint64_t {};
@@ -133,10 +140,25 @@ enum class Direction : std::uint8_t { inbound, outbound };
 enum class PathKind : std::uint8_t { direct, relay };
 enum class Transport : std::uint8_t { tcp, quic, websocket, webrtc, other };
 
-// A transport address: IPv4 or IPv6 address and port.
+// A transport address: IPv4 or IPv6 address and port. Converts both ways to Asio's
+// endpoints of any IP protocol:
+//
+//   auto remote = Endpoint::from(socket.remote_endpoint());  // tcp or udp
+//   boost::asio::ip::tcp::endpoint target = remote.to<boost::asio::ip::tcp>();
 struct Endpoint {
   boost::asio::ip::address address;
   std::uint16_t port = 0;
+
+  template <typename Protocol>
+  static Endpoint from(const boost::asio::ip::basic_endpoint<Protocol>& endpoint) {
+    return Endpoint{endpoint.address(), endpoint.port()};
+  }
+  template <typename Protocol>
+  boost::asio::ip::basic_endpoint<Protocol> to() const {
+    return {address, port};
+  }
+  // "10.1.2.3:4001", "[2001:db8::1]:4001".
+  std::string to_string() const;
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
