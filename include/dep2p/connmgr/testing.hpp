@@ -52,7 +52,7 @@ class FakeConnection final : public Connection {
   FakeConnection(NodeId peer, Direction direction,
                  Endpoint remote = Endpoint{boost::asio::ip::address_v4::loopback(), 4001},
                  PathKind path = PathKind::direct)
-      : peer_(std::move(peer)), direction_(direction), remote_(std::move(remote)), path_(path) {}
+      : peer_(peer), direction_(direction), remote_(std::move(remote)), path_(path) {}
 
   NodeId remote_peer() const override { return peer_; }
   Direction direction() const override { return direction_; }
@@ -119,7 +119,7 @@ class FakeConnection final : public Connection {
 // REQUIRES: `manager` outlives every close() of the connection.
 inline std::shared_ptr<FakeConnection> reporting_connection(ConnectionManager& manager, NodeId peer,
                                                             Direction direction) {
-  auto connection = std::make_shared<FakeConnection>(std::move(peer), direction);
+  auto connection = std::make_shared<FakeConnection>(peer, direction);
   connection->on_close = [&manager](FakeConnection& self, CloseReason reason) {
     manager.remove_connection(self, reason);
   };
