@@ -7,6 +7,8 @@
 #   - the target's interface compile and link options (the sanitizer flags of
 #     DEP2P_CONNMGR_SANITIZE, when set) go to Cflags and Libs, as a find_package consumer
 #     inherits them: code linked with a sanitized library must be linked with the sanitizer;
+#   - the target's interface compile definitions (DEP2P_CONNMGR_STATIC_DEFINE for a static
+#     library, which empties DEP2P_CONNMGR_EXPORT in export.hpp) go to Cflags as -D;
 #   - Boost's include directory, unless the compiler searches it anyway (e.g. /usr/include).
 # The prefix is written relative to ${pcfiledir}, so `cmake --install --prefix DIR` may
 # choose another prefix than the configured one.
@@ -45,6 +47,17 @@ function(dep2p_install_pkg_config target)
     if(NOT dir IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
       string(APPEND DEP2P_PC_CFLAGS " -I${dir}")
     endif()
+  endforeach()
+  get_target_property(definitions ${target} INTERFACE_COMPILE_DEFINITIONS)
+  if(NOT definitions)
+    set(definitions "")
+  endif()
+  foreach(definition IN LISTS definitions)
+    if(definition MATCHES "\\$<")
+      message(FATAL_ERROR "${target}'s interface compile definitions hold a generator "
+                          "expression, which ${target}.pc cannot carry: ${definition}")
+    endif()
+    string(APPEND DEP2P_PC_CFLAGS " -D${definition}")
   endforeach()
   get_target_property(compile_options ${target} INTERFACE_COMPILE_OPTIONS)
   get_target_property(link_options ${target} INTERFACE_LINK_OPTIONS)

@@ -59,7 +59,8 @@ std::unique_ptr<Timer> SteadyTimeSource::make_timer(boost::asio::any_io_executor
 
 // The generation lives in a shared block so that a handler already posted to the
 // executor can tell, when it runs, whether its timer was re-armed, cancelled or destroyed.
-class ManualTimeSource::ManualTimer final : public Timer {
+// Hidden (DEP2P_CONNMGR_NO_EXPORT), or it would be exported with ManualTimeSource.
+class DEP2P_CONNMGR_NO_EXPORT ManualTimeSource::ManualTimer final : public Timer {
  public:
   ManualTimer(ManualTimeSource& source, boost::asio::any_io_executor executor)
       : source_(source), executor_(std::move(executor)) {}

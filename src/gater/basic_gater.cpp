@@ -24,7 +24,9 @@ using detail::LazyNow;
 using detail::RuleBook;
 using Flag = detail::RuleBook::Flag;
 
-struct BasicGater::Impl : std::enable_shared_from_this<Impl> {
+// Hidden (DEP2P_CONNMGR_NO_EXPORT): a nested type of an exported class is exported with it
+// unless marked, and this one is the library's own (docs/architecture.md, "Packaging").
+struct DEP2P_CONNMGR_NO_EXPORT BasicGater::Impl : std::enable_shared_from_this<Impl> {
   // An on_tightened registration. `active` turns false when its Subscription goes, so a
   // delivery that copied the list before still skips it.
   struct HandlerSlot {

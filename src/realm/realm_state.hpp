@@ -32,7 +32,9 @@
 
 namespace dep2p::connmgr {
 
-struct RealmConnectionManager::State final : detail::PoolExtension {
+// Hidden (DEP2P_CONNMGR_NO_EXPORT): a nested type of an exported class is exported with it
+// unless marked, and this one is the library's own (docs/architecture.md, "Packaging").
+struct DEP2P_CONNMGR_NO_EXPORT RealmConnectionManager::State final : detail::PoolExtension {
   struct IdHash {
     std::size_t operator()(ConnectionId id) const noexcept {
       return std::hash<std::uint64_t>{}(static_cast<std::uint64_t>(id));

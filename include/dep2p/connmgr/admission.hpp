@@ -22,6 +22,7 @@
 #include <system_error>
 #include <utility>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -39,7 +40,7 @@ enum class Stage : std::uint8_t {
   bind,
   claim
 };
-std::string_view to_string(Stage stage) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(Stage stage) noexcept;
 
 // What refused: counted separately in Stats::refusals_by_reason.
 enum class RefusalReason : std::uint8_t {
@@ -57,7 +58,7 @@ enum class RefusalReason : std::uint8_t {
   dial_pending,      // a dial to the peer is in flight (check_dial)
 };
 inline constexpr std::size_t kRefusalReasonCount = 12;
-std::string_view to_string(RefusalReason reason) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(RefusalReason reason) noexcept;
 
 struct Refusal {
   Stage stage = Stage::accept;
@@ -77,7 +78,7 @@ class ReservationOwner;
 // per-address caps, reserved memory or descriptors. Dropping it releases exactly those;
 // add_connection() consumes it, moving what the connection keeps to the connection. Only
 // the manager makes one.
-class Reservation {
+class DEP2P_CONNMGR_EXPORT Reservation {
  public:
   Reservation() = default;
   ~Reservation() { release(); }

@@ -22,6 +22,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace boost::asio {
@@ -32,14 +33,14 @@ namespace dep2p::connmgr {
 
 // A one-shot timer. Arming it again replaces the pending wait. The handler is never
 // called after cancel() or destruction has returned on the owner's strand.
-class Timer {
+class DEP2P_CONNMGR_EXPORT Timer {
  public:
   virtual ~Timer() = default;
   virtual void wait_until(TimePoint deadline, std::function<void()> handler) = 0;
   virtual void cancel() = 0;
 };
 
-class TimeSource {
+class DEP2P_CONNMGR_EXPORT TimeSource {
  public:
   virtual ~TimeSource() = default;
   virtual TimePoint now() const = 0;
@@ -48,7 +49,7 @@ class TimeSource {
 };
 
 // Real time: std::chrono::steady_clock and boost::asio::steady_timer.
-class SteadyTimeSource final : public TimeSource {
+class DEP2P_CONNMGR_EXPORT SteadyTimeSource final : public TimeSource {
  public:
   TimePoint now() const override;
   std::unique_ptr<Timer> make_timer(boost::asio::any_io_executor executor) override;
@@ -58,7 +59,7 @@ class SteadyTimeSource final : public TimeSource {
 // advance(), which steps from one due deadline to the next, posting each due handler to its
 // executor and running the io_context's ready handlers before the next step, so a handler
 // that re-arms its timer sees the virtual time of the deadline that fired it.
-class ManualTimeSource final : public TimeSource {
+class DEP2P_CONNMGR_EXPORT ManualTimeSource final : public TimeSource {
  public:
   explicit ManualTimeSource(boost::asio::io_context& io);
   ~ManualTimeSource() override;

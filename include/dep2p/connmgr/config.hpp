@@ -16,6 +16,7 @@
 #include <string>
 
 #include "dep2p/connmgr/dial.hpp"
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/limits.hpp"
 #include "dep2p/connmgr/types.hpp"
 
@@ -34,7 +35,7 @@ struct ConfigError {
   std::string message;  // a sentence naming the field, its value and the rule broken
 };
 
-struct Config {
+struct DEP2P_CONNMGR_EXPORT Config {
   // Trimming starts when the pool holds high_water connections and brings it down to
   // low_water. Either watermark 0 disables trimming.
   std::size_t low_water = 100;

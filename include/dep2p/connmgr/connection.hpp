@@ -21,6 +21,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -40,7 +41,7 @@ struct ActivityCell {
 };
 }  // namespace detail
 
-class Connection {
+class DEP2P_CONNMGR_EXPORT Connection {
  public:
   Connection() = default;
   Connection(const Connection&) = delete;

@@ -41,6 +41,7 @@
 #include "dep2p/connmgr/decay.hpp"
 #include "dep2p/connmgr/events.hpp"
 #include "dep2p/connmgr/explain.hpp"
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/gater.hpp"
 #include "dep2p/connmgr/keepalive.hpp"
 #include "dep2p/connmgr/limits.hpp"
@@ -93,7 +94,7 @@ struct TagInfo {
   bool temporary = false;  // tagged but not connected
 };
 
-class ConnectionManager {
+class DEP2P_CONNMGR_EXPORT ConnectionManager {
  public:
   using executor_type = boost::asio::any_io_executor;
 

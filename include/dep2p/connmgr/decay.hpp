@@ -19,6 +19,7 @@
 #include <system_error>
 #include <variant>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -40,7 +41,7 @@ using DecayFn = std::function<DecayResult(const DecayingValue&)>;
 using BumpFn = std::function<int(const DecayingValue&, int delta)>;
 
 // What one interval does to a value.
-class Decay {
+class DEP2P_CONNMGR_EXPORT Decay {
  public:
   // The value stays; the tag is never removed by decay.
   static Decay none();
@@ -76,7 +77,7 @@ class Decay {
 };
 
 // What a bump does to a value.
-class Bump {
+class DEP2P_CONNMGR_EXPORT Bump {
  public:
   // value + delta (saturating at the int range).
   static Bump sum();
@@ -112,7 +113,7 @@ class DecayingTagOwner;
 
 // A registered decaying tag. A default-constructed handle is not valid; methods on it,
 // and on a closed tag, return Errc::tag_closed. Only the manager makes a valid one.
-class DecayingTag {
+class DEP2P_CONNMGR_EXPORT DecayingTag {
  public:
   DecayingTag() = default;
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -24,7 +25,7 @@ enum class DialFailure : std::uint8_t {
   refused,  // the remote's limits or gater turned us away (or its realm was full)
 };
 inline constexpr std::size_t kDialFailureCount = 3;
-std::string_view to_string(DialFailure failure) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(DialFailure failure) noexcept;
 
 // How a dial in flight ended, for a handler waiting on it (ConnectionManager::wait_dial).
 enum class DialOutcome : std::uint8_t {
@@ -33,14 +34,14 @@ enum class DialOutcome : std::uint8_t {
   lapsed,     // no outcome within DialConfig::dial_timeout
   canceled,   // the manager closed
 };
-std::string_view to_string(DialOutcome outcome) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(DialOutcome outcome) noexcept;
 
 // Why the manager asks the host's Dialer for a dial.
 enum class DialPurpose : std::uint8_t {
   reconnect,    // a peer the node keeps (protected, or held) lost its last connection
   direct_path,  // a peer reached only through a relay: try for a direct connection
 };
-std::string_view to_string(DialPurpose purpose) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(DialPurpose purpose) noexcept;
 
 // What the manager asks the Dialer for.
 struct DialRequest {
@@ -59,7 +60,7 @@ struct DialRequest {
 // manager), or with why it failed. A dial whose `done` has not come within
 // DialConfig::dial_timeout counts as a timeout; its late `done` is ignored. An exception
 // from dial() counts as DialFailure::error.
-class Dialer {
+class DEP2P_CONNMGR_EXPORT Dialer {
  public:
   using Done = std::function<void(std::optional<DialFailure> failure)>;
   virtual ~Dialer() = default;

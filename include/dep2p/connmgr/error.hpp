@@ -11,6 +11,8 @@
 #include <string>
 #include <system_error>
 
+#include "dep2p/connmgr/export.hpp"
+
 namespace dep2p::connmgr {
 
 // Values start at 1 so that a default std::error_code (0) always means success.
@@ -35,10 +37,10 @@ enum class Errc : int {
   dial_pending,           // a dial to the peer is in flight already
 };
 
-const std::error_category& connmgr_category() noexcept;
+DEP2P_CONNMGR_EXPORT const std::error_category& connmgr_category() noexcept;
 
 // Found by argument-dependent lookup, so `std::error_code ec = Errc::closed;` works.
-std::error_code make_error_code(Errc e) noexcept;
+DEP2P_CONNMGR_EXPORT std::error_code make_error_code(Errc e) noexcept;
 
 }  // namespace dep2p::connmgr
 

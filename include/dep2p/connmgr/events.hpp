@@ -24,6 +24,7 @@
 
 #include "dep2p/connmgr/admission.hpp"
 #include "dep2p/connmgr/dial.hpp"
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -116,7 +117,7 @@ using Event = std::variant<ConnectedEvent, DisconnectedEvent, TrimmedEvent, List
                            PathChangedEvent, RealmBoundEvent, RealmUnboundEvent, DialEvent>;
 using EventHandler = std::function<void(const Event&)>;
 
-class Subscription {
+class DEP2P_CONNMGR_EXPORT Subscription {
  public:
   Subscription() = default;
   ~Subscription();

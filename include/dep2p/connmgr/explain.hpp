@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -50,7 +51,7 @@ enum class NotCandidateReason : std::uint8_t {
   in_grace,    // connected more recently than config().grace_period
   temporary,   // tagged but not connected: nothing to close
 };
-std::string_view to_string(NotCandidateReason reason) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(NotCandidateReason reason) noexcept;
 
 struct Explanation {
   NodeId peer;

@@ -25,6 +25,7 @@
 
 #include "dep2p/connmgr/clock.hpp"
 #include "dep2p/connmgr/events.hpp"
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace spdlog {
@@ -46,7 +47,7 @@ struct Decision {
 };
 
 // The five intercepts, cheapest first. Every default allows.
-class Gater {
+class DEP2P_CONNMGR_EXPORT Gater {
  public:
   virtual ~Gater() = default;
   // Before dialing a peer.
@@ -72,7 +73,7 @@ class Gater {
 };
 
 // Asks each gater in order; the first denial wins.
-class CompositeGater final : public Gater {
+class DEP2P_CONNMGR_EXPORT CompositeGater final : public Gater {
  public:
   explicit CompositeGater(std::vector<std::shared_ptr<Gater>> gaters);
 
@@ -156,7 +157,7 @@ struct GaterCounts {
 // allowed peer dialing from a blocked address is refused for the address, since at
 // accept time only the address is known and the two stages must agree.
 // IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are IPv4 for rules and lookups alike.
-class BasicGater final : public Gater {
+class DEP2P_CONNMGR_EXPORT BasicGater final : public Gater {
  public:
   explicit BasicGater(boost::asio::any_io_executor executor, BasicGaterOptions options = {});
   ~BasicGater() override;

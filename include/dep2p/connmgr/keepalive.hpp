@@ -15,6 +15,7 @@
 #include <optional>
 #include <utility>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -25,7 +26,7 @@ class HoldOwner;
 }  // namespace detail
 
 // Only the manager makes one (ConnectionManager::keep_alive).
-class KeepAliveHold {
+class DEP2P_CONNMGR_EXPORT KeepAliveHold {
  public:
   KeepAliveHold() = default;
   ~KeepAliveHold() { release(); }

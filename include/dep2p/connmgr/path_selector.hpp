@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -37,7 +38,7 @@ struct PathSelectorOptions {
   Duration ipv6_bias = std::chrono::milliseconds(3);  // subtracted from IPv6 paths' RTT
 };
 
-class PathSelector {
+class DEP2P_CONNMGR_EXPORT PathSelector {
  public:
   virtual ~PathSelector() = default;
   // Returns the index into `candidates` of the path to use. `current` is the index of the
@@ -52,6 +53,7 @@ class PathSelector {
 // unless another is faster by at least `switch_threshold`; an unmeasured one yields to any
 // measured path. Ties go to the current path, then the lower index. A `current` out of
 // range counts as none.
-std::shared_ptr<PathSelector> make_default_path_selector(PathSelectorOptions options = {});
+DEP2P_CONNMGR_EXPORT std::shared_ptr<PathSelector> make_default_path_selector(
+    PathSelectorOptions options = {});
 
 }  // namespace dep2p::connmgr

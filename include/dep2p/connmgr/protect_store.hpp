@@ -17,11 +17,12 @@
 #include <system_error>
 #include <vector>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
 
-class ProtectStore {
+class DEP2P_CONNMGR_EXPORT ProtectStore {
  public:
   ProtectStore();
   ~ProtectStore();

@@ -56,13 +56,14 @@
 #include "dep2p/connmgr/connection.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/explain.hpp"
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
 
 // The limits of one realm. Counts are of bound connections unless said otherwise; 0
 // disables a limit (high_water 0: no realm trim).
-struct RealmConfig {
+struct DEP2P_CONNMGR_EXPORT RealmConfig {
   // Distinct peers with at least one connection bound to the realm; a bind that would
   // add one more is refused with Errc::realm_full.
   std::size_t max_members = 0;
@@ -143,7 +144,7 @@ struct RealmExplanation {
   std::string summary;
 };
 
-class RealmConnectionManager {
+class DEP2P_CONNMGR_EXPORT RealmConnectionManager {
  public:
   using executor_type = ConnectionManager::executor_type;
 

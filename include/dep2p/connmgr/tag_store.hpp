@@ -23,11 +23,12 @@
 #include <utility>
 #include <vector>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
 
-class TagStore {
+class DEP2P_CONNMGR_EXPORT TagStore {
  public:
   TagStore();
   ~TagStore();

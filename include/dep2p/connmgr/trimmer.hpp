@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "dep2p/connmgr/export.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -87,7 +88,7 @@ struct TrimSnapshot {
   }
 };
 
-class Trimmer {
+class DEP2P_CONNMGR_EXPORT Trimmer {
  public:
   virtual ~Trimmer() = default;
   // Read once, when the manager is constructed.
@@ -106,7 +107,7 @@ class Trimmer {
 // streams when TrimSnapshot::forced, as in go-libp2p's emergency trim); later first_seen. Needs
 // neither peer ids nor connections. Runs in O(n) expected time: it selects the victims with
 // nth_element and sorts them only when some peer holds several connections.
-std::shared_ptr<Trimmer> make_score_trimmer();
+DEP2P_CONNMGR_EXPORT std::shared_ptr<Trimmer> make_score_trimmer();
 
 struct ActivityTrimmerOptions {
   // As anacrolix/torrent does: when one direction holds more connections than the other,
@@ -122,6 +123,7 @@ struct ActivityTrimmerOptions {
 // lowest upload rate (rates summed over the peer's connections; a NaN or negative rate
 // counts as 0); then, as ScoreTrimmer, later first_seen, then the lower index. Needs the
 // connections column; not peer ids. O(n + connections) expected, selecting as ScoreTrimmer.
-std::shared_ptr<Trimmer> make_activity_trimmer(ActivityTrimmerOptions options = {});
+DEP2P_CONNMGR_EXPORT std::shared_ptr<Trimmer> make_activity_trimmer(
+    ActivityTrimmerOptions options = {});
 
 }  // namespace dep2p::connmgr

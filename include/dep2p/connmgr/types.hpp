@@ -25,6 +25,8 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/basic_endpoint.hpp>
 
+#include "dep2p/connmgr/export.hpp"
+
 namespace dep2p::connmgr {
 
 // The one clock every timing rule is expressed in. Time sources (clock.hpp) produce its
@@ -35,7 +37,7 @@ using Duration = Clock::duration;
 
 // A peer's identity: 1 to 64 opaque bytes (a multihash, a 32-byte public key, ...).
 // Stored inline, so copying never allocates. Compared and hashed byte-wise.
-class NodeId {
+class DEP2P_CONNMGR_EXPORT NodeId {
  public:
   static constexpr std::size_t kMaxSize = 64;
 
@@ -110,9 +112,10 @@ class NodeId {
   }
   // Byte-wise lexicographic order, shorter first on a common prefix. Used wherever the
   // design needs a deterministic order between peers (simultaneous open, ties).
-  friend std::strong_ordering operator<=>(const NodeId& a, const NodeId& b) noexcept;
+  friend DEP2P_CONNMGR_EXPORT std::strong_ordering operator<=>(const NodeId& a,
+                                                               const NodeId& b) noexcept;
   // Writes to_base58().
-  friend std::ostream& operator<<(std::ostream& os, const NodeId& id);
+  friend DEP2P_CONNMGR_EXPORT std::ostream& operator<<(std::ostream& os, const NodeId& id);
 
  private:
   NodeId() = default;
@@ -145,7 +148,7 @@ enum class Transport : std::uint8_t { tcp, quic, websocket, webrtc, other };
 //
 //   auto remote = Endpoint::from(socket.remote_endpoint());  // tcp or udp
 //   boost::asio::ip::tcp::endpoint target = remote.to<boost::asio::ip::tcp>();
-struct Endpoint {
+struct DEP2P_CONNMGR_EXPORT Endpoint {
   boost::asio::ip::address address;
   std::uint16_t port = 0;
 
@@ -165,7 +168,7 @@ struct Endpoint {
 // An IP subnet: its network address (host bits clear) and prefix length. One address is
 // the subnet of its full length (/32 for IPv4, /128 for IPv6). to_string() gives CIDR text
 // ("10.1.2.0/24", "2001:db8::/32"), the form BasicGater's block() and unblock() take.
-struct Subnet {
+struct DEP2P_CONNMGR_EXPORT Subnet {
   boost::asio::ip::address address;
   std::uint8_t prefix_length = 0;
 
@@ -173,7 +176,7 @@ struct Subnet {
   std::string to_string() const;
   friend bool operator==(const Subnet&, const Subnet&) = default;
   // IPv4 before IPv6, then by address, then shorter prefixes first.
-  friend bool operator<(const Subnet& a, const Subnet& b) noexcept;
+  friend DEP2P_CONNMGR_EXPORT bool operator<(const Subnet& a, const Subnet& b) noexcept;
 };
 
 // Why the manager (or the host) closed a connection. Every close carries one, with a
@@ -202,14 +205,14 @@ inline constexpr std::size_t kCloseReasonCount = 13;
 // report_state). Allowed moves: dialing -> handshaking -> established -> closing ->
 // closed, and from any state but closed straight to closed.
 enum class ConnectionState : std::uint8_t { dialing, handshaking, established, closing, closed };
-std::string_view to_string(ConnectionState state) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(ConnectionState state) noexcept;
 
-std::string_view to_string(CloseReason reason) noexcept;
-std::string_view to_string(Direction direction) noexcept;
-std::string_view to_string(PathKind kind) noexcept;
-std::string_view to_string(Transport transport) noexcept;
-std::ostream& operator<<(std::ostream& os, CloseReason reason);
-std::ostream& operator<<(std::ostream& os, Direction direction);
+DEP2P_CONNMGR_EXPORT std::string_view to_string(CloseReason reason) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(Direction direction) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(PathKind kind) noexcept;
+DEP2P_CONNMGR_EXPORT std::string_view to_string(Transport transport) noexcept;
+DEP2P_CONNMGR_EXPORT std::ostream& operator<<(std::ostream& os, CloseReason reason);
+DEP2P_CONNMGR_EXPORT std::ostream& operator<<(std::ostream& os, Direction direction);
 
 }  // namespace dep2p::connmgr
 
