@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Packaging check: the library installs as a CMake package that a consumer finds with
-# find_package(dep2p_connmgr), and it builds inside a consumer's tree with add_subdirectory.
+# find_package(dep2p_connmgr) or pkg-config, the examples build against that install, and
+# the library builds inside a consumer's tree with add_subdirectory, as a shared library
+# that exports its public API and nothing of its internals.
 #
 #   1. installs the library to a staging prefix under a temporary directory: from BUILD_DIR
 #      when given (an existing build tree of this repository, such as build/ci, which CI
@@ -12,10 +14,18 @@
 #      (PKG_CONFIG_PATH pointing into the prefix) and runs it. The .pc file carries what
 #      the exported CMake target carries, so a sanitized install (build/ci: static, ASan +
 #      UBSan) brings its -fsanitize flags and a static one brings spdlog and fmt;
-#   4. configures, builds and runs tests/consumers/add_subdirectory, which adds this
+#   4. configures examples/ on its own against the prefix (public headers and the package
+#      only, warnings as errors), builds basic_usage and the p2p_node library and runs
+#      basic_usage. The swarm demo is left out to keep this step short: it adds nothing
+#      the p2p_node library does not already show about the package;
+#   5. configures, builds and runs tests/consumers/add_subdirectory, which adds this
 #      repository's root to its own tree, this time as a shared library
-#      (BUILD_SHARED_LIBS=ON), so both library kinds are built and linked, and checks the
-#      soname (0.MINOR while the major version is 0, README.md "Versioning").
+#      (BUILD_SHARED_LIBS=ON), so both library kinds are built and linked; checks the
+#      soname (0.MINOR while the major version is 0, README.md "Versioning"), and, since
+#      that build has no tests and so hides its internals (DEP2P_CONNMGR_HIDE_INTERNALS,
+#      docs/architecture.md "Packaging"), that the .so exports the public API
+#      (dep2p::connmgr::version(), ConnectionManager) and no symbol of
+#      dep2p::connmgr::detail (such as detail::parse_prefix).
 #
 #   bash .ci/consumers.sh [BUILD_DIR]
 #
@@ -52,6 +62,7 @@ config=$(find "$prefix" -path '*/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake' 
 [ -n "$config" ] || { echo "consumers: no package config installed" >&2; exit 1; }
 libdir=${config%/cmake/dep2p_connmgr/dep2p_connmgrConfig.cmake}
 for installed in "$libdir/pkgconfig/dep2p_connmgr.pc" "$prefix/include/dep2p/connmgr/version.hpp" \
+                 "$prefix/include/dep2p/connmgr/export.hpp" \
                  "$prefix/include/dep2p/connmgr/testing.hpp" "$prefix/share/doc/dep2p_connmgr/LICENSE"; do
   [ -f "$installed" ] || { echo "consumers: $installed was not installed" >&2; exit 1; }
 done
@@ -78,6 +89,12 @@ echo "consumers: pkg-config --cflags --libs: ${pc_flags[*]}"
 c++ -std=c++20 "$root/tests/consumers/find_package/main.cpp" -o "$work/pkg_config_consumer" "${pc_flags[@]}"
 "$work/pkg_config_consumer"
 
+echo "consumers: the examples against the installed package"
+cmake -S "$root/examples" -B "$work/examples" "${common[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
+  -DDEP2P_CONNMGR_WERROR=ON >/dev/null
+cmake --build "$work/examples" -j "$jobs" --target basic_usage p2p_node
+"$work/examples/basic_usage" >/dev/null
+
 echo "consumers: add_subdirectory consumer"
 # Unoptimised (no build type): what this checks does not depend on it, and it builds fastest.
 cmake -S "$root/tests/consumers/add_subdirectory" -B "$work/add_subdirectory" -G Ninja -Wno-dev \
@@ -90,5 +107,17 @@ soname=libdep2p_connmgr.so.$major
 readelf -d "$work/add_subdirectory/dep2p_connmgr/libdep2p_connmgr.so" | grep -F "soname: [$soname]" >/dev/null ||
   { echo "consumers: the shared library's soname is not $soname" >&2; exit 1; }
 "$work/add_subdirectory/consumer"
+# The dynamic symbol table, demangled: the public API in, the internals out.
+so=$work/add_subdirectory/dep2p_connmgr/libdep2p_connmgr.so
+exported=$(nm -DC --defined-only "$so")
+for symbol in 'dep2p::connmgr::version()' 'dep2p::connmgr::ConnectionManager::ConnectionManager('; do
+  grep -qF " $symbol" <<<"$exported" || { echo "consumers: $so does not export $symbol" >&2; exit 1; }
+done
+if internal=$(grep -E '^[0-9a-f]+ [A-Za-z] ((vtable|typeinfo|typeinfo name|guard variable) for )?dep2p::connmgr::detail::' <<<"$exported"); then
+  echo "consumers: $so exports internal symbols (dep2p::connmgr::detail), e.g.:" >&2
+  head -5 <<<"$internal" >&2
+  exit 1
+fi
+echo "consumers: $so exports $(grep -c ' dep2p::connmgr::' <<<"$exported") symbols of dep2p::connmgr, none of detail"
 
-echo "consumers: the three consumers built and ran"
+echo "consumers: the consumers and the examples built and ran"
