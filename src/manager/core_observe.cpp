@@ -36,20 +36,23 @@ Stats ManagerCore::stats() const {
   s.dials_in_flight = dial_.dials_in_flight(now);
   s.offline = dial_.offline();
   s.redials_queued = redial_.size();
-  // Counts by path and state and the RTT summary: one pass, only when asked.
-  Duration rtt_sum{};
+  s.low_water = config_.low_water;
+  s.high_water = config_.high_water;
+  s.system_limits = config_.limits.system;
+  // Counts by path and state, the RTT summary and histogram: one pass, only when asked.
   for (std::uint32_t slot = 0; slot < pool_.conn_slots(); ++slot) {
     const ConnEntry& conn = pool_.conn(slot);
     if (!conn.handle) continue;  // a free slot
     ++(conn.path == PathKind::relay ? s.relay : s.direct);
     ++(conn.closing ? s.closing : s.established);
+    ++s.pooled_by_kind[Stats::pooled_index(conn.direction, conn.path, conn.closing)];
     if (conn.srtt == Duration::zero()) continue;  // no ping answered yet
     s.rtt.min = s.rtt.count == 0 ? conn.srtt : std::min(s.rtt.min, conn.srtt);
     s.rtt.max = std::max(s.rtt.max, conn.srtt);
-    rtt_sum += conn.srtt;
     ++s.rtt.count;
+    s.rtts.observe(conn.srtt);
   }
-  if (s.rtt.count > 0) s.rtt.mean = rtt_sum / static_cast<Duration::rep>(s.rtt.count);
+  if (s.rtt.count > 0) s.rtt.mean = s.rtts.sum / static_cast<Duration::rep>(s.rtt.count);
   for (const auto& [key, pending] : pending_.entries) {
     ++(pending.state == ConnectionState::dialing ? s.dialing : s.handshaking);
   }

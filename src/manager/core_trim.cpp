@@ -254,13 +254,20 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   if (!trim_needed(kind, exact_count, count)) return 0;
   trim_.running = true;
   trim_.thread = std::this_thread::get_id();
+  // The trim's duration, for Stats::trim_durations: from here to its last close. Only a
+  // trim that ran to its commit (count_trim) is observed; trims never overlap, so the count
+  // of trims tells.
+  const TimePoint started = env_.time->now();
+  const std::uint64_t trims_before = stats_.trims;
   // However the trim ends, the next one may run and the callers that joined wake up.
   struct Finish {
     ManagerCore& core;
     std::unique_lock<Lock>& lock;
     std::size_t closed = 0;
+    std::optional<Duration> took;  // set once a counted trim has closed its victims
     ~Finish() {
       if (!lock.owns_lock()) lock.lock();
+      if (took) core.stats_.trim_durations.observe(*took);
       core.trim_.running = false;
       core.trim_.thread = {};
       core.trim_.last_closed = closed;
@@ -284,11 +291,13 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
   }
   watch_.active = false;
   watch_.changed = {};
+  const bool counted = stats_.trims != trims_before;
   lock.unlock();
 
   // Act: close the last victims, deliver events — all unlocked.
   act(outcome.batch);
   finish.closed = outcome.closed;
+  if (counted) finish.took = env_.time->now() - started;
   if (outcome.closed > 0) {
     env_.logger->debug("connmgr: trim closed {} connections of {} peers", outcome.closed,
                        outcome.peers_closed);

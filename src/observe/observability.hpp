@@ -10,6 +10,7 @@
 
 #include "dep2p/connmgr/explain.hpp"
 #include "dep2p/connmgr/metrics.hpp"
+#include "dep2p/connmgr/metrics_description.hpp"
 #include "dep2p/connmgr/realm_manager.hpp"
 
 namespace dep2p::connmgr::detail {
@@ -18,7 +19,7 @@ namespace dep2p::connmgr::detail {
 // 120, value 10 (dht 10)", ... (times relative to explanation.at).
 std::string explain_summary(const Explanation& explanation);
 
-// Prometheus text format 0.0.4 of one manager's Stats.
+// Prometheus text format 0.0.4 of one manager's Stats: the walk of for_each_metric().
 void write_prometheus(std::ostream& out, const Stats& stats);
 // One realm's figures: its usage and counters next to its configured limits.
 struct RealmFigures {
@@ -26,7 +27,9 @@ struct RealmFigures {
   RealmStats stats;
   RealmConfig config;
 };
-// The per-realm metrics, realms in the given order.
+// The per-realm metrics, realms in the given order: families labelled by realm name.
+void for_each_realm_metric(const std::vector<RealmFigures>& realms, MetricVisitor& visitor);
+// Their Prometheus text: the walk of for_each_realm_metric().
 void write_realm_prometheus(std::ostream& out, const std::vector<RealmFigures>& realms);
 
 // A label value escaped per the format: backslash, double quote and newline.
