@@ -258,13 +258,13 @@ void Node::on_accepted(tcp::socket socket) {
   sessions_[session.get()] = session;
   session->start();
   if (!admitted)
-    session->end(refused(admitted.error, admitted.refusal), admitted.refusal.message, false);
+    session->end(refused(admitted), admitted.refusal.message, false);
 }
 
 void Node::dial(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKind path,
                 DialHandler done) {
   if (stopped_) return done(cm::Errc::closed, "node stopped");
-  cm::DialCheck check = manager().check_dial(peer);
+  cm::Admission check = manager().check_dial(peer);
   if (check && check.existing && path == cm::PathKind::direct &&
       check.existing->path_kind() == cm::PathKind::relay) {
     check = manager().check_dial(peer, /*force_new=*/true);  // upgrade: dial direct anyway
@@ -328,8 +328,9 @@ void Node::connect(const cm::NodeId& peer, const tcp::endpoint& remote, cm::Path
   });
 }
 
-cm::CloseReason Node::refused(std::error_code ec, cm::Refusal& refusal) {
-  if (refusal.message.empty()) refusal.message = ec.message();
+cm::CloseReason Node::refused(cm::Admission& verdict) {
+  cm::Refusal& refusal = verdict.refusal;
+  if (refusal.message.empty()) refusal.message = verdict.error.message();
   refusals_.push_back(refusal);
   log_->info("{}: {}", options_.id.short_string(), refusal.message);
   return refusal.reason == cm::RefusalReason::gater ? cm::CloseReason::gated
@@ -338,31 +339,30 @@ cm::CloseReason Node::refused(std::error_code ec, cm::Refusal& refusal) {
 
 std::optional<std::pair<cm::CloseReason, std::string>> Node::admit_secured(
     Session& session, const std::vector<std::string>& remote_realms) {
-  cm::Refusal refusal;
-  auto ec = manager().on_secured(session.reservation, session.dir, *session.peer, session.remote,
-                                 &refusal);
+  cm::Admission secured = manager().on_secured(session.reservation, *session.peer);
+  if (!secured) return std::pair(refused(secured), secured.refusal.message);
   // Claim the realms both hellos name: their limits are checked now, before the add, which
   // binds the connection to every realm claimed. A peer that none of them would take is
   // refused before it joins the pool, and told why.
   bool shared = false, claimed = false;
+  std::string last_refusal;
   for (const auto& realm : remote_realms) {
-    if (ec || !realm_names_.contains(realm)) continue;
+    if (!realm_names_.contains(realm)) continue;
     shared = true;
-    if (auto refused_claim = realms_->claim(session.reservation, realm, &refusal)) {
-      refused(refused_claim, refusal);
-    } else {
+    if (cm::Admission claim = realms_->claim(session.reservation, realm); claim) {
       claimed = true;
+    } else {
+      refused(claim);
+      last_refusal = claim.refusal.message;
     }
   }
-  if (!ec && shared && !claimed) return std::pair(cm::CloseReason::limit_exceeded, refusal.message);
-  session.established = !ec;  // before the add: the manager may close it from inside
-  if (!ec) {
-    ec = manager().add_connection(session.shared_from_this(), std::move(session.reservation),
-                                  &refusal);
-  }
-  if (ec) {
+  if (shared && !claimed) return std::pair(cm::CloseReason::limit_exceeded, last_refusal);
+  session.established = true;  // before the add: the manager may close it from inside
+  cm::Admission added =
+      manager().add_admitted(session.shared_from_this(), std::move(session.reservation));
+  if (!added) {
     session.established = false;
-    return std::pair(refused(ec, refusal), refusal.message);
+    return std::pair(refused(added), added.refusal.message);
   }
   return std::nullopt;
 }

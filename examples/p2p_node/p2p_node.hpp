@@ -112,8 +112,9 @@ class Node : public std::enable_shared_from_this<Node> {
   // connection with when it must go, else nothing.
   std::optional<std::pair<cm::CloseReason, std::string>> admit_secured(
       Session& session, const std::vector<std::string>& remote_realms);
-  // Records a refusal; returns the close reason that tells the remote about it.
-  cm::CloseReason refused(std::error_code ec, cm::Refusal& refusal);
+  // Records a refusal (its text filled from the error when it has none); returns the close
+  // reason that tells the remote about it.
+  cm::CloseReason refused(cm::Admission& verdict);
   void forget(Session& session, cm::CloseReason reason, const std::string& detail, bool by_remote);
   std::string hello(cm::PathKind path) const;  // this node's hello payload
 

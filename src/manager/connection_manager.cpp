@@ -46,9 +46,10 @@ std::error_code ConnectionManager::close_connection(const Connection& connection
                                                     CloseReason reason, std::string_view detail) {
   return core_->close_connection(connection, reason, detail);
 }
-std::error_code ConnectionManager::stream_opened(const Connection& connection, Direction direction,
-                                                 Refusal* refusal) {
-  return core_->adjust_streams(connection, direction, true, refusal);
+Admission ConnectionManager::stream_opened(const Connection& connection, Direction direction) {
+  Admission result;
+  result.error = core_->adjust_streams(connection, direction, true, &result.refusal);
+  return result;
 }
 std::error_code ConnectionManager::stream_closed(const Connection& connection,
                                                  Direction direction) {
@@ -79,8 +80,8 @@ std::size_t ConnectionManager::temporary_peer_count() const {
 
 // --- Admission: refusals queue RefusedEvents; each stage delivers them before returning --
 
-DialCheck ConnectionManager::check_dial(const NodeId& peer, bool force_new) {
-  DialCheck result = core_->check_dial(peer, force_new);
+Admission ConnectionManager::check_dial(const NodeId& peer, bool force_new) {
+  Admission result = core_->check_dial(peer, force_new);
   core_->deliver_events();
   return result;
 }
@@ -111,18 +112,23 @@ Admission ConnectionManager::admit_inbound(const Endpoint& remote) {
   core_->deliver_events();
   return result;
 }
-std::error_code ConnectionManager::on_secured(Reservation& reservation, Direction direction,
-                                              const NodeId& peer, const Endpoint& remote,
-                                              Refusal* refusal) {
-  auto ec = core_->on_secured(reservation, direction, peer, remote, refusal);
+Admission ConnectionManager::on_secured(Reservation& reservation, const NodeId& peer) {
+  Admission result;
+  if (!reservation.remote()) {
+    result.error = Errc::invalid_argument;  // not an admission's reservation
+    return result;
+  }
+  result.error = core_->on_secured(reservation, reservation.direction(), peer,
+                                   *reservation.remote(), &result.refusal);
   core_->deliver_events();
-  return ec;
+  return result;
 }
-std::error_code ConnectionManager::add_connection(std::shared_ptr<Connection> connection,
-                                                  Reservation&& reservation, Refusal* refusal) {
-  auto ec = core_->add_reserved(std::move(connection), std::move(reservation), refusal);
+Admission ConnectionManager::add_admitted(std::shared_ptr<Connection> connection,
+                                          Reservation&& reservation) {
+  Admission result;
+  result.error = core_->add_reserved(std::move(connection), std::move(reservation), &result.refusal);
   core_->deliver_events();
-  return ec;
+  return result;
 }
 Admission ConnectionManager::reserve_resources(const std::optional<NodeId>& peer,
                                                std::uint64_t memory_bytes,

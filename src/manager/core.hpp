@@ -101,7 +101,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   std::size_t temporary_peer_count() const;
 
   // --- Admission (core_admission.cpp) ----------------------------------------------
-  DialCheck check_dial(const NodeId& peer, bool force_new);
+  Admission check_dial(const NodeId& peer, bool force_new);
   Admission check_dial_addr(const NodeId& peer, const Endpoint& remote);
   Admission admit_inbound(const Endpoint& remote);
   // --- Dialing (core_dial.cpp) -------------------------------------------------------
@@ -303,7 +303,8 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // The same for a refusal already written in place.
   void note_refusal(const Refusal& refusal);
   bool gater_allows(const boost::asio::ip::address& address);
-  Reservation open_reservation(const Locked<>& locked, Charge charge);
+  Reservation open_reservation(const Locked<>& locked, Charge charge,
+                              std::optional<Endpoint> remote);
   void release_reservation(std::uint64_t id) noexcept override;  // ReservationOwner
   // Tells the extension that an admission with claims ended (added at `added`, or
   // released) and queues the events it returns.

@@ -78,9 +78,11 @@ ConnectionCounts ManagerCore::peer_counts(const NodeId& peer) const {
   return counts;
 }
 
-Reservation ManagerCore::open_reservation(const Locked<>&, Charge charge) {
+Reservation ManagerCore::open_reservation(const Locked<>&, Charge charge,
+                                          std::optional<Endpoint> remote) {
   const Direction direction = charge.direction;
-  return Reservation(TokenKey{}, reservation_owner_, ledger_.open(std::move(charge)), direction);
+  return Reservation(TokenKey{}, reservation_owner_, ledger_.open(std::move(charge)), direction,
+                     std::move(remote));
 }
 
 void ManagerCore::release_reservation(std::uint64_t id) noexcept {
@@ -94,8 +96,8 @@ std::optional<Refusal> ManagerCore::ask_peer_dial(const NodeId& peer) {
   return ask_gater(Stage::dial, "dial", [&] { return policies_.gater->intercept_peer_dial(peer); });
 }
 
-DialCheck ManagerCore::check_dial(const NodeId& peer, bool force_new) {
-  DialCheck result;
+Admission ManagerCore::check_dial(const NodeId& peer, bool force_new) {
+  Admission result;
   const TimePoint now = env_.time->now();
   DialBook::Verdict verdict;
   {
@@ -194,7 +196,7 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
   charge.pending = true;
   charge.peer = peer;
   charge.over_cap = over_cap;
-  result.reservation = open_reservation(locked, std::move(charge));
+  result.reservation = open_reservation(locked, std::move(charge), remote);
   return result;
 }
 
@@ -242,7 +244,7 @@ Admission ManagerCore::admit_inbound(const Endpoint& remote) {
   charge.pending = true;
   charge.capped_address = remote.address;
   charge.over_cap = over_cap;
-  result.reservation = open_reservation(locked, std::move(charge));
+  result.reservation = open_reservation(locked, std::move(charge), remote);
   return result;
 }
 
@@ -399,7 +401,7 @@ Admission ManagerCore::reserve_resources(const std::optional<NodeId>& peer, std:
   charge.peer = peer;
   charge.memory = memory;
   charge.fds = fds;
-  result.reservation = open_reservation(locked, std::move(charge));
+  result.reservation = open_reservation(locked, std::move(charge), std::nullopt);
   return result;
 }
 

@@ -132,8 +132,21 @@ std::error_code verdict(detail::CoreDoor& door, ClaimCheck& check, Refusal* refu
 
 }  // namespace
 
-std::error_code RealmConnectionManager::claim(const Reservation& reservation,
-                                              std::string_view realm, Refusal* refusal) {
+Admission RealmConnectionManager::claim(const Reservation& reservation, std::string_view realm) {
+  Admission result;
+  result.error = claim_checked(reservation, realm, &result.refusal);
+  return result;
+}
+
+Admission RealmConnectionManager::on_secured(Reservation& reservation, const NodeId& peer,
+                                             std::string_view realm) {
+  Admission result;
+  result.error = secure_checked(reservation, peer, realm, &result.refusal);
+  return result;
+}
+
+std::error_code RealmConnectionManager::claim_checked(const Reservation& reservation,
+                                                      std::string_view realm, Refusal* refusal) {
   if (!reservation.valid()) return Errc::invalid_argument;
   ClaimCheck check(*state_, realm);
   const std::optional<bool> accepted = state_->door->claim(reservation, check);
@@ -141,11 +154,13 @@ std::error_code RealmConnectionManager::claim(const Reservation& reservation,
   return verdict(*state_->door, check, refusal);
 }
 
-std::error_code RealmConnectionManager::on_secured(Reservation& reservation, Direction direction,
-                                                   const NodeId& peer, const Endpoint& remote,
-                                                   std::string_view realm, Refusal* refusal) {
+std::error_code RealmConnectionManager::secure_checked(Reservation& reservation,
+                                                       const NodeId& peer, std::string_view realm,
+                                                       Refusal* refusal) {
+  if (!reservation.remote()) return Errc::invalid_argument;  // not an admission's reservation
   ClaimCheck check(*state_, realm);
-  if (auto ec = state_->door->secure(reservation, direction, peer, remote, refusal, check)) {
+  if (auto ec = state_->door->secure(reservation, reservation.direction(), peer,
+                                     *reservation.remote(), refusal, check)) {
     return ec;
   }
   if (!check.ran) return Errc::invalid_argument;

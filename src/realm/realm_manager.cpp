@@ -282,8 +282,14 @@ std::vector<std::string> RealmConnectionManager::realms() const {
   return names;
 }
 
-std::error_code RealmConnectionManager::bind(const Connection& connection, std::string_view realm,
-                                             Refusal* refusal) {
+Admission RealmConnectionManager::bind(const Connection& connection, std::string_view realm) {
+  Admission result;
+  result.error = bind_checked(connection, realm, &result.refusal);
+  return result;
+}
+
+std::error_code RealmConnectionManager::bind_checked(const Connection& connection,
+                                                     std::string_view realm, Refusal* refusal) {
   ConnectionManager& m = *state_->manager;
   // Counted from before the connection is located until any binding that raced its
   // closure is undone (see State::binds_in_flight).

@@ -193,13 +193,11 @@ void BM_AdmitSecured(benchmark::State& state) {
     if (!admitted) {
       ++refused;
     } else if (mode == 2) {
-      if (pool.node.on_secured(admitted.reservation, cm::Direction::inbound, peers[i], remotes[i],
-                               "realm-7")) {
+      if (!pool.node.on_secured(admitted.reservation, peers[i], "realm-7")) {
         ++refused;
       }
-    } else if (manager.on_secured(admitted.reservation, cm::Direction::inbound, peers[i],
-                                  remotes[i]) ||
-               (mode == 1 && pool.node.claim(admitted.reservation, "realm-7"))) {
+    } else if (!manager.on_secured(admitted.reservation, peers[i]) ||
+               (mode == 1 && !pool.node.claim(admitted.reservation, "realm-7"))) {
       ++refused;
     }
     i = (i + 1) & 1023;
@@ -391,7 +389,7 @@ void BM_CheckDial(benchmark::State& state) {
   std::size_t i = 0;
   std::size_t refused = 0;
   for (auto _ : state) {
-    const cm::DialCheck check = pool.manager.check_dial(backed_off[i]);
+    const cm::Admission check = pool.manager.check_dial(backed_off[i]);
     if (check.error == cm::Errc::dial_backoff) ++refused;
     if (++i == n) i = 0;
   }

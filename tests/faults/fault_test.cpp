@@ -379,7 +379,7 @@ TEST(PolicyFault, ThrowingGaterDeniesAtEachStageAndLeaksNoReservation) {
     {
       Admission a = h.manager.admit_inbound(remote);
       ASSERT_TRUE(a);
-      EXPECT_EQ(h.manager.on_secured(a.reservation, Direction::inbound, peer_id(1), remote),
+      EXPECT_EQ(h.manager.on_secured(a.reservation, peer_id(1)).error,
                 Errc::peer_blocked);
       EXPECT_EQ(h.manager.stats().reservations, 1u);  // the host still holds it
     }
@@ -389,10 +389,10 @@ TEST(PolicyFault, ThrowingGaterDeniesAtEachStageAndLeaksNoReservation) {
     {
       Admission a = h.manager.check_dial_addr(peer_id(2), remote);
       ASSERT_TRUE(a);
-      ASSERT_FALSE(h.manager.on_secured(a.reservation, Direction::outbound, peer_id(2), remote));
+      ASSERT_TRUE(h.manager.on_secured(a.reservation, peer_id(2)));
       auto c = std::make_shared<FakeConnection>(peer_id(2), Direction::outbound, remote);
       std::weak_ptr<FakeConnection> weak = c;
-      EXPECT_EQ(h.manager.add_connection(c, std::move(a.reservation)), Errc::connection_denied);
+      EXPECT_EQ(h.manager.add_admitted(c, std::move(a.reservation)).error, Errc::connection_denied);
       c.reset();
       EXPECT_TRUE(weak.expired());
     }

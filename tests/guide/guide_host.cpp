@@ -28,24 +28,22 @@ std::shared_ptr<MyConnection> Host::accept(const cm::Endpoint& remote,
 
   // ... the handshake runs here and proves the peer is `authenticated` ...
 
-  // The peer is known: the gater again, then the peer's own limits.
-  cm::Refusal refusal;
-  if (manager_.on_secured(admitted.reservation, cm::Direction::inbound, authenticated, remote,
-                          &refusal)) {
-    return refuse(refusal);  // the reservation releases what it held as it goes
-  }
+  // The peer is known: the gater again, then the peer's own limits. The reservation
+  // knows the direction and the address.
+  cm::Admission secured = manager_.on_secured(admitted.reservation, authenticated);
+  if (!secured) return refuse(secured.refusal);  // the reservation releases what it held
+
   // The connection joins the pool; what the reservation held passes to it.
   auto connection =
       std::make_shared<MyConnection>(manager_, authenticated, cm::Direction::inbound, remote);
-  if (manager_.add_connection(connection, std::move(admitted.reservation), &refusal)) {
-    return refuse(refusal);
-  }
+  cm::Admission added = manager_.add_admitted(connection, std::move(admitted.reservation));
+  if (!added) return refuse(added.refusal);
   return connection;
 }
 
 std::shared_ptr<cm::Connection> Host::dial(const cm::NodeId& peer, const cm::Endpoint& address) {
   // Is the peer blocked? Is a connection to it open already?
-  cm::DialCheck check = manager_.check_dial(peer);
+  cm::Admission check = manager_.check_dial(peer);
   if (!check) return refuse(check.refusal);
   if (check.existing) return check.existing;
   return connect(peer, address);
@@ -59,16 +57,12 @@ std::shared_ptr<cm::Connection> Host::connect(const cm::NodeId& peer,
 
   // ... connect and run the handshake here; it proves the remote is `peer` ...
 
-  cm::Refusal refusal;
-  if (manager_.on_secured(admitted.reservation, cm::Direction::outbound, peer, address,
-                          &refusal)) {
-    return refuse(refusal);
-  }
+  cm::Admission secured = manager_.on_secured(admitted.reservation, peer);
+  if (!secured) return refuse(secured.refusal);
   auto connection =
       std::make_shared<MyConnection>(manager_, peer, cm::Direction::outbound, address);
-  if (manager_.add_connection(connection, std::move(admitted.reservation), &refusal)) {
-    return refuse(refusal);
-  }
+  cm::Admission added = manager_.add_admitted(connection, std::move(admitted.reservation));
+  if (!added) return refuse(added.refusal);
   return connection;
 }
 

@@ -69,7 +69,7 @@ class MyConnection final : public cm::Connection {
   // Our multiplexer opened or accepted a stream. False when a stream limit is full: a
   // real host then resets the stream.
   bool on_stream_opened(cm::Direction direction) {
-    return !manager_.stream_opened(*this, direction);
+    return static_cast<bool>(manager_.stream_opened(*this, direction));
   }
   void on_stream_closed(cm::Direction direction) { manager_.stream_closed(*this, direction); }
   // Bytes moved since the last report: activity keeps the connection from counting as

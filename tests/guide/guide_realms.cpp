@@ -49,11 +49,10 @@ TEST(GuideRealms, BindingCountsConnectionsPerRealmAndRefusesBeyondHardMax) {
   // peer as a member of "chat", we bind the connection to the realm.
   auto connection = host.accept(at("192.0.2.10"), member(1));
   ASSERT_NE(connection, nullptr) << host.last_refusal();
-  cm::Refusal refusal;
-  std::error_code ec = node.bind(*connection, "chat", &refusal);
-  // On cm::Errc::realm_full, refusal.message says whether hard_max or max_members was
-  // reached; the connection stays in the node's pool, unbound.
-  EXPECT_FALSE(ec) << refusal.message;
+  cm::Admission bound = node.bind(*connection, "chat");
+  // Refused (cm::Errc::realm_full): bound.refusal.message says whether hard_max or
+  // max_members was reached; the connection stays in the node's pool, unbound.
+  EXPECT_TRUE(bound) << bound.refusal.message;
   EXPECT_EQ(node.realm_connection_count("chat"), 1u);
   EXPECT_EQ(node.realms_of(member(1)), std::vector<std::string>{"chat"});
 
@@ -68,13 +67,14 @@ TEST(GuideRealms, BindingCountsConnectionsPerRealmAndRefusesBeyondHardMax) {
   for (std::uint8_t n = 2; n <= 3; ++n) {
     auto other = host.accept(at("192.0.2.11"), member(n));
     ASSERT_NE(other, nullptr) << host.last_refusal();
-    EXPECT_FALSE(node.bind(*other, "chat"));
+    EXPECT_TRUE(node.bind(*other, "chat"));
   }
   auto fourth = host.accept(at("192.0.2.12"), member(4));
   ASSERT_NE(fourth, nullptr) << host.last_refusal();
-  EXPECT_EQ(node.bind(*fourth, "chat", &refusal), cm::Errc::realm_full);
-  EXPECT_EQ(refusal.stage, cm::Stage::bind);
-  EXPECT_EQ(refusal.reason, cm::RefusalReason::realm_limit);
+  cm::Admission refused = node.bind(*fourth, "chat");
+  EXPECT_EQ(refused.error, cm::Errc::realm_full);
+  EXPECT_EQ(refused.refusal.stage, cm::Stage::bind);
+  EXPECT_EQ(refused.refusal.reason, cm::RefusalReason::realm_limit);
   EXPECT_EQ(node.manager().connection_count(), 4u);  // refused binds leave the pool alone
 
   // A connection that leaves the pool leaves its realms by itself.
@@ -101,14 +101,12 @@ TEST(GuideRealms, AClaimChecksTheRealmBeforeTheConnectionJoinsThePool) {
     if (!admitted) return nullptr;
     // ... the handshake runs here, proves `peer` and names `realm` ...
     // on_secured with the realm: secures and claims in one step (claim() adds more realms).
-    cm::Refusal refusal;
-    if (node.on_secured(admitted.reservation, cm::Direction::inbound, peer, remote, realm,
-                        &refusal)) {
-      return nullptr;  // "claim refused: realm chat holds 1 of 1 connections (claims included)"
+    if (!node.on_secured(admitted.reservation, peer, realm)) {
+      return nullptr;  // its refusal: "claim refused: realm chat holds 1 of 1 connections (claims included)"
     }
     auto connection =
         std::make_shared<MyConnection>(manager, peer, cm::Direction::inbound, remote);
-    if (manager.add_connection(connection, std::move(admitted.reservation))) return nullptr;
+    if (!manager.add_admitted(connection, std::move(admitted.reservation))) return nullptr;
     return connection;  // in the node's pool, bound to `realm`
   };
 

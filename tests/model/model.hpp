@@ -763,8 +763,7 @@ class Run {
   void complete(MReservation held, std::size_t p, const std::string& address,
                 std::optional<std::size_t> claim = std::nullopt) {
     const bool report_back = choices_.chance(2);
-    const Endpoint remote = testing::endpoint(address.c_str());
-    std::error_code ec = manager_->on_secured(held.reservation, held.direction, ids_[p], remote);
+    std::error_code ec = manager_->on_secured(held.reservation, ids_[p]).error;
     if (denied(peers_[p])) {
       expect_eq(ec, make_error_code(Errc::peer_blocked), "on_secured of a blocked peer");
       ++refusals_[static_cast<std::size_t>(RefusalReason::gater)];
@@ -784,7 +783,7 @@ class Run {
       room = !room_victims_.empty();
       detail_ += room ? " making room" : " with no room";
     }
-    ec = manager_->add_connection(handle, std::move(held.reservation));
+    ec = manager_->add_admitted(handle, std::move(held.reservation)).error;
     if (needs_room && !room) {
       expect_eq(ec, make_error_code(Errc::limit_exceeded), "an add above the cap with no room");
       ++refusals_[static_cast<std::size_t>(RefusalReason::connection_limit)];
@@ -922,7 +921,7 @@ class Run {
     const Direction direction = choices_.chance(2) ? Direction::inbound : Direction::outbound;
     std::uint32_t& count = direction == Direction::inbound ? c.streams_in : c.streams_out;
     if (open) {
-      expect_eq(manager_->stream_opened(*c.handle, direction), std::error_code{}, "stream_opened");
+      expect_eq(manager_->stream_opened(*c.handle, direction).error, std::error_code{}, "stream_opened");
       ++count;
     } else if (count > 0) {
       expect_eq(manager_->stream_closed(*c.handle, direction), std::error_code{}, "stream_closed");
@@ -1039,7 +1038,7 @@ class Run {
   void do_check_dial() {
     const std::size_t p = pick_peer();
     detail_ = " " + peer_name(p);
-    DialCheck check = manager_->check_dial(ids_[p]);
+    Admission check = manager_->check_dial(ids_[p]);
     const MPeer& peer = peers_[p];
     if (!peer.conns.empty()) {
       // An open connection is offered for reuse before the gater is asked.
@@ -1236,7 +1235,7 @@ class Run {
     detail_ = " " + peer_name(c.peer) + " to " + realms_[r].name;
     realm_target_ = r;
     bound_before_ = bound_counts();
-    const std::error_code ec = node_->bind(*c.handle, realms_[r].name);
+    const std::error_code ec = node_->bind(*c.handle, realms_[r].name).error;
     if (c.realms.count(r) != 0) {
       expect_eq(ec, std::error_code{}, "bind twice");
       return;
@@ -1258,7 +1257,7 @@ class Run {
   bool claim_realm(const Reservation& reservation, std::size_t p, std::size_t r) {
     const RealmConfig& rc = realms_[r].config;
     detail_ += " claims " + realms_[r].name;
-    const std::error_code ec = node_->claim(reservation, realms_[r].name);
+    const std::error_code ec = node_->claim(reservation, realms_[r].name).error;
     const bool full = (rc.hard_max > 0 && bound_count(r) >= rc.hard_max) ||
                       (rc.max_members > 0 && realm_members(r).count(p) == 0 &&
                        realm_members(r).size() >= rc.max_members);
@@ -1270,7 +1269,7 @@ class Run {
     expect_eq(ec, std::error_code{}, "claim");
     ++claims_accepted_;
     if (choices_.chance(4)) {
-      expect_eq(node_->claim(reservation, realms_[r].name), std::error_code{}, "claim twice");
+      expect_eq(node_->claim(reservation, realms_[r].name).error, std::error_code{}, "claim twice");
     }
     return true;
   }

@@ -27,6 +27,21 @@
 #include "dep2p/connmgr/trimmer.hpp"
 #include "support/fake_connection.hpp"
 
+namespace dep2p::connmgr {
+// The tests' shorthand for a refused stage: keeps the admission's refusal in `out` and
+// returns its error, so that one line can check both. (Found by argument-dependent
+// lookup from any test in dep2p::connmgr.)
+inline std::error_code keep_refusal(Refusal& out, Admission admission) {
+  out = std::move(admission.refusal);
+  return admission.error;
+}
+// The same into an optional out-parameter (null: the refusal is dropped).
+inline std::error_code keep_refusal(Refusal* out, Admission admission) {
+  if (out != nullptr) *out = std::move(admission.refusal);
+  return admission.error;
+}
+}  // namespace dep2p::connmgr
+
 namespace dep2p::connmgr::testing {
 
 // A configuration for trim tests: the given watermarks and grace, and a background check

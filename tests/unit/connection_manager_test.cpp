@@ -474,8 +474,8 @@ TEST(ConnectionManager, StreamOpensAndClosesAreCounted) {
   auto d = h.add(2);
   EXPECT_EQ(h.manager.stats().streams, 2u);
 
-  EXPECT_FALSE(h.manager.stream_opened(*c));
-  EXPECT_FALSE(h.manager.stream_opened(*d));
+  EXPECT_TRUE(h.manager.stream_opened(*c));
+  EXPECT_TRUE(h.manager.stream_opened(*d));
   EXPECT_EQ(h.manager.stats().streams, 4u);
   EXPECT_FALSE(h.manager.stream_closed(*c));
   EXPECT_FALSE(h.manager.stream_closed(*c));
@@ -485,7 +485,7 @@ TEST(ConnectionManager, StreamOpensAndClosesAreCounted) {
   EXPECT_EQ(h.manager.stats().streams, 1u);
 
   FakeConnection stranger(peer_id(3), Direction::inbound);
-  EXPECT_EQ(h.manager.stream_opened(stranger), Errc::unknown_connection);
+  EXPECT_EQ(h.manager.stream_opened(stranger).error, Errc::unknown_connection);
   EXPECT_EQ(h.manager.stream_closed(stranger), Errc::unknown_connection);
   EXPECT_EQ(h.manager.stats().streams, 1u);
 }

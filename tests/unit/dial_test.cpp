@@ -253,7 +253,7 @@ TEST(Dialing, APeerInBackoffIsRefusedWithTheTimeItEndsAndAllowedThen) {
   const TimePoint t0 = h.time->now();
   ASSERT_FALSE(h.manager.check_dial(peer_id(1)).error);
   h.manager.dial_failed(peer_id(1), DialFailure::timeout);
-  DialCheck check = h.manager.check_dial(peer_id(1));
+  Admission check = h.manager.check_dial(peer_id(1));
   EXPECT_EQ(check.error, Errc::dial_backoff);
   EXPECT_EQ(check.retry_at, t0 + 2s);
   EXPECT_EQ(check.refusal.stage, Stage::dial);
@@ -276,7 +276,7 @@ TEST(Dialing, APeerInBackoffIsRefusedWithTheTimeItEndsAndAllowedThen) {
 TEST(Dialing, ASecondCheckIsToldADialIsInFlightUntilItsOutcome) {
   ManagerHarness h(dial_config());
   ASSERT_FALSE(h.manager.check_dial(peer_id(1)).error);
-  DialCheck second = h.manager.check_dial(peer_id(1));
+  Admission second = h.manager.check_dial(peer_id(1));
   EXPECT_EQ(second.error, Errc::dial_pending);
   EXPECT_EQ(second.refusal.reason, RefusalReason::dial_pending);
   EXPECT_EQ(second.retry_at, h.time->now() + 30s) << "the mark lapses after dial_timeout";
@@ -316,7 +316,7 @@ TEST(Dialing, TwoThreadsCheckingOnePeerGetOneDial) {
   std::atomic<std::uint64_t> pending{0};
   auto run = [&] {
     for (std::uint64_t p = 0; p < kPeers; ++p) {
-      const DialCheck check = h.manager.check_dial(peer_id(p));
+      const Admission check = h.manager.check_dial(peer_id(p));
       if (!check.error) {
         dials.fetch_add(1);
       } else if (check.error == Errc::dial_pending) {
@@ -353,7 +353,7 @@ TEST(Dialing, AFailedDialOfAConnectedPeerGrowsNoBackoffAndItsConnectionIsOffered
   ASSERT_FALSE(h.manager.check_dial(peer_id(1), /*force_new=*/true).error);
   h.manager.dial_failed(peer_id(1), DialFailure::error);  // the second path failed
   EXPECT_EQ(h.manager.backoff_until(peer_id(1)), std::nullopt);
-  DialCheck check = h.manager.check_dial(peer_id(1));
+  Admission check = h.manager.check_dial(peer_id(1));
   EXPECT_FALSE(check.error);
   EXPECT_EQ(check.existing, open);
   EXPECT_FALSE(h.manager.check_dial(peer_id(1), /*force_new=*/true).error)

@@ -64,7 +64,7 @@ TEST(Hooks, AfterHandshakeRejectsBothAddPathsAndNothingIsAdded) {
   ASSERT_TRUE(admitted);
   Refusal refusal;
   auto staged = std::make_shared<FakeConnection>(peer_id(1), Direction::inbound);
-  EXPECT_EQ(h.manager.add_connection(staged, std::move(admitted.reservation), &refusal),
+  EXPECT_EQ(keep_refusal(refusal, h.manager.add_admitted(staged, std::move(admitted.reservation))),
             Errc::connection_denied);
   EXPECT_EQ(refusal.stage, Stage::add);
   EXPECT_EQ(refusal.limit, "handshake said no");
@@ -93,7 +93,7 @@ TEST(Events, ListenStreamAndRefusalEventsArePublished) {
   Subscription sub = h.manager.subscribe([&](const Event& e) { events.push_back(e); });
   h.manager.listen(endpoint("127.0.0.1", 4001));
   auto c = h.add(1);
-  ASSERT_FALSE(h.manager.stream_opened(*c, Direction::outbound));
+  ASSERT_TRUE(h.manager.stream_opened(*c, Direction::outbound));
   ASSERT_FALSE(h.manager.stream_closed(*c, Direction::outbound));
   EXPECT_FALSE(h.manager.admit_inbound(endpoint("10.0.0.1")));
   h.manager.listen_close(endpoint("127.0.0.1", 4001));

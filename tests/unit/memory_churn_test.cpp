@@ -151,8 +151,8 @@ TEST(MemoryChurn, ACheckDialRefusedForBackoffHoldsNoHeapMemory) {
   (void)manager.check_dial(peer_id(1));  // the first refusal may set up what later ones reuse
   const std::int64_t before = testing::live_heap_blocks();
   {
-    const DialCheck backoff = manager.check_dial(peer_id(1));
-    const DialCheck pending = manager.check_dial(peer_id(2));
+    const Admission backoff = manager.check_dial(peer_id(1));
+    const Admission pending = manager.check_dial(peer_id(2));
     const std::int64_t during = testing::live_heap_blocks();
     EXPECT_EQ(backoff.error, Errc::dial_backoff);
     EXPECT_EQ(pending.error, Errc::dial_pending);

@@ -103,7 +103,7 @@ TEST(Multipath, ADirectPathReplacesARelayAtOnceAndTheRelayClosesAfterItsGrace) {
 TEST(Multipath, ARedundantRelayWithStreamsIsKeptUntilTheyClose) {
   ManagerHarness h(upgrade_config());
   Path relay(h, 1, PathKind::relay);
-  ASSERT_FALSE(h.manager.stream_opened(*relay.connection));
+  ASSERT_TRUE(h.manager.stream_opened(*relay.connection));
   Path direct(h, 1, PathKind::direct, "10.0.0.2");
   h.time->advance(31s);
   EXPECT_FALSE(relay.connection->closed());

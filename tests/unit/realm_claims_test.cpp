@@ -33,21 +33,20 @@ class ClaimHarness {
   Reservation secured(std::uint64_t n) {
     auto admitted = manager().admit_inbound(endpoint("127.0.0.1"));
     EXPECT_TRUE(admitted) << admitted.refusal.message;
-    EXPECT_FALSE(manager().on_secured(admitted.reservation, Direction::inbound, peer_id(n),
-                                      endpoint("127.0.0.1")));
+    EXPECT_TRUE(manager().on_secured(admitted.reservation, peer_id(n)));
     return std::move(admitted.reservation);
   }
   // Adds peer_id(n)'s connection with the reservation.
   std::shared_ptr<FakeConnection> add(std::uint64_t n, Reservation&& reservation) {
     auto c = reporting_connection(manager(), peer_id(n), Direction::inbound);
-    EXPECT_FALSE(manager().add_connection(c, std::move(reservation)));
+    EXPECT_TRUE(manager().add_admitted(c, std::move(reservation)));
     connections.push_back(c);
     return c;
   }
   // Admits, claims `realm` and adds peer_id(n): the claim's result.
   std::error_code admit(std::uint64_t n, const char* realm, Refusal* refusal = nullptr) {
     Reservation r = secured(n);
-    if (auto ec = node.claim(r, realm, refusal)) return ec;
+    if (auto ec = keep_refusal(refusal, node.claim(r, realm))) return ec;
     add(n, std::move(r));
     return {};
   }
@@ -71,9 +70,9 @@ TEST(RealmClaim, TheAddBindsEveryClaimedRealmInTheStepThatAddsTheConnection) {
   ASSERT_FALSE(h.node.create_realm("files", RealmConfig{.hard_max = 4}));
   EventRecorder events(h.manager());
   Reservation r = h.secured(1);
-  ASSERT_FALSE(h.node.claim(r, "chat"));
-  ASSERT_FALSE(h.node.claim(r, "files"));
-  ASSERT_FALSE(h.node.claim(r, "chat"));  // twice: a no-op
+  ASSERT_TRUE(h.node.claim(r, "chat"));
+  ASSERT_TRUE(h.node.claim(r, "files"));
+  ASSERT_TRUE(h.node.claim(r, "chat"));  // twice: a no-op
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 1u);
   EXPECT_EQ(h.node.realm_connection_count("chat"), 0u);
   auto c = h.add(1, std::move(r));
@@ -104,12 +103,12 @@ TEST(RealmClaim, AFullRealmRefusesAtTheClaimAndNothingEntersThePool) {
   ASSERT_FALSE(h.admit(1, "chat"));
   // A claim holds its place before its add: the second claim fills the realm.
   Reservation second = h.secured(2);
-  ASSERT_FALSE(h.node.claim(second, "chat"));
+  ASSERT_TRUE(h.node.claim(second, "chat"));
   const Stats before = h.manager().stats();
   Reservation third = h.secured(3);
   EXPECT_EQ(h.manager().stats().pending_inbound, before.pending_inbound + 1);
   Refusal refusal;
-  EXPECT_EQ(h.node.claim(third, "chat", &refusal), Errc::realm_full);
+  EXPECT_EQ(keep_refusal(refusal, h.node.claim(third, "chat")), Errc::realm_full);
   EXPECT_EQ(refusal.stage, Stage::claim);
   EXPECT_EQ(refusal.reason, RefusalReason::realm_limit);
   EXPECT_EQ(refusal.scope, "realm chat");
@@ -143,8 +142,8 @@ TEST(RealmClaim, MaxMembersCountsClaimingPeersOnceAndMembersNotAgain) {
   // Two claims of one new peer take one member place, which fills the realm.
   Reservation a = h.secured(2);
   Reservation b = h.secured(2);
-  ASSERT_FALSE(h.node.claim(a, "chat"));
-  ASSERT_FALSE(h.node.claim(b, "chat"));
+  ASSERT_TRUE(h.node.claim(a, "chat"));
+  ASSERT_TRUE(h.node.claim(b, "chat"));
   Refusal refusal;
   EXPECT_EQ(h.admit(3, "chat", &refusal), Errc::realm_full);
   EXPECT_EQ(refusal.limit, "max_members");
@@ -164,17 +163,17 @@ TEST(RealmClaim, MaxPendingBoundsTheClaimsOutstanding) {
   Reservation a = h.secured(1);
   Reservation b = h.secured(2);
   Reservation c = h.secured(3);
-  ASSERT_FALSE(h.node.claim(a, "chat"));
-  ASSERT_FALSE(h.node.claim(b, "chat"));
+  ASSERT_TRUE(h.node.claim(a, "chat"));
+  ASSERT_TRUE(h.node.claim(b, "chat"));
   Refusal refusal;
-  EXPECT_EQ(h.node.claim(c, "chat", &refusal), Errc::limit_exceeded);
+  EXPECT_EQ(keep_refusal(refusal, h.node.claim(c, "chat")), Errc::limit_exceeded);
   EXPECT_EQ(refusal.stage, Stage::claim);
   EXPECT_EQ(refusal.reason, RefusalReason::pending_limit);
   EXPECT_EQ(refusal.limit, "max_pending");
   EXPECT_EQ(h.node.realm_stats("chat")->refused_pending, 1u);
   // An add ends a claim: the next one fits.
   h.add(1, std::move(a));
-  EXPECT_FALSE(h.node.claim(c, "chat"));
+  EXPECT_TRUE(h.node.claim(c, "chat"));
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 2u);
 }
 
@@ -182,13 +181,13 @@ TEST(RealmClaim, ABadReservationOrRealmIsAClearError) {
   ClaimHarness h;
   ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.hard_max = 4}));
   Reservation empty;
-  EXPECT_EQ(h.node.claim(empty, "chat"), Errc::invalid_argument);
+  EXPECT_EQ(h.node.claim(empty, "chat").error, Errc::invalid_argument);
   // Before on_secured the peer is not known.
   auto admitted = h.manager().admit_inbound(endpoint("127.0.0.1"));
   ASSERT_TRUE(admitted);
-  EXPECT_EQ(h.node.claim(admitted.reservation, "chat"), Errc::invalid_argument);
+  EXPECT_EQ(h.node.claim(admitted.reservation, "chat").error, Errc::invalid_argument);
   Reservation r = h.secured(1);
-  EXPECT_EQ(h.node.claim(r, "nope"), Errc::unknown_realm);
+  EXPECT_EQ(h.node.claim(r, "nope").error, Errc::unknown_realm);
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 0u);
 }
 
@@ -196,11 +195,11 @@ TEST(RealmClaim, AFailedAddGivesTheClaimBackAndBindsNothing) {
   ClaimHarness h;
   ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.hard_max = 1}));
   Reservation r = h.secured(1);
-  ASSERT_FALSE(h.node.claim(r, "chat"));
+  ASSERT_TRUE(h.node.claim(r, "chat"));
   // The connection is not the reservation's peer: the add fails, the reservation is
   // dropped with it.
   auto wrong = reporting_connection(h.manager(), peer_id(2), Direction::inbound);
-  EXPECT_EQ(h.manager().add_connection(wrong, std::move(r)), Errc::invalid_argument);
+  EXPECT_EQ(h.manager().add_admitted(wrong, std::move(r)).error, Errc::invalid_argument);
   EXPECT_EQ(h.manager().stats().connections, 0u);
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 0u);
   EXPECT_EQ(h.node.realm_connection_count("chat"), 0u);
@@ -212,8 +211,8 @@ TEST(RealmClaim, ARealmRemovedBeforeTheAddIsNotBound) {
   ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.hard_max = 4}));
   ASSERT_FALSE(h.node.create_realm("files", RealmConfig{.hard_max = 4}));
   Reservation r = h.secured(1);
-  ASSERT_FALSE(h.node.claim(r, "chat"));
-  ASSERT_FALSE(h.node.claim(r, "files"));
+  ASSERT_TRUE(h.node.claim(r, "chat"));
+  ASSERT_TRUE(h.node.claim(r, "files"));
   ASSERT_FALSE(h.node.remove_realm("chat"));
   // A new realm may take the removed one's index: the claim must not bind it.
   ASSERT_FALSE(h.node.create_realm("games", RealmConfig{.hard_max = 4}));
@@ -228,7 +227,7 @@ TEST(RealmClaim, ClaimsAfterCloseAreRefused) {
   ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.hard_max = 4}));
   Reservation r = h.secured(1);
   h.node.close();
-  EXPECT_EQ(h.node.claim(r, "chat"), Errc::closed);
+  EXPECT_EQ(h.node.claim(r, "chat").error, Errc::closed);
 }
 
 // Threads admitting their own peers with claims, adding or dropping the admissions and
@@ -259,15 +258,14 @@ TEST(RealmClaim, ClaimsFromSeveralThreadsNeverTakeARealmOverItsLimits) {
       }
       auto admitted = h.manager().admit_inbound(endpoint("127.0.0.1"));
       if (!admitted) continue;
-      if (h.manager().on_secured(admitted.reservation, Direction::inbound, peer_id(n),
-                                 endpoint("127.0.0.1"))) {
+      if (!h.manager().on_secured(admitted.reservation, peer_id(n))) {
         continue;
       }
       if (random() % 4 == 0) (void)h.node.claim(admitted.reservation, "files");
-      if (h.node.claim(admitted.reservation, "chat")) continue;  // refused: dropped
+      if (!h.node.claim(admitted.reservation, "chat")) continue;  // refused: dropped
       if (random() % 5 == 0) continue;  // the handshake failed after all: dropped
       auto c = std::make_shared<FakeConnection>(peer_id(n), Direction::inbound);
-      if (!h.manager().add_connection(c, std::move(admitted.reservation))) mine.push_back(c);
+      if (h.manager().add_admitted(c, std::move(admitted.reservation))) mine.push_back(c);
     }
   };
   auto realm_churn = [&] {
@@ -312,8 +310,7 @@ TEST(RealmClaim, OnSecuredWithARealmSecuresAndClaimsInOneStep) {
   ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.hard_max = 1}));
   Admission first = h.manager().admit_inbound(endpoint("127.0.0.1"));
   ASSERT_TRUE(first);
-  ASSERT_FALSE(h.node.on_secured(first.reservation, Direction::inbound, peer_id(1),
-                                 endpoint("127.0.0.1"), "chat"));
+  ASSERT_TRUE(h.node.on_secured(first.reservation, peer_id(1), "chat"));
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 1u);
   auto c = h.add(1, std::move(first.reservation));
   EXPECT_EQ(h.node.realms_of(peer_id(1)), (std::vector<std::string>{"chat"}));
@@ -321,8 +318,7 @@ TEST(RealmClaim, OnSecuredWithARealmSecuresAndClaimsInOneStep) {
   // The realm is full: the claim's refusal, after a secured step that held.
   Admission second = h.manager().admit_inbound(endpoint("127.0.0.1"));
   Refusal refusal;
-  EXPECT_EQ(h.node.on_secured(second.reservation, Direction::inbound, peer_id(2),
-                              endpoint("127.0.0.1"), "chat", &refusal),
+  EXPECT_EQ(keep_refusal(refusal, h.node.on_secured(second.reservation, peer_id(2), "chat")),
             Errc::realm_full);
   EXPECT_EQ(refusal.stage, Stage::claim);
   EXPECT_EQ(refusal.scope, "realm chat");
@@ -331,16 +327,17 @@ TEST(RealmClaim, OnSecuredWithARealmSecuresAndClaimsInOneStep) {
   EXPECT_EQ(h.manager().stats().reservations, 0u);
 
   // on_secured's own errors come first, and no claim is made.
+  Admission held = h.manager().reserve_resources(std::nullopt, 1024);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(h.node.on_secured(held.reservation, peer_id(3), "chat").error,
+            Errc::invalid_argument);  // not an admission's reservation: no address
+  held.reservation.release();
   Admission third = h.manager().admit_inbound(endpoint("127.0.0.1"));
-  EXPECT_EQ(h.node.on_secured(third.reservation, Direction::outbound, peer_id(3),
-                              endpoint("127.0.0.1"), "chat"),
-            Errc::invalid_argument);  // not the reservation's direction
-  EXPECT_EQ(h.node.on_secured(third.reservation, Direction::inbound, peer_id(3),
-                              endpoint("127.0.0.1"), "nowhere"),
+  EXPECT_EQ(h.node.on_secured(third.reservation, peer_id(3), "nowhere").error,
             Errc::unknown_realm);
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 0u);
   Reservation none;
-  EXPECT_EQ(h.node.on_secured(none, Direction::inbound, peer_id(4), endpoint("127.0.0.1"), "chat"),
+  EXPECT_EQ(h.node.on_secured(none, peer_id(4), "chat").error,
             Errc::invalid_argument);
 }
 

@@ -41,15 +41,15 @@ class ReserveHarness {
       if (refusal != nullptr) *refusal = admitted.refusal;
       return admitted.error;
     }
-    if (auto ec = manager().on_secured(admitted.reservation, direction, peer_id(n), endpoint(ip),
-                                       refusal)) {
+    if (auto ec = keep_refusal(refusal, manager().on_secured(admitted.reservation, peer_id(n)))) {
       return ec;
     }
     for (const char* realm : realms) {
-      if (auto ec = node.claim(admitted.reservation, realm, refusal)) return ec;
+      if (auto ec = keep_refusal(refusal, node.claim(admitted.reservation, realm))) return ec;
     }
     auto c = reporting_connection(manager(), peer_id(n), direction);
-    if (auto ec = manager().add_connection(c, std::move(admitted.reservation), refusal)) {
+    if (auto ec = keep_refusal(refusal,
+                               manager().add_admitted(c, std::move(admitted.reservation)))) {
       return ec;
     }
     connections.push_back(c);
@@ -194,9 +194,8 @@ TEST(RealmReserve, OnlyAsManyAdmissionsGoAboveTheCapAsTheRealmsAreShortOfTheirRe
   EXPECT_EQ(c.refusal.stage, Stage::accept);
   EXPECT_EQ(c.refusal.limit, "connections_total");
   // A claim counts against the shortfall: with one claimed, only one more may go above.
-  ASSERT_FALSE(h.manager().on_secured(a.reservation, Direction::inbound, peer_id(10),
-                                      endpoint("127.0.0.1")));
-  ASSERT_FALSE(h.node.claim(a.reservation, "chat"));
+  ASSERT_TRUE(h.manager().on_secured(a.reservation, peer_id(10)));
+  ASSERT_TRUE(h.node.claim(a.reservation, "chat"));
   b.reservation.release();
   Admission d = h.manager().admit_inbound(endpoint("127.0.0.1"));
   EXPECT_FALSE(d);  // a holds the one place above the cap that chat's claim leaves
@@ -225,12 +224,12 @@ TEST(RealmReserve, TheCapFreedMeanwhileNeedsNoVictim) {
   for (std::uint64_t n = 1; n <= kCap; ++n) ASSERT_FALSE(h.admit(n, {}));
   Admission a = h.manager().admit_inbound(endpoint("127.0.0.1"));
   ASSERT_TRUE(a);
-  ASSERT_FALSE(
-      h.manager().on_secured(a.reservation, Direction::inbound, peer_id(9), endpoint("127.0.0.1")));
-  ASSERT_FALSE(h.node.claim(a.reservation, "chat"));
+  ASSERT_TRUE(
+      h.manager().on_secured(a.reservation, peer_id(9)));
+  ASSERT_TRUE(h.node.claim(a.reservation, "chat"));
   ASSERT_FALSE(h.manager().remove_connection(*h.of(1)));  // a peer leaves on its own
   auto c = reporting_connection(h.manager(), peer_id(9), Direction::inbound);
-  ASSERT_FALSE(h.manager().add_connection(c, std::move(a.reservation)));
+  ASSERT_TRUE(h.manager().add_admitted(c, std::move(a.reservation)));
   EXPECT_EQ(h.manager().stats().closes(CloseReason::made_room), 0u);
   EXPECT_EQ(h.manager().connection_count(), kCap);
   EXPECT_EQ(h.node.realm_connection_count("chat"), 1u);

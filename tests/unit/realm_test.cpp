@@ -51,7 +51,7 @@ class RealmHarness {
     auto c = reporting_connection(manager(), peer_id(n),
                                   n % 2 ? Direction::inbound : Direction::outbound);
     EXPECT_FALSE(manager().add_connection(c));
-    for (const char* r : realms) EXPECT_FALSE(node.bind(*c, r)) << "bind " << n << " to " << r;
+    for (const char* r : realms) EXPECT_TRUE(node.bind(*c, r)) << "bind " << n << " to " << r;
     return c;
   }
   std::vector<std::shared_ptr<FakeConnection>> add_range(
@@ -93,7 +93,7 @@ TEST(RealmBinding, ASharedConnectionCountsOnceGloballyAndOnceInEachRealm) {
   EXPECT_EQ(h.node.members("files"), (std::vector<NodeId>{peer_id(1)}));
   EXPECT_EQ(h.node.members("chat").size(), 2u);
   // Binding twice is a no-op.
-  EXPECT_FALSE(h.node.bind(*shared, "chat"));
+  EXPECT_TRUE(h.node.bind(*shared, "chat"));
   EXPECT_EQ(h.node.realm_connection_count("chat"), 2u);
 }
 
@@ -133,7 +133,7 @@ TEST(RealmBinding, UnbindEndsOneBindingAndTheRealmTagsGoWithTheLastOne) {
   auto a = h.add(3, {"chat"});
   auto b = std::make_shared<FakeConnection>(peer_id(3), Direction::outbound);
   ASSERT_FALSE(h.manager().add_connection(b));
-  ASSERT_FALSE(h.node.bind(*b, "chat"));
+  ASSERT_TRUE(h.node.bind(*b, "chat"));
   ASSERT_FALSE(h.node.tag_peer("chat", peer_id(3), "score", 40));
   EXPECT_EQ(h.node.realm_value("chat", peer_id(3)), 40);
   EXPECT_FALSE(h.node.unbind(*a, "chat"));
@@ -171,7 +171,7 @@ TEST(RealmBinding, ABoundAgainMemberStartsWithoutItsOldTagsAndProtections) {
   ASSERT_FALSE(h.node.protect("chat", peer_id(5), "keep"));
   ASSERT_FALSE(h.node.unbind(*again[4], "chat"));
   EXPECT_EQ(h.node.realm_value("chat", peer_id(5)), std::nullopt);
-  ASSERT_FALSE(h.node.bind(*again[4], "chat"));
+  ASSERT_TRUE(h.node.bind(*again[4], "chat"));
   EXPECT_EQ(h.node.realm_value("chat", peer_id(5)), 0);
   EXPECT_FALSE(h.node.is_protected("chat", peer_id(5)));
   EXPECT_EQ(h.node.members("chat").size(), 200u);
@@ -181,9 +181,9 @@ TEST(RealmBinding, BadCallsGetClearErrors) {
   RealmHarness h;
   h.create("chat", realm(0, 0));
   auto stranger = std::make_shared<FakeConnection>(peer_id(1), Direction::inbound);
-  EXPECT_EQ(h.node.bind(*stranger, "chat"), Errc::unknown_connection);
+  EXPECT_EQ(h.node.bind(*stranger, "chat").error, Errc::unknown_connection);
   auto c = h.add(2);
-  EXPECT_EQ(h.node.bind(*c, "nowhere"), Errc::unknown_realm);
+  EXPECT_EQ(h.node.bind(*c, "nowhere").error, Errc::unknown_realm);
   EXPECT_EQ(h.node.unbind(*c, "nowhere"), Errc::unknown_realm);
   EXPECT_EQ(h.node.create_realm("chat", realm(0, 0)), Errc::realm_exists);
   EXPECT_EQ(h.node.create_realm("", realm(0, 0)), Errc::invalid_argument);
@@ -192,7 +192,7 @@ TEST(RealmBinding, BadCallsGetClearErrors) {
   EXPECT_EQ(h.node.protect("nowhere", peer_id(2), "x"), Errc::unknown_realm);
   EXPECT_EQ(h.node.realm_stats("nowhere"), std::nullopt);
   h.node.close();
-  EXPECT_EQ(h.node.bind(*c, "chat"), Errc::closed);
+  EXPECT_EQ(h.node.bind(*c, "chat").error, Errc::closed);
   EXPECT_EQ(h.node.create_realm("late", realm(0, 0)), Errc::closed);
 }
 
@@ -222,8 +222,8 @@ TEST(RealmBinding, ARealmCreatedAfterARemovalStartsEmptyAndCountsOnlyItsOwn) {
   h.create("games", realm(0, 0));
   EXPECT_EQ(h.node.realm_connection_count("games"), 0u);
   EXPECT_TRUE(h.node.members("games").empty());
-  EXPECT_FALSE(h.node.bind(*cs[0], "games"));
-  EXPECT_FALSE(h.node.bind(*cs[1], "games"));
+  EXPECT_TRUE(h.node.bind(*cs[0], "games"));
+  EXPECT_TRUE(h.node.bind(*cs[1], "games"));
   EXPECT_EQ(h.node.realm_connection_count("games"), 2u);
   EXPECT_EQ(h.node.realm_connection_count("files"), 4u);
   EXPECT_EQ(h.node.realms_of(peer_id(2)), (std::vector<std::string>{"files", "games"}));
@@ -316,7 +316,7 @@ TEST(RealmFull, ABindBeyondHardMaxIsRefusedWithTheRealmAndTheLimit) {
   h.add_range(1, 3, {"chat"});
   auto fourth = h.add(4);
   Refusal refusal;
-  EXPECT_EQ(h.node.bind(*fourth, "chat", &refusal), Errc::realm_full);
+  EXPECT_EQ(keep_refusal(refusal, h.node.bind(*fourth, "chat")), Errc::realm_full);
   EXPECT_EQ(refusal.stage, Stage::bind);
   EXPECT_EQ(refusal.reason, RefusalReason::realm_limit);
   EXPECT_EQ(refusal.scope, "realm chat");
@@ -330,7 +330,7 @@ TEST(RealmFull, ABindBeyondHardMaxIsRefusedWithTheRealmAndTheLimit) {
   ASSERT_EQ(events.of<RefusedEvent>().size(), 1u);
   // Room again after one leaves.
   ASSERT_FALSE(h.manager().close_peer(peer_id(1)));
-  EXPECT_FALSE(h.node.bind(*fourth, "chat"));
+  EXPECT_TRUE(h.node.bind(*fourth, "chat"));
 }
 
 TEST(RealmFull, MaxMembersCountsPeersNotConnections) {
@@ -339,11 +339,11 @@ TEST(RealmFull, MaxMembersCountsPeersNotConnections) {
   h.add(1, {"chat"});
   auto second_path = std::make_shared<FakeConnection>(peer_id(1), Direction::outbound);
   ASSERT_FALSE(h.manager().add_connection(second_path));
-  EXPECT_FALSE(h.node.bind(*second_path, "chat"));  // same member
+  EXPECT_TRUE(h.node.bind(*second_path, "chat"));  // same member
   h.add(2, {"chat"});
   auto third = h.add(3);
   Refusal refusal;
-  EXPECT_EQ(h.node.bind(*third, "chat", &refusal), Errc::realm_full);
+  EXPECT_EQ(keep_refusal(refusal, h.node.bind(*third, "chat")), Errc::realm_full);
   EXPECT_EQ(refusal.limit, "max_members");
   EXPECT_EQ(h.node.realm_stats("chat")->members, 2u);
   EXPECT_EQ(h.node.realm_connection_count("chat"), 3u);
@@ -389,7 +389,7 @@ TEST(RealmTrim, RealmProtectionIsNamespaced) {
   EXPECT_FALSE(h.node.is_protected("b", peer_id(1)));
   EXPECT_FALSE(h.manager().is_protected(peer_id(1)));
   auto z = h.add(3);
-  ASSERT_FALSE(h.node.bind(*z, "b"));
+  ASSERT_TRUE(h.node.bind(*z, "b"));
   ASSERT_FALSE(h.node.protect("b", peer_id(3), "core"));
   h.time->run_ready();
   // b: 3 bound, z protected in b; candidates x, y: 2 - low 1 = 1 to close, the cheaper.
@@ -469,7 +469,7 @@ TEST(RealmGlobalTrim, AForcedTrimKeepsTheEmergencyOrderWithinAPool) {
     auto c = reporting_connection(h.manager(), peer_id(streams + 1), Direction::outbound);
     c->initial_streams = streams;
     ASSERT_FALSE(h.manager().add_connection(c));
-    ASSERT_FALSE(h.node.bind(*c, "chat"));
+    ASSERT_TRUE(h.node.bind(*c, "chat"));
     by_streams.push_back(std::move(c));
   }
   EXPECT_EQ(h.manager().force_trim(), 3u);
@@ -776,7 +776,7 @@ TEST(RealmGlobalTrim, RankingInPlaceClosesWhatTheSnapshotCloses) {
     for (const BoundPlan& plan : connections) {
       auto c = reporting_connection(node.manager(), peer_id(plan.peer), Direction::inbound);
       ASSERT_FALSE(node.manager().add_connection(c));
-      for (int r : plan.realms) ASSERT_FALSE(node.node.bind(*c, "r" + std::to_string(r)));
+      for (int r : plan.realms) ASSERT_TRUE(node.node.bind(*c, "r" + std::to_string(r)));
       ASSERT_FALSE(node.manager().tag_peer(peer_id(plan.peer), "v", plan.value));
       open.push_back(std::move(c));
       mirror.add(plan.peer, Direction::inbound);
@@ -831,7 +831,7 @@ TEST(RealmConcurrency, BindsTrimsAndDisconnectsFromTwoThreadsKeepCountsExact) {
   for (std::uint64_t n = 1; n <= 3000; ++n) {
     auto c = reporting_connection(h.manager(), peer_id(n % 700), Direction::inbound);
     ASSERT_FALSE(h.manager().add_connection(c));
-    Added entry{c, !h.node.bind(*c, "a"), n % 2 == 0 && !h.node.bind(*c, "b")};
+    Added entry{c, !h.node.bind(*c, "a").error, n % 2 == 0 && !h.node.bind(*c, "b").error};
     if (n % 5 == 0) {
       (void)h.manager().remove_connection(*c);
     } else if (n % 7 == 0 && entry.in_b && !h.node.unbind(*c, "b")) {

@@ -261,11 +261,10 @@ TEST(PackedPool, ACapHeldAtAnotherAddressThanTheRemoteIsReleasedThere) {
   ManagerHarness h(config);
   Admission admitted = h.manager.admit_inbound(endpoint("10.0.0.1"));
   ASSERT_TRUE(admitted);
-  ASSERT_FALSE(h.manager.on_secured(admitted.reservation, Direction::inbound, testing::peer_id(1),
-                                    endpoint("10.0.0.1")));
+  ASSERT_TRUE(h.manager.on_secured(admitted.reservation, testing::peer_id(1)));
   auto c = std::make_shared<FakeConnection>(testing::peer_id(1), Direction::inbound,
                                             endpoint("10.9.9.9"));
-  ASSERT_FALSE(h.manager.add_connection(c, std::move(admitted.reservation)));
+  ASSERT_TRUE(h.manager.add_admitted(c, std::move(admitted.reservation)));
   EXPECT_FALSE(h.manager.admit_inbound(endpoint("10.0.0.1")))
       << "the connection holds 10.0.0.1's only place";
   EXPECT_TRUE(h.manager.admit_inbound(endpoint("10.9.9.9")))

@@ -1,12 +1,15 @@
-// Admission results: the move-only Reservation a successful stage returns, and the
-// Refusal an unsuccessful one explains itself with (docs/design.md, "Admission").
+// Admission results: every stage answers with an Admission, true when it admits; a
+// refusal explains itself in it (docs/design.md, "Admission"). The move-only Reservation
+// of the stages that reserve carries what it knows (direction, remote address) to the
+// next stage.
 //
 //   auto admitted = manager.admit_inbound(remote);          // before any handshake
 //   if (!admitted) return reject(admitted.refusal.message);  // "inbound refused: ..."
 //   ... handshake ...
-//   if (auto ec = manager.on_secured(admitted.reservation, Direction::inbound, peer, remote))
-//     return;  // the reservation releases what it held when it goes out of scope
-//   manager.add_connection(connection, std::move(admitted.reservation));
+//   if (auto secured = manager.on_secured(admitted.reservation, peer); !secured)
+//     return reject(secured.refusal.message);  // the reservation releases what it held
+//   if (auto added = manager.add_admitted(connection, std::move(admitted.reservation)); !added)
+//     return reject(added.refusal.message);
 //
 // Thread safety: a Reservation is used by one thread at a time (like any movable value);
 // dropping it on any thread releases exactly what it held, once.
@@ -85,13 +88,15 @@ class DEP2P_CONNMGR_EXPORT Reservation {
   Reservation(Reservation&& other) noexcept
       : owner_(std::move(other.owner_)),
         id_(std::exchange(other.id_, 0)),
-        direction_(other.direction_) {}
+        direction_(other.direction_),
+        remote_(std::move(other.remote_)) {}
   Reservation& operator=(Reservation&& other) noexcept {
     if (this != &other) {
       release();
       owner_ = std::move(other.owner_);
       id_ = std::exchange(other.id_, 0);
       direction_ = other.direction_;
+      remote_ = std::move(other.remote_);
     }
     return *this;
   }
@@ -104,11 +109,14 @@ class DEP2P_CONNMGR_EXPORT Reservation {
   }
   bool valid() const noexcept { return id_ != 0; }
   Direction direction() const noexcept { return direction_; }
+  // The address the connection comes from or goes to (admit_inbound, check_dial_addr);
+  // none for reserve_resources().
+  const std::optional<Endpoint>& remote() const noexcept { return remote_; }
   std::uint64_t id() const noexcept { return id_; }
 
   // Library-internal: the manager's constructor and hand-over (a host cannot name the key).
   Reservation(detail::TokenKey key, std::weak_ptr<detail::ReservationOwner> owner, std::uint64_t id,
-              Direction direction);
+              Direction direction, std::optional<Endpoint> remote);
   std::uint64_t take(detail::TokenKey key) noexcept;
 
  private:
@@ -117,30 +125,29 @@ class DEP2P_CONNMGR_EXPORT Reservation {
   std::weak_ptr<detail::ReservationOwner> owner_;
   std::uint64_t id_ = 0;
   Direction direction_ = Direction::inbound;
+  std::optional<Endpoint> remote_;
 };
 
 class Connection;
 
-// The outcome of check_dial(): an error and a refusal, or an open connection to reuse
-// (null when the host should dial: the dial is then in flight until the host reports its
-// outcome, a connection to the peer arrives, or DialConfig::dial_timeout passes).
-// Errc::dial_backoff: retry_at is when the backoff ends; Errc::dial_pending: another dial
-// is in flight, and retry_at is when it lapses if nothing is reported.
-struct DialCheck {
-  std::error_code error;
-  Refusal refusal;
-  std::shared_ptr<Connection> existing;
-  std::optional<TimePoint> retry_at;
-  explicit operator bool() const { return !error; }
-};
-
-// The outcome of a stage that reserves: a valid reservation, or an error and a refusal.
+// The outcome of every admission stage (check_dial, check_dial_addr, admit_inbound,
+// on_secured, add_admitted, stream_opened, reserve_resources; the realm layer's claim,
+// on_secured and bind). True: admitted, go on. False: `error` says what went wrong and,
+// when a limit, the gater, a hook or a backoff refused, `refusal` says who and why.
 struct Admission {
   std::error_code error;
   Refusal refusal;  // meaningful when error is set by a refusal
+  // Held by the stages that reserve (check_dial_addr, admit_inbound, reserve_resources)
+  // when they admit; pass it to the next stage.
   Reservation reservation;
-  std::optional<TimePoint> retry_at;  // Errc::dial_backoff: when the address's backoff ends
-  explicit operator bool() const { return !error; }
+  // check_dial: an open connection to reuse instead of dialing (null when the host should
+  // dial: the dial is then in flight until the host reports its outcome, a connection to
+  // the peer arrives, or DialConfig::dial_timeout passes).
+  std::shared_ptr<Connection> existing;
+  // Errc::dial_backoff: when the backoff ends; Errc::dial_pending: when the dial in flight
+  // lapses if nothing is reported.
+  std::optional<TimePoint> retry_at;
+  explicit operator bool() const noexcept { return !error; }
 };
 
 }  // namespace dep2p::connmgr

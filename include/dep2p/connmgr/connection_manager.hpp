@@ -132,11 +132,10 @@ class DEP2P_CONNMGR_EXPORT ConnectionManager {
                                    CloseReason reason = CloseReason::host,
                                    std::string_view detail = "closed by the host");
   // The host reports stream opens and closes (trimming prefers idle peers; stream limits
-  // apply). stream_opened returns Errc::limit_exceeded, counting nothing, when a system or
-  // peer stream limit is full; `refusal` (optional) says which.
-  std::error_code stream_opened(const Connection& connection,
-                                Direction direction = Direction::inbound,
-                                Refusal* refusal = nullptr);
+  // apply). stream_opened is the stream stage of admission: false with
+  // Errc::limit_exceeded, counting nothing, when a system or peer stream limit is full
+  // (the refusal says which); Errc::unknown_connection for a connection not tracked.
+  Admission stream_opened(const Connection& connection, Direction direction = Direction::inbound);
   std::error_code stream_closed(const Connection& connection,
                                 Direction direction = Direction::inbound);
 
@@ -148,7 +147,7 @@ class DEP2P_CONNMGR_EXPORT ConnectionManager {
   // added, or DialConfig::dial_timeout passes. The backoff and in-flight refusals allocate
   // nothing: their Refusal texts are short (scope "peer", message "in dial backoff" or
   // "dial in flight"); retry_at says when to ask again.
-  DialCheck check_dial(const NodeId& peer, bool force_new = false);
+  Admission check_dial(const NodeId& peer, bool force_new = false);
   // Before dialing an address: gater, the address's backoff (Errc::dial_backoff), system
   // and peer outbound limits (pending included), the outbound dial rate. Holds a pending
   // outbound slot while the reservation lives.
@@ -178,15 +177,18 @@ class DEP2P_CONNMGR_EXPORT ConnectionManager {
   // An inbound connection arrived, before any handshake: gater, system inbound limits,
   // the per-address and per-subnet caps, the per-subnet rate. Never waits.
   Admission admit_inbound(const Endpoint& remote);
-  // The handshake authenticated `peer`: gater, then the peer's connection limits. The
-  // reservation then also holds the peer's pending slot.
-  std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
-                             const Endpoint& remote, Refusal* refusal = nullptr);
+  // The handshake authenticated `peer` on the connection `reservation` was admitted for
+  // (by admit_inbound or check_dial_addr: it carries the direction and the address):
+  // gater, then the peer's connection limits. When admitted, the reservation also holds
+  // the peer's pending slot. Errc::invalid_argument for a reservation that is not open,
+  // not from one of those stages, or outbound to another peer.
+  Admission on_secured(Reservation& reservation, const NodeId& peer);
   // The staged add: consumes the reservation (its pending slots end, its place under the
   // caps passes to the connection). Errc::invalid_argument for a reservation that is not
-  // this connection's (direction or peer differ, already used, another manager's).
-  std::error_code add_connection(std::shared_ptr<Connection> connection, Reservation&& reservation,
-                                 Refusal* refusal = nullptr);
+  // this connection's (direction or peer differ, already used, another manager's). Not
+  // admitted (gater, an after_handshake hook, a cap no room could be made under): the
+  // connection is not added and the reservation is released.
+  Admission add_admitted(std::shared_ptr<Connection> connection, Reservation&& reservation);
   // Memory and file descriptors the host sets aside, in the system scope and, if given,
   // the peer's; released when the reservation goes.
   Admission reserve_resources(const std::optional<NodeId>& peer, std::uint64_t memory_bytes,

@@ -33,7 +33,7 @@ enum class Errc : int {
   illegal_transition,     // a reported connection state cannot follow the current one
   unknown_realm,          // no realm of that name
   realm_exists,           // a realm of that name already exists
-  dial_backoff,           // the peer or address is in dial backoff (DialCheck::retry_at)
+  dial_backoff,           // the peer or address is in dial backoff (Admission::retry_at)
   dial_pending,           // a dial to the peer is in flight already
 };
 

@@ -17,13 +17,13 @@
 //   auto admitted = node.manager().admit_inbound(remote);
 //   ... handshake ...
 //   // on_secured and the claim of "chat" in one step (or manager().on_secured, then claim):
-//   if (node.on_secured(admitted.reservation, Direction::inbound, peer, remote, "chat")) {
+//   if (!node.on_secured(admitted.reservation, peer, "chat")) {
 //     return;  // refused: never in the pool
 //   }
-//   node.manager().add_connection(connection, std::move(admitted.reservation));  // bound
+//   node.manager().add_admitted(connection, std::move(admitted.reservation));  // bound
 //
 //   node.manager().add_connection(other);                   // or: in the pool first,
-//   if (node.bind(*other, "chat") == dep2p::connmgr::Errc::realm_full) ...  // then bound
+//   if (auto bound = node.bind(*other, "chat"); !bound) ...  // then bound (or refused)
 //
 // Trimming, in short (docs/architecture.md, "Realms", has the full rules and why):
 // - A realm holding high_water bound connections is trimmed among its own members down
@@ -185,10 +185,10 @@ class DEP2P_CONNMGR_EXPORT RealmConnectionManager {
 
   // --- Claims -----------------------------------------------------------------------
   // Claims the realm for the connection an admission will add: call it after
-  // manager().on_secured() (the reservation knows its peer), before add_connection. The
+  // manager().on_secured() (the reservation knows its peer), before add_admitted. The
   // realm's hard_max and max_members count its bound connections and its outstanding
   // claims; max_pending its outstanding claims. On success the claim holds its place
-  // until the reservation ends: add_connection(connection, reservation) binds the
+  // until the reservation ends: add_admitted(connection, reservation) binds the
   // connection to every realm claimed, in the step that adds it (a RealmBoundEvent each),
   // and dropping the reservation gives the places back.
   // Errc::realm_full (hard_max, max_members) and Errc::limit_exceeded (max_pending) with
@@ -197,22 +197,18 @@ class DEP2P_CONNMGR_EXPORT RealmConnectionManager {
   // Claiming a realm twice on one reservation is a no-op. A peer that is a member when it
   // claims is counted as one; should it leave the realm before the add, the add may take
   // the realm one member over max_members (so may claims made while max_members was 0).
-  std::error_code claim(const Reservation& reservation, std::string_view realm,
-                        Refusal* refusal = nullptr);
+  Admission claim(const Reservation& reservation, std::string_view realm);
   // manager().on_secured() and claim() of `realm` in one step (one pass through the
   // manager's lock): the errors of on_secured first (its refusal at Stage::secured), then
   // those of the claim (at Stage::claim). Further realms are claimed with claim().
-  std::error_code on_secured(Reservation& reservation, Direction direction, const NodeId& peer,
-                             const Endpoint& remote, std::string_view realm,
-                             Refusal* refusal = nullptr);
+  Admission on_secured(Reservation& reservation, const NodeId& peer, std::string_view realm);
 
   // --- Binding ----------------------------------------------------------------------
   // Binds a connection tracked by manager() to the realm. Errc::realm_full when the realm
   // is at hard_max or max_members (refusal says which, with Stage::bind),
   // Errc::unknown_connection for a connection not in the pool, Errc::unknown_realm.
   // Binding twice is a no-op. Reaching high_water schedules a trim of the realm.
-  std::error_code bind(const Connection& connection, std::string_view realm,
-                       Refusal* refusal = nullptr);
+  Admission bind(const Connection& connection, std::string_view realm);
   // Errc::unknown_connection when the connection is not bound to the realm.
   std::error_code unbind(const Connection& connection, std::string_view realm);
 
@@ -261,6 +257,12 @@ class DEP2P_CONNMGR_EXPORT RealmConnectionManager {
   struct State;
 
  private:
+  std::error_code claim_checked(const Reservation& reservation, std::string_view realm,
+                                Refusal* refusal);
+  std::error_code secure_checked(Reservation& reservation, const NodeId& peer,
+                                 std::string_view realm, Refusal* refusal);
+  std::error_code bind_checked(const Connection& connection, std::string_view realm,
+                               Refusal* refusal);
   std::shared_ptr<State> state_;
 };
 
