@@ -3,6 +3,8 @@
 // guide_snippets_test.cpp checks that it still does.
 #include "guide/guide_host.hpp"
 
+#include "dep2p/connmgr/testing.hpp"
+
 #include <gtest/gtest.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -282,6 +284,28 @@ TEST(GuideHost, KeepaliveClosesAPeerThatStopsAnsweringInVirtualTime) {
   EXPECT_TRUE(connection->closed());
   EXPECT_EQ(connection->close_reason(), cm::CloseReason::keepalive_timeout);
   EXPECT_EQ(manager.connection_count(), 0u);
+}
+
+TEST(GuideHost, TheTestingKitTestsATaggingPolicyWithoutSockets) {
+  cm::testing::VirtualTime time;
+  cm::Config config;
+  config.low_water = 1;
+  config.high_water = 3;
+  config.grace_period = std::chrono::seconds(30);
+  cm::ConnectionManager manager(time.io(), config, {.time_source = time.source()});
+
+  auto useful = cm::testing::reporting_connection(manager, peer(1), cm::Direction::inbound);
+  auto idle = cm::testing::reporting_connection(manager, peer(2), cm::Direction::inbound);
+  auto other = cm::testing::reporting_connection(manager, peer(3), cm::Direction::outbound);
+  for (const auto& c : {useful, idle, other}) manager.add_connection(c);
+  manager.tag_peer(peer(1), "useful", 10);   // what our policy would do
+  manager.tag_peer(peer(3), "useful", 5);
+
+  time.advance(std::chrono::seconds(30));  // grace over: the background check trims
+  EXPECT_EQ(idle->close_count(), 1);       // the lowest value went first
+  EXPECT_EQ(other->close_count(), 1);      // down to low water: one connection kept
+  EXPECT_EQ(useful->close_count(), 0);
+  EXPECT_EQ(manager.connection_count(), 1u);
 }
 
 TEST(GuideHost, IdleConnectionsCloseUnlessHeld) {
