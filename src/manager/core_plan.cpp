@@ -8,24 +8,10 @@
 #include <vector>
 
 #include "manager/core.hpp"
+#include "observe/observability.hpp"
 
 namespace dep2p::connmgr::detail {
 namespace {
-
-// "value 10 (dht 10, relay-hops 3)", decaying tags after plain ones.
-std::string describe_value(const PlannedVictim& v) {
-  std::string text = "value " + std::to_string(v.value) + " (";
-  bool first = true;
-  for (const auto* list : {&v.tags, &v.decaying_tags}) {
-    for (const auto& [name, value] : *list) {
-      if (!first) text += ", ";
-      first = false;
-      text += name + " " + std::to_string(value);
-    }
-  }
-  text += first ? "no tags)" : ")";
-  return text;
-}
 
 // The texts, built with no lock held.
 void describe_plan(TrimPlan& plan) {
@@ -35,7 +21,7 @@ void describe_plan(TrimPlan& plan) {
   for (PlannedVictim& v : plan.victims) {
     closing += v.connections;
     v.why = "rank " + std::to_string(v.rank) + " of " + std::to_string(plan.candidates) + ": " +
-            describe_value(v) + ", " + std::to_string(v.streams) +
+            describe_value(v.value, v.tags, v.decaying_tags) + ", " + std::to_string(v.streams) +
             (v.streams == 1 ? " stream" : " streams");
   }
   if (!plan.summary.empty()) return;  // why nothing would be closed, said already

@@ -28,21 +28,6 @@ std::string describe(Duration d) {
   return std::to_string(ms) + " ms";
 }
 
-// "value 10 (dht 10, relay-hops 3)"; decaying tags after plain ones, as in TagInfo.
-std::string describe_value(const Explanation& e) {
-  std::string text = "value " + std::to_string(e.value) + " (";
-  bool first = true;
-  for (const auto* list : {&e.tags, &e.decaying_tags}) {
-    for (const auto& [name, value] : *list) {
-      if (!first) text += ", ";
-      first = false;
-      text += name + " " + std::to_string(value);
-    }
-  }
-  text += first ? "no tags)" : ")";
-  return text;
-}
-
 std::string describe_protections(const Explanation& e) {
   std::string text = "protected by ";
   bool first = true;
@@ -57,11 +42,27 @@ std::string describe_protections(const Explanation& e) {
 
 }  // namespace
 
+std::string describe_value(PeerValue value,
+                           const std::vector<std::pair<std::string, TagValue>>& tags,
+                           const std::vector<std::pair<std::string, TagValue>>& decaying_tags) {
+  std::string text = "value " + std::to_string(value) + " (";
+  bool first = true;
+  for (const auto* list : {&tags, &decaying_tags}) {
+    for (const auto& [name, tag] : *list) {
+      if (!first) text += ", ";
+      first = false;
+      text += name + " " + std::to_string(tag);
+    }
+  }
+  text += first ? "no tags)" : ")";
+  return text;
+}
+
 std::string explain_summary(const Explanation& e) {
   std::string text = "peer " + e.peer.short_string() + ": ";
   if (e.rank) {
     text += "next to go: rank " + std::to_string(*e.rank) + " of " + std::to_string(e.candidates) +
-            ", " + describe_value(e);
+            ", " + describe_value(e.value, e.tags, e.decaying_tags);
     if (e.rank_in_force != e.rank) {
       text += e.rank_in_force
                   ? "; rank " + std::to_string(*e.rank_in_force) + " under the order in force"
@@ -76,7 +77,7 @@ std::string explain_summary(const Explanation& e) {
     } else if (!e.protections.empty()) {
       text += ", kept while " + describe_protections(e);
     }
-    return text + "; " + describe_value(e);
+    return text + "; " + describe_value(e.value, e.tags, e.decaying_tags);
   }
   text += "kept: ";
   if (!e.protections.empty()) {
@@ -84,7 +85,7 @@ std::string explain_summary(const Explanation& e) {
     if (e.grace_until) text += "; ";
   }
   if (e.grace_until) text += "in grace for " + describe(*e.grace_until - e.at) + " more";
-  return text + "; " + describe_value(e);
+  return text + "; " + describe_value(e.value, e.tags, e.decaying_tags);
 }
 
 }  // namespace detail

@@ -18,6 +18,11 @@ namespace dep2p::connmgr::detail {
 // "peer 12*X3p9Vb: kept: protected by relay, bootstrap", "peer …: next to go: rank 3 of
 // 120, value 10 (dht 10)", ... (times relative to explanation.at).
 std::string explain_summary(const Explanation& explanation);
+// "value 10 (dht 10, relay-hops 3)": a peer's value and its tags, decaying ones after
+// plain ones; "(no tags)" when it has none. explain() and plan_trim() word it alike.
+std::string describe_value(PeerValue value,
+                           const std::vector<std::pair<std::string, TagValue>>& tags,
+                           const std::vector<std::pair<std::string, TagValue>>& decaying_tags);
 
 // Prometheus text format 0.0.4 of one manager's Stats: the walk of for_each_metric().
 void write_prometheus(std::ostream& out, const Stats& stats);
