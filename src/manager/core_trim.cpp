@@ -275,7 +275,7 @@ std::size_t ManagerCore::run_trim(TrimKind kind, std::size_t exact_count) {
       lock.unlock();
       core.trim_.done.notify_all();
     }
-  } finish{*this, lock};
+  } finish{*this, lock, 0, std::nullopt};
 
   TrimOutcome outcome;
   outcome.batch.reason = kind == TrimKind::forced || kind == TrimKind::exact_count
