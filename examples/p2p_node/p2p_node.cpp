@@ -218,7 +218,7 @@ Node::Node(boost::asio::io_context& io, NodeOptions options, std::shared_ptr<cm:
       io, options_.config,
       cm::Dependencies{.logger = options_.logger, .dialer = std::move(dialer)});
   if (!options_.listen) return;
-  acceptor_.open(tcp::v4());
+  acceptor_.open(options_.address.is_v6() ? tcp::v6() : tcp::v4());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
   acceptor_.bind(tcp::endpoint(options_.address, options_.port));
   acceptor_.listen();
@@ -301,7 +301,7 @@ void Node::connect(const cm::NodeId& peer, const tcp::endpoint& remote, cm::Path
   if (!admitted) return done(admitted.error, admitted.refusal.message);
   tcp::socket socket(io_);
   boost::system::error_code ec;
-  socket.open(tcp::v4(), ec);
+  socket.open(options_.address.is_v6() ? tcp::v6() : tcp::v4(), ec);
   if (!ec) socket.bind(tcp::endpoint(options_.address, 0), ec);  // the remote sees our /24
   if (ec) return done(ec, "socket: " + ec.message());
   auto session =

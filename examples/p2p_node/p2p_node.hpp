@@ -1,8 +1,8 @@
 // p2p_node: a small, real P2P node on Boost.Asio TCP that uses dep2p-connmgr as a host
-// does. It listens on a loopback address and dials from it (the socket is bound before
-// connect, so the remote sees this node's /24), speaks a framed protocol of its own
-// (p2p_node.cpp has the wire format: hello, ping/pong, goodbye with the close reason,
-// data) and takes every connection through each admission stage of a
+// does. It listens on a loopback address, IPv4 or IPv6 (::1), and dials from it (the
+// socket is bound before connect, so the remote sees this node's /24), speaks a framed
+// protocol of its own (p2p_node.cpp has the wire format: hello, ping/pong, goodbye with the
+// close reason, data) and takes every connection through each admission stage of a
 // RealmConnectionManager, claiming the realms both hellos name before the add (which binds
 // them).
 //
@@ -42,7 +42,7 @@ using boost::asio::ip::tcp;
 
 struct NodeOptions {
   cm::NodeId id;
-  boost::asio::ip::address_v4 address;     // listens here and dials from here
+  boost::asio::ip::address address;        // listens here and dials from here (v4 or v6)
   cm::Config config;                       // local_node_id is set to `id`
   std::shared_ptr<spdlog::logger> logger;  // null: a quiet logger (warnings to stderr)
   bool listen = true;                      // false: a node that only dials
