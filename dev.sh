@@ -2,7 +2,7 @@
 # One entry point for a fresh Debian 12 machine: installs what is missing, configures,
 # builds and runs.
 #
-#   ./dev.sh demo [ARGS]     build and run the swarm demo (ARGS: --nodes N, --svg PATH, --seed S, --verbose)
+#   ./dev.sh demo [ARGS]     build and run the swarm demo (ARGS: --nodes N, --svg PATH, --seed S, --ipv6, --verbose, --help)
 #   ./dev.sh test [PRESET]   build and run every test (preset: ci by default, with ASan + UBSan; tsan, clang, dev)
 #   ./dev.sh bench [ARGS]    build the benchmarks in Release and run them (ARGS go to Google Benchmark)
 set -euo pipefail

@@ -20,6 +20,18 @@ constexpr std::size_t kReserved = 10;
 constexpr std::size_t kSubnetCap = 5;  // connections per /24 at each node
 constexpr std::size_t kAttackers = 30;
 constexpr std::size_t kReserveHubCap = 6;  // the reserve scenario's node
+// The chart's refusal kinds; refusal_kind() maps a refusal's reason to one of them.
+const std::vector<std::string> kRefusalKinds = {"rate limit", "address or subnet cap",
+                                                "realm limit", "other limit"};
+
+std::size_t refusal_kind(cm::RefusalReason reason) {
+  switch (reason) {
+    case cm::RefusalReason::rate_limit: return 0;
+    case cm::RefusalReason::subnet_cap: return 1;
+    case cm::RefusalReason::realm_limit: return 2;
+    default: return 3;
+  }
+}
 
 cm::NodeId make_id(std::uint8_t kind, std::size_t n) {
   std::array<std::uint8_t, 32> bytes{};
@@ -59,29 +71,62 @@ Swarm::Swarm(Options options) : options_(std::move(options)), sampler_(io_) {
   config_.limits.subnets.ipv4_24 = kSubnetCap;
   config_.limits.inbound_rate.exempt_loopback = false;
   config_.limits.inbound_rate.ipv4_24 = {3.0, 3.0};  // 3 new connections a second, burst 3
+  // Every IPv6 node is ::1, in one /56 and /64: its caps and rates would count the whole
+  // swarm as one subnet, so only the flood victim keeps them (subnet_flood()).
+  config_.limits.subnets.ipv6_56 = cm::kUnlimited;
+  config_.limits.subnets.ipv6_48 = cm::kUnlimited;
+  config_.limits.inbound_rate.ipv6_64 = {};
+  config_.limits.inbound_rate.ipv6_48 = {};
+  cm::Config victim_config = config_;
+  if (options_.ipv6) {
+    victim_config.limits.subnets.ipv6_56 = kSubnetCap;
+    victim_config.limits.inbound_rate.ipv6_64 = config_.limits.inbound_rate.ipv4_24;
+  }
 
   growth_nodes_ = options_.nodes - kReserved;
   start_ = std::chrono::steady_clock::now();
   trims_by_node_.assign(options_.nodes, 0);
+  refused_.assign(kRefusalKinds.size(), 0);
+  refused_sampled_ = refused_;
   for (std::size_t i = 0; i < options_.nodes; ++i) {
-    const auto address = boost::asio::ip::make_address_v4(
-        "127.0." + std::to_string(1 + i % kSubnets) + "." + std::to_string(1 + i / kSubnets));
+    const auto at = address("127.0." + std::to_string(1 + i % kSubnets) + "." +
+                            std::to_string(1 + i / kSubnets));
     nodes_.push_back(p2p::Node::create(io_, {.id = make_id(0x12, i),
-                                             .address = address,
-                                             .config = config_,
+                                             .address = at,
+                                             .config = i == growth_nodes_ ? victim_config : config_,
                                              .logger = options_.logger}));
-    subscriptions_.push_back(nodes_[i]->manager().subscribe([this, i](const cm::Event& event) {
-      if (const auto* trimmed = std::get_if<cm::TrimmedEvent>(&event)) {
-        ++trims_;
-        ++trims_by_node_[i];
-        max_after_trim_ = std::max(max_after_trim_, trimmed->connections_after);
-        if (trimmed->connections_after > config_.high_water) ++trims_over_high_;
-      } else if (std::holds_alternative<cm::ConnectedEvent>(event)) {
-        peak_ = std::max(peak_, nodes_[i]->manager().connection_count());
-      }
-    }));
+    watch(*nodes_[i], i);
   }
   sample();
+}
+
+boost::asio::ip::address Swarm::address(const std::string& v4) const {
+  if (options_.ipv6) return boost::asio::ip::address_v6::loopback();
+  return boost::asio::ip::make_address_v4(v4);
+}
+
+void Swarm::watch(p2p::Node& n, std::optional<std::size_t> index) {
+  subscriptions_.push_back(n.manager().subscribe([this, &n, index](const cm::Event& event) {
+    if (const auto* refused = std::get_if<cm::RefusedEvent>(&event)) {
+      // Admissions only: a dial check that says "already dialing" refuses nothing.
+      const cm::Stage stage = refused->refusal.stage;
+      if (stage != cm::Stage::dial && stage != cm::Stage::dial_addr) {
+        ++refused_[refusal_kind(refused->refusal.reason)];
+      }
+    }
+    if (!index) return;
+    if (const auto* trimmed = std::get_if<cm::TrimmedEvent>(&event)) {
+      ++trims_;
+      ++trims_by_node_[*index];
+      max_after_trim_ = std::max(max_after_trim_, trimmed->connections_after);
+      if (trimmed->connections_after > config_.high_water) ++trims_over_high_;
+      trim_log_.push_back({elapsed(), *index,
+                           trimmed->connections_after + trimmed->connections_closed,
+                           trimmed->connections_after});
+    } else if (std::holds_alternative<cm::ConnectedEvent>(event)) {
+      peak_ = std::max(peak_, n.manager().connection_count());
+    }
+  }));
 }
 
 Swarm::~Swarm() {
@@ -103,11 +148,15 @@ void Swarm::say(const std::string& line) {
   if (options_.progress) options_.progress("[" + fixed(elapsed()) + " s] " + line);
 }
 
-void Swarm::mark(const std::string& label) { markers_.push_back({elapsed(), label}); }
+void Swarm::mark(const std::string& label) { phases_.push_back({elapsed(), label}); }
 
 void Swarm::sample() {
-  Sample s{elapsed(), {}};
+  chart::Sample s{elapsed(), {}, {}};
   for (auto& n : nodes_) s.counts.push_back(n->manager().connection_count());
+  for (std::size_t k = 0; k < refused_.size(); ++k) {
+    s.refusals.push_back(refused_[k] - refused_sampled_[k]);
+  }
+  refused_sampled_ = refused_;
   samples_.push_back(std::move(s));
   sampler_.expires_after(100ms);
   sampler_.async_wait([this](boost::system::error_code ec) {
@@ -155,7 +204,8 @@ Result Swarm::growth_and_trim() {
                     "); every trim leaves its node at or under it; all settle at or under it",
                 "", false, 0};
   mark("growth");
-  say("growth: " + std::to_string(g) + " nodes on " + std::to_string(kSubnets) + " /24s dial " +
+  say("growth: " + std::to_string(g) + " nodes on " +
+      (options_.ipv6 ? std::string("::1") : std::to_string(kSubnets) + " /24s") + " dial " +
       std::to_string(per_node) + " peers each; watermarks " + std::to_string(config_.low_water) +
       "/" + std::to_string(config_.high_water) + ", hard cap " +
       std::to_string(config_.limits.system.connections_total));
@@ -239,14 +289,18 @@ Result Swarm::protected_peers() {
 Result Swarm::subnet_flood() {
   const auto started = std::chrono::steady_clock::now();
   p2p::Node& victim = node(growth_nodes_);
+  // IPv4: the attackers' /24 is capped and rated. IPv6: they all are ::1, like the rest of
+  // the swarm, so the victim alone caps ::1's /56 and rates its /64 (see the constructor).
+  const std::string subnet = options_.ipv6 ? "/56" : "/24";
   Result result{"subnet flood",
-                "attackers on one /24 get at most " + std::to_string(kSubnetCap) +
+                "attackers on one " + subnet + " get at most " + std::to_string(kSubnetCap) +
                     " connections; the rest are refused by subnet cap and rate limit",
                 "", false, 0};
   mark("flood");
-  say("flood: " + std::to_string(kAttackers) + " attackers on 127.66.0.0/24 dial node " +
-      std::to_string(growth_nodes_) + " every 50 ms (cap " + std::to_string(kSubnetCap) +
-      " per /24, 3/s burst 3)");
+  say("flood: " + std::to_string(kAttackers) + " attackers on " +
+      (options_.ipv6 ? "::1" : "127.66.0.0/24") + " dial node " + std::to_string(growth_nodes_) +
+      " every 50 ms (cap " + std::to_string(kSubnetCap) + " per " + subnet +
+      (options_.ipv6 ? ", 3/s burst 3 per /64)" : ", 3/s burst 3)"));
   // Shared with the handlers, which may outlive this call if a deadline passes.
   struct Seen {
     std::size_t most_open = 0;
@@ -260,12 +314,12 @@ Result Swarm::subnet_flood() {
   });
   const std::size_t refusals_before = victim.refusals().size();
   for (std::size_t k = 0; k < kAttackers; ++k) {
-    attackers_.push_back(p2p::Node::create(
-        io_, {.id = make_id(0x66, k),
-              .address = boost::asio::ip::make_address_v4("127.66.0." + std::to_string(1 + k)),
-              .config = config_,
-              .logger = options_.logger,
-              .listen = false}));
+    attackers_.push_back(
+        p2p::Node::create(io_, {.id = make_id(0x66, k),
+                                .address = address("127.66.0." + std::to_string(1 + k)),
+                                .config = config_,
+                                .logger = options_.logger,
+                                .listen = false}));
     ++pending_dials_;
     auto timer = std::make_shared<boost::asio::steady_timer>(io_, k * 50ms);
     timer->async_wait([this, seen, timer, k](boost::system::error_code) {
@@ -401,10 +455,11 @@ Result Swarm::realm_reserve() {
   hub_config.limits.inbound_rate.ipv4_24 = {};
   hub_config.limits.inbound_rate.ipv4_16 = {};
   reserve_hub_ = p2p::Node::create(io_, {.id = make_id(0x52, 0),
-                                         .address = boost::asio::ip::make_address_v4("127.0.9.1"),
+                                         .address = address("127.0.9.1"),
                                          .config = hub_config,
                                          .logger = options_.logger});
   p2p::Node& hub = *reserve_hub_;
+  watch(hub, std::nullopt);
   const std::size_t cap = kReserveHubCap;
   Result result{"realm reserve",
                 "at its cap of " + std::to_string(cap) +
@@ -542,9 +597,7 @@ Result Swarm::reconnect_protected() {
   cm::Config restart_config = config_;
   restart_config.dial.error_backoff = 250ms;
   restart_config.dial.error_backoff_max = 1s;
-  const auto at = [](int host) {
-    return boost::asio::ip::make_address_v4("127.0.10." + std::to_string(host));
-  };
+  const auto at = [this](int host) { return address("127.0.10." + std::to_string(host)); };
   auto make = [&](std::size_t n, std::uint16_t port) {
     return p2p::Node::create(io_, {.id = make_id(0x54, n),
                                    .address = at(static_cast<int>(n) + 1),
@@ -618,5 +671,26 @@ std::vector<Result> Swarm::run_all() {
   sampler_.cancel();
   return results;
 }
+
+chart::Chart Swarm::chart() const {
+  chart::Chart c;
+  c.title = "Connections per node, " + std::to_string(nodes_.size()) + " nodes on " +
+            (options_.ipv6 ? "::1" : "127.0.0.0/8") + ", seed " + std::to_string(options_.seed);
+  c.samples = samples_;
+  c.trims = trim_log_;
+  c.phases = phases_;
+  c.highlights = {{0, "hub"},
+                  {growth_nodes_, "flood victim"},
+                  {growth_nodes_ + 1, "frozen"},
+                  {growth_nodes_ + 2, "relay pair"},
+                  {growth_nodes_ + 4, "realm hub"}};
+  c.refusal_kinds = kRefusalKinds;
+  c.low_water = config_.low_water;
+  c.high_water = config_.high_water;
+  c.hard_cap = config_.limits.system.connections_total;
+  return c;
+}
+
+std::string Swarm::svg() const { return chart::render_svg(chart()); }
 
 }  // namespace swarm

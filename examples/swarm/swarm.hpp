@@ -15,6 +15,11 @@
 // three nodes of its own on 127.0.10.0/24).
 // Attackers are extra dial-only nodes on 127.66.0.0/24.
 //
+// With Options::ipv6 every node listens and dials on ::1 instead, each on its own port.
+// ::1 is one address in one /56, the narrowest prefix the library caps for IPv6, so the
+// swarm lifts the IPv6 caps and rates for every node but the flood victim: the flood then
+// shows the /56 cap and the /64 rate at one node, where IPv4 shows the /24 ones.
+//
 // Waiting is never a fixed sleep: the io_context runs until a condition holds or a
 // deadline passes, and a missed deadline is reported as the scenario's failure.
 //
@@ -26,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,12 +39,14 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "p2p_node.hpp"
+#include "svg_chart.hpp"
 
 namespace swarm {
 
 struct Options {
   std::size_t nodes = 40;  // at least kMinNodes
   std::uint32_t seed = 7;
+  bool ipv6 = false;  // every node on ::1 (distinct ports) instead of 127.x.y.z
   // Progress lines while the scenarios run; null for none.
   std::function<void(const std::string&)> progress;
   // Passed to every node and its manager; null: warnings to stderr.
@@ -74,22 +82,20 @@ class Swarm {
   Result reconnect_protected();
   std::vector<Result> run_all();
 
-  // Connection counts of every node over time against the watermarks, as an SVG document.
+  // Connection counts of every node over time against the watermarks, trims and
+  // refusals, as an SVG document (svg_chart.hpp draws it).
   std::string svg() const;
+  chart::Chart chart() const;
   std::size_t low_water() const { return config_.low_water; }
   std::size_t high_water() const { return config_.high_water; }
   double elapsed() const;
 
  private:
-  struct Sample {
-    double t;
-    std::vector<std::size_t> counts;  // per node
-  };
-  struct Marker {
-    double t;
-    std::string label;
-  };
   p2p::Node& node(std::size_t i) { return *nodes_[i]; }
+  // `v4` with IPv4; ::1 with Options::ipv6.
+  boost::asio::ip::address address(const std::string& v4) const;
+  // Counts the node's trims (when it is nodes_[index]) and admission refusals for the chart.
+  void watch(p2p::Node& n, std::optional<std::size_t> index);
   void say(const std::string& line);
   void mark(const std::string& label);
   // Runs the io_context until `done` holds; false when `timeout` passed first.
@@ -112,8 +118,12 @@ class Swarm {
   std::vector<std::shared_ptr<p2p::Node>> restart_nodes_;
   std::vector<p2p::cm::Subscription> subscriptions_;
   boost::asio::steady_timer sampler_;
-  std::vector<Sample> samples_;
-  std::vector<Marker> markers_;
+  std::vector<chart::Sample> samples_;
+  std::vector<chart::Phase> phases_;
+  std::vector<chart::Trim> trim_log_;  // every trim of a node in nodes_, in time order
+  // Admission refusals (not dial checks) at every listening node since the start, by the
+  // kinds of kRefusalKinds in swarm.cpp, and the totals at the last sample.
+  std::vector<std::size_t> refused_, refused_sampled_;
   std::size_t growth_nodes_ = 0;
   bool grown_ = false;
   std::size_t pending_dials_ = 0;
