@@ -541,17 +541,30 @@ void RealmConnectionManager::close() {
   state_->manager->close();
 }
 
+namespace {
+
 // Through the public queries: each realm's figures are consistent, the set of realms is
 // the one realms() saw (a realm removed meanwhile is left out).
+std::vector<detail::RealmFigures> figures_of(const RealmConnectionManager& node) {
+  std::vector<detail::RealmFigures> figures;
+  for (std::string& name : node.realms()) {
+    auto stats = node.realm_stats(name);
+    auto config = node.realm_config(name);
+    if (stats && config) figures.push_back({std::move(name), *stats, *config});
+  }
+  return figures;
+}
+
+}  // namespace
+
 void RealmConnectionManager::write_prometheus(std::ostream& out) const {
   manager().write_prometheus(out);
-  std::vector<detail::RealmFigures> realm_figures;
-  for (std::string& name : realms()) {
-    auto stats = realm_stats(name);
-    auto config = realm_config(name);
-    if (stats && config) realm_figures.push_back({std::move(name), *stats, *config});
-  }
-  detail::write_realm_prometheus(out, realm_figures);
+  detail::write_realm_prometheus(out, figures_of(*this));
+}
+
+void RealmConnectionManager::for_each_metric(MetricVisitor& visitor) const {
+  dep2p::connmgr::for_each_metric(manager().stats(), visitor);
+  detail::for_each_realm_metric(figures_of(*this), visitor);
 }
 
 }  // namespace dep2p::connmgr

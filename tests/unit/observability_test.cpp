@@ -1189,6 +1189,30 @@ TEST(Prometheus, NoRttIsCountedBeforeAnyPingIsAnswered) {
   expect_valid_exposition(out.str());
 }
 
+TEST(Prometheus, TheRealmLayersTextIsTheWalkOfItsPublicDescription) {
+  boost::asio::io_context io;
+  auto time = std::make_shared<ManualTimeSource>(io);
+  RealmConnectionManager node(io, quiet_config(), Dependencies{.time_source = time});
+  RealmConfig config;
+  config.hard_max = 4;
+  ASSERT_FALSE(node.create_realm("chat", config));
+  ASSERT_FALSE(node.create_realm("files", RealmConfig{}));
+  auto c1 = reporting_connection(node.manager(), peer_id(1), Direction::inbound);
+  ASSERT_FALSE(node.manager().add_connection(c1));
+  ASSERT_TRUE(node.bind(*c1, "chat"));
+
+  DescribedText described;
+  node.for_each_metric(described);
+  std::ostringstream out;
+  node.write_prometheus(out);
+  expect_valid_exposition(out.str());
+  expect_text_matches(out.str(), described);
+  EXPECT_EQ(described.series.at(series_key("dep2p_connmgr_realm_connections", {{"realm", "chat"}})),
+            1);
+  EXPECT_EQ(
+      described.series.at(series_key("dep2p_connmgr_realm_connections", {{"realm", "files"}})), 0);
+}
+
 TEST(Prometheus, RealmsAddPerRealmFamiliesWithEscapedNames) {
   boost::asio::io_context io;
   auto time = std::make_shared<ManualTimeSource>(io);

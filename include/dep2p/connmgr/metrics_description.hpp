@@ -70,7 +70,7 @@ struct MetricSample {
 
 // Receives the families in a fixed order, each family() followed by its samples; a family
 // may have no sample (e.g. one per realm, with no realm defined).
-class MetricVisitor {
+class DEP2P_CONNMGR_EXPORT MetricVisitor {
  public:
   MetricVisitor() = default;
   MetricVisitor(const MetricVisitor&) = delete;

@@ -57,6 +57,7 @@
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/explain.hpp"
 #include "dep2p/connmgr/export.hpp"
+#include "dep2p/connmgr/metrics_description.hpp"
 #include "dep2p/connmgr/types.hpp"
 
 namespace dep2p::connmgr {
@@ -228,6 +229,10 @@ class DEP2P_CONNMGR_EXPORT RealmConnectionManager {
   // (dep2p_connmgr_realm_connections{realm="chat"} 5, ...), realms in name order. No lock
   // is held while writing to `out`.
   void write_prometheus(std::ostream& out) const;
+  // The walk write_prometheus() writes: for_each_metric(manager().stats(), visitor), then
+  // the per-realm families (metrics_description.hpp), for a host that feeds its own
+  // registry. No lock is held while the visitor runs.
+  void for_each_metric(MetricVisitor& visitor) const;
 
   // --- Realm tags and protections (namespaced) --------------------------------------
   // Only for members (Errc::unknown_peer otherwise); they go when the peer's last bound
