@@ -257,8 +257,7 @@ void Node::on_accepted(tcp::socket socket) {
   session->reservation = std::move(admitted.reservation);
   sessions_[session.get()] = session;
   session->start();
-  if (!admitted)
-    session->end(refused(admitted), admitted.refusal.message, false);
+  if (!admitted) session->end(refused(admitted), admitted.refusal.message, false);
 }
 
 void Node::dial(const cm::NodeId& peer, const tcp::endpoint& remote, cm::PathKind path,
@@ -372,8 +371,8 @@ void Node::forget(Session& session, cm::CloseReason reason, const std::string& d
   if (std::exchange(session.established, false)) {
     closes_.push_back({*session.peer, session.path, reason, detail, by_remote});
     log_->info("{}: connection to {} closed{}: {}: {}", options_.id.short_string(),
-               session.peer->short_string(), by_remote ? " by the remote" : "", cm::to_string(reason),
-               detail);
+               session.peer->short_string(), by_remote ? " by the remote" : "",
+               cm::to_string(reason), detail);
     // Lost, or the remote shut down: CloseReason::remote (a protected peer is reconnected).
     // The remote's own policy (its trim, its gater) dropped us: not worth dialing back.
     const bool lost = reason == cm::CloseReason::host || reason == cm::CloseReason::shutdown;

@@ -7,8 +7,7 @@
 namespace dep2p::connmgr {
 
 Reservation::Reservation(detail::TokenKey, std::weak_ptr<detail::ReservationOwner> owner,
-                         std::uint64_t id, Direction direction,
-                         std::optional<Endpoint> remote)
+                         std::uint64_t id, Direction direction, std::optional<Endpoint> remote)
     : owner_(std::move(owner)), id_(id), direction_(direction), remote_(std::move(remote)) {}
 
 std::uint64_t Reservation::take(detail::TokenKey) noexcept { return std::exchange(id_, 0); }

@@ -126,7 +126,8 @@ Admission ConnectionManager::on_secured(Reservation& reservation, const NodeId& 
 Admission ConnectionManager::add_admitted(std::shared_ptr<Connection> connection,
                                           Reservation&& reservation) {
   Admission result;
-  result.error = core_->add_reserved(std::move(connection), std::move(reservation), &result.refusal);
+  result.error =
+      core_->add_reserved(std::move(connection), std::move(reservation), &result.refusal);
   core_->deliver_events();
   return result;
 }

@@ -304,7 +304,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   void note_refusal(const Refusal& refusal);
   bool gater_allows(const boost::asio::ip::address& address);
   Reservation open_reservation(const Locked<>& locked, Charge charge,
-                              std::optional<Endpoint> remote);
+                               std::optional<Endpoint> remote);
   void release_reservation(std::uint64_t id) noexcept override;  // ReservationOwner
   // Tells the extension that an admission with claims ended (added at `added`, or
   // released) and queues the events it returns.

@@ -388,9 +388,9 @@ Admission ManagerCore::reserve_resources(const std::optional<NodeId>& peer, std:
                                                       ledger_.fds(), memory, fds, "system");
   if (!breach && peer) {
     const PeerCharges* held = ledger_.peer(*peer);
-    breach =
-        resource_breach(config_.limits.peer, held != nullptr ? held->memory : 0,
-                        held != nullptr ? held->fds : 0, memory, fds, "peer " + peer->short_string());
+    breach = resource_breach(config_.limits.peer, held != nullptr ? held->memory : 0,
+                             held != nullptr ? held->fds : 0, memory, fds,
+                             "peer " + peer->short_string());
   }
   if (breach) {
     result.error = Errc::limit_exceeded;

@@ -154,9 +154,8 @@ std::error_code RealmConnectionManager::claim_checked(const Reservation& reserva
   return verdict(*state_->door, check, refusal);
 }
 
-std::error_code RealmConnectionManager::secure_checked(Reservation& reservation,
-                                                       const NodeId& peer, std::string_view realm,
-                                                       Refusal* refusal) {
+std::error_code RealmConnectionManager::secure_checked(Reservation& reservation, const NodeId& peer,
+                                                       std::string_view realm, Refusal* refusal) {
   if (!reservation.remote()) return Errc::invalid_argument;  // not an admission's reservation
   ClaimCheck check(*state_, realm);
   if (auto ec = state_->door->secure(reservation, reservation.direction(), peer,

@@ -379,8 +379,7 @@ TEST(PolicyFault, ThrowingGaterDeniesAtEachStageAndLeaksNoReservation) {
     {
       Admission a = h.manager.admit_inbound(remote);
       ASSERT_TRUE(a);
-      EXPECT_EQ(h.manager.on_secured(a.reservation, peer_id(1)).error,
-                Errc::peer_blocked);
+      EXPECT_EQ(h.manager.on_secured(a.reservation, peer_id(1)).error, Errc::peer_blocked);
       EXPECT_EQ(h.manager.stats().reservations, 1u);  // the host still holds it
     }
     expect_consistent(h.manager, 0);  // dropped: released

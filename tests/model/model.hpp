@@ -921,7 +921,8 @@ class Run {
     const Direction direction = choices_.chance(2) ? Direction::inbound : Direction::outbound;
     std::uint32_t& count = direction == Direction::inbound ? c.streams_in : c.streams_out;
     if (open) {
-      expect_eq(manager_->stream_opened(*c.handle, direction).error, std::error_code{}, "stream_opened");
+      expect_eq(manager_->stream_opened(*c.handle, direction).error, std::error_code{},
+                "stream_opened");
       ++count;
     } else if (count > 0) {
       expect_eq(manager_->stream_closed(*c.handle, direction), std::error_code{}, "stream_closed");

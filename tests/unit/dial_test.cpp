@@ -301,9 +301,10 @@ TEST(Dialing, AnAddressFailureLeavesThePeersDialInFlight) {
   EXPECT_EQ(refused.error, Errc::dial_backoff);
   EXPECT_EQ(refused.retry_at, h.time->now() + 5s);
   EXPECT_EQ(refused.refusal.stage, Stage::dial_addr);
-  EXPECT_NE(refused.refusal.message.find("address 10.0.0.1:4001 of peer " + peer_id(1).short_string() +
-                                         " is in backoff for 5.0 s more, after 1 failure in a row"),
-            std::string::npos)
+  EXPECT_NE(
+      refused.refusal.message.find("address 10.0.0.1:4001 of peer " + peer_id(1).short_string() +
+                                   " is in backoff for 5.0 s more, after 1 failure in a row"),
+      std::string::npos)
       << refused.refusal.message;
   EXPECT_FALSE(refused.reservation.valid());
   EXPECT_TRUE(h.manager.check_dial_addr(peer_id(1), endpoint("10.0.0.2")).reservation.valid());

@@ -333,12 +333,10 @@ TEST(RealmClaim, OnSecuredWithARealmSecuresAndClaimsInOneStep) {
             Errc::invalid_argument);  // not an admission's reservation: no address
   held.reservation.release();
   Admission third = h.manager().admit_inbound(endpoint("127.0.0.1"));
-  EXPECT_EQ(h.node.on_secured(third.reservation, peer_id(3), "nowhere").error,
-            Errc::unknown_realm);
+  EXPECT_EQ(h.node.on_secured(third.reservation, peer_id(3), "nowhere").error, Errc::unknown_realm);
   EXPECT_EQ(h.node.realm_stats("chat")->pending, 0u);
   Reservation none;
-  EXPECT_EQ(h.node.on_secured(none, peer_id(4), "chat").error,
-            Errc::invalid_argument);
+  EXPECT_EQ(h.node.on_secured(none, peer_id(4), "chat").error, Errc::invalid_argument);
 }
 
 }  // namespace

@@ -48,8 +48,8 @@ class ReserveHarness {
       if (auto ec = keep_refusal(refusal, node.claim(admitted.reservation, realm))) return ec;
     }
     auto c = reporting_connection(manager(), peer_id(n), direction);
-    if (auto ec = keep_refusal(refusal,
-                               manager().add_admitted(c, std::move(admitted.reservation)))) {
+    if (auto ec =
+            keep_refusal(refusal, manager().add_admitted(c, std::move(admitted.reservation)))) {
       return ec;
     }
     connections.push_back(c);
@@ -224,8 +224,7 @@ TEST(RealmReserve, TheCapFreedMeanwhileNeedsNoVictim) {
   for (std::uint64_t n = 1; n <= kCap; ++n) ASSERT_FALSE(h.admit(n, {}));
   Admission a = h.manager().admit_inbound(endpoint("127.0.0.1"));
   ASSERT_TRUE(a);
-  ASSERT_TRUE(
-      h.manager().on_secured(a.reservation, peer_id(9)));
+  ASSERT_TRUE(h.manager().on_secured(a.reservation, peer_id(9)));
   ASSERT_TRUE(h.node.claim(a.reservation, "chat"));
   ASSERT_FALSE(h.manager().remove_connection(*h.of(1)));  // a peer leaves on its own
   auto c = reporting_connection(h.manager(), peer_id(9), Direction::inbound);
