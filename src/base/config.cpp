@@ -180,7 +180,8 @@ std::string Config::describe() const {
          " subnets=" + std::to_string(limits.subnets.ipv4_32) + "/" +
          std::to_string(limits.subnets.ipv4_24) + "/" + std::to_string(limits.subnets.ipv6_56) +
          "/" + std::to_string(limits.subnets.ipv6_48) +
-         " inbound_rate.ipv4_24=" + std::to_string(limits.inbound_rate.ipv4_24.per_second) + "/s";
+         " inbound_rate.ipv4_24=" + std::to_string(limits.inbound_rate.ipv4_24.per_second) + "/s" +
+         " diversity=" + (diversity.enabled ? "on" : "off");
 }
 
 std::optional<ConfigError> Config::validate() const {
@@ -248,6 +249,26 @@ std::optional<ConfigError> Config::validate() const {
   }
   if (auto error = validate_limits()) return error;
   if (auto error = validate_dial()) return error;
+  if (auto error = validate_diversity()) return error;
+  return std::nullopt;
+}
+
+std::optional<ConfigError> Config::validate_diversity() const {
+  const struct {
+    const char* name;
+    unsigned value;
+    unsigned lowest;
+    unsigned highest;
+  } prefixes[] = {{"diversity.ipv4_prefix", diversity.ipv4_prefix, 1, 32},
+                  {"diversity.ipv6_prefix", diversity.ipv6_prefix, 1, 128},
+                  {"diversity.loopback_v4_prefix", diversity.loopback_v4_prefix, 8, 32}};
+  for (const auto& p : prefixes) {
+    if (p.value < p.lowest || p.value > p.highest) {
+      return fail(p.name, std::string(p.name) + " (" + std::to_string(p.value) +
+                              ") must be within " + std::to_string(p.lowest) + ".." +
+                              std::to_string(p.highest) + " bits");
+    }
+  }
   return std::nullopt;
 }
 

@@ -17,6 +17,14 @@ std::uint64_t ConnectionAccess::new_token() {
   return (last.fetch_add(1, std::memory_order_relaxed) + 1) * 2;
 }
 
+namespace {
+// A node's secret group order when the configuration gives none.
+std::uint64_t random_salt() {
+  std::random_device source;
+  return (static_cast<std::uint64_t>(source()) << 32) ^ source();
+}
+}  // namespace
+
 ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies deps)
     : token_(ConnectionAccess::new_token()),
       streams_unbounded_(config.limits.system.streams_inbound == kUnlimited &&
@@ -26,6 +34,7 @@ ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies dep
            deps.time_source ? std::move(deps.time_source) : std::make_shared<SteadyTimeSource>(),
            deps.logger ? std::move(deps.logger) : make_default_logger()},
       config_(std::move(config)),
+      diversity_(DiversityRule::from(config_.diversity, random_salt())),
       schedule_(ScheduleSettings::of(config_)),
       caps_(config_.limits.subnets),
       inbound_rates_(config_.limits.inbound_rate),

@@ -62,6 +62,7 @@
 #include "tags/tag_table.hpp"
 #include "timers/connection_schedule.hpp"
 #include "timers/expiry_schedule.hpp"
+#include "trim/diversity.hpp"
 #include "trim/snapshot.hpp"
 #include "trim/victims.hpp"
 
@@ -526,6 +527,7 @@ class ManagerCore final : public std::enable_shared_from_this<ManagerCore>,
   // The lanes' Lane data live in the lock, each beside its lane's lock word.
   mutable Lock lock_;
   Config config_;
+  std::optional<DiversityRule> diversity_;  // from config_.diversity; nullopt: off
   bool closed_ = false;
   Pool pool_;
   TagNames tag_names_;

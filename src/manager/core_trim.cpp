@@ -60,7 +60,10 @@ std::optional<VictimSlots> ManagerCore::rank_under_lock(const Locked<>& locked,
     if (auto victims = extension->rank(locked, view, rule, target, keys)) return victims;
   }
   if (!policies_.default_order && !default_fallback) return std::nullopt;
-  return rank_in_place(view, rule, target);
+  // The diversity rule chooses among equals in the trims that keep the pool healthy; the
+  // emergency trim sheds whole peers in its own order (docs/eclipse.md).
+  const bool diverse = diversity_ && !view.forced();
+  return rank_in_place(view, rule, target, diverse ? &*diversity_ : nullptr);
 }
 
 bool ManagerCore::rank_snapshot(const Plan& plan, std::size_t target,

@@ -122,7 +122,8 @@ void merge_by_slot(std::vector<std::uint32_t>& slots, std::vector<RankKey>& tied
 
 }  // namespace
 
-VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std::size_t& target) {
+VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std::size_t& target,
+                          const DiversityRule* diversity) {
   VictimSlots out;
   const Pool& pool = view.pool();
   const std::size_t slots = view.peer_slots();
@@ -188,7 +189,9 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
     tied.push_back(view.key(tied_slots[k]));
   }
   const std::size_t wanted = target - below;  // 1 <= wanted <= the bucket's weight
-  const std::size_t taken = take_tied(view, n, tied, tied_multi, wanted, rule, out);
+  const std::size_t taken = diversity != nullptr
+                                ? take_diverse(view, *diversity, tied, wanted, rule, out)
+                                : take_tied(view, n, tied, tied_multi, wanted, rule, out);
   merge_by_slot(out.slots, tied, taken);
   return out;
 }

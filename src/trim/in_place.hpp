@@ -10,13 +10,17 @@
 #include <cstddef>
 
 #include "trim/candidates.hpp"
+#include "trim/diversity.hpp"
 #include "trim/victims.hpp"
 
 namespace dep2p::connmgr::detail {
 
 // The victims among `view`'s candidates, in slot order; `target` is set to the connections
-// the rule asks for (the last peer may be taken in part only when `rule.partial()`).
+// the rule asks for (the last peer may be taken in part only when `rule.partial()`). With
+// `diversity`, the peers of the boundary value are chosen between by that rule
+// (trim/diversity.hpp) instead of by their keys.
 // REQUIRES: the pool's owner holds its lock until the victims are detached.
-VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std::size_t& target);
+VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std::size_t& target,
+                          const DiversityRule* diversity = nullptr);
 
 }  // namespace dep2p::connmgr::detail

@@ -195,8 +195,22 @@ Fields<Config> config_fields() {
        [](const Config& c) { return c.local_node_id ? c.local_node_id->to_hex() : "none"; }},
   };
 }
-// Config::limits and Config::dial, documented by their own tables.
-constexpr std::size_t kConfigStructFields = 2;
+// Config::limits, Config::dial and Config::diversity, documented by their own tables.
+constexpr std::size_t kConfigStructFields = 3;
+
+Fields<DiversityConfig> diversity_fields() {
+  return {
+      {"enabled", [](const DiversityConfig& d) { return flag(d.enabled); }},
+      {"ipv4_prefix", [](const DiversityConfig& d) { return count(std::size_t{d.ipv4_prefix}); }},
+      {"ipv6_prefix", [](const DiversityConfig& d) { return count(std::size_t{d.ipv6_prefix}); }},
+      {"loopback_v4_prefix",
+       [](const DiversityConfig& d) { return count(std::size_t{d.loopback_v4_prefix}); }},
+      {"group_slots", [](const DiversityConfig& d) { return count(std::size_t{d.group_slots}); }},
+      {"rtt_slots", [](const DiversityConfig& d) { return count(std::size_t{d.rtt_slots}); }},
+      {"age_slots", [](const DiversityConfig& d) { return count(std::size_t{d.age_slots}); }},
+      {"salt", [](const DiversityConfig& d) { return d.salt ? std::to_string(*d.salt) : "none"; }},
+  };
+}
 
 Fields<DialConfig> dial_fields() {
   return {
@@ -350,6 +364,10 @@ TEST(ConfigDocs, EveryDialSettingIsDocumentedWithItsDefault) {
   expect_documented("DialConfig", dial_fields(), DialConfig{});
 }
 
+TEST(ConfigDocs, EveryDiversitySettingIsDocumentedWithItsDefault) {
+  expect_documented("DiversityConfig", diversity_fields(), DiversityConfig{});
+}
+
 TEST(ConfigDocs, EveryRealmSettingIsDocumentedWithItsDefault) {
   expect_documented("RealmConfig", realm_fields(), RealmConfig{});
 }
@@ -368,6 +386,7 @@ TEST(ConfigDocs, TheTestKnowsEveryFieldOfTheDocumentedStructs) {
   EXPECT_EQ(boost::pfr::tuple_size_v<Limits>, limits_fields().size() + kLimitsStructFields);
   EXPECT_EQ(boost::pfr::tuple_size_v<RealmConfig>, realm_fields().size());
   EXPECT_EQ(boost::pfr::tuple_size_v<DialConfig>, dial_fields().size());
+  EXPECT_EQ(boost::pfr::tuple_size_v<DiversityConfig>, diversity_fields().size());
   EXPECT_EQ(boost::pfr::tuple_size_v<PathSelectorOptions>, path_selector_fields().size());
   EXPECT_EQ(boost::pfr::tuple_size_v<ActivityTrimmerOptions>, activity_trimmer_fields().size());
 }

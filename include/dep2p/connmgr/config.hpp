@@ -29,6 +29,29 @@ enum class Preset {
   server,   // 500 / 2000
 };
 
+// The diversity rule of a trim (docs/eclipse.md): among the candidates the trim must choose
+// between because they are worth the same (equal tag value), a few are kept for coming
+// from distinct network groups, for the lowest RTT and for the longest connection, at most
+// one per group and at most half of them; the victims are then taken from the network
+// group that holds the most of the node's connections. A group is an IPv4 /16 or an IPv6
+// /32 by default; 127.0.0.0/8 is grouped by /24 (other /24s of it stand in for other
+// networks in tests), ::1 is a group of its own, and an IPv4-mapped address groups as its
+// IPv4 address.
+struct DiversityConfig {
+  bool enabled = true;
+  std::uint8_t ipv4_prefix = 16;         // bits of an IPv4 group: 1..32
+  std::uint8_t ipv6_prefix = 32;         // bits of an IPv6 group: 1..128
+  std::uint8_t loopback_v4_prefix = 24;  // bits of a group within 127.0.0.0/8: 8..32
+  // Peers kept for each reason before any victim is chosen; each may be 0.
+  std::uint32_t group_slots = 4;  // from the distinct groups first in the node's salted order
+  std::uint32_t rtt_slots = 4;    // the lowest keepalive RTT (measured peers only)
+  std::uint32_t age_slots = 4;    // the longest connected
+  // The secret that orders groups for this node (SipHash-2-4 key). None: drawn from
+  // std::random_device when the manager starts. Set it only to make runs reproducible
+  // (tests, simulations): a peer that knows it can choose addresses this node keeps.
+  std::optional<std::uint64_t> salt;
+};
+
 // The first invalid field found by Config::validate().
 struct ConfigError {
   std::string field;    // the field's name as spelled in Config, e.g. "low_water"
@@ -94,6 +117,8 @@ struct DEP2P_CONNMGR_EXPORT Config {
   Limits limits;
   // Dial backoff, dials in flight, offline (dial.hpp).
   DialConfig dial;
+  // Which of equally valued peers a trim takes (docs/eclipse.md).
+  DiversityConfig diversity;
 
   static Config preset(Preset preset);
 
@@ -109,6 +134,7 @@ struct DEP2P_CONNMGR_EXPORT Config {
  private:
   std::optional<ConfigError> validate_limits() const;
   std::optional<ConfigError> validate_dial() const;
+  std::optional<ConfigError> validate_diversity() const;
 };
 
 }  // namespace dep2p::connmgr

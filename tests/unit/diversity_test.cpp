@@ -1,0 +1,313 @@
+// The diversity rule of a trim (Config::diversity, src/trim/diversity.hpp) through the
+// public API, in virtual time: which groups count together, that the salted choice is a
+// node's own, the kept slots for groups, RTT and age, victims from the most represented
+// group, and that protection and tags still decide first. Where a kept slot is tested, the
+// same pool is also trimmed without that slot, so the test shows the slot made the
+// difference.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
+
+#include "dep2p/connmgr/config.hpp"
+#include "dep2p/connmgr/connection_manager.hpp"
+#include "dep2p/connmgr/testing.hpp"
+
+namespace dep2p::connmgr {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::FakeConnection;
+
+NodeId id_of(std::uint64_t n) {
+  std::array<std::uint8_t, 32> bytes{};
+  for (int i = 0; i < 8; ++i)
+    bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
+  bytes[31] = 0x5a;
+  return *NodeId::try_from_bytes(std::span<const std::uint8_t>(bytes.data(), bytes.size()));
+}
+
+// A config whose trims run only when asked, with the rule on and only the slots given.
+Config rule_config(std::uint32_t group_slots, std::uint32_t rtt_slots, std::uint32_t age_slots,
+                   std::uint64_t salt = 7) {
+  Config config;
+  config.low_water = 1;
+  config.high_water = 1000;
+  config.grace_period = milliseconds(0);
+  config.silence_period = std::chrono::hours(1);
+  config.keepalive_interval = milliseconds(0);
+  config.path_idle_timeout = milliseconds(0);
+  config.limits.subnets.ipv4_24 = kUnlimited;
+  config.limits.subnets.ipv4_32 = kUnlimited;
+  config.diversity.enabled = true;
+  config.diversity.group_slots = group_slots;
+  config.diversity.rtt_slots = rtt_slots;
+  config.diversity.age_slots = age_slots;
+  config.diversity.salt = salt;
+  return config;
+}
+
+// One node: its manager and the connections it was given, by name.
+struct Node {
+  explicit Node(Config config)
+      : manager(time.io(), std::move(config), {.time_source = time.source()}) {}
+
+  // A connection from `address`, peer `n`, added; its close reports back at once.
+  std::shared_ptr<FakeConnection> connect(std::uint64_t n, const char* address) {
+    auto c = std::make_shared<FakeConnection>(
+        id_of(n), Direction::inbound, Endpoint{boost::asio::ip::make_address(address), 4001});
+    c->on_close = [this](FakeConnection& self, CloseReason reason) {
+      manager.remove_connection(self, reason);
+    };
+    EXPECT_FALSE(manager.add_connection(c)) << address;
+    conns[n] = c;
+    return c;
+  }
+  // The peers (of those given) whose connection was closed.
+  std::set<std::uint64_t> closed() const {
+    std::set<std::uint64_t> out;
+    for (const auto& [n, c] : conns) {
+      if (c->closed()) out.insert(n);
+    }
+    return out;
+  }
+  std::set<std::uint64_t> open() const {
+    std::set<std::uint64_t> out;
+    for (const auto& [n, c] : conns) {
+      if (!c->closed()) out.insert(n);
+    }
+    return out;
+  }
+
+  testing::VirtualTime time;
+  ConnectionManager manager;
+  std::map<std::uint64_t, std::shared_ptr<FakeConnection>> conns;
+};
+
+std::string v4(int a, int b, int c, int d) {
+  return std::to_string(a) + "." + std::to_string(b) + "." + std::to_string(c) + "." +
+         std::to_string(d);
+}
+
+TEST(Diversity, VictimsComeFromTheMostRepresentedGroupFirst) {
+  Node node(rule_config(0, 0, 0));
+  // Eight peers of 10.1.0.0/16 (over eight /24s) connect first; six of six other /16s
+  // after them. The default order would take the newest first: the six.
+  for (int i = 0; i < 8; ++i) node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 5).c_str());
+  node.time.advance(milliseconds(10));
+  for (int i = 0; i < 6; ++i)
+    node.connect(100 + static_cast<std::uint64_t>(i), v4(20 + i, 7, 0, 1).c_str());
+  ASSERT_EQ(node.manager.trim_connections(8), 8U);
+  std::size_t from_group = 0;
+  for (std::uint64_t n : node.closed()) from_group += n < 8 ? 1 : 0;
+  // The group goes down to one connection (seven victims) before any other is touched.
+  EXPECT_GE(from_group, 7U);
+  EXPECT_EQ(node.manager.connection_count(), 6U);
+
+  // The same pool with the rule off loses the newest.
+  Config off = rule_config(0, 0, 0);
+  off.diversity.enabled = false;
+  Node plain(off);
+  for (int i = 0; i < 8; ++i) plain.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 5).c_str());
+  plain.time.advance(milliseconds(10));
+  for (int i = 0; i < 6; ++i)
+    plain.connect(100 + static_cast<std::uint64_t>(i), v4(20 + i, 7, 0, 1).c_str());
+  ASSERT_EQ(plain.manager.trim_connections(8), 8U);
+  std::size_t plain_from_group = 0;
+  for (std::uint64_t n : plain.closed()) plain_from_group += n < 8 ? 1 : 0;
+  EXPECT_EQ(plain_from_group, 2U);
+}
+
+TEST(Diversity, IPv4MappedAddressesCountInTheirIPv4Group) {
+  // 10.1/16 holds three plain and three IPv4-mapped connections: six together, against
+  // five of one IPv6 /32. If the mapped ones were a group apart, the /32 would lead.
+  Node node(rule_config(0, 0, 0));
+  for (int i = 0; i < 3; ++i) node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 9).c_str());
+  for (int i = 0; i < 3; ++i) {
+    node.connect(10 + static_cast<std::uint64_t>(i), ("::ffff:" + v4(10, 1, 50 + i, 9)).c_str());
+  }
+  for (int i = 0; i < 5; ++i) {
+    node.connect(20 + static_cast<std::uint64_t>(i),
+                 ("2001:db8:" + std::to_string(100 + i) + "::1").c_str());
+  }
+  ASSERT_EQ(node.manager.trim_connections(1), 1U);
+  const std::uint64_t victim = *node.closed().begin();
+  EXPECT_LT(victim, 20U) << "the victim came from the IPv6 /32, not the larger IPv4 group";
+}
+
+TEST(Diversity, IPv6GroupsByTheirThirtyTwoBitPrefix) {
+  // Five IPv6 peers in distinct /48s of one /32 against four of one IPv4 /16: the /32 is
+  // the larger group, so it gives the victim.
+  Node node(rule_config(0, 0, 0));
+  for (int i = 0; i < 5; ++i) {
+    node.connect(static_cast<std::uint64_t>(i),
+                 ("2001:db8:" + std::to_string(100 + i) + "::1").c_str());
+  }
+  for (int i = 0; i < 4; ++i)
+    node.connect(10 + static_cast<std::uint64_t>(i), v4(30, 3, i, 1).c_str());
+  ASSERT_EQ(node.manager.trim_connections(1), 1U);
+  EXPECT_LT(*node.closed().begin(), 5U);
+}
+
+// Twenty peers of twenty groups, sixteen trimmed: the four left are the four groups kept
+// for diversity, the first in the node's salted order.
+std::set<std::uint64_t> kept_by_groups(std::uint64_t salt) {
+  Node node(rule_config(4, 0, 0, salt));
+  for (int i = 0; i < 20; ++i)
+    node.connect(static_cast<std::uint64_t>(i), v4(40 + i, 2, 0, 1).c_str());
+  EXPECT_EQ(node.manager.trim_connections(16), 16U);
+  return node.open();
+}
+
+TEST(Diversity, TheSaltedGroupChoiceDiffersBetweenNodesAndIsStableWithinOne) {
+  const std::set<std::uint64_t> first = kept_by_groups(1);
+  ASSERT_EQ(first.size(), 4U);
+  EXPECT_EQ(kept_by_groups(1), first) << "one salt, one choice";
+  // Another node's salt keeps other groups.
+  const std::set<std::uint64_t> second = kept_by_groups(2);
+  ASSERT_EQ(second.size(), 4U);
+  EXPECT_NE(second, first);
+
+  // Within one node the choice holds across trims: the same peers come back at the same
+  // addresses and the same four are kept again.
+  Node node(rule_config(4, 0, 0, 1));
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      const auto n = static_cast<std::uint64_t>(i);
+      if (node.conns.contains(n) && !node.conns[n]->closed()) continue;
+      node.connect(n, v4(40 + i, 2, 0, 1).c_str());
+    }
+    ASSERT_EQ(node.manager.trim_connections(16), 16U);
+    EXPECT_EQ(node.open(), first) << "round " << round;
+  }
+}
+
+TEST(Diversity, AGroupKeepsOnePeerForAllReasonsTogether) {
+  // Two groups of five; 10.1/16 connected a minute before 10.2/16. Four age slots are
+  // asked, but a group keeps one peer: the four oldest (all of 10.1) cannot all be kept,
+  // so the victims alternate between the groups and each is left with exactly one (were
+  // the four kept, the two left would both be of 10.1).
+  Node node(rule_config(0, 0, 4));
+  for (int i = 0; i < 5; ++i) node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 1).c_str());
+  node.time.advance(std::chrono::minutes(1));
+  for (int i = 0; i < 5; ++i)
+    node.connect(10 + static_cast<std::uint64_t>(i), v4(10, 2, i, 1).c_str());
+  ASSERT_EQ(node.manager.trim_connections(8), 8U);
+  const std::set<std::uint64_t> left = node.open();
+  ASSERT_EQ(left.size(), 2U);
+  EXPECT_LT(*left.begin(), 5U);
+  EXPECT_GE(*left.rbegin(), 10U);
+}
+
+// Six peers of six groups; peer 5 also shares its group with peer 6. Peer 5 answers pings
+// in 5 ms, the others in 80 ms. All but one are trimmed: with an RTT slot the fast peer is
+// the one left.
+std::set<std::uint64_t> left_after_rtt(std::uint32_t rtt_slots) {
+  Config config = rule_config(0, rtt_slots, 0, 3);
+  config.keepalive_interval = milliseconds(1000);
+  config.keepalive_timeout = milliseconds(500);
+  Node node(config);
+  std::vector<std::pair<Connection::PingHandler, std::uint64_t>> waiting;
+  auto answer_later = [&](std::uint64_t n) {
+    return
+        [&waiting, n](Connection::PingHandler done) { waiting.emplace_back(std::move(done), n); };
+  };
+  for (int i = 0; i < 6; ++i) {
+    auto c = node.connect(static_cast<std::uint64_t>(i), v4(70 + i, 1, 0, 1).c_str());
+    c->on_ping = answer_later(static_cast<std::uint64_t>(i));
+  }
+  node.connect(6, v4(75, 1, 9, 1).c_str())->on_ping = answer_later(6);
+  for (int round = 0; round < 3; ++round) {
+    node.time.advance(milliseconds(1000));  // pings go out
+    node.time.advance(milliseconds(5));
+    for (auto& [done, n] : waiting) {
+      if (n == 5) done({});
+    }
+    node.time.advance(milliseconds(75));
+    for (auto& [done, n] : waiting) {
+      if (n != 5) done({});
+    }
+    waiting.clear();
+  }
+  EXPECT_EQ(node.manager.trim_connections(6), 6U);
+  return node.open();
+}
+
+TEST(Diversity, AnRttSlotKeepsTheFastestPeer) {
+  EXPECT_EQ(left_after_rtt(1), (std::set<std::uint64_t>{5}));
+  // Without the slot the fast peer's group, the only one with two, gives the first victim
+  // and the rest go by the salted order: under this salt the fast peer is not left.
+  EXPECT_NE(left_after_rtt(0), (std::set<std::uint64_t>{5}));
+}
+
+// Six peers of six groups, peer 0 connected a minute before the others; all but one
+// trimmed.
+std::set<std::uint64_t> left_after_age(std::uint32_t age_slots) {
+  Node node(rule_config(0, 0, age_slots, 3));
+  node.connect(0, v4(80, 1, 0, 1).c_str());
+  node.time.advance(std::chrono::minutes(1));
+  for (int i = 1; i < 6; ++i)
+    node.connect(static_cast<std::uint64_t>(i), v4(80 + i, 1, 0, 1).c_str());
+  node.connect(6, v4(80, 1, 7, 1).c_str());  // peer 0's group leads with two
+  EXPECT_EQ(node.manager.trim_connections(6), 6U);
+  return node.open();
+}
+
+TEST(Diversity, AnAgeSlotKeepsTheLongestConnectedPeer) {
+  EXPECT_EQ(left_after_age(1), (std::set<std::uint64_t>{0}));
+  EXPECT_NE(left_after_age(0), (std::set<std::uint64_t>{0}));
+}
+
+TEST(Diversity, ProtectionAndTagsDecideBeforeGroups) {
+  Node node(rule_config(0, 0, 0));
+  // 10.1/16: eight peers, one protected and one tagged; six singles of other groups.
+  for (int i = 0; i < 8; ++i) node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 1).c_str());
+  for (int i = 0; i < 6; ++i)
+    node.connect(100 + static_cast<std::uint64_t>(i), v4(90 + i, 1, 0, 1).c_str());
+  ASSERT_FALSE(node.manager.protect(id_of(0), "keep"));
+  ASSERT_FALSE(node.manager.tag_peer(id_of(1), "useful", 10));
+  // A single with a negative value goes before any diversity is weighed.
+  ASSERT_FALSE(node.manager.tag_peer(id_of(105), "bad", -5));
+  ASSERT_EQ(node.manager.trim_connections(9), 9U);
+  const std::set<std::uint64_t> closed = node.closed();
+  EXPECT_FALSE(closed.contains(0)) << "protected";
+  EXPECT_FALSE(closed.contains(1)) << "tagged above the others";
+  EXPECT_TRUE(closed.contains(105)) << "valued below the others";
+  for (std::uint64_t n = 2; n < 8; ++n) EXPECT_TRUE(closed.contains(n)) << n;
+  // Nine victims: the negative single, the six untagged of the big group, two singles.
+  std::size_t singles = 0;
+  for (std::uint64_t n : closed) singles += n >= 100 && n != 105 ? 1 : 0;
+  EXPECT_EQ(singles, 2U);
+}
+
+TEST(Diversity, ConfigRejectsPrefixLengthsOutOfRangeNamingTheField) {
+  Config config;
+  config.diversity.ipv4_prefix = 33;
+  auto error = config.validate();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->field, "diversity.ipv4_prefix");
+  config = Config{};
+  config.diversity.ipv6_prefix = 0;
+  error = config.validate();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->field, "diversity.ipv6_prefix");
+  config = Config{};
+  config.diversity.loopback_v4_prefix = 7;
+  error = config.validate();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->field, "diversity.loopback_v4_prefix");
+  EXPECT_FALSE(Config{}.validate());
+}
+
+}  // namespace
+}  // namespace dep2p::connmgr
