@@ -1,11 +1,9 @@
 #include "trim/diversity.hpp"
 
 #include <algorithm>
-#include <queue>
 #include <tuple>
 
 #include <boost/unordered/unordered_flat_map.hpp>
-#include <boost/unordered/unordered_flat_set.hpp>
 
 namespace dep2p::connmgr::detail {
 
@@ -22,11 +20,22 @@ std::uint64_t mix(std::uint64_t& state) {
 // One peer of the boundary value, as the rule reads it.
 struct Member {
   RankKey key;              // the default order's: lower goes first
-  NetGroup group;           // its network group
-  std::uint64_t salted;     // the group under the node's salt
-  Duration rtt;             // its lowest measured keepalive RTT; max() when unmeasured
-  TimePoint first_seen;     // when it connected
+  std::uint32_t group = 0;  // into the groups' table
   std::uint32_t conns = 0;  // its connections
+  bool kept = false;
+};
+
+// One network group of the boundary value's peers. A group keeps at most one peer, so for
+// each reason only its best member for that reason can be the one kept: the kept slots
+// are chosen by walking groups, not peers.
+struct Group {
+  std::uint64_t salted = 0;  // the group under the node's salt
+  std::size_t count = 0;     // connections: its members' and its peers the trim may not take
+  std::uint32_t valued = 0;  // the member the default order values most
+  std::uint32_t fastest = UINT32_MAX;  // the member of the lowest measured RTT, if any
+  std::uint32_t oldest = 0;            // the member connected first
+  Duration rtt = Duration::max();      // the fastest's
+  TimePoint first_seen = TimePoint::max();
   bool kept = false;
 };
 
@@ -39,161 +48,214 @@ Duration lowest_rtt(const Pool& pool, const PeerSlot& entry) {
   return best;
 }
 
-// Marks up to `slots` members kept, walking `order`, skipping groups that hold a kept
-// member already; stops at `budget` kept members in all.
-void keep_first(std::vector<Member>& members, const std::vector<std::uint32_t>& order,
-                std::uint32_t slots, std::size_t budget, std::size_t& kept,
-                boost::unordered_flat_set<NetGroup, PrefixHash>& kept_groups) {
-  std::uint32_t used = 0;
-  for (const std::uint32_t i : order) {
-    if (used == slots || kept == budget) return;
-    Member& m = members[i];
-    if (m.kept || !kept_groups.insert(m.group).second) continue;
-    m.kept = true;
-    ++used;
-    ++kept;
-  }
-}
+class Chooser {
+ public:
+  Chooser(const CandidateView& view, const DiversityRule& rule) : view_(view), rule_(rule) {}
 
-// The boundary value's members [begin, end) of `tied`: keeps some, then takes victims from
-// the most represented groups until `wanted` connections are covered. Reorders the range,
-// victims first, and returns how many go.
-std::size_t choose_within_value(const CandidateView& view, const DiversityRule& rule,
-                                std::vector<RankKey>& tied, std::size_t begin, std::size_t end,
-                                std::size_t wanted, const TrimTarget& target, VictimSlots& out) {
-  const Pool& pool = view.pool();
-  std::vector<Member> members;
-  members.reserve(end - begin);
-  boost::unordered_flat_map<NetGroup, std::size_t, PrefixHash> counts;
-  for (std::size_t i = begin; i < end; ++i) {
-    const PeerSlot& entry = pool.peer(tied[i].index);
-    Member m;
-    m.key = tied[i];
-    m.group = peer_group(pool, entry, rule.groups);
-    m.salted = keyed_group(m.group, rule.salt);
-    m.rtt = lowest_rtt(pool, entry);
-    m.first_seen = pool.cold(tied[i].index).first_seen;
-    m.conns = static_cast<std::uint32_t>(entry.conns.size());
-    counts[m.group] += m.conns;
-    members.push_back(m);
+  // The boundary value's members [begin, end) of `tied`: keeps some, then takes victims
+  // from the most represented groups until `wanted` connections are covered. Reorders the
+  // range, victims first, and returns how many go.
+  std::size_t choose(std::vector<RankKey>& tied, std::size_t begin, std::size_t end,
+                     std::size_t wanted, const TrimTarget& target, VictimSlots& out) {
+    describe(tied, begin, end);
+    count_others();
+    keep();
+    take(wanted, target, out);
+    // The range rewritten: victims first, in the order taken, then the others.
+    std::vector<std::uint8_t> gone(members_.size(), 0);
+    std::size_t at = begin;
+    for (const std::uint32_t i : victims_) {
+      gone[i] = 1;
+      tied[at++] = members_[i].key;
+    }
+    for (std::uint32_t i = 0; i < members_.size(); ++i) {
+      if (!gone[i]) tied[at++] = members_[i].key;
+    }
+    return victims_.size();
   }
 
-  // Each group's connections: those of its members here and of its peers the trim may not
-  // take (protected, in their grace period), so that an attacker's fresh connections count
-  // against its group. Peers of a higher value are kept by it and not counted.
-  pool.for_each_slot([&](std::size_t index, const PeerSlot& entry) {
-    const auto slot = static_cast<std::uint32_t>(index);
-    if (!entry.live || entry.temporary || entry.conns.empty() || view.is_candidate(slot, entry)) {
-      return;
+ private:
+  void describe(const std::vector<RankKey>& tied, std::size_t begin, std::size_t end) {
+    const Pool& pool = view_.pool();
+    members_.reserve(end - begin);
+    for (std::size_t k = begin; k < end; ++k) {
+      const std::uint32_t slot = tied[k].index;
+      const PeerSlot& entry = pool.peer(slot);
+      const auto i = static_cast<std::uint32_t>(members_.size());
+      const auto [it, added] = index_.try_emplace(peer_group(pool, entry, rule_.groups),
+                                                  static_cast<std::uint32_t>(groups_.size()));
+      if (added) {
+        groups_.push_back(
+            Group{.salted = keyed_group(it->first, rule_.salt), .valued = i, .oldest = i});
+      }
+      Group& g = groups_[it->second];
+      Member m{tied[k], it->second, static_cast<std::uint32_t>(entry.conns.size()), false};
+      g.count += m.conns;
+      if (added || members_[g.valued].key < m.key) g.valued = i;
+      const Duration rtt = lowest_rtt(pool, entry);
+      if (rtt != Duration::max() &&
+          (g.fastest == UINT32_MAX ||
+           std::tie(rtt, m.key) < std::tie(g.rtt, members_[g.fastest].key))) {
+        g.fastest = i;
+        g.rtt = rtt;
+      }
+      const TimePoint first_seen = pool.cold(slot).first_seen;
+      if (added || std::tie(first_seen, m.key) < std::tie(g.first_seen, members_[g.oldest].key)) {
+        g.oldest = i;
+        g.first_seen = first_seen;
+      }
+      members_.push_back(m);
     }
-    if (auto it = counts.find(peer_group(pool, entry, rule.groups)); it != counts.end()) {
-      it->second += entry.conns.size();
-    }
-  });
+  }
+
+  // Adds the connections of the groups' peers the trim may not take (protected, in their
+  // grace period), so that an attacker's fresh connections count against its group.
+  // Peers of a higher value are kept by it and not counted.
+  void count_others() {
+    const Pool& pool = view_.pool();
+    pool.for_each_slot([&](std::size_t index, const PeerSlot& entry) {
+      const auto slot = static_cast<std::uint32_t>(index);
+      if (!entry.live || entry.temporary || entry.conns.empty() ||
+          view_.is_candidate(slot, entry)) {
+        return;
+      }
+      if (auto it = index_.find(peer_group(pool, entry, rule_.groups)); it != index_.end()) {
+        groups_[it->second].count += entry.conns.size();
+      }
+    });
+  }
 
   // The kept slots: at most half the members, at most one per group.
-  const std::size_t budget = members.size() / 2;
-  std::size_t kept = 0;
-  boost::unordered_flat_set<NetGroup, PrefixHash> kept_groups;
-  std::vector<std::uint32_t> order(members.size());
-  for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  if (rule.group_slots > 0) {
-    // Groups in the salted order; within one, the member the default order values most.
-    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
-      const Member& x = members[a];
-      const Member& y = members[b];
-      if (x.salted != y.salted) return x.salted > y.salted;
-      if (x.group != y.group) return x.group < y.group;
-      return y.key < x.key;
-    });
-    keep_first(members, order, rule.group_slots, budget, kept, kept_groups);
-  }
-  if (rule.rtt_slots > 0) {
-    std::vector<std::uint32_t> measured;
-    for (std::uint32_t i = 0; i < members.size(); ++i) {
-      if (members[i].rtt != Duration::max()) measured.push_back(i);
+  void keep() {
+    budget_ = members_.size() / 2;
+    std::vector<std::uint32_t> order(groups_.size());
+    for (std::uint32_t g = 0; g < order.size(); ++g) order[g] = g;
+    if (rule_.group_slots > 0) {
+      // Groups in the salted order (a tie, improbable, by the valued member's key).
+      std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+        const Group& x = groups_[a];
+        const Group& y = groups_[b];
+        return x.salted != y.salted ? x.salted > y.salted
+                                    : members_[y.valued].key < members_[x.valued].key;
+      });
+      keep_first(order, rule_.group_slots, [](const Group& g) { return g.valued; });
     }
-    std::sort(measured.begin(), measured.end(), [&](std::uint32_t a, std::uint32_t b) {
-      return std::tie(members[a].rtt, members[a].key) < std::tie(members[b].rtt, members[b].key);
-    });
-    keep_first(members, measured, rule.rtt_slots, budget, kept, kept_groups);
-  }
-  if (rule.age_slots > 0) {
-    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
-      return std::tie(members[a].first_seen, members[a].key) <
-             std::tie(members[b].first_seen, members[b].key);
-    });
-    keep_first(members, order, rule.age_slots, budget, kept, kept_groups);
+    if (rule_.rtt_slots > 0) {
+      std::vector<std::uint32_t> measured;
+      for (std::uint32_t g = 0; g < groups_.size(); ++g) {
+        if (groups_[g].fastest != UINT32_MAX) measured.push_back(g);
+      }
+      std::sort(measured.begin(), measured.end(), [&](std::uint32_t a, std::uint32_t b) {
+        const Group& x = groups_[a];
+        const Group& y = groups_[b];
+        return std::tie(x.rtt, members_[x.fastest].key) < std::tie(y.rtt, members_[y.fastest].key);
+      });
+      keep_first(measured, rule_.rtt_slots, [](const Group& g) { return g.fastest; });
+    }
+    if (rule_.age_slots > 0) {
+      std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+        const Group& x = groups_[a];
+        const Group& y = groups_[b];
+        return std::tie(x.first_seen, members_[x.oldest].key) <
+               std::tie(y.first_seen, members_[y.oldest].key);
+      });
+      keep_first(order, rule_.age_slots, [](const Group& g) { return g.oldest; });
+    }
   }
 
-  // The others by group, each group's members in the default order.
-  std::vector<std::uint32_t> open;
-  for (std::uint32_t i = 0; i < members.size(); ++i) {
-    if (!members[i].kept) open.push_back(i);
-  }
-  std::sort(open.begin(), open.end(), [&](std::uint32_t a, std::uint32_t b) {
-    return std::tie(members[a].group, members[a].key) < std::tie(members[b].group, members[b].key);
-  });
-  struct Run {
-    std::size_t count;     // the group's connections now
-    std::uint64_t salted;  // a tie between equal counts, unpredictable to peers
-    std::size_t next;      // into `open`
-    std::size_t end;
-    bool operator<(const Run& other) const {
-      return std::tie(count, salted) < std::tie(other.count, other.salted);
+  // Keeps the `pick` member of up to `slots` groups of `order` that keep none yet.
+  template <class Pick>
+  void keep_first(const std::vector<std::uint32_t>& order, std::uint32_t slots, Pick pick) {
+    std::uint32_t used = 0;
+    for (const std::uint32_t g : order) {
+      if (used == slots || kept_ == budget_) return;
+      Group& group = groups_[g];
+      if (group.kept) continue;
+      group.kept = true;
+      members_[pick(group)].kept = true;
+      ++used;
+      ++kept_;
     }
-  };
-  std::priority_queue<Run> runs;
-  for (std::size_t i = 0; i < open.size();) {
-    std::size_t j = i;
-    while (j < open.size() && members[open[j]].group == members[open[i]].group) ++j;
-    const Member& first = members[open[i]];
-    runs.push(Run{counts[first.group], first.salted, i, j});
-    i = j;
   }
 
-  std::vector<std::uint32_t> victims;  // into `members`, in the order taken
-  std::size_t covered = 0;
-  auto take = [&](std::uint32_t i) {
-    const Member& m = members[i];
-    if (target.partial() && covered + m.conns > wanted) {
+  void take_member(std::uint32_t i, std::size_t wanted, const TrimTarget& target,
+                   VictimSlots& out) {
+    const Member& m = members_[i];
+    if (target.partial() && covered_ + m.conns > wanted) {
       out.partial_slot = m.key.index;
-      out.partial_count = wanted - covered;
+      out.partial_count = wanted - covered_;
     }
-    covered += m.conns;
-    victims.push_back(i);
-  };
-  while (covered < wanted && !runs.empty()) {
-    Run run = runs.top();
-    runs.pop();
-    const std::uint32_t i = open[run.next++];
-    take(i);
-    run.count -= std::min<std::size_t>(run.count, members[i].conns);
-    if (run.next < run.end) runs.push(run);
-  }
-  if (covered < wanted) {
-    // The target reaches into the kept members: they go in the default order.
-    std::vector<std::uint32_t> rest;
-    for (std::uint32_t i = 0; i < members.size(); ++i) {
-      if (members[i].kept) rest.push_back(i);
-    }
-    std::sort(rest.begin(), rest.end(),
-              [&](std::uint32_t a, std::uint32_t b) { return members[a].key < members[b].key; });
-    for (std::size_t k = 0; k < rest.size() && covered < wanted; ++k) take(rest[k]);
+    covered_ += m.conns;
+    victims_.push_back(i);
   }
 
-  // The range rewritten: victims first, in the order taken, then the others.
-  std::vector<std::uint8_t> gone(members.size(), 0);
-  std::size_t at = begin;
-  for (const std::uint32_t i : victims) {
-    gone[i] = 1;
-    tied[at++] = members[i].key;
+  // Victims one at a time from the group of the most connections (a tie by the salted
+  // order), each group's members in the default order; then, if the target reaches into
+  // them, the kept members in the default order.
+  void take(std::size_t wanted, const TrimTarget& target, VictimSlots& out) {
+    // The open members by group: a counting sort, then each group's run by key.
+    std::vector<std::uint32_t> start(groups_.size() + 1, 0);
+    for (const Member& m : members_) start[m.group + 1] += m.kept ? 0 : 1;
+    for (std::size_t g = 0; g < groups_.size(); ++g) start[g + 1] += start[g];
+    std::vector<std::uint32_t> open(start.back());
+    std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
+    for (std::uint32_t i = 0; i < members_.size(); ++i) {
+      if (!members_[i].kept) open[fill[members_[i].group]++] = i;
+    }
+    struct Run {
+      std::size_t count;
+      std::uint64_t salted;
+      std::uint32_t group;
+      bool operator<(const Run& other) const {
+        return std::tie(count, salted) < std::tie(other.count, other.salted);
+      }
+    };
+    std::vector<Run> heap;
+    for (std::uint32_t g = 0; g < groups_.size(); ++g) {
+      if (start[g] == start[g + 1]) continue;
+      std::sort(
+          open.begin() + start[g], open.begin() + start[g + 1],
+          [&](std::uint32_t a, std::uint32_t b) { return members_[a].key < members_[b].key; });
+      heap.push_back(Run{groups_[g].count, groups_[g].salted, g});
+    }
+    std::make_heap(heap.begin(), heap.end());
+    std::vector<std::uint32_t> next(start.begin(), start.end() - 1);  // each run's next member
+    while (covered_ < wanted && !heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end());
+      Run& run = heap.back();
+      const std::uint32_t i = open[next[run.group]++];
+      take_member(i, wanted, target, out);
+      run.count -= std::min<std::size_t>(run.count, members_[i].conns);
+      if (next[run.group] < start[run.group + 1]) {
+        std::push_heap(heap.begin(), heap.end());
+      } else {
+        heap.pop_back();
+      }
+    }
+    if (covered_ < wanted) {
+      std::vector<std::uint32_t> rest;
+      for (std::uint32_t i = 0; i < members_.size(); ++i) {
+        if (members_[i].kept) rest.push_back(i);
+      }
+      std::sort(rest.begin(), rest.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return members_[a].key < members_[b].key;
+      });
+      for (std::size_t k = 0; k < rest.size() && covered_ < wanted; ++k) {
+        take_member(rest[k], wanted, target, out);
+      }
+    }
   }
-  for (std::uint32_t i = 0; i < members.size(); ++i) {
-    if (!gone[i]) tied[at++] = members[i].key;
-  }
-  return victims.size();
-}
+
+  const CandidateView& view_;
+  const DiversityRule& rule_;
+  std::vector<Member> members_;
+  std::vector<Group> groups_;
+  boost::unordered_flat_map<NetGroup, std::uint32_t, PrefixHash> index_;
+  std::size_t budget_ = 0;
+  std::size_t kept_ = 0;
+  std::size_t covered_ = 0;
+  std::vector<std::uint32_t> victims_;  // into members_, in the order taken
+};
 
 }  // namespace
 
@@ -218,7 +280,14 @@ NetGroup peer_group(const Pool& pool, const PeerSlot& entry, const GroupRule& ru
 std::size_t take_diverse(const CandidateView& view, const DiversityRule& rule,
                          std::vector<RankKey>& tied, std::size_t wanted, const TrimTarget& target,
                          VictimSlots& out) {
-  std::sort(tied.begin(), tied.end());
+  // By value only: the values below the boundary go whole, and the boundary's peers are
+  // ordered by the rule. Usually they are one value already (the value buckets are exact).
+  const bool one_value = std::all_of(
+      tied.begin(), tied.end(), [&](const RankKey& k) { return k.value == tied.front().value; });
+  if (!one_value) {
+    std::sort(tied.begin(), tied.end(),
+              [](const RankKey& a, const RankKey& b) { return a.value < b.value; });
+  }
   const Pool& pool = view.pool();
   std::size_t covered = 0;
   for (std::size_t begin = 0; begin < tied.size();) {
@@ -234,7 +303,7 @@ std::size_t take_diverse(const CandidateView& view, const DiversityRule& rule,
       if (covered == wanted) return begin;
       continue;
     }
-    return begin + choose_within_value(view, rule, tied, begin, end, wanted - covered, target, out);
+    return begin + Chooser(view, rule).choose(tied, begin, end, wanted - covered, target, out);
   }
   return tied.size();
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address_v4.hpp>
 #include <memory>
 #include <random>
 #include <string_view>
@@ -20,11 +21,15 @@ using cm::testing::peer_id;
 // Reports its closure back at once, as a host that closes synchronously would.
 class BenchConnection final : public cm::Connection {
  public:
-  BenchConnection(cm::ConnectionManager& manager, cm::NodeId peer, cm::Direction direction)
-      : manager_(&manager), peer_(std::move(peer)), direction_(direction) {}
+  BenchConnection(cm::ConnectionManager& manager, cm::NodeId peer, cm::Direction direction,
+                  cm::Endpoint remote = {})
+      : manager_(&manager),
+        peer_(std::move(peer)),
+        direction_(direction),
+        remote_(std::move(remote)) {}
   cm::NodeId remote_peer() const override { return peer_; }
   cm::Direction direction() const override { return direction_; }
-  cm::Endpoint remote_endpoint() const override { return {}; }
+  cm::Endpoint remote_endpoint() const override { return remote_; }
   void close(cm::CloseReason reason, std::string_view) override {
     manager_->remove_connection(*this, reason);
   }
@@ -34,6 +39,14 @@ class BenchConnection final : public cm::Connection {
   cm::ConnectionManager* manager_;
   cm::NodeId peer_;
   cm::Direction direction_;
+  cm::Endpoint remote_;
+};
+
+// How a Pool's peers differ: by default one address for all and tag values 0-99.
+struct PoolShape {
+  // Peer i at 10.0.0.0/8 + i spread over 4,096 /16s (i's low 12 bits pick the /16).
+  bool spread_addresses = false;
+  bool tagged = true;  // false: no tags, every peer of value 0
 };
 
 inline cm::Config bench_config(std::size_t n) {
@@ -51,7 +64,8 @@ inline cm::Config bench_config(std::size_t n) {
 }
 
 struct Pool {
-  explicit Pool(std::size_t n, cm::Config config, std::shared_ptr<cm::Gater> gater = nullptr)
+  explicit Pool(std::size_t n, cm::Config config, std::shared_ptr<cm::Gater> gater = nullptr,
+                PoolShape shape = {})
       : time(std::make_shared<cm::ManualTimeSource>(io)),
         manager(io, std::move(config),
                 cm::Dependencies{.time_source = time, .gater = std::move(gater)}) {
@@ -61,10 +75,18 @@ struct Pool {
     connections.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
       peers.push_back(peer_id(i));
+      cm::Endpoint remote;
+      if (shape.spread_addresses) {
+        const auto k = static_cast<std::uint32_t>(i);
+        remote.address = boost::asio::ip::address_v4(((10U + ((k & 0xfffU) >> 8)) << 24) |
+                                                     ((k & 0xffU) << 16) | ((k >> 12) & 0xffffU));
+        remote.port = 4001;
+      }
       auto c = std::make_shared<BenchConnection>(
-          manager, peers.back(), i % 2 == 0 ? cm::Direction::inbound : cm::Direction::outbound);
+          manager, peers.back(), i % 2 == 0 ? cm::Direction::inbound : cm::Direction::outbound,
+          remote);
       manager.add_connection(c);
-      manager.tag_peer(peers.back(), "score", value(rng));
+      if (shape.tagged) manager.tag_peer(peers.back(), "score", value(rng));
       connections.push_back(std::move(c));
     }
   }

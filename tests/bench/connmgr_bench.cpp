@@ -19,6 +19,7 @@ namespace cm = dep2p::connmgr;
 using cm::bench::bench_config;
 using cm::bench::BenchConnection;
 using cm::bench::Pool;
+using cm::bench::PoolShape;
 using cm::testing::peer_id;
 
 namespace {
@@ -76,6 +77,35 @@ BENCHMARK(BM_Trim)
     ->Arg(1'000'000)
     ->Unit(benchmark::kMillisecond)
     ->Complexity(benchmark::oNLogN);
+
+// BM_Trim's trim with the peers spread over 4,096 /16s, so the diversity rule (on by
+// default) has groups to keep and count. Second argument 1: tag values 0-99 as in BM_Trim
+// (the rule chooses within the boundary value, about N/100 peers); 0: no tags, every
+// candidate of one value, so it chooses among all N. Third argument 0: the rule off, the
+// same pool in the default order, for the ratio.
+void BM_TrimDiverse(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  cm::Config config = bench_config(n);
+  config.diversity.enabled = state.range(2) != 0;
+  const PoolShape shape{.spread_addresses = true, .tagged = state.range(1) != 0};
+  std::size_t closed = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto pool = std::make_unique<Pool>(n, config, nullptr, shape);
+    state.ResumeTiming();
+    closed = pool->manager.trim();
+    state.PauseTiming();
+    pool.reset();
+    state.ResumeTiming();
+  }
+  state.counters["closed"] = static_cast<double>(closed);
+}
+BENCHMARK(BM_TrimDiverse)
+    ->Args({100'000, 1, 1})
+    ->Args({100'000, 1, 0})
+    ->Args({100'000, 0, 1})
+    ->Args({100'000, 0, 0})
+    ->Unit(benchmark::kMillisecond);
 
 // The same trim with realms: the N connections spread evenly over 100 realms, each with
 // a share (low water) of half its connections and a reserve of a quarter, so the node's
