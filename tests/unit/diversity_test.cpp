@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <span>
 #include <string>
@@ -22,6 +23,8 @@
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/connection_manager.hpp"
 #include "dep2p/connmgr/testing.hpp"
+#include "net/netgroup.hpp"
+#include "trim/diversity.hpp"
 
 namespace dep2p::connmgr {
 namespace {
@@ -63,9 +66,10 @@ struct Node {
       : manager(time.io(), std::move(config), {.time_source = time.source()}) {}
 
   // A connection from `address`, peer `n`, added; its close reports back at once.
-  std::shared_ptr<FakeConnection> connect(std::uint64_t n, const char* address) {
+  std::shared_ptr<FakeConnection> connect(std::uint64_t n, const char* address,
+                                          Direction direction = Direction::inbound) {
     auto c = std::make_shared<FakeConnection>(
-        id_of(n), Direction::inbound, Endpoint{boost::asio::ip::make_address(address), 4001});
+        id_of(n), direction, Endpoint{boost::asio::ip::make_address(address), 4001});
     c->on_close = [this](FakeConnection& self, CloseReason reason) {
       manager.remove_connection(self, reason);
     };
@@ -288,6 +292,152 @@ TEST(Diversity, ProtectionAndTagsDecideBeforeGroups) {
   std::size_t singles = 0;
   for (std::uint64_t n : closed) singles += n >= 100 && n != 105 ? 1 : 0;
   EXPECT_EQ(singles, 2U);
+}
+
+// The rule restated plainly, for one connection per peer and no streams: the victims of
+// trim_connections(wanted) among `peers` (docs/eclipse.md, "The rule").
+struct RefPeer {
+  std::uint64_t n;
+  detail::NetGroup group;
+  std::int64_t value;
+  bool outbound;
+  std::int64_t first_seen;  // ms; distinct
+  bool candidate;           // not protected, out of grace
+};
+
+std::set<std::uint64_t> reference_victims(const std::vector<RefPeer>& peers, std::size_t wanted,
+                                          const Config& config) {
+  const detail::SipKey salt = detail::DiversityRule::from(config.diversity, 0)->salt;
+  auto salted = [&](const RefPeer& p) { return detail::keyed_group(p.group, salt); };
+  // The default order: lower value, inbound before outbound, newer first.
+  auto before = [](const RefPeer* a, const RefPeer* b) {
+    if (a->value != b->value) return a->value < b->value;
+    if (a->outbound != b->outbound) return !a->outbound;
+    return a->first_seen > b->first_seen;
+  };
+  std::vector<const RefPeer*> order;
+  for (const RefPeer& p : peers) {
+    if (p.candidate) order.push_back(&p);
+  }
+  std::sort(order.begin(), order.end(), before);
+  std::set<std::uint64_t> victims;
+  std::size_t at = 0;
+  while (victims.size() < wanted) {
+    std::size_t end = at;
+    while (end < order.size() && order[end]->value == order[at]->value) ++end;
+    if (victims.size() + (end - at) <= wanted) {
+      for (std::size_t k = at; k < end; ++k) victims.insert(order[k]->n);
+      at = end;
+      continue;
+    }
+    // The boundary value's peers: kept slots, then victims by group.
+    const std::vector<const RefPeer*> equals(order.begin() + static_cast<std::ptrdiff_t>(at),
+                                             order.begin() + static_cast<std::ptrdiff_t>(end));
+    std::set<const RefPeer*> kept;
+    std::set<detail::NetGroup> kept_groups;
+    const std::size_t budget = equals.size() / 2;
+    std::vector<const RefPeer*> by_group = equals;
+    std::sort(by_group.begin(), by_group.end(), [&](const RefPeer* a, const RefPeer* b) {
+      if (salted(*a) != salted(*b)) return salted(*a) > salted(*b);
+      return before(b, a);  // the most valued first
+    });
+    for (const RefPeer* p : by_group) {
+      if (kept_groups.size() == config.diversity.group_slots || kept.size() == budget) break;
+      if (kept_groups.insert(p->group).second) kept.insert(p);
+    }
+    std::vector<const RefPeer*> by_age = equals;
+    std::sort(by_age.begin(), by_age.end(),
+              [](const RefPeer* a, const RefPeer* b) { return a->first_seen < b->first_seen; });
+    std::size_t aged = 0;
+    for (const RefPeer* p : by_age) {
+      if (aged == config.diversity.age_slots || kept.size() == budget) break;
+      if (kept_groups.insert(p->group).second) {
+        kept.insert(p);
+        ++aged;
+      }
+    }
+    std::map<detail::NetGroup, std::size_t> count;
+    for (const RefPeer& p : peers) {
+      const bool equal = p.candidate && p.value == equals.front()->value;
+      if (equal || !p.candidate) ++count[p.group];
+    }
+    std::vector<const RefPeer*> open;
+    for (const RefPeer* p : equals) {
+      if (!kept.contains(p)) open.push_back(p);
+    }
+    while (victims.size() < wanted && !open.empty()) {
+      // The group of the most connections (then the higher salted key); its first member
+      // in the default order.
+      std::size_t pick = 0;
+      for (std::size_t k = 1; k < open.size(); ++k) {
+        const RefPeer& a = *open[k];
+        const RefPeer& b = *open[pick];
+        const auto ka = std::make_pair(count[a.group], salted(a));
+        const auto kb = std::make_pair(count[b.group], salted(b));
+        if (ka > kb || (ka == kb && before(&a, &b))) pick = k;
+      }
+      victims.insert(open[pick]->n);
+      --count[open[pick]->group];
+      open.erase(open.begin() + static_cast<std::ptrdiff_t>(pick));
+    }
+    for (const RefPeer* p : equals) {  // the kept ones last, in the default order
+      if (victims.size() < wanted && kept.contains(p)) victims.insert(p->n);
+    }
+    break;
+  }
+  return victims;
+}
+
+TEST(Diversity, AgreesWithThePlainStatementOfTheRuleOnRandomPools) {
+  std::mt19937_64 rng(2026);
+  auto below = [&](std::uint64_t n) { return static_cast<std::uint64_t>(rng() % n); };
+  for (int round = 0; round < 300; ++round) {
+    Config config = rule_config(static_cast<std::uint32_t>(below(4)), 0,
+                                static_cast<std::uint32_t>(below(4)), below(1'000'000) + 1);
+    config.grace_period = std::chrono::seconds(10);
+    Node node(config);
+    std::vector<RefPeer> peers;
+    const std::size_t n = 4 + below(40);
+    const std::size_t young_from = n - below(n / 3 + 1);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i == young_from) node.time.advance(std::chrono::seconds(20));  // the rest in grace
+      node.time.advance(milliseconds(1));
+      // Few groups, so that groups are large and their counts tie: three /16s and an
+      // IPv6 /32, with mapped addresses among the IPv4 ones.
+      const std::uint64_t g = below(4);
+      const std::string address =
+          g == 3 ? "2001:db8:" + std::to_string(below(50)) + "::" + std::to_string(i + 1)
+                 : (below(3) == 0 ? "::ffff:" : "") + v4(10, static_cast<int>(g),
+                                                         static_cast<int>(below(200)),
+                                                         static_cast<int>(i + 1));
+      const bool outbound = below(2) == 0;
+      node.connect(i, address.c_str(), outbound ? Direction::outbound : Direction::inbound);
+      RefPeer p{
+          i,
+          detail::network_group(boost::asio::ip::make_address(address), {}),
+          static_cast<std::int64_t>(below(3)),
+          outbound,
+          static_cast<std::int64_t>(
+              std::chrono::duration_cast<milliseconds>(node.time.now().time_since_epoch()).count()),
+          i < young_from};
+      if (p.value != 0)
+        ASSERT_FALSE(node.manager.tag_peer(id_of(i), "v", static_cast<TagValue>(p.value)));
+      if (below(8) == 0) {
+        ASSERT_FALSE(node.manager.protect(id_of(i), "p"));
+        p.candidate = false;
+      }
+      peers.push_back(p);
+    }
+    if (young_from == n) node.time.advance(std::chrono::seconds(20));  // none in grace
+    std::size_t candidates = 0;
+    for (const RefPeer& p : peers) candidates += p.candidate ? 1 : 0;
+    if (candidates == 0) continue;
+    const std::size_t wanted = 1 + below(candidates);
+    const std::set<std::uint64_t> expected = reference_victims(peers, wanted, config);
+    ASSERT_EQ(node.manager.trim_connections(wanted), wanted) << "round " << round;
+    ASSERT_EQ(node.closed(), expected)
+        << "round " << round << ", " << n << " peers, " << wanted << " wanted";
+  }
 }
 
 TEST(Diversity, ConfigRejectsPrefixLengthsOutOfRangeNamingTheField) {
