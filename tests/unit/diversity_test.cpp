@@ -420,8 +420,9 @@ TEST(Diversity, AgreesWithThePlainStatementOfTheRuleOnRandomPools) {
           static_cast<std::int64_t>(
               std::chrono::duration_cast<milliseconds>(node.time.now().time_since_epoch()).count()),
           i < young_from};
-      if (p.value != 0)
+      if (p.value != 0) {
         ASSERT_FALSE(node.manager.tag_peer(id_of(i), "v", static_cast<TagValue>(p.value)));
+      }
       if (below(8) == 0) {
         ASSERT_FALSE(node.manager.protect(id_of(i), "p"));
         p.candidate = false;
