@@ -61,9 +61,13 @@ std::optional<VictimSlots> ManagerCore::rank_under_lock(const Locked<>& locked,
   }
   if (!policies_.default_order && !default_fallback) return std::nullopt;
   // The diversity rule chooses among equals in the trims that keep the pool healthy; the
-  // emergency trim sheds whole peers in its own order (docs/eclipse.md).
-  const bool diverse = diversity_ && !view.forced();
-  return rank_in_place(view, rule, target, diverse ? &*diversity_ : nullptr);
+  // emergency trim sheds whole peers in its own order (docs/eclipse.md). Its grace limit
+  // widens the candidates to the new peers their groups' grace does not shelter.
+  if (!diversity_ || view.forced()) return rank_in_place(view, rule, target);
+  const std::vector<std::uint8_t> exposed =
+      unsheltered_in_grace(pool_, view.now(), config_.grace_period, *diversity_);
+  if (exposed.empty()) return rank_in_place(view, rule, target, &*diversity_);
+  return rank_in_place(view.exposing(exposed), rule, target, &*diversity_);
 }
 
 bool ManagerCore::rank_snapshot(const Plan& plan, std::size_t target,

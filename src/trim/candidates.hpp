@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "dep2p/connmgr/trimmer.hpp"
 #include "dep2p/connmgr/types.hpp"
@@ -39,13 +40,26 @@ class CandidateView {
   // Slot numbers are below this.
   std::size_t peer_slots() const { return pool_.peer_slots(); }
 
+  // The same view in which the peers flagged in `exposed` (by slot) are candidates although
+  // in their grace period (the diversity rule's grace limit). REQUIRES: `exposed` outlives
+  // the view.
+  CandidateView exposing(const std::vector<std::uint8_t>& exposed) const {
+    CandidateView wider = *this;
+    wider.exposed_ = &exposed;
+    return wider;
+  }
+
   bool out_of_grace(std::uint32_t slot) const {
     return grace_.count() == 0 || now_ - pool_.cold(slot).first_seen >= grace_;
+  }
+  // In grace, and a candidate all the same (see exposing()).
+  bool exposed(std::uint32_t slot) const {
+    return exposed_ != nullptr && slot < exposed_->size() && (*exposed_)[slot] != 0;
   }
   bool is_candidate(std::uint32_t slot, const PeerSlot& entry) const {
     if (!entry.live || entry.temporary || entry.conns.empty()) return false;
     switch (mode_) {
-      case Mode::normal: return !entry.is_protected && out_of_grace(slot);
+      case Mode::normal: return !entry.is_protected && (out_of_grace(slot) || exposed(slot));
       case Mode::forced_unprotected: return !entry.is_protected;
       case Mode::forced_protected: return entry.is_protected;
     }
@@ -85,9 +99,11 @@ class CandidateView {
         if (grace_.count() == 0) {
           walk([](std::uint32_t, const PeerSlot& e) { return !e.is_protected; }, f);
         } else {
-          walk([this](std::uint32_t slot,
-                      const PeerSlot& e) { return !e.is_protected && out_of_grace(slot); },
-               f);
+          walk(
+              [this](std::uint32_t slot, const PeerSlot& e) {
+                return !e.is_protected && (out_of_grace(slot) || exposed(slot));
+              },
+              f);
         }
         return;
       case Mode::forced_unprotected:
@@ -116,6 +132,7 @@ class CandidateView {
   TimePoint now_;
   Duration grace_;
   Mode mode_;
+  const std::vector<std::uint8_t>* exposed_ = nullptr;
 };
 
 }  // namespace dep2p::connmgr::detail

@@ -270,11 +270,44 @@ std::optional<DiversityRule> DiversityRule::from(const DiversityConfig& config,
   rule.group_slots = config.group_slots;
   rule.rtt_slots = config.rtt_slots;
   rule.age_slots = config.age_slots;
+  rule.grace_per_group = config.grace_per_group;
   return rule;
 }
 
 NetGroup peer_group(const Pool& pool, const PeerSlot& entry, const GroupRule& rule) {
   return network_group(pool.remote_address(entry.conns[0]), rule);
+}
+
+std::vector<std::uint8_t> unsheltered_in_grace(const Pool& pool, TimePoint now, Duration grace,
+                                               const DiversityRule& rule) {
+  std::vector<std::uint8_t> exposed;
+  if (rule.grace_per_group == 0 || grace.count() == 0) return exposed;
+  struct Young {
+    NetGroup group;
+    TimePoint first_seen;
+    NodeId id;
+    std::uint32_t slot;
+  };
+  std::vector<Young> young;
+  pool.for_each_slot([&](std::size_t index, const PeerSlot& entry) {
+    const auto slot = static_cast<std::uint32_t>(index);
+    if (!entry.live || entry.temporary || entry.conns.empty() || entry.is_protected) return;
+    const TimePoint first_seen = pool.cold(slot).first_seen;
+    if (now - first_seen >= grace) return;
+    young.push_back(
+        Young{peer_group(pool, entry, rule.groups), first_seen, pool.id_of(slot), slot});
+  });
+  std::sort(young.begin(), young.end(), [](const Young& a, const Young& b) {
+    return std::tie(a.group, a.first_seen, a.id) < std::tie(b.group, b.first_seen, b.id);
+  });
+  std::size_t in_group = 0;
+  for (std::size_t k = 0; k < young.size(); ++k) {
+    in_group = k > 0 && young[k].group == young[k - 1].group ? in_group + 1 : 0;
+    if (in_group < rule.grace_per_group) continue;
+    if (exposed.empty()) exposed.assign(pool.peer_slots(), 0);
+    exposed[young[k].slot] = 1;
+  }
+  return exposed;
 }
 
 std::size_t take_diverse(const CandidateView& view, const DiversityRule& rule,

@@ -39,6 +39,7 @@ struct DiversityRule {
   std::uint32_t group_slots = 0;
   std::uint32_t rtt_slots = 0;
   std::uint32_t age_slots = 0;
+  std::uint32_t grace_per_group = 0;  // 0: no limit
 
   // The rule `config` asks for, or nullopt when it is off; `fallback_salt` is used when
   // the configuration gives none (the caller draws it from a random source).
@@ -49,6 +50,12 @@ struct DiversityRule {
 // The network group of a connected peer: its first connection's remote address's.
 // REQUIRES: !entry.conns.empty().
 NetGroup peer_group(const Pool& pool, const PeerSlot& entry, const GroupRule& rule);
+
+// The peers in their grace period that the rule's grace limit leaves unsheltered, flagged
+// by slot: of each network group's unprotected connected peers in grace, all but the
+// `grace_per_group` first connected (ties by id). Empty when none is, or there is no limit.
+std::vector<std::uint8_t> unsheltered_in_grace(const Pool& pool, TimePoint now, Duration grace,
+                                               const DiversityRule& rule);
 
 // Orders `tied` (candidates of the trim's boundary, in any order) so that the ones that go
 // come first, and returns how many go: every peer of a value below the value at which

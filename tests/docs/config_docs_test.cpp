@@ -208,6 +208,8 @@ Fields<DiversityConfig> diversity_fields() {
       {"group_slots", [](const DiversityConfig& d) { return count(std::size_t{d.group_slots}); }},
       {"rtt_slots", [](const DiversityConfig& d) { return count(std::size_t{d.rtt_slots}); }},
       {"age_slots", [](const DiversityConfig& d) { return count(std::size_t{d.age_slots}); }},
+      {"grace_per_group",
+       [](const DiversityConfig& d) { return count(std::size_t{d.grace_per_group}); }},
       {"salt", [](const DiversityConfig& d) { return d.salt ? std::to_string(*d.salt) : "none"; }},
   };
 }

@@ -294,6 +294,49 @@ TEST(Diversity, ProtectionAndTagsDecideBeforeGroups) {
   EXPECT_EQ(singles, 2U);
 }
 
+// Four new peers of 10.1/16 in their grace period and six older singles: with a grace
+// limit of one per group, the three later ones of 10.1 are candidates, and their group,
+// the largest, gives the victims; without it the grace shelters all four.
+std::set<std::uint64_t> closed_with_grace_limit(std::uint32_t grace_per_group) {
+  Config config = rule_config(0, 0, 0);
+  config.grace_period = std::chrono::seconds(10);
+  config.diversity.grace_per_group = grace_per_group;
+  Node node(config);
+  for (int i = 0; i < 6; ++i)
+    node.connect(100 + static_cast<std::uint64_t>(i), v4(50 + i, 1, 0, 1).c_str());
+  node.time.advance(std::chrono::seconds(30));
+  for (int i = 0; i < 4; ++i) {
+    node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 1).c_str());
+    node.time.advance(milliseconds(100));
+  }
+  EXPECT_EQ(node.manager.trim_connections(3), 3U);
+  return node.closed();
+}
+
+TEST(Diversity, AGraceLimitLeavesAGroupsLaterNewPeersToTheTrim) {
+  EXPECT_EQ(closed_with_grace_limit(1), (std::set<std::uint64_t>{1, 2, 3}));
+  const std::set<std::uint64_t> unlimited = closed_with_grace_limit(0);
+  ASSERT_EQ(unlimited.size(), 3U);
+  EXPECT_GE(*unlimited.begin(), 100U) << "in grace, the four are not candidates";
+  // Two sheltered per group: only the last two are left to the trim, and one single goes.
+  const std::set<std::uint64_t> two = [] {
+    Config config = rule_config(0, 0, 0);
+    config.grace_period = std::chrono::seconds(10);
+    config.diversity.grace_per_group = 2;
+    Node node(config);
+    for (int i = 0; i < 6; ++i)
+      node.connect(100 + static_cast<std::uint64_t>(i), v4(50 + i, 1, 0, 1).c_str());
+    node.time.advance(std::chrono::seconds(30));
+    for (int i = 0; i < 4; ++i) {
+      node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 1).c_str());
+      node.time.advance(milliseconds(100));
+    }
+    EXPECT_EQ(node.manager.trim_connections(3), 3U);
+    return node.closed();
+  }();
+  EXPECT_TRUE(two.contains(2) && two.contains(3) && !two.contains(0) && !two.contains(1));
+}
+
 // The rule restated plainly, for one connection per peer and no streams: the victims of
 // trim_connections(wanted) among `peers` (docs/eclipse.md, "The rule").
 struct RefPeer {

@@ -46,6 +46,10 @@ struct DiversityConfig {
   std::uint32_t group_slots = 4;  // from the distinct groups first in the node's salted order
   std::uint32_t rtt_slots = 4;    // the lowest keepalive RTT (measured peers only)
   std::uint32_t age_slots = 4;    // the longest connected
+  // Of one group's unprotected peers in their grace period, only this many (the first
+  // connected) are sheltered by it: the others are candidates of the trims the rule
+  // chooses in, like peers out of grace. 0: grace shelters every new peer.
+  std::uint32_t grace_per_group = 0;
   // The secret that orders groups for this node (SipHash-2-4 key). None: drawn from
   // std::random_device when the manager starts. Set it only to make runs reproducible
   // (tests, simulations): a peer that knows it can choose addresses this node keeps.
