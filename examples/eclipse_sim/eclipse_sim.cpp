@@ -13,7 +13,8 @@
 //     water, which takes minutes).
 //   - An honest node starts (and rejoins after churn) with a burst of `bootstrap_dials`
 //     dials at once, as nodes dial their bootstrap list, then dials one known peer per
-//     honest_dial_interval while below low water. Without the burst a joiner's first
+//     honest_dial_interval while it holds fewer than outbound_target outbound connections
+//     or fewer than low water (and fewer than high water). Without the burst a joiner's first
 //     connection is often an attacker's, and the node counts as eclipsed before any trim.
 //   - Discovery samples prefer online nodes (three tries per entry), as a DHT returns
 //     peers seen recently; a dial to a node that went offline since fails.
@@ -71,6 +72,7 @@ std::string_view to_string(Policy policy) noexcept {
   switch (policy) {
     case Policy::default_order: return "default";
     case Policy::diversity: return "diversity";
+    case Policy::diversity_grace: return "diversity-grace";
     case Policy::go: return "go";
   }
   return "?";
@@ -79,6 +81,7 @@ std::string_view to_string(Policy policy) noexcept {
 std::optional<Policy> parse_policy(std::string_view text) noexcept {
   if (text == "default") return Policy::default_order;
   if (text == "diversity") return Policy::diversity;
+  if (text == "diversity-grace") return Policy::diversity_grace;
   if (text == "go") return Policy::go;
   return std::nullopt;
 }
@@ -293,6 +296,7 @@ struct Node {
   std::vector<std::uint32_t> links;  // every link not torn down, closing ones included
   std::size_t live = 0;              // links not closing
   std::size_t live_to_attackers = 0;
+  std::size_t live_outbound = 0;  // links not closing that this node dialed
   // Connections this node's manager closed as trim victims since its last TrimmedEvent.
   std::size_t trimmed_attackers = 0;
   std::size_t trimmed_honest = 0;
@@ -493,13 +497,14 @@ cm::Config Simulation::config_for(const Node& node) const {
   config.high_water = options_.high_water;
   config.grace_period = options_.grace_period;
   config.silence_period = options_.silence_period;
+  const bool diverse =
+      options_.policy == Policy::diversity || options_.policy == Policy::diversity_grace;
   config.keepalive_interval =
-      options_.policy == Policy::diversity || options_.ping_under_every_policy
-          ? options_.keepalive_interval
-          : milliseconds(0);
-  if (options_.policy == Policy::diversity) {
+      diverse || options_.ping_under_every_policy ? options_.keepalive_interval : milliseconds(0);
+  if (diverse) {
     config.diversity.enabled = true;
     config.diversity.salt = node.salt;
+    config.diversity.grace_per_group = options_.policy == Policy::diversity_grace ? 1 : 0;
   }
   return config;
 }
@@ -521,6 +526,7 @@ void Simulation::start_node(std::uint32_t i) {
   node.online = true;
   node.live = 0;
   node.live_to_attackers = 0;
+  node.live_outbound = 0;
   node.trimmed_attackers = 0;
   node.trimmed_honest = 0;
   if (node.attacker) return;
@@ -628,6 +634,7 @@ void Simulation::connect(std::uint32_t from, std::uint32_t to) {
     mine.links.push_back(id);
     ++mine.live;
     if (remote.attacker) ++mine.live_to_attackers;
+    if (side == 0) ++mine.live_outbound;
   }
   ++result_.connections_opened;
   // Both managers hear of it; a refusal at either end undoes it at both.
@@ -667,6 +674,7 @@ void Simulation::mark_closing(Link& l) {
     Node& mine = nodes_[l.node[side]];
     --mine.live;
     if (nodes_[l.node[1 - side]].attacker) --mine.live_to_attackers;
+    if (side == 0) --mine.live_outbound;
   }
 }
 
@@ -859,7 +867,9 @@ void Simulation::handle(const Event& e) {
     case Ev::honest_tick: {
       push(e.at + options_.honest_dial_interval.count(), Ev::honest_tick, e.a);
       const Node& node = nodes_[e.a];
-      if (node.online && node.live < options_.low_water) dial_known(e.a);
+      const bool wants =
+          node.live < options_.low_water || node.live_outbound < options_.outbound_target;
+      if (node.online && wants && node.live < options_.high_water) dial_known(e.a);
       break;
     }
     case Ev::attacker_tick: {

@@ -28,12 +28,13 @@ namespace eclipse_sim {
 
 // How the honest nodes' managers choose the peers a trim closes.
 enum class Policy {
-  default_order,  // the library's default order, diversity rule off
-  diversity,      // the library's default order with the diversity rule (Config::diversity)
-  go,             // go-libp2p's basic connmgr order, as a host Trimmer; diversity rule off
+  default_order,    // the library's default order, diversity rule off
+  diversity,        // the library's default order with the diversity rule (Config::diversity)
+  diversity_grace,  // the same with its grace limit: one new peer per network group sheltered
+  go,               // go-libp2p's basic connmgr order, as a host Trimmer; diversity rule off
 };
 std::string_view to_string(Policy policy) noexcept;
-// "default", "diversity", "go"; nullopt for anything else.
+// "default", "diversity", "diversity-grace", "go"; nullopt for anything else.
 std::optional<Policy> parse_policy(std::string_view text) noexcept;
 
 struct SimOptions {
@@ -62,6 +63,11 @@ struct SimOptions {
   std::size_t attacker_groups = 2;  // IPv4 /16s of the attackers
   std::size_t known_peers = 50;     // each node's discovery sample, refreshed each minute
   std::size_t bootstrap_dials = 8;  // dials an honest node makes at once when it starts
+  // An honest node keeps dialing (one known peer per honest_dial_interval) while it holds
+  // fewer than this many outbound connections, or fewer than low water in all, and fewer
+  // than high water: as a node keeps its own outbound peers (Bitcoin Core's outbound
+  // slots, a DHT's routing table) however many peers dial it.
+  std::size_t outbound_target = 24;
   double honest_stream_probability = 0.5;
   std::chrono::milliseconds honest_dial_interval = std::chrono::seconds(10);
   std::chrono::milliseconds attacker_dial_interval = std::chrono::seconds(1);

@@ -23,11 +23,12 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: eclipse_sim [--nodes N] [--minutes M] [--seed S]\n"
-    "                   [--policy default|diversity|go|all] [--csv FILE] [--svg FILE]\n"
+    "                   [--policy default|diversity|diversity-grace|go|all] [--csv FILE] [--svg "
+    "FILE]\n"
     "  --nodes N     nodes, honest and attackers (10% attackers); default 1000\n"
     "  --minutes M   simulated minutes; default 30\n"
     "  --seed S      the run's seed; default 1\n"
-    "  --policy P    the honest nodes' trim policy, or all three; default all\n"
+    "  --policy P    the honest nodes' trim policy, or all four; default all\n"
     "  --csv FILE    per policy and simulated minute: trims, shares, eclipses, connectivity\n"
     "  --svg FILE    a chart of the attacker share after trims over simulated time\n"
     "the model's knobs (defaults in eclipse_sim.hpp):\n"
@@ -35,6 +36,7 @@ constexpr const char* kUsage =
     "  --churn F             fraction of online honest nodes that leave (and join) a minute; 0.1\n"
     "  --attacker-dial-ms N  each attacker dials a random honest node every N ms; 1000\n"
     "  --keepalive-ms N      the honest managers' keepalive interval, 0 for none; 60000\n"
+    "  --outbound N          outbound connections an honest node keeps dialing for; default 24\n"
     "  --ping-all            ping under every policy, not only diversity (same figures, slower)\n";
 
 template <typename T>
@@ -187,8 +189,10 @@ eclipse_sim::chart::ShareChart chart_of(const std::vector<Row>& rows,
 
 int main(int argc, char** argv) {
   eclipse_sim::SimOptions options;
-  std::vector<eclipse_sim::Policy> policies = {
-      eclipse_sim::Policy::default_order, eclipse_sim::Policy::diversity, eclipse_sim::Policy::go};
+  const std::vector<eclipse_sim::Policy> all = {
+      eclipse_sim::Policy::default_order, eclipse_sim::Policy::diversity,
+      eclipse_sim::Policy::diversity_grace, eclipse_sim::Policy::go};
+  std::vector<eclipse_sim::Policy> policies = all;
   std::string csv, svg;
   const auto usage_error = [](const std::string& message) {
     std::cerr << "eclipse_sim: " << message << "\n" << kUsage;
@@ -220,8 +224,7 @@ int main(int argc, char** argv) {
       options.seed = *n;
     } else if (arg == "--policy") {
       if (value == "all") {
-        policies = {eclipse_sim::Policy::default_order, eclipse_sim::Policy::diversity,
-                    eclipse_sim::Policy::go};
+        policies = all;
         continue;
       }
       const auto p = eclipse_sim::parse_policy(value);
@@ -238,6 +241,10 @@ int main(int argc, char** argv) {
       }
       (arg == "--keepalive-ms" ? options.keepalive_interval : options.attacker_dial_interval) =
           std::chrono::milliseconds(*n);
+    } else if (arg == "--outbound") {
+      const auto n = parse_number<std::size_t>(value);
+      if (!n) return usage_error("--outbound needs a number of connections");
+      options.outbound_target = *n;
     } else if (arg == "--csv") {
       csv = value;
     } else if (arg == "--svg") {

@@ -34,7 +34,9 @@ ManagerCore::ManagerCore(executor_type executor, Config config, Dependencies dep
            deps.time_source ? std::move(deps.time_source) : std::make_shared<SteadyTimeSource>(),
            deps.logger ? std::move(deps.logger) : make_default_logger()},
       config_(std::move(config)),
-      diversity_(DiversityRule::from(config_.diversity, random_salt())),
+      diversity_(DiversityRule::from(
+          config_.diversity,
+          config_.diversity.enabled && !config_.diversity.salt ? random_salt() : 0)),
       schedule_(ScheduleSettings::of(config_)),
       caps_(config_.limits.subnets),
       inbound_rates_(config_.limits.inbound_rate),

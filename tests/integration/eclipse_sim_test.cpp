@@ -1,20 +1,20 @@
 // The eclipse simulation of issue 22 (examples/eclipse_sim): 1000 nodes, 10% of them
 // attackers in two /16s dialing ten times as often as honest nodes and keeping a stream on
-// every connection, 30 simulated minutes with 10% churn a minute. With the diversity rule
-// no honest node is eclipsed, the honest overlay stays connected, and every trim takes
-// attackers before honest peers except for at most one kept per attacker /16 (the rule's
-// one peer per network group). The default order and go-libp2p's are run too and their
-// figures recorded (RecordProperty), not judged. Then: the simulation is the same for the
-// same seed, and its chart is well-formed SVG with a line per policy.
+// every connection, 30 simulated minutes with 10% churn a minute; honest nodes keep
+// dialing for 24 outbound connections. With the diversity rule no honest node is eclipsed,
+// the honest overlay stays connected, and the attacker share after a trim stays near the
+// floor: the share the best possible order would have left in the same pool. With the
+// rule's grace limit, almost no trim leaves more than 10% where the floor was below it.
+// The default order and go-libp2p's are run too and their figures recorded
+// (RecordProperty), not judged. Then: the simulation is the same for the same seed, and
+// its chart is well-formed SVG with a line per policy.
 //
-// The attacker share after each trim is recorded, not bounded by 10%: in this model no trim
-// order can reach that bound. A trim closes only what its candidates hold above low water,
-// and attackers take the places honest peers leave (churn, a node that stops dialing at low
-// water with attackers among its 40): the share the best possible order would have left
-// (SimResult::max_floor_share, mean_floor_share) is above 10% at nearly every trim (about
-// 46% on average at seed 1), and the diversity rule's share is within its kept slots of it.
+// The share after every trim is not bounded by 10%: a trim closes only what its candidates
+// hold above low water, so a node with fewer than 36 honest peers keeps attackers in the
+// rest whatever the order (the floor is above 10% at about a fifth of the trims, seed 1).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -97,27 +97,46 @@ void expect_sane(const eclipse_sim::SimResult& r) {
   }
 }
 
-TEST(EclipseSim, DiversityTrimsTakeAttackersFirstAndNoHonestNodeIsEclipsed) {
+// How far the rule's shares stay from the floor (the best any order could have left in the
+// same pools), and how many trims the rule itself takes above 10%: those whose share is
+// above 10% while the floor was not (share >= floor at every trim, so this is a difference
+// of counts).
+void expect_near_the_floor(const eclipse_sim::SimResult& r, double mean_margin) {
+  EXPECT_EQ(r.eclipsed_nodes, 0U);
+  EXPECT_TRUE(r.always_connected) << "up to " << r.max_components << " components";
+  EXPECT_LE(r.mean_share, r.mean_floor_share + mean_margin);
+  EXPECT_LE(r.max_share, r.max_floor_share + 0.05);
+}
+
+TEST(EclipseSim, DiversityKeepsTheShareNearTheFloorAndNoHonestNodeIsEclipsed) {
   const auto r = eclipse_sim::run_simulation(full_run(eclipse_sim::Policy::diversity));
   record("diversity", r);
   expect_sane(r);
-  EXPECT_EQ(r.eclipsed_nodes, 0U);
-  EXPECT_TRUE(r.always_connected) << "up to " << r.max_components << " components";
-  // One peer per network group kept for diversity: at most one attacker per attacker /16
-  // survives a trim that closes an honest peer, and few trims keep any.
-  EXPECT_LE(r.max_kept_over_honest, 2U);
-  EXPECT_LE(r.trims_keeping_attackers_over_honest, r.trims / 100) << "of " << r.trims << " trims";
-  // So the share after a trim is the best any order could have left, but for those.
-  EXPECT_LE(r.mean_share, r.mean_floor_share + 0.01);
+  // Without the grace limit, attackers' newest connections are out of every trim's reach;
+  // they are what separates the rule's mean from the floor's.
+  expect_near_the_floor(r, 0.04);
 }
 
+TEST(EclipseSim, WithTheGraceLimitTheRuleItselfAlmostNeverLeavesMoreThanTenPercent) {
+  const auto r = eclipse_sim::run_simulation(full_run(eclipse_sim::Policy::diversity_grace));
+  record("diversity-grace", r);
+  expect_sane(r);
+  expect_near_the_floor(r, 0.04);
+  const std::uint64_t own = r.trims_above_10_percent - r.trims_floor_above_10_percent;
+  EXPECT_LE(own, r.trims / 100) << own << " of " << r.trims << " trims";
+}
+
+// The reference orders only run where the figures are meant to be read (an optimised
+// build); under the sanitizers they would add minutes and judge nothing.
 TEST(EclipseSim, DefaultOrderIsRecorded) {
+  if (kSanitized) GTEST_SKIP() << "figures recorded by the optimised build";
   const auto r = eclipse_sim::run_simulation(full_run(eclipse_sim::Policy::default_order));
   record("default", r);
   expect_sane(r);
 }
 
 TEST(EclipseSim, GoLibp2pOrderIsRecorded) {
+  if (kSanitized) GTEST_SKIP() << "figures recorded by the optimised build";
   const auto r = eclipse_sim::run_simulation(full_run(eclipse_sim::Policy::go));
   record("go", r);
   expect_sane(r);
@@ -270,7 +289,7 @@ TEST(EclipseSimChart, EmptyChartIsStillWellFormed) {
 
 TEST(EclipseSimPolicy, NamesRoundTrip) {
   for (const auto policy : {eclipse_sim::Policy::default_order, eclipse_sim::Policy::diversity,
-                            eclipse_sim::Policy::go}) {
+                            eclipse_sim::Policy::diversity_grace, eclipse_sim::Policy::go}) {
     EXPECT_EQ(eclipse_sim::parse_policy(eclipse_sim::to_string(policy)), policy);
   }
   EXPECT_FALSE(eclipse_sim::parse_policy("all").has_value());
