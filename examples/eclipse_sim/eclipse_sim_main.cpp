@@ -94,12 +94,12 @@ void print_table(const std::vector<Row>& rows, const eclipse_sim::SimOptions& op
       "eclipse_sim: %zu nodes (%zu attackers in 2 /16s), %zu simulated minutes, seed %llu\n",
       options.nodes, rows.empty() ? std::size_t{0} : rows.front().result.attacker_nodes,
       options.minutes, static_cast<unsigned long long>(options.seed));
-  std::printf("%-10s %7s %9s %9s %9s %9s %8s %9s %10s %8s %10s\n", "policy", "trims", "max share",
+  std::printf("%-15s %7s %9s %9s %9s %9s %8s %9s %10s %8s %10s\n", "policy", "trims", "max share",
               "mean", "floor max", "floor mean", "kept>hon", "eclipsed", "connected", "wall s",
               "peak RSS");
   for (const Row& row : rows) {
     const auto& r = row.result;
-    std::printf("%-10s %7llu %9s %9s %9s %9s %8zu %9zu %10s %8s %6s MiB\n",
+    std::printf("%-15s %7llu %9s %9s %9s %9s %8zu %9zu %10s %8s %6s MiB\n",
                 std::string(eclipse_sim::to_string(r.policy)).c_str(),
                 static_cast<unsigned long long>(r.trims), pct(r.max_share).c_str(),
                 pct(r.mean_share).c_str(), pct(r.max_floor_share).c_str(),

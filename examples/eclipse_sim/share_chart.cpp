@@ -3,6 +3,8 @@
 // one solid and one dashed polyline per policy, the legend under the plot.
 #include "share_chart.hpp"
 
+#include "svg_text.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -21,29 +23,8 @@ constexpr double kCharWidth = 0.6;  // a glyph's width in em, estimated
 constexpr const char* kThresholdColor = "#c0392b";
 const char* const kColors[] = {"#1f4fa0", "#2a9d3a", "#e08000", "#8e44ad", "#16a085", "#7f8c8d"};
 
-std::string num(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f", v);
-  return text;
-}
-
-std::string escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '&') {
-      out += "&amp;";
-    } else if (c == '<') {
-      out += "&lt;";
-    } else if (c == '>') {
-      out += "&gt;";
-    } else if (c == '"') {
-      out += "&quot;";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+using svg::escape;
+using svg::num;
 
 std::string text(double x, double y, const std::string& body, const std::string& attributes = {}) {
   return "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\"" +

@@ -6,6 +6,8 @@
 // Labels of the watermarks sit in the right margin, pushed apart when they would touch.
 #include "svg_chart.hpp"
 
+#include "svg_text.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
@@ -33,29 +35,8 @@ constexpr const char* kTrimColor = "#b35900";
 constexpr const char* kLowColor = "#2a9d3a";
 constexpr const char* kHighColor = "#e08000";
 
-std::string num(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f", v);
-  return text;
-}
-
-std::string escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '&') {
-      out += "&amp;";
-    } else if (c == '<') {
-      out += "&lt;";
-    } else if (c == '>') {
-      out += "&gt;";
-    } else if (c == '"') {
-      out += "&quot;";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+using svg::escape;
+using svg::num;
 
 double text_width(const std::string& text, double font = kFont) {
   return static_cast<double>(text.size()) * font * kCharWidth;

@@ -319,21 +319,7 @@ TEST(Diversity, AGraceLimitLeavesAGroupsLaterNewPeersToTheTrim) {
   ASSERT_EQ(unlimited.size(), 3U);
   EXPECT_GE(*unlimited.begin(), 100U) << "in grace, the four are not candidates";
   // Two sheltered per group: only the last two are left to the trim, and one single goes.
-  const std::set<std::uint64_t> two = [] {
-    Config config = rule_config(0, 0, 0);
-    config.grace_period = std::chrono::seconds(10);
-    config.diversity.grace_per_group = 2;
-    Node node(config);
-    for (int i = 0; i < 6; ++i)
-      node.connect(100 + static_cast<std::uint64_t>(i), v4(50 + i, 1, 0, 1).c_str());
-    node.time.advance(std::chrono::seconds(30));
-    for (int i = 0; i < 4; ++i) {
-      node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 1).c_str());
-      node.time.advance(milliseconds(100));
-    }
-    EXPECT_EQ(node.manager.trim_connections(3), 3U);
-    return node.closed();
-  }();
+  const std::set<std::uint64_t> two = closed_with_grace_limit(2);
   EXPECT_TRUE(two.contains(2) && two.contains(3) && !two.contains(0) && !two.contains(1));
 }
 
