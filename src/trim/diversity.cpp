@@ -50,7 +50,8 @@ Duration lowest_rtt(const Pool& pool, const PeerSlot& entry) {
 
 class Chooser {
  public:
-  Chooser(const CandidateView& view, const DiversityRule& rule) : view_(view), rule_(rule) {}
+  Chooser(const CandidateView& view, const DiversityRule& rule, bool others)
+      : view_(view), rule_(rule), others_(others) {}
 
   // The boundary value's members [begin, end) of `tied`: keeps some, then takes victims
   // from the most represented groups until `wanted` connections are covered. Reorders the
@@ -58,7 +59,7 @@ class Chooser {
   std::size_t choose(std::vector<RankKey>& tied, std::size_t begin, std::size_t end,
                      std::size_t wanted, const TrimTarget& target, VictimSlots& out) {
     describe(tied, begin, end);
-    count_others();
+    if (others_) count_others();
     keep();
     take(wanted, target, out);
     // The range rewritten: victims first, in the order taken, then the others.
@@ -248,6 +249,7 @@ class Chooser {
 
   const CandidateView& view_;
   const DiversityRule& rule_;
+  bool others_;  // some connected peer is not a candidate
   std::vector<Member> members_;
   std::vector<Group> groups_;
   boost::unordered_flat_map<NetGroup, std::uint32_t, PrefixHash> index_;
@@ -312,7 +314,7 @@ std::vector<std::uint8_t> unsheltered_in_grace(const Pool& pool, TimePoint now, 
 
 std::size_t take_diverse(const CandidateView& view, const DiversityRule& rule,
                          std::vector<RankKey>& tied, std::size_t wanted, const TrimTarget& target,
-                         VictimSlots& out) {
+                         bool others, VictimSlots& out) {
   // By value only: the values below the boundary go whole, and the boundary's peers are
   // ordered by the rule. Usually they are one value already (the value buckets are exact).
   const bool one_value = std::all_of(
@@ -336,7 +338,8 @@ std::size_t take_diverse(const CandidateView& view, const DiversityRule& rule,
       if (covered == wanted) return begin;
       continue;
     }
-    return begin + Chooser(view, rule).choose(tied, begin, end, wanted - covered, target, out);
+    return begin +
+           Chooser(view, rule, others).choose(tied, begin, end, wanted - covered, target, out);
   }
   return tied.size();
 }

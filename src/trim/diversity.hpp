@@ -61,9 +61,11 @@ std::vector<std::uint8_t> unsheltered_in_grace(const Pool& pool, TimePoint now, 
 // come first, and returns how many go: every peer of a value below the value at which
 // `wanted` connections are covered, then, among the peers of that value, the ones the rule
 // chooses until `wanted` is covered (the last in part when `target.partial()`, noted in
-// `out`). REQUIRES: the pool's owner holds its lock.
+// `out`). `others` says whether any connected peer is not a candidate (protected, in
+// grace): only then is the pool walked to count them. REQUIRES: the pool's owner holds its
+// lock.
 std::size_t take_diverse(const CandidateView& view, const DiversityRule& rule,
                          std::vector<RankKey>& tied, std::size_t wanted, const TrimTarget& target,
-                         VictimSlots& out);
+                         bool others, VictimSlots& out);
 
 }  // namespace dep2p::connmgr::detail

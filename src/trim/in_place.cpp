@@ -190,7 +190,8 @@ VictimSlots rank_in_place(const CandidateView& view, const TrimTarget& rule, std
   }
   const std::size_t wanted = target - below;  // 1 <= wanted <= the bucket's weight
   const std::size_t taken = diversity != nullptr
-                                ? take_diverse(view, *diversity, tied, wanted, rule, out)
+                                ? take_diverse(view, *diversity, tied, wanted, rule,
+                                               pool.counts().connections > n.connections, out)
                                 : take_tied(view, n, tied, tied_multi, wanted, rule, out);
   merge_by_slot(out.slots, tied, taken);
   return out;
