@@ -5,9 +5,11 @@
 // version the child finished or of the one it was writing: never a mix, never an error.
 //
 // The kill instant is set by the child's progress, not by a clock: the parent waits (by
-// yielding) until the child has finished a random number of versions, then spins a random
-// number of iterations before the kill, so kills land at every step of a write (writing
-// the new file, fsync, rename, directory fsync) across the 200 rounds.
+// yielding) until the child has started a write (the first or the second of the round),
+// then spins a random number of iterations before the kill, so kills land at every step
+// of a write (writing the new file, fsync, rename, directory fsync) or just after it. At
+// least 200 rounds run, and more (up to 2000) until ten kills have landed inside a write,
+// so that the test shows what it claims however fast this machine and build are.
 #include <gtest/gtest.h>
 
 #include <sched.h>
@@ -83,31 +85,40 @@ TEST(GaterFileCrash, AKillAtAnyInstantLeavesTheOldOrTheNewRulesNeverAMix) {
   const std::string path = (dir / "rules").string();
   ASSERT_FALSE(detail::write_atomically(path, detail::format_rules(version(0))));
 
-  // The version the child finished last, shared across fork().
-  void* shared = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>), PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  // The child's progress, shared across fork(): the version it began writing last and the
+  // one it finished last.
+  struct Progress {
+    std::atomic<std::uint64_t> started{0};
+    std::atomic<std::uint64_t> finished{0};
+  };
+  void* shared =
+      ::mmap(nullptr, sizeof(Progress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(shared, MAP_FAILED);
-  auto* finished = new (shared) std::atomic<std::uint64_t>(0);
+  auto* progress = new (shared) Progress;
+  std::atomic<std::uint64_t>* const finished = &progress->finished;
 
   std::mt19937_64 rng(22);
   std::uint64_t next = 1;
   std::size_t landed_mid_write = 0;  // the file held the version being written
   std::size_t cut_mid_write = 0;     // a kill left the temporary file of a write
-  for (int round = 0; round < 200; ++round) {
+  int round = 0;
+  for (; round < 200 || (cut_mid_write < 10 && round < 2000); ++round) {
     const std::uint64_t first = next;
     finished->store(first - 1, std::memory_order_release);  // the version the file holds
+    progress->started.store(first - 1, std::memory_order_release);
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
       for (std::uint64_t k = first;; ++k) {
+        progress->started.store(k, std::memory_order_release);
         if (detail::write_atomically(path, detail::format_rules(version(k)))) ::_exit(3);
         finished->store(k, std::memory_order_release);
       }
     }
-    // Let the child finish 0-2 versions of this round, then spin a little, then kill it.
-    const std::uint64_t wait_for = first - 1 + rng() % 3;
-    while (finished->load(std::memory_order_acquire) < wait_for) ::sched_yield();
-    for (std::uint64_t spin = rng() % 200'000; spin > 0; --spin) {
+    // Let the child begin the first or second write of this round, spin a little, kill it.
+    const std::uint64_t wait_for = first + rng() % 2;
+    while (progress->started.load(std::memory_order_acquire) < wait_for) ::sched_yield();
+    for (std::uint64_t spin = rng() % 20'000; spin > 0; --spin) {
       std::atomic_signal_fence(std::memory_order_seq_cst);
     }
     ASSERT_EQ(::kill(child, SIGKILL), 0);
@@ -132,11 +143,12 @@ TEST(GaterFileCrash, AKillAtAnyInstantLeavesTheOldOrTheNewRulesNeverAMix) {
   }
   RecordProperty("kills_after_the_rename_before_the_count", std::to_string(landed_mid_write));
   RecordProperty("kills_during_a_write", std::to_string(cut_mid_write));
+  RecordProperty("rounds", std::to_string(round));
   // The kills did reach into writes: a test whose every kill fell between writes would
   // show nothing.
   EXPECT_GE(cut_mid_write, 10U);
-  finished->~atomic();
-  ::munmap(shared, sizeof(std::atomic<std::uint64_t>));
+  progress->~Progress();
+  ::munmap(shared, sizeof(Progress));
   std::filesystem::remove_all(dir);
 }
 
