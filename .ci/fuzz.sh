@@ -2,7 +2,8 @@
 # CI: builds the libFuzzer targets (the `fuzz` preset: clang, -fsanitize=fuzzer,address,
 # undefined) and runs each for a bounded time from its seed corpus in tests/fuzz/corpus/.
 # Any crash, sanitizer report, leak or failed check is a finding and fails the build;
-# the input is kept under build/fuzz/findings/ to replay (./fuzz_<target> <file>).
+# the input is kept under build/fuzz/findings/ to replay (./fuzz_<target> <file>). Each
+# target's speed (executions per second) is printed after its run.
 #
 #   bash .ci/fuzz.sh [seconds per target]     (default 20)
 set -euo pipefail
@@ -28,8 +29,13 @@ for target in "${targets[@]}"; do
     grep -a -E "ERROR|fuzz check failed|model disagreement|runtime error|Test unit written" \
       "$findings/$target.log" | head -20 >&2 || true
     status=1
-  else
-    grep -a -E "^stat::number_of_executed_units|^Done" "$findings/$target.log" | tail -1 || true
+  fi
+  # Its speed: runs, seconds and executions per second, from libFuzzer's last line.
+  done_line=$(grep -a -E "^Done [0-9]+ runs in [0-9]+ second" "$findings/$target.log" | tail -1 || true)
+  if [ -n "$done_line" ]; then
+    runs=$(echo "$done_line" | awk '{print $2}')
+    secs=$(echo "$done_line" | awk '{print $5}')
+    echo "fuzz: $target: $runs runs in ${secs}s, $((runs / (secs > 0 ? secs : 1))) exec/s"
   fi
   rm -rf "$work"
 done

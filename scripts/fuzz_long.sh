@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Longer fuzzing than CI's: each target for SECONDS (default 600), growing a corpus kept
+# Longer fuzzing than CI's: each target for SECONDS (default 3600, an hour), growing a corpus kept
 # in build/fuzz/corpus/<target> between runs (seeded from tests/fuzz/corpus). Findings go
 # to build/fuzz/findings/; new interesting inputs may be copied into tests/fuzz/corpus/.
 #
@@ -7,7 +7,7 @@
 #   targets: operations cidr gater_file node_id (all by default)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-seconds=${1:-600}
+seconds=${1:-3600}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(operations cidr gater_file node_id)
