@@ -1,5 +1,6 @@
 // Text for hand-written SVG, shared by the examples' charts: numbers with one decimal (the
-// same bytes on every platform for the same value) and text escaped for XML.
+// same bytes on every platform for the same value), text escaped for XML, and the two
+// elements both charts draw most (text and line).
 //
 //   out << "<text x=\"" << svg::num(x) << "\">" << svg::escape(label) << "</text>";
 //
@@ -33,6 +34,19 @@ inline std::string escape(const std::string& text) {
     }
   }
   return out;
+}
+
+// A <text> element at (x, y) with `body` escaped, and optional extra attributes.
+inline std::string text(double x, double y, const std::string& body,
+                        const std::string& attributes = {}) {
+  return "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\"" +
+         (attributes.empty() ? "" : " " + attributes) + ">" + escape(body) + "</text>\n";
+}
+
+// A <line> element from (x1, y1) to (x2, y2) with the given attributes.
+inline std::string line(double x1, double y1, double x2, double y2, const std::string& attributes) {
+  return "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" +
+         num(y2) + "\" " + attributes + "/>\n";
 }
 
 }  // namespace svg

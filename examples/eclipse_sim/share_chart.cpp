@@ -26,15 +26,8 @@ const char* const kColors[] = {"#1f4fa0", "#2a9d3a", "#e08000", "#8e44ad", "#16a
 using svg::escape;
 using svg::num;
 
-std::string text(double x, double y, const std::string& body, const std::string& attributes = {}) {
-  return "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\"" +
-         (attributes.empty() ? "" : " " + attributes) + ">" + escape(body) + "</text>\n";
-}
-
-std::string line(double x1, double y1, double x2, double y2, const std::string& attributes) {
-  return "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" +
-         num(y2) + "\" " + attributes + "/>\n";
-}
+using svg::line;
+using svg::text;
 
 // A share as a percentage label: "10%", "2.5%".
 std::string percent(double share) {

@@ -42,15 +42,8 @@ double text_width(const std::string& text, double font = kFont) {
   return static_cast<double>(text.size()) * font * kCharWidth;
 }
 
-std::string text(double x, double y, const std::string& body, const std::string& attributes = {}) {
-  return "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\"" +
-         (attributes.empty() ? "" : " " + attributes) + ">" + escape(body) + "</text>\n";
-}
-
-std::string line(double x1, double y1, double x2, double y2, const std::string& attributes) {
-  return "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" +
-         num(y2) + "\" " + attributes + "/>\n";
-}
+using svg::line;
+using svg::text;
 
 const char* pick(const char* const* colors, std::size_t size, std::size_t i) {
   return colors[i % size];
