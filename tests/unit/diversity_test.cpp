@@ -103,33 +103,28 @@ std::string v4(int a, int b, int c, int d) {
          std::to_string(d);
 }
 
-TEST(Diversity, VictimsComeFromTheMostRepresentedGroupFirst) {
-  Node node(rule_config(0, 0, 0));
-  // Eight peers of 10.1.0.0/16 (over eight /24s) connect first; six of six other /16s
-  // after them. The default order would take the newest first: the six.
+// Eight peers of 10.1.0.0/16 (over eight /24s) connect first, six of six other /16s after
+// them; eight are trimmed. Returns how many of the eight in 10.1/16 were closed.
+std::size_t closed_of_the_big_group(bool rule_on) {
+  Config config = rule_config(0, 0, 0);
+  config.diversity.enabled = rule_on;
+  Node node(config);
   for (int i = 0; i < 8; ++i) node.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 5).c_str());
   node.time.advance(milliseconds(10));
   for (int i = 0; i < 6; ++i)
     node.connect(100 + static_cast<std::uint64_t>(i), v4(20 + i, 7, 0, 1).c_str());
-  ASSERT_EQ(node.manager.trim_connections(8), 8U);
+  EXPECT_EQ(node.manager.trim_connections(8), 8U);
+  EXPECT_EQ(node.manager.connection_count(), 6U);
   std::size_t from_group = 0;
   for (std::uint64_t n : node.closed()) from_group += n < 8 ? 1 : 0;
-  // The group goes down to one connection (seven victims) before any other is touched.
-  EXPECT_GE(from_group, 7U);
-  EXPECT_EQ(node.manager.connection_count(), 6U);
+  return from_group;
+}
 
-  // The same pool with the rule off loses the newest.
-  Config off = rule_config(0, 0, 0);
-  off.diversity.enabled = false;
-  Node plain(off);
-  for (int i = 0; i < 8; ++i) plain.connect(static_cast<std::uint64_t>(i), v4(10, 1, i, 5).c_str());
-  plain.time.advance(milliseconds(10));
-  for (int i = 0; i < 6; ++i)
-    plain.connect(100 + static_cast<std::uint64_t>(i), v4(20 + i, 7, 0, 1).c_str());
-  ASSERT_EQ(plain.manager.trim_connections(8), 8U);
-  std::size_t plain_from_group = 0;
-  for (std::uint64_t n : plain.closed()) plain_from_group += n < 8 ? 1 : 0;
-  EXPECT_EQ(plain_from_group, 2U);
+TEST(Diversity, VictimsComeFromTheMostRepresentedGroupFirst) {
+  // The group goes down to one connection (seven victims) before any other is touched.
+  EXPECT_GE(closed_of_the_big_group(true), 7U);
+  // With the rule off the newest go: the six singles and two of the group.
+  EXPECT_EQ(closed_of_the_big_group(false), 2U);
 }
 
 TEST(Diversity, IPv4MappedAddressesCountInTheirIPv4Group) {
