@@ -80,7 +80,7 @@ class AdmissionLedger {
     if (it == reservations_.end()) return false;
     Charge& charge = it->second;
     last_look(static_cast<const Charge&>(charge));
-    if (charge.capped_address) caps.remove(*charge.capped_address);
+    if (charge.capped_address) caps.remove(*charge.capped_address, charge.direction);
     count(charge, -1);
     reservations_.erase(it);
     return true;

@@ -16,6 +16,10 @@
 // - Any other address is capped per address (IPv4 only: an IPv6 host usually owns a whole
 //   /64, so a per-address cap would mean nothing) and per subnet (IPv4 /24, IPv6 /56 and
 //   /48); a refusal names the narrowest full scope.
+// - With a group cap (GroupCap::max > 0), every capped connection outside the overrides,
+//   inbound or outbound, is also charged to its network group (net/netgroup.hpp), which
+//   holds at most `max`. Outbound connections are charged to their group only: the other
+//   caps are inbound ones. A refusal names the narrowest full scope, the group last.
 // - Loopback (when caps.exempt_loopback) and bypassed (allow-listed) connections are not
 //   capped and do not count against anyone's cap: an allowed host must not crowd out its
 //   neighbours (go-libp2p's allow list likewise skips its IP limiter). They are still
@@ -44,14 +48,24 @@
 
 #include "dep2p/connmgr/config.hpp"
 #include "dep2p/connmgr/limits.hpp"
+#include "dep2p/connmgr/types.hpp"
+#include "net/netgroup.hpp"
 #include "net/prefix.hpp"
 
 namespace dep2p::connmgr::detail {
 
+// Connections one network group may hold, both directions together (DiversityConfig::
+// max_per_group); max 0: no cap.
+struct GroupCap {
+  GroupRule rule;
+  std::size_t max = 0;
+};
+
 class SubnetCounter {
  public:
   // Throws std::invalid_argument with the message of validate() when it finds an error.
-  explicit SubnetCounter(SubnetCaps caps = {}) : caps_(std::move(caps)) {
+  explicit SubnetCounter(SubnetCaps caps = {}, GroupCap group = {})
+      : caps_(std::move(caps)), group_(group) {
     if (auto error = validate(caps_)) throw std::invalid_argument(error->message);
     for (const PrefixOverride& o : caps_.overrides) {
       const Prefix prefix = *parse_prefix(o.subnet);
@@ -74,15 +88,30 @@ class SubnetCounter {
 
   // Counts one connection from `address` if every cap that applies has room; otherwise
   // changes nothing and returns the refusal, e.g. "address 10.1.2.3 holds 8 of 8
-  // connections" or "subnet 10.0.0.0/8 (override) holds 100 of 100 connections".
-  // `bypass` (the address is allow-listed) skips the caps.
-  std::optional<std::string> try_add(const boost::asio::ip::address& address, bool bypass) {
+  // connections", "subnet 10.0.0.0/8 (override) holds 100 of 100 connections" or "group
+  // 10.1.0.0/16 holds 2 of 2 connections". `bypass` (the address is allow-listed) skips the
+  // caps. An outbound connection is charged to its group only, and only under a group cap
+  // (has_group_cap(); without one the caller need not count outbound connections at all).
+  std::optional<std::string> try_add(const boost::asio::ip::address& address, bool bypass,
+                                     Direction direction = Direction::inbound) {
     const Prefix host = host_prefix(address);
     if (bypass || (caps_.exempt_loopback && is_loopback(host))) {
       ++addresses_[host].uncapped;
       return std::nullopt;
     }
-    if (const auto o = find_override(host)) {
+    const auto o = find_override(host);
+    if (direction == Direction::outbound) {
+      if (o || !has_group_cap()) {
+        ++addresses_[host].uncapped;
+        return std::nullopt;
+      }
+      const NetGroup group = network_group(address, group_.rule);
+      if (auto refusal = group_full(group)) return refusal;
+      ++groups_[group];
+      ++addresses_[host].outbound;
+      return std::nullopt;
+    }
+    if (o) {
       const std::size_t held = count(o->first);
       if (held >= o->second)
         return holds("subnet " + to_string(o->first) + " (override)", held, o->second);
@@ -101,23 +130,32 @@ class SubnetCounter {
       const std::size_t held = count(subnet);
       if (held >= levels.cap[i]) return holds("subnet " + to_string(subnet), held, levels.cap[i]);
     }
+    if (has_group_cap()) {
+      const NetGroup group = network_group(address, group_.rule);
+      if (auto refusal = group_full(group)) return refusal;
+      ++groups_[group];
+    }
     for (std::size_t i = 0; i < levels.size; ++i) ++prefixes_[prefix_of(host, levels.length[i])];
     ++addresses_[host].capped;
     return std::nullopt;
   }
 
-  // Undoes one successful try_add() of `address` (compared after normalization). Returns
-  // false, changing nothing, when nothing is counted for it. When an address holds both
-  // uncapped and capped connections (its allow-list status changed in between), the
-  // uncapped ones are released first: that keeps the caps' counts high, the safe side,
-  // and totals stay exact either way.
-  bool remove(const boost::asio::ip::address& address) {
+  // Undoes one successful try_add() of `address` (compared after normalization) in
+  // `direction`. Returns false, changing nothing, when nothing is counted for it. When an
+  // address holds both uncapped and capped connections (its allow-list status changed in
+  // between), the uncapped ones are released first: that keeps the caps' counts high, the
+  // safe side, and totals stay exact either way. Of the capped ones, one of `direction`
+  // is released if there is one, else one of the other.
+  bool remove(const boost::asio::ip::address& address, Direction direction = Direction::inbound) {
     const Prefix host = host_prefix(address);
     const auto it = addresses_.find(host);
     if (it == addresses_.end()) return false;
     AddressCount& n = it->second;
     if (n.uncapped > 0) {
       --n.uncapped;
+    } else if (n.outbound > 0 && (direction == Direction::outbound || n.capped == 0)) {
+      --n.outbound;
+      release_group(network_group(address, group_.rule));
     } else {
       --n.capped;
       if (const auto o = find_override(host)) {
@@ -125,30 +163,40 @@ class SubnetCounter {
       } else {
         const Levels levels = subnet_levels(host.family);
         for (std::size_t i = 0; i < levels.size; ++i) release(prefix_of(host, levels.length[i]));
+        if (has_group_cap()) release_group(network_group(address, group_.rule));
       }
     }
-    if (n.capped == 0 && n.uncapped == 0) addresses_.erase(it);
+    if (n.capped == 0 && n.uncapped == 0 && n.outbound == 0) addresses_.erase(it);
     return true;
   }
 
   // Connections counted from this address, capped or not.
   std::size_t connections(const boost::asio::ip::address& address) const {
     const auto it = addresses_.find(host_prefix(address));
-    return it == addresses_.end() ? 0 : std::size_t{it->second.capped} + it->second.uncapped;
+    return it == addresses_.end()
+               ? 0
+               : std::size_t{it->second.capped} + it->second.uncapped + it->second.outbound;
   }
   // Connections charged to a subnet (IPv4 /24, IPv6 /56 or /48) or to an override prefix.
   std::size_t count(const Prefix& prefix) const {
     const auto it = prefixes_.find(prefix);
     return it == prefixes_.end() ? 0 : it->second;
   }
-  // Table entries (addresses and prefixes) in use: zero when nothing is counted.
-  std::size_t tracked() const { return addresses_.size() + prefixes_.size(); }
+  // Connections charged to a network group (under a group cap).
+  std::size_t group_count(const NetGroup& group) const {
+    const auto it = groups_.find(group);
+    return it == groups_.end() ? 0 : it->second;
+  }
+  // Table entries (addresses, prefixes and groups) in use: zero when nothing is counted.
+  std::size_t tracked() const { return addresses_.size() + prefixes_.size() + groups_.size(); }
   const SubnetCaps& caps() const { return caps_; }
+  bool has_group_cap() const { return group_.max > 0; }
 
  private:
   struct AddressCount {
-    std::uint32_t capped = 0;    // also charged to its subnets, or to its override prefix
+    std::uint32_t capped = 0;    // inbound: its subnets and group, or its override prefix
     std::uint32_t uncapped = 0;  // bypassed or loopback: charged nowhere else
+    std::uint32_t outbound = 0;  // charged to its group only
   };
   // The subnets a capped address of one family is charged to, narrowest first.
   struct Levels {
@@ -184,11 +232,25 @@ class SubnetCounter {
     if (--it->second == 0) prefixes_.erase(it);
   }
 
+  std::optional<std::string> group_full(const NetGroup& group) const {
+    const std::size_t held = group_count(group);
+    if (held < group_.max) return std::nullopt;
+    return holds("group " + to_string(group), held, group_.max);
+  }
+
+  void release_group(const NetGroup& group) {
+    const auto it = groups_.find(group);
+    assert(it != groups_.end() && it->second > 0);
+    if (it == groups_.end()) return;
+    if (--it->second == 0) groups_.erase(it);
+  }
+
   static std::string holds(const std::string& scope, std::size_t held, std::size_t cap) {
     return scope + " holds " + std::to_string(held) + " of " + std::to_string(cap) + " connections";
   }
 
   SubnetCaps caps_;
+  GroupCap group_;
   // Override prefix -> its cap; override_lengths_[family] lists the distinct lengths in
   // use, longest first, so the first hit is the longest match.
   boost::unordered_flat_map<Prefix, std::size_t, PrefixHash> override_caps_;
@@ -199,6 +261,9 @@ class SubnetCounter {
   // table serves both because their keys cannot meet: a subnet key is only charged by
   // addresses outside every override, so it never equals an override prefix.
   boost::unordered_flat_map<Prefix, std::size_t, PrefixHash> prefixes_;
+  // Network group -> capped connections from it, both directions; never holds a zero.
+  // Apart from prefixes_ because a group's prefix may equal a subnet's.
+  boost::unordered_flat_map<NetGroup, std::size_t, PrefixHash> groups_;
 };
 
 }  // namespace dep2p::connmgr::detail

@@ -181,7 +181,9 @@ std::string Config::describe() const {
          std::to_string(limits.subnets.ipv4_24) + "/" + std::to_string(limits.subnets.ipv6_56) +
          "/" + std::to_string(limits.subnets.ipv6_48) +
          " inbound_rate.ipv4_24=" + std::to_string(limits.inbound_rate.ipv4_24.per_second) + "/s" +
-         " diversity=" + (diversity.enabled ? "on" : "off");
+         " diversity=" + (diversity.enabled ? "on" : "off") +
+         (diversity.max_per_group != 0 ? " max_per_group=" + std::to_string(diversity.max_per_group)
+                                       : std::string());
 }
 
 std::optional<ConfigError> Config::validate() const {

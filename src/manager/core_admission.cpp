@@ -158,6 +158,9 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
                                    "dial refused by a before_connect hook: " + decision.reason);
     return result;
   }
+  // Outbound connections are charged only under a group cap (SubnetCounter::try_add).
+  const bool grouped = caps_.has_group_cap();
+  const bool allowlisted = grouped && gater_allows(remote.address);
   const TimePoint now = env_.time->now();
   std::lock_guard lock(lock_);
   const Locked<> locked;
@@ -181,8 +184,15 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
     breach = connection_breach(config_.limits.peer, peer_counts(peer), Direction::outbound,
                                [&] { return "peer " + peer.short_string(); });
   }
+  if (!breach && grouped) {
+    if (auto text = caps_.try_add(remote.address, allowlisted, Direction::outbound)) {
+      breach = LimitBreach{RefusalReason::subnet_cap, subnet_scope(*text), "group cap",
+                           std::move(*text)};
+    }
+  }
   if (!breach) {
     if (auto text = outbound_dials_.admit(now)) {
+      if (grouped) caps_.remove(remote.address, Direction::outbound);  // undo the place taken
       breach = LimitBreach{RefusalReason::rate_limit, "system", "outbound_dials", std::move(*text)};
     }
   }
@@ -195,6 +205,7 @@ Admission ManagerCore::check_dial_addr(const NodeId& peer, const Endpoint& remot
   charge.direction = Direction::outbound;
   charge.pending = true;
   charge.peer = peer;
+  if (grouped) charge.capped_address = remote.address;
   charge.over_cap = over_cap;
   result.reservation = open_reservation(locked, std::move(charge), remote);
   return result;
@@ -223,8 +234,8 @@ Admission ManagerCore::admit_inbound(const Endpoint& remote) {
   if (over_cap) breach.reset();
   if (!breach) {
     if (auto text = caps_.try_add(remote.address, allowlisted)) {
-      breach = LimitBreach{RefusalReason::subnet_cap, subnet_scope(*text), "subnet cap",
-                           std::move(*text)};
+      const char* limit = text->starts_with("group ") ? "group cap" : "subnet cap";
+      breach = LimitBreach{RefusalReason::subnet_cap, subnet_scope(*text), limit, std::move(*text)};
     }
   }
   if (!breach) {

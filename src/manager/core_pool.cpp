@@ -371,7 +371,7 @@ std::shared_ptr<Connection> ManagerCore::detach(const Locked<>& locked, std::uin
   const std::uint32_t slot = conn.peer_slot;
   // conn.id lies past the entry's first 32 bytes, often on a second cache line: read only
   // for event subscribers and the extension.
-  if (conn.capped) caps_.remove(pool_.cap_address(conn_slot));
+  if (conn.capped) caps_.remove(pool_.cap_address(conn_slot), conn.direction);
   ++stats_.connections_removed;
   ++stats_.closes_by_reason[static_cast<std::size_t>(reason)];
   const bool extension = policies_.has_extension;

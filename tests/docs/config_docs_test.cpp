@@ -211,6 +211,7 @@ Fields<DiversityConfig> diversity_fields() {
       {"grace_per_group",
        [](const DiversityConfig& d) { return count(std::size_t{d.grace_per_group}); }},
       {"salt", [](const DiversityConfig& d) { return d.salt ? std::to_string(*d.salt) : "none"; }},
+      {"max_per_group", [](const DiversityConfig& d) { return count(d.max_per_group); }},
   };
 }
 

@@ -438,7 +438,7 @@ dep2p_connmgr_reserved_fds 0
 # HELP dep2p_connmgr_reserved_fds_limit The system's limit on file descriptors reserved (+Inf: none).
 # TYPE dep2p_connmgr_reserved_fds_limit gauge
 dep2p_connmgr_reserved_fds_limit +Inf
-# HELP dep2p_connmgr_capped_addresses Entries in the per-address and per-subnet cap tables.
+# HELP dep2p_connmgr_capped_addresses Entries in the per-address, per-subnet and per-group cap tables.
 # TYPE dep2p_connmgr_capped_addresses gauge
 dep2p_connmgr_capped_addresses 0
 # HELP dep2p_connmgr_dial_attempts_total Dials check_dial allowed.

@@ -53,7 +53,7 @@ enum class RefusalReason : std::uint8_t {
   stream_limit,      // a scope's stream limit
   memory_limit,      // a scope's memory limit
   fd_limit,          // a scope's file-descriptor limit
-  subnet_cap,        // a per-address or per-subnet connection cap
+  subnet_cap,        // a per-address, per-subnet or per-group connection cap
   rate_limit,        // a token bucket was empty
   hook,              // a before_connect / after_handshake hook rejected
   realm_limit,       // a realm's hard_max or max_members (RealmConnectionManager claim, bind)

@@ -54,6 +54,12 @@ struct DiversityConfig {
   // std::random_device when the manager starts. Set it only to make runs reproducible
   // (tests, simulations): a peer that knows it can choose addresses this node keeps.
   std::optional<std::uint64_t> salt;
+  // Admission, not trimming: connections one network group may hold, inbound and outbound,
+  // open and pending together (counted from admit_inbound and check_dial_addr, like the
+  // subnet caps); more are refused with RefusalReason::subnet_cap. It applies whether or
+  // not `enabled` is set; loopback (when limits.subnets.exempt_loopback), allow-listed
+  // addresses and override prefixes are not charged. 0: no cap.
+  std::size_t max_per_group = 0;
 };
 
 // The first invalid field found by Config::validate().

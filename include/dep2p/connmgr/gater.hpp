@@ -67,8 +67,8 @@ class DEP2P_CONNMGR_EXPORT Gater {
   // and closes those intercept_secured() now denies, with CloseReason::gated.
   virtual Subscription on_tightened(std::function<void()> handler);
 
-  // Whether connections from `address` skip the per-address and per-subnet caps (an allow
-  // list). Default: no.
+  // Whether connections from `address` skip the per-address, per-subnet and per-group caps (an
+  // allow list). Default: no.
   virtual bool bypasses_caps(const boost::asio::ip::address& address);
 };
 
