@@ -25,7 +25,9 @@
 //     reads RTT (SimOptions::ping_under_every_policy).
 //   - A dial connects at once (no handshake latency); pings are answered after the pair's
 //     RTT. Connections are reported with add_connection, which does not apply the subnet
-//     caps and rates (those belong to the staged admission), so nothing is refused there.
+//     caps and rates (those belong to the staged admission), so nothing is refused there;
+//     under Policy::diversity_capped honest nodes run the staged calls instead, both ends
+//     before the connection opens.
 //   - Virtual time is advanced to each event's own millisecond instead of in fixed 100 ms
 //     steps: events are dense (a thousand nodes), so the steps are short anyway, and every
 //     report happens at its own time.
@@ -35,6 +37,8 @@
 //     water, and attackers take the places honest peers leave, so with these parameters the
 //     floor is above 10% at nearly every trim: no order can keep the share under 10%, and
 //     the test checks the diversity rule against the floor instead (eclipse_sim_test.cpp).
+//     Admission can: under Policy::diversity_capped each network group holds at most
+//     group_cap connections of an honest node, which the test checks against 10%.
 //   - The attacker share is measured in the TrimmedEvent handler, which runs in the same
 //     virtual instant as the trim, right after the trim closed its victims: a connection
 //     counts as gone once either of its halves was closed (the simulation marks it then).
@@ -74,6 +78,7 @@ std::string_view to_string(Policy policy) noexcept {
     case Policy::diversity: return "diversity";
     case Policy::diversity_grace: return "diversity-grace";
     case Policy::go: return "go";
+    case Policy::diversity_capped: return "diversity-capped";
   }
   return "?";
 }
@@ -83,6 +88,7 @@ std::optional<Policy> parse_policy(std::string_view text) noexcept {
   if (text == "diversity") return Policy::diversity;
   if (text == "diversity-grace") return Policy::diversity_grace;
   if (text == "go") return Policy::go;
+  if (text == "diversity-capped") return Policy::diversity_capped;
   return std::nullopt;
 }
 
@@ -345,6 +351,14 @@ class Simulation {
   bool connected(std::uint32_t a, std::uint32_t b) const;
   void dial_known(std::uint32_t i);
   void connect(std::uint32_t from, std::uint32_t to);
+  // Whether node i admits its connections through the staged calls.
+  bool staged(std::uint32_t i) const {
+    return !nodes_[i].attacker && options_.policy == Policy::diversity_capped;
+  }
+  // The staged admission of a connection of node `at` with `remote` up to on_secured, or
+  // nullopt (counted) when a stage refuses it.
+  std::optional<cm::Reservation> admit(std::uint32_t at, std::uint32_t remote,
+                                       cm::Direction direction);
   std::uint32_t alloc_link();
   void half_closed(std::uint32_t id, std::uint32_t gen_side, cm::CloseReason reason);
   void mark_closing(Link& link);
@@ -497,14 +511,18 @@ cm::Config Simulation::config_for(const Node& node) const {
   config.high_water = options_.high_water;
   config.grace_period = options_.grace_period;
   config.silence_period = options_.silence_period;
-  const bool diverse =
-      options_.policy == Policy::diversity || options_.policy == Policy::diversity_grace;
+  const bool diverse = options_.policy == Policy::diversity ||
+                       options_.policy == Policy::diversity_grace ||
+                       options_.policy == Policy::diversity_capped;
   config.keepalive_interval =
       diverse || options_.ping_under_every_policy ? options_.keepalive_interval : milliseconds(0);
   if (diverse) {
     config.diversity.enabled = true;
     config.diversity.salt = node.salt;
     config.diversity.grace_per_group = options_.policy == Policy::diversity_grace ? 1 : 0;
+  }
+  if (options_.policy == Policy::diversity_capped) {
+    config.diversity.max_per_group = options_.group_cap;
   }
   return config;
 }
@@ -603,7 +621,31 @@ std::uint32_t Simulation::alloc_link() {
   return static_cast<std::uint32_t>(links_.size() - 1);
 }
 
+std::optional<cm::Reservation> Simulation::admit(std::uint32_t at, std::uint32_t remote,
+                                                 cm::Direction direction) {
+  cm::ConnectionManager& manager = *nodes_[at].manager;
+  const Node& other = nodes_[remote];
+  cm::Admission admitted = direction == cm::Direction::outbound
+                               ? manager.check_dial_addr(other.id, other.address)
+                               : manager.admit_inbound(other.address);
+  if (admitted && manager.on_secured(admitted.reservation, other.id)) {
+    return std::move(admitted.reservation);
+  }
+  ++(other.attacker ? result_.admission_refusals_attacker : result_.admission_refusals_honest);
+  return std::nullopt;
+}
+
 void Simulation::connect(std::uint32_t from, std::uint32_t to) {
+  // Staged admission first, both ends: a refused connection is never opened.
+  std::array<std::optional<cm::Reservation>, 2> admitted;
+  if (staged(from)) {
+    admitted[0] = admit(from, to, cm::Direction::outbound);
+    if (!admitted[0]) return;
+  }
+  if (staged(to)) {
+    admitted[1] = admit(to, from, cm::Direction::inbound);
+    if (!admitted[1]) return;
+  }
   const std::uint32_t id = alloc_link();
   Link& l = links_[id];
   const std::int64_t now = now_ms();
@@ -638,8 +680,14 @@ void Simulation::connect(std::uint32_t from, std::uint32_t to) {
   }
   ++result_.connections_opened;
   // Both managers hear of it; a refusal at either end undoes it at both.
-  const std::error_code at_from = nodes_[from].manager->add_connection(links_[id].half[0]);
-  const std::error_code at_to = nodes_[to].manager->add_connection(links_[id].half[1]);
+  const auto add = [&](std::uint32_t side, std::uint32_t node) {
+    cm::ConnectionManager& manager = *nodes_[node].manager;
+    auto half = links_[id].half[side];
+    if (!admitted[side]) return manager.add_connection(std::move(half));
+    return manager.add_admitted(std::move(half), std::move(*admitted[side])).error;
+  };
+  const std::error_code at_from = add(0, from);
+  const std::error_code at_to = add(1, to);
   if (at_from || at_to) {
     ++result_.add_refusals;
     Link& again = links_[id];

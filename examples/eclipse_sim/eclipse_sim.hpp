@@ -32,9 +32,14 @@ enum class Policy {
   diversity,        // the library's default order with the diversity rule (Config::diversity)
   diversity_grace,  // the same with its grace limit: one new peer per network group sheltered
   go,               // go-libp2p's basic connmgr order, as a host Trimmer; diversity rule off
+  // The diversity rule, and admission caps each network group at SimOptions::group_cap
+  // connections (DiversityConfig::max_per_group): honest nodes admit every connection
+  // through the staged calls (check_dial_addr or admit_inbound, on_secured, add_admitted).
+  diversity_capped,
 };
 std::string_view to_string(Policy policy) noexcept;
-// "default", "diversity", "diversity-grace", "go"; nullopt for anything else.
+// "default", "diversity", "diversity-grace", "go", "diversity-capped"; nullopt for anything
+// else.
 std::optional<Policy> parse_policy(std::string_view text) noexcept;
 
 struct SimOptions {
@@ -57,6 +62,10 @@ struct SimOptions {
   // only under Policy::diversity unless ping_under_every_policy.
   std::chrono::milliseconds keepalive_interval = std::chrono::seconds(60);
   bool ping_under_every_policy = false;
+  // Under Policy::diversity_capped: connections one network group may hold at an honest
+  // node. With the attackers in attacker_groups groups and trims that stop at low water,
+  // group_cap * attacker_groups / low_water bounds their share after a trim (2 * 2 / 40).
+  std::size_t group_cap = 2;
 
   // The network.
   std::size_t honest_groups = 256;  // distinct IPv4 /16s the honest nodes spread over
@@ -136,6 +145,10 @@ struct SimResult {
   std::uint64_t honest_dials_failed = 0;  // the target was offline
   std::uint64_t attacker_dials = 0;       // that reached an honest node
   std::uint64_t add_refusals = 0;         // add_connection errors at either side
+  // Connections an honest node's staged admission refused (Policy::diversity_capped):
+  // between two honest nodes (what the cap costs them), and with an attacker at one end.
+  std::uint64_t admission_refusals_honest = 0;
+  std::uint64_t admission_refusals_attacker = 0;
   std::uint64_t pings_answered = 0;
   std::uint64_t leaves = 0;
   std::uint64_t joins = 0;

@@ -23,12 +23,12 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: eclipse_sim [--nodes N] [--minutes M] [--seed S]\n"
-    "                   [--policy default|diversity|diversity-grace|go|all] [--csv FILE] [--svg "
-    "FILE]\n"
+    "                   [--policy default|diversity|diversity-grace|go|diversity-capped|all]\n"
+    "                   [--csv FILE] [--svg FILE]\n"
     "  --nodes N     nodes, honest and attackers (10% attackers); default 1000\n"
     "  --minutes M   simulated minutes; default 30\n"
     "  --seed S      the run's seed; default 1\n"
-    "  --policy P    the honest nodes' trim policy, or all four; default all\n"
+    "  --policy P    the honest nodes' trim policy, or all five; default all\n"
     "  --csv FILE    per policy and simulated minute: trims, shares, eclipses, connectivity\n"
     "  --svg FILE    a chart of the attacker share after trims over simulated time\n"
     "the model's knobs (defaults in eclipse_sim.hpp):\n"
@@ -37,6 +37,7 @@ constexpr const char* kUsage =
     "  --attacker-dial-ms N  each attacker dials a random honest node every N ms; 1000\n"
     "  --keepalive-ms N      the honest managers' keepalive interval, 0 for none; 60000\n"
     "  --outbound N          outbound connections an honest node keeps dialing for; default 24\n"
+    "  --group-cap N         diversity-capped: connections per network group; default 2\n"
     "  --ping-all            ping under every policy, not only diversity (same figures, slower)\n";
 
 template <typename T>
@@ -121,7 +122,9 @@ void print_table(const std::vector<Row>& rows, const eclipse_sim::SimOptions& op
     std::printf(
         "  %s: trims above 10%% %llu (floor above 10%%: %llu); trims keeping attackers over honest "
         "%llu; out of grace only: max %s, mean %s; connections %llu (%llu from attackers); honest "
-        "dials %llu (%llu to offline nodes); refused %llu; pings answered %llu; churn %llu out, "
+        "dials %llu (%llu to offline nodes); refused %llu; refused by admission %llu between "
+        "honest "
+        "nodes, %llu with attackers; pings answered %llu; churn %llu out, "
         "%llu in; at the end %s connections per honest node, %s to attackers; components at most "
         "%zu; count mismatches %llu\n",
         std::string(eclipse_sim::to_string(r.policy)).c_str(),
@@ -134,6 +137,8 @@ void print_table(const std::vector<Row>& rows, const eclipse_sim::SimOptions& op
         static_cast<unsigned long long>(r.honest_dials),
         static_cast<unsigned long long>(r.honest_dials_failed),
         static_cast<unsigned long long>(r.add_refusals),
+        static_cast<unsigned long long>(r.admission_refusals_honest),
+        static_cast<unsigned long long>(r.admission_refusals_attacker),
         static_cast<unsigned long long>(r.pings_answered),
         static_cast<unsigned long long>(r.leaves), static_cast<unsigned long long>(r.joins),
         fixed(r.final_mean_connections, 1).c_str(), pct(r.final_attacker_share).c_str(),
@@ -191,7 +196,8 @@ int main(int argc, char** argv) {
   eclipse_sim::SimOptions options;
   const std::vector<eclipse_sim::Policy> all = {
       eclipse_sim::Policy::default_order, eclipse_sim::Policy::diversity,
-      eclipse_sim::Policy::diversity_grace, eclipse_sim::Policy::go};
+      eclipse_sim::Policy::diversity_grace, eclipse_sim::Policy::go,
+      eclipse_sim::Policy::diversity_capped};
   std::vector<eclipse_sim::Policy> policies = all;
   std::string csv, svg;
   const auto usage_error = [](const std::string& message) {
@@ -245,6 +251,10 @@ int main(int argc, char** argv) {
       const auto n = parse_number<std::size_t>(value);
       if (!n) return usage_error("--outbound needs a number of connections");
       options.outbound_target = *n;
+    } else if (arg == "--group-cap") {
+      const auto n = parse_number<std::size_t>(value);
+      if (!n || *n < 1) return usage_error("--group-cap needs a number of at least 1");
+      options.group_cap = *n;
     } else if (arg == "--csv") {
       csv = value;
     } else if (arg == "--svg") {

@@ -9,9 +9,11 @@
 // (RecordProperty), not judged. Then: the simulation is the same for the same seed, and
 // its chart is well-formed SVG with a line per policy.
 //
-// The share after every trim is not bounded by 10%: a trim closes only what its candidates
-// hold above low water, so a node with fewer than 36 honest peers keeps attackers in the
-// rest whatever the order (the floor is above 10% at about a fifth of the trims, seed 1).
+// The share after every trim is not bounded by 10% by any trim order: a trim closes only
+// what its candidates hold above low water, so a node with fewer than 36 honest peers keeps
+// attackers in the rest whatever the order (the floor is above 10% at about a fifth of the
+// trims, seed 1). Admission bounds it: with each network group capped at two connections
+// (DiversityConfig::max_per_group), no trim leaves more than 10%.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -81,10 +83,11 @@ eclipse_sim::SimOptions full_run(eclipse_sim::Policy policy) {
 }
 
 // The simulation itself worked: nodes filled up, trimmed, churned and were checked.
-void expect_sane(const eclipse_sim::SimResult& r) {
+// `min_trims`: fewer under the group cap, which keeps most attackers out of the pools.
+void expect_sane(const eclipse_sim::SimResult& r, std::uint64_t min_trims = 1000) {
   EXPECT_EQ(r.honest_nodes, 900U);
   EXPECT_EQ(r.attacker_nodes, 100U);
-  EXPECT_GT(r.trims, 1000U);
+  EXPECT_GT(r.trims, min_trims);
   EXPECT_GT(r.attacker_dials, 10'000U);
   EXPECT_GT(r.leaves, 2000U);
   EXPECT_GT(r.joins, 2000U);
@@ -126,6 +129,29 @@ TEST(EclipseSim, WithTheGraceLimitTheRuleItselfAlmostNeverLeavesMoreThanTenPerce
   EXPECT_LE(own, r.trims / 100) << own << " of " << r.trims << " trims";
 }
 
+// With admission capping each network group at two connections, the two attacker groups
+// hold at most four of the at least 40 (low water) connections a trim leaves: at most 10%
+// after every trim, at the cost of the honest connections the cap refuses (two honest
+// nodes of one /16 at most per node), which stays small enough for the nodes to fill up.
+TEST(EclipseSim, WithTheGroupCapAttackersHoldAtMostTenPercentAfterEveryTrim) {
+  const auto r = eclipse_sim::run_simulation(full_run(eclipse_sim::Policy::diversity_capped));
+  record("diversity-capped", r);
+  ::testing::Test::RecordProperty("diversity-capped_admission_refusals_honest",
+                                  std::to_string(r.admission_refusals_honest));
+  ::testing::Test::RecordProperty("diversity-capped_admission_refusals_attacker",
+                                  std::to_string(r.admission_refusals_attacker));
+  std::printf("[ %-9s ] refused by admission: %llu between honest nodes, %llu with attackers\n",
+              "capped", static_cast<unsigned long long>(r.admission_refusals_honest),
+              static_cast<unsigned long long>(r.admission_refusals_attacker));
+  expect_sane(r, 300);
+  EXPECT_EQ(r.eclipsed_nodes, 0U);
+  EXPECT_TRUE(r.always_connected) << "up to " << r.max_components << " components";
+  EXPECT_EQ(r.trims_above_10_percent, 0U);
+  EXPECT_LE(r.max_share, 0.10 + 1e-12);
+  // The cap, not luck, kept them out: attackers were refused often.
+  EXPECT_GT(r.admission_refusals_attacker, 10'000U);
+}
+
 // The reference orders only run where the figures are meant to be read (an optimised
 // build); under the sanitizers they would add minutes and judge nothing.
 TEST(EclipseSim, DefaultOrderIsRecorded) {
@@ -161,6 +187,8 @@ void expect_same(const eclipse_sim::SimResult& a, const eclipse_sim::SimResult& 
   EXPECT_EQ(a.joins, b.joins);
   EXPECT_EQ(a.final_mean_connections, b.final_mean_connections);
   EXPECT_EQ(a.final_attacker_share, b.final_attacker_share);
+  EXPECT_EQ(a.admission_refusals_honest, b.admission_refusals_honest);
+  EXPECT_EQ(a.admission_refusals_attacker, b.admission_refusals_attacker);
   ASSERT_EQ(a.minutes.size(), b.minutes.size());
   for (std::size_t m = 0; m < a.minutes.size(); ++m) {
     EXPECT_EQ(a.minutes[m].trims, b.minutes[m].trims) << "minute " << m;
@@ -170,7 +198,8 @@ void expect_same(const eclipse_sim::SimResult& a, const eclipse_sim::SimResult& 
 }
 
 TEST(EclipseSim, SameSeedGivesTheSameRun) {
-  for (const auto policy : {eclipse_sim::Policy::diversity, eclipse_sim::Policy::go}) {
+  for (const auto policy : {eclipse_sim::Policy::diversity, eclipse_sim::Policy::go,
+                            eclipse_sim::Policy::diversity_capped}) {
     SCOPED_TRACE(std::string(eclipse_sim::to_string(policy)));
     // Small and quick, with watermarks low enough that nodes trim within the run.
     eclipse_sim::SimOptions options;
@@ -289,7 +318,8 @@ TEST(EclipseSimChart, EmptyChartIsStillWellFormed) {
 
 TEST(EclipseSimPolicy, NamesRoundTrip) {
   for (const auto policy : {eclipse_sim::Policy::default_order, eclipse_sim::Policy::diversity,
-                            eclipse_sim::Policy::diversity_grace, eclipse_sim::Policy::go}) {
+                            eclipse_sim::Policy::diversity_grace, eclipse_sim::Policy::go,
+                            eclipse_sim::Policy::diversity_capped}) {
     EXPECT_EQ(eclipse_sim::parse_policy(eclipse_sim::to_string(policy)), policy);
   }
   EXPECT_FALSE(eclipse_sim::parse_policy("all").has_value());
