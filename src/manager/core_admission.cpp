@@ -359,8 +359,9 @@ std::error_code ManagerCore::plan_room(const Locked<>& locked, const Charge& cha
   if (!breach || breach->reason != RefusalReason::connection_limit) return {};
   RoomChoice choice;
   if (const std::shared_ptr<PoolExtension> extension = policies_.extension.lock()) {
-    const CandidateView view(pool_, decay_, env_.time->now(), config_.grace_period,
-                             CandidateView::Mode::normal);
+    const CandidateView view = CandidateView(pool_, decay_, env_.time->now(), config_.grace_period,
+                                             CandidateView::Mode::normal)
+                                   .with_diversity(diversity_ ? &*diversity_ : nullptr);
     // A direction's cap is freed only by a connection in that direction.
     const bool total = breach->limit == "connections_total";
     choice = extension->make_room(locked, view, charge.claims, pool_.find(peer),

@@ -2,16 +2,42 @@
 // short of their min_reserved, the core admits that many handshakes above a full
 // connection cap; when one of them is added with a claim on a realm below its reserve, a
 // connection is closed to make room for it, chosen here: a peer with no bound connection
-// first, else the node trim's own victim for one connection, which never takes a realm to
-// below its reserve, nor a protected peer or one in its grace period (the view's
-// candidates).
+// first (among the lowest valued, by the diversity rule when it is on), else the node
+// trim's own victim for one connection, which never takes a realm to below its reserve,
+// nor a protected peer or one in its grace period (the view's candidates).
 #include <algorithm>
 #include <vector>
 
 #include "realm/realm_by_level.hpp"
 #include "realm/realm_deal.hpp"
+#include "trim/diversity.hpp"
 
 namespace dep2p::connmgr {
+namespace {
+
+// Of the candidates in [first, last) worth as little as `lowest` (the default order's
+// first), the one the diversity rule takes first: from the network group holding the most
+// of the node's connections, after the rule's kept slots.
+using detail::realm_greedy::Contender;
+
+std::uint32_t diverse_victim(const detail::CandidateView& view, const detail::DiversityRule& rule,
+                             const Contender* first, const Contender* last, std::uint32_t lowest) {
+  const std::uint64_t value = view.key(lowest).value;
+  std::vector<detail::RankKey> tied;
+  for (const Contender* c = first; c != last; ++c) {
+    const detail::RankKey key = view.key(c->index);
+    if (key.value == value) tied.push_back(key);
+  }
+  if (tied.size() < 2) return lowest;
+  detail::TrimTarget target;
+  target.kind = detail::TrimTarget::Kind::exact;
+  target.count = 1;
+  detail::VictimSlots out;
+  const std::size_t taken = detail::take_diverse(view, rule, tied, 1, target, /*others=*/true, out);
+  return taken > 0 ? tied.front().index : lowest;
+}
+
+}  // namespace
 
 using State = RealmConnectionManager::State;
 
@@ -68,10 +94,14 @@ detail::RoomChoice State::make_room(const detail::Locked<>&, const detail::Candi
   std::optional<std::uint32_t> victim_peer;
   const Pool& unbound = r.pools[0];
   if (unbound.end != unbound.begin) {
-    // A peer with no bound connection goes first, in the default order.
-    victim_peer =
-        std::min_element(r.candidates.get() + unbound.begin, r.candidates.get() + unbound.end)
-            ->index;
+    // A peer with no bound connection goes first, in the default order; with the diversity
+    // rule, the rule chooses among those of the lowest value.
+    const Contender* first = r.candidates.get() + unbound.begin;
+    const Contender* last = r.candidates.get() + unbound.end;
+    victim_peer = std::min_element(first, last)->index;
+    if (const detail::DiversityRule* rule = view.diversity()) {
+      victim_peer = diverse_victim(view, *rule, first, last, *victim_peer);
+    }
   } else {
     for (Pool& pool : r.pools) pool.sorted = pool.head = pool.begin;
     std::vector<std::uint8_t> fate(r.indices, 0);

@@ -21,6 +21,8 @@
 
 namespace dep2p::connmgr::detail {
 
+struct DiversityRule;  // trim/diversity.hpp
+
 class CandidateView {
  public:
   enum class Mode : std::uint8_t {
@@ -48,6 +50,15 @@ class CandidateView {
     wider.exposed_ = &exposed;
     return wider;
   }
+  // The same view carrying the diversity rule, for choosers that take one victim among
+  // equals outside the trim (the realms' make-room eviction); null: the rule is off.
+  // REQUIRES: `rule` outlives the view.
+  CandidateView with_diversity(const DiversityRule* rule) const {
+    CandidateView ruled = *this;
+    ruled.diversity_ = rule;
+    return ruled;
+  }
+  const DiversityRule* diversity() const { return diversity_; }
 
   bool out_of_grace(std::uint32_t slot) const {
     return grace_.count() == 0 || now_ - pool_.cold(slot).first_seen >= grace_;
@@ -133,6 +144,7 @@ class CandidateView {
   Duration grace_;
   Mode mode_;
   const std::vector<std::uint8_t>* exposed_ = nullptr;
+  const DiversityRule* diversity_ = nullptr;
 };
 
 }  // namespace dep2p::connmgr::detail

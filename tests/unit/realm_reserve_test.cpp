@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,9 +24,9 @@ constexpr std::size_t kCap = 4;
 
 class ReserveHarness {
  public:
-  explicit ReserveHarness(std::size_t inbound_cap = kUnlimited)
+  explicit ReserveHarness(std::size_t inbound_cap = kUnlimited, bool diversity = true)
       : time(std::make_shared<ManualTimeSource>(io)),
-        node(io, config(inbound_cap), Dependencies{.time_source = time}) {}
+        node(io, config(inbound_cap, diversity), Dependencies{.time_source = time}) {}
 
   ConnectionManager& manager() { return node.manager(); }
 
@@ -47,7 +48,10 @@ class ReserveHarness {
     for (const char* realm : realms) {
       if (auto ec = keep_refusal(refusal, node.claim(admitted.reservation, realm))) return ec;
     }
-    auto c = reporting_connection(manager(), peer_id(n), direction);
+    auto c = std::make_shared<FakeConnection>(peer_id(n), direction, endpoint(ip));
+    c->on_close = [this](FakeConnection& self, CloseReason reason) {
+      manager().remove_connection(self, reason);
+    };
     if (auto ec =
             keep_refusal(refusal, manager().add_admitted(c, std::move(admitted.reservation)))) {
       return ec;
@@ -68,8 +72,9 @@ class ReserveHarness {
   std::vector<std::shared_ptr<FakeConnection>> connections;
 
  private:
-  static Config config(std::size_t inbound_cap) {
+  static Config config(std::size_t inbound_cap, bool diversity) {
     Config c = trim_config(3, kCap);
+    c.diversity.enabled = diversity;
     c.limits.system.connections_total = kCap;
     c.limits.system.connections_inbound = inbound_cap;
     c.limits.system.pending_inbound = 16;
@@ -112,6 +117,38 @@ TEST(RealmReserve, AFullNodeClosesTheUnboundPeerTheDefaultOrderNamesToAdmitARese
   EXPECT_EQ(h.admit(6, {"chat"}, &refusal), Errc::limit_exceeded);
   EXPECT_EQ(refusal.stage, Stage::accept);
   EXPECT_EQ(h.manager().stats().reservations, 0u);
+}
+
+// Among unbound peers of equal value the diversity rule chooses, as in a trim: the victim
+// comes from the network group holding the most connections (127/8 is grouped by /24),
+// where the default order alone takes the newest.
+TEST(RealmReserve, AmongEqualUnboundPeersTheVictimComesFromTheMostRepresentedGroup) {
+  for (const bool diversity : {true, false}) {
+    SCOPED_TRACE(diversity ? "rule on" : "rule off");
+    ReserveHarness h(kUnlimited, diversity);
+    ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.low_water = 2, .min_reserved = 2}));
+    ASSERT_FALSE(h.admit(1, {"chat"}, nullptr, "127.0.9.1"));
+    // One second apart, so the default order's "newest first" names peer 4.
+    ASSERT_FALSE(h.admit(2, {}, nullptr, "127.0.1.1"));
+    h.time->advance(std::chrono::seconds(1));
+    ASSERT_FALSE(h.admit(3, {}, nullptr, "127.0.1.2"));
+    h.time->advance(std::chrono::seconds(1));
+    ASSERT_FALSE(h.admit(4, {}, nullptr, "127.0.2.1"));  // the newest, alone in its group
+    Refusal refusal;
+    ASSERT_FALSE(h.admit(5, {"chat"}, &refusal, "127.0.3.1")) << refusal.message;
+    EXPECT_EQ(h.manager().connection_count(), kCap);
+    if (diversity) {
+      EXPECT_FALSE(h.of(4)->closed());
+      EXPECT_NE(h.of(2)->closed(), h.of(3)->closed()) << "one of the crowded group's peers";
+      const auto victim = h.of(2)->closed() ? h.of(2) : h.of(3);
+      EXPECT_EQ(victim->last_reason(), CloseReason::made_room);
+    } else {
+      EXPECT_TRUE(h.of(4)->closed());
+      EXPECT_FALSE(h.of(2)->closed());
+      EXPECT_FALSE(h.of(3)->closed());
+    }
+    EXPECT_FALSE(h.of(1)->closed());
+  }
 }
 
 TEST(RealmReserve, WithEveryPeerBoundTheVictimComesFromARealmAboveItsShareNeverBelowItsReserve) {
