@@ -108,7 +108,7 @@ class SubnetCounter {
       const NetGroup group = network_group(address, group_.rule);
       if (auto refusal = group_full(group)) return refusal;
       ++groups_[group];
-      ++addresses_[host].outbound;
+      ++outbound_[host];
       return std::nullopt;
     }
     if (o) {
@@ -149,33 +149,39 @@ class SubnetCounter {
   bool remove(const boost::asio::ip::address& address, Direction direction = Direction::inbound) {
     const Prefix host = host_prefix(address);
     const auto it = addresses_.find(host);
-    if (it == addresses_.end()) return false;
-    AddressCount& n = it->second;
-    if (n.uncapped > 0) {
-      --n.uncapped;
-    } else if (n.outbound > 0 && (direction == Direction::outbound || n.capped == 0)) {
-      --n.outbound;
-      release_group(network_group(address, group_.rule));
-    } else {
-      --n.capped;
-      if (const auto o = find_override(host)) {
-        release(o->first);
-      } else {
-        const Levels levels = subnet_levels(host.family);
-        for (std::size_t i = 0; i < levels.size; ++i) release(prefix_of(host, levels.length[i]));
-        if (has_group_cap()) release_group(network_group(address, group_.rule));
+    if (it != addresses_.end() && it->second.uncapped > 0) {
+      if (--it->second.uncapped == 0 && it->second.capped == 0) addresses_.erase(it);
+      return true;
+    }
+    if (has_group_cap() && (direction == Direction::outbound || it == addresses_.end())) {
+      if (const auto o = outbound_.find(host); o != outbound_.end()) {
+        release_group(network_group(address, group_.rule));
+        if (--o->second == 0) outbound_.erase(o);
+        return true;
       }
     }
-    if (n.capped == 0 && n.uncapped == 0 && n.outbound == 0) addresses_.erase(it);
+    if (it == addresses_.end()) return false;
+    AddressCount& n = it->second;  // capped > 0: entries are erased at zero
+    --n.capped;
+    if (const auto o = find_override(host)) {
+      release(o->first);
+    } else {
+      const Levels levels = subnet_levels(host.family);
+      for (std::size_t i = 0; i < levels.size; ++i) release(prefix_of(host, levels.length[i]));
+      if (has_group_cap()) release_group(network_group(address, group_.rule));
+    }
+    if (n.capped == 0 && n.uncapped == 0) addresses_.erase(it);
     return true;
   }
 
   // Connections counted from this address, capped or not.
   std::size_t connections(const boost::asio::ip::address& address) const {
-    const auto it = addresses_.find(host_prefix(address));
-    return it == addresses_.end()
-               ? 0
-               : std::size_t{it->second.capped} + it->second.uncapped + it->second.outbound;
+    const Prefix host = host_prefix(address);
+    const auto it = addresses_.find(host);
+    std::size_t n =
+        it == addresses_.end() ? 0 : std::size_t{it->second.capped} + it->second.uncapped;
+    if (const auto o = outbound_.find(host); o != outbound_.end()) n += o->second;
+    return n;
   }
   // Connections charged to a subnet (IPv4 /24, IPv6 /56 or /48) or to an override prefix.
   std::size_t count(const Prefix& prefix) const {
@@ -188,7 +194,9 @@ class SubnetCounter {
     return it == groups_.end() ? 0 : it->second;
   }
   // Table entries (addresses, prefixes and groups) in use: zero when nothing is counted.
-  std::size_t tracked() const { return addresses_.size() + prefixes_.size() + groups_.size(); }
+  std::size_t tracked() const {
+    return addresses_.size() + prefixes_.size() + groups_.size() + outbound_.size();
+  }
   const SubnetCaps& caps() const { return caps_; }
   bool has_group_cap() const { return group_.max > 0; }
 
@@ -196,7 +204,6 @@ class SubnetCounter {
   struct AddressCount {
     std::uint32_t capped = 0;    // inbound: its subnets and group, or its override prefix
     std::uint32_t uncapped = 0;  // bypassed or loopback: charged nowhere else
-    std::uint32_t outbound = 0;  // charged to its group only
   };
   // The subnets a capped address of one family is charged to, narrowest first.
   struct Levels {
@@ -264,6 +271,9 @@ class SubnetCounter {
   // Network group -> capped connections from it, both directions; never holds a zero.
   // Apart from prefixes_ because a group's prefix may equal a subnet's.
   boost::unordered_flat_map<NetGroup, std::size_t, PrefixHash> groups_;
+  // Host -> outbound connections charged to its group (only under a group cap; apart from
+  // addresses_ so that the inbound path's entries stay small).
+  boost::unordered_flat_map<Prefix, std::size_t, PrefixHash> outbound_;
 };
 
 }  // namespace dep2p::connmgr::detail
