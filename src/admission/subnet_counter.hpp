@@ -24,8 +24,8 @@
 //   capped and do not count against anyone's cap: an allowed host must not crowd out its
 //   neighbours (go-libp2p's allow list likewise skips its IP limiter). They are still
 //   recorded per address so that remove() stays exact.
-// Counts are exact: remove() undoes one try_add() of the same address, never underflows
-// and returns false for an address with nothing counted. Every entry that drops to zero is
+// Counts are exact: remove() undoes one try_add() of the same address and direction,
+// never underflows and returns false for an address with nothing counted. Every entry that drops to zero is
 // erased, so memory follows the connections held, not the addresses ever seen.
 //
 // Thread safety: none inside. The owner's lock protects it.
@@ -95,23 +95,23 @@ class SubnetCounter {
   std::optional<std::string> try_add(const boost::asio::ip::address& address, bool bypass,
                                      Direction direction = Direction::inbound) {
     const Prefix host = host_prefix(address);
-    if (bypass || (caps_.exempt_loopback && is_loopback(host))) {
-      ++addresses_[host].uncapped;
-      return std::nullopt;
-    }
-    const auto o = find_override(host);
+    const bool exempt = bypass || (caps_.exempt_loopback && is_loopback(host));
     if (direction == Direction::outbound) {
-      if (o || !has_group_cap()) {
-        ++addresses_[host].uncapped;
+      if (exempt || !has_group_cap() || find_override(host)) {
+        ++outbound_[host].uncapped;
         return std::nullopt;
       }
       const NetGroup group = network_group(address, group_.rule);
       if (auto refusal = group_full(group)) return refusal;
       ++groups_[group];
-      ++outbound_[host];
+      ++outbound_[host].capped;
       return std::nullopt;
     }
-    if (o) {
+    if (exempt) {
+      ++addresses_[host].uncapped;
+      return std::nullopt;
+    }
+    if (const auto o = find_override(host)) {
       const std::size_t held = count(o->first);
       if (held >= o->second)
         return holds("subnet " + to_string(o->first) + " (override)", held, o->second);
@@ -141,34 +141,41 @@ class SubnetCounter {
   }
 
   // Undoes one successful try_add() of `address` (compared after normalization) in
-  // `direction`. Returns false, changing nothing, when nothing is counted for it. When an
-  // address holds both uncapped and capped connections (its allow-list status changed in
-  // between), the uncapped ones are released first: that keeps the caps' counts high, the
-  // safe side, and totals stay exact either way. Of the capped ones, one of `direction`
-  // is released if there is one, else one of the other.
+  // `direction`: inbound and outbound charges are kept apart, so a removal touches only
+  // its direction's. Returns false, changing nothing, when nothing of that direction is
+  // counted for it. When an address holds both uncapped and capped connections of one
+  // direction (its allow-list status changed in between), the uncapped ones are released
+  // first: that keeps the caps' counts high, the safe side, and totals stay exact either
+  // way.
   bool remove(const boost::asio::ip::address& address, Direction direction = Direction::inbound) {
     const Prefix host = host_prefix(address);
-    const auto it = addresses_.find(host);
-    if (it != addresses_.end() && it->second.uncapped > 0) {
-      if (--it->second.uncapped == 0 && it->second.capped == 0) addresses_.erase(it);
+    if (direction == Direction::outbound) {
+      const auto it = outbound_.find(host);
+      if (it == outbound_.end()) return false;
+      AddressCount& n = it->second;
+      if (n.uncapped > 0) {
+        --n.uncapped;
+      } else {
+        --n.capped;
+        release_group(network_group(address, group_.rule));
+      }
+      if (n.capped == 0 && n.uncapped == 0) outbound_.erase(it);
       return true;
     }
-    if (has_group_cap() && (direction == Direction::outbound || it == addresses_.end())) {
-      if (const auto o = outbound_.find(host); o != outbound_.end()) {
-        release_group(network_group(address, group_.rule));
-        if (--o->second == 0) outbound_.erase(o);
-        return true;
-      }
-    }
+    const auto it = addresses_.find(host);
     if (it == addresses_.end()) return false;
-    AddressCount& n = it->second;  // capped > 0: entries are erased at zero
-    --n.capped;
-    if (const auto o = find_override(host)) {
-      release(o->first);
+    AddressCount& n = it->second;
+    if (n.uncapped > 0) {
+      --n.uncapped;
     } else {
-      const Levels levels = subnet_levels(host.family);
-      for (std::size_t i = 0; i < levels.size; ++i) release(prefix_of(host, levels.length[i]));
-      if (has_group_cap()) release_group(network_group(address, group_.rule));
+      --n.capped;
+      if (const auto o = find_override(host)) {
+        release(o->first);
+      } else {
+        const Levels levels = subnet_levels(host.family);
+        for (std::size_t i = 0; i < levels.size; ++i) release(prefix_of(host, levels.length[i]));
+        if (has_group_cap()) release_group(network_group(address, group_.rule));
+      }
     }
     if (n.capped == 0 && n.uncapped == 0) addresses_.erase(it);
     return true;
@@ -180,7 +187,9 @@ class SubnetCounter {
     const auto it = addresses_.find(host);
     std::size_t n =
         it == addresses_.end() ? 0 : std::size_t{it->second.capped} + it->second.uncapped;
-    if (const auto o = outbound_.find(host); o != outbound_.end()) n += o->second;
+    if (const auto o = outbound_.find(host); o != outbound_.end()) {
+      n += std::size_t{o->second.capped} + o->second.uncapped;
+    }
     return n;
   }
   // Connections charged to a subnet (IPv4 /24, IPv6 /56 or /48) or to an override prefix.
@@ -202,8 +211,10 @@ class SubnetCounter {
 
  private:
   struct AddressCount {
-    std::uint32_t capped = 0;    // inbound: its subnets and group, or its override prefix
-    std::uint32_t uncapped = 0;  // bypassed or loopback: charged nowhere else
+    // Inbound: charged to its subnets and group, or to its override prefix. Outbound:
+    // charged to its group.
+    std::uint32_t capped = 0;
+    std::uint32_t uncapped = 0;  // charged nowhere else (bypassed, loopback, ...)
   };
   // The subnets a capped address of one family is charged to, narrowest first.
   struct Levels {
@@ -262,7 +273,7 @@ class SubnetCounter {
   // use, longest first, so the first hit is the longest match.
   boost::unordered_flat_map<Prefix, std::size_t, PrefixHash> override_caps_;
   std::array<std::vector<std::uint8_t>, 2> override_lengths_;
-  // Every address with at least one counted connection (host keys, normalized).
+  // Every address with at least one counted inbound connection (host keys, normalized).
   boost::unordered_flat_map<Prefix, AddressCount, PrefixHash> addresses_;
   // Subnet and override prefix -> capped connections inside it; never holds a zero. One
   // table serves both because their keys cannot meet: a subnet key is only charged by
@@ -271,9 +282,9 @@ class SubnetCounter {
   // Network group -> capped connections from it, both directions; never holds a zero.
   // Apart from prefixes_ because a group's prefix may equal a subnet's.
   boost::unordered_flat_map<NetGroup, std::size_t, PrefixHash> groups_;
-  // Host -> outbound connections charged to its group (only under a group cap; apart from
-  // addresses_ so that the inbound path's entries stay small).
-  boost::unordered_flat_map<Prefix, std::size_t, PrefixHash> outbound_;
+  // Every address with at least one counted outbound connection (only under a group cap,
+  // whose caller counts outbound connections at all).
+  boost::unordered_flat_map<Prefix, AddressCount, PrefixHash> outbound_;
 };
 
 }  // namespace dep2p::connmgr::detail

@@ -84,6 +84,25 @@ TEST(GroupCap, OutboundConnectionsAreChargedToTheirGroupOnly) {
   EXPECT_EQ(counter.tracked(), 0U);
 }
 
+// Inbound and outbound charges are released apart: closing an inbound connection frees
+// the inbound place it held, whatever outbound connection the address still has.
+TEST(GroupCap, ClosingAConnectionReleasesAChargeOfItsOwnDirection) {
+  SubnetCaps caps;
+  caps.overrides = {{"10.5.0.0/16", 1}};
+  SubnetCounter counter(caps, cap_of(2));
+  ASSERT_EQ(counter.try_add(ip("10.5.1.1"), false), std::nullopt);
+  ASSERT_EQ(counter.try_add(ip("10.5.1.1"), false, Direction::outbound), std::nullopt)
+      << "an override address is not charged to its group";
+  ASSERT_TRUE(counter.remove(ip("10.5.1.1")));
+  EXPECT_EQ(counter.try_add(ip("10.5.1.1"), false), std::nullopt)
+      << "the override's place is free although the outbound connection lives";
+  ASSERT_TRUE(counter.remove(ip("10.5.1.1")));
+  EXPECT_FALSE(counter.remove(ip("10.5.1.1"))) << "no inbound charge is left";
+  ASSERT_TRUE(counter.remove(ip("10.5.1.1"), Direction::outbound));
+  EXPECT_FALSE(counter.remove(ip("10.5.1.1"), Direction::outbound));
+  EXPECT_EQ(counter.tracked(), 0U);
+}
+
 TEST(GroupCap, ANarrowerFullCapIsNamedBeforeTheGroup) {
   SubnetCaps caps;
   caps.ipv4_24 = 1;
@@ -127,11 +146,12 @@ TEST(GroupCap, MappedAddressesShareTheirIpv4GroupAndIpv6GroupsBySlash32) {
   EXPECT_EQ(counter.try_add(ip("2001:db9::1"), false), std::nullopt);
 }
 
-// A plain statement of the cap: every charge is listed with its kind; a group holds the
-// capped ones whose address is in it. When a connection closes, the counter releases what
-// it documents: an uncapped charge of the address first, then a capped one of the same
-// direction, then one of the other (the charges of an address whose allow-list status
-// changed need not be the closing connection's own).
+// A plain statement of the cap: every charge is listed with its direction and whether it
+// counts in its group (not allow-listed, not loopback, not in an override prefix); a group
+// holds the counted ones whose address is in it. When a connection closes, the counter
+// releases a charge of its address and direction, one that does not count first (the
+// charges of an address whose allow-list status changed need not be the closing
+// connection's own).
 struct Charged {
   address at;
   Direction direction;
@@ -143,13 +163,15 @@ TEST(GroupCap, RandomSequencesAgreeWithAPlainStatementAndEndAtZero) {
       "10.1.2.3",  "10.1.2.4", "10.1.77.1",     "10.2.0.1",      "::ffff:10.2.9.9",
       "127.0.0.1", "10.9.0.1", "2001:db8:1::1", "2001:db8:2::1", "2001:db9::1"};
   constexpr std::size_t kMax = 3;
-  std::size_t refusals = 0, removals_of_the_other_direction = 0;
+  std::size_t refusals = 0, removals_of_another_charge = 0;
   for (unsigned seed = 0; seed < 1000; ++seed) {
     std::mt19937 rng(seed);
     SubnetCaps caps;  // the inbound caps far above the group's: only the group refuses
     caps.ipv4_32 = 100;
     caps.ipv4_24 = 100;
+    caps.overrides = {{"10.9.0.0/16", 100}};
     SubnetCounter counter(caps, cap_of(kMax));
+    const detail::Prefix override = detail::prefix_of(detail::host_prefix(ip("10.9.0.0")), 16);
     std::vector<Charged> live;   // the charges the counter holds
     std::vector<Charged> conns;  // the connections they were made for
     std::set<address> allowed;
@@ -170,7 +192,8 @@ TEST(GroupCap, RandomSequencesAgreeWithAPlainStatementAndEndAtZero) {
       } else if (roll < 60) {
         const address a = detail::normalize(ip(pool[pick(rng)]));
         const Direction d = percent(rng) < 50 ? Direction::inbound : Direction::outbound;
-        const bool exempt = allowed.contains(a) || a.is_loopback();
+        const bool exempt = allowed.contains(a) || a.is_loopback() ||
+                            detail::prefix_of(detail::host_prefix(a), 16) == override;
         const NetGroup g = detail::network_group(a, detail::GroupRule{});
         std::optional<std::string> expected;
         if (!exempt && held(g) >= kMax) {
@@ -192,19 +215,15 @@ TEST(GroupCap, RandomSequencesAgreeWithAPlainStatementAndEndAtZero) {
         const Charged gone = conns[i];
         conns.erase(conns.begin() + static_cast<std::ptrdiff_t>(i));
         ASSERT_TRUE(counter.remove(gone.at, gone.direction)) << "seed " << seed << " op " << op;
-        auto of = [&](auto pred) {
-          return std::find_if(live.begin(), live.end(),
-                              [&](const Charged& c) { return c.at == gone.at && pred(c); });
+        auto of = [&](bool capped) {
+          return std::find_if(live.begin(), live.end(), [&](const Charged& c) {
+            return c.at == gone.at && c.direction == gone.direction && c.capped == capped;
+          });
         };
-        auto it = of([](const Charged& c) { return !c.capped; });
-        if (it == live.end()) {
-          it = of([&](const Charged& c) { return c.direction == gone.direction; });
-        }
-        if (it == live.end()) {
-          it = of([](const Charged&) { return true; });
-          ++removals_of_the_other_direction;
-        }
+        auto it = of(false);
+        if (it == live.end()) it = of(true);
         ASSERT_NE(it, live.end());
+        if (it->capped != gone.capped) ++removals_of_another_charge;
         live.erase(it);
       }
       for (const char* text : pool) {
@@ -217,7 +236,7 @@ TEST(GroupCap, RandomSequencesAgreeWithAPlainStatementAndEndAtZero) {
     ASSERT_EQ(counter.tracked(), 0U) << "seed " << seed;
   }
   EXPECT_GT(refusals, 1000U);
-  EXPECT_GT(removals_of_the_other_direction, 10U);
+  EXPECT_GT(removals_of_another_charge, 10U);
 }
 
 // ---------------------------------------------------------------------------------------
