@@ -319,16 +319,22 @@ std::error_code RealmConnectionManager::bind_checked(const Connection& connectio
       b.id = id;
     }
     if (State::position(b, entry)) return {};
+    // Claims outstanding hold their places: under hard_max each claim, under max_members
+    // each claiming peer that is not a member (a claimant binding here takes its own place).
     const bool member = entry->members.find(peer) != nullptr;
     const RealmConfig& c = entry->config;
-    if (c.hard_max > 0 && entry->connections >= c.hard_max) {
+    const std::size_t taken = entry->connections + entry->claims;
+    const std::size_t members = entry->members.live() + entry->claimants.size();
+    const char* claims_note = entry->claims > 0 ? " (claims included)" : "";
+    if (c.hard_max > 0 && taken >= c.hard_max) {
       full.emplace("hard_max", "bind refused: realm " + entry->name + " holds " +
-                                   std::to_string(entry->connections) + " of " +
-                                   std::to_string(c.hard_max) + " connections");
-    } else if (c.max_members > 0 && !member && entry->members.live() >= c.max_members) {
+                                   std::to_string(taken) + " of " + std::to_string(c.hard_max) +
+                                   " connections" + claims_note);
+    } else if (c.max_members > 0 && !member && !entry->claimants.contains(peer) &&
+               members >= c.max_members) {
       full.emplace("max_members", "bind refused: realm " + entry->name + " has " +
-                                      std::to_string(entry->members.live()) + " of " +
-                                      std::to_string(c.max_members) + " members");
+                                      std::to_string(members) + " of " +
+                                      std::to_string(c.max_members) + " members" + claims_note);
     }
     if (full) {
       ++entry->stats.refused_full;

@@ -157,6 +157,41 @@ TEST(RealmClaim, MaxMembersCountsClaimingPeersOnceAndMembersNotAgain) {
   EXPECT_EQ(h.node.realm_connection_count("chat"), 4u);
 }
 
+// A bind of a connection already in the pool counts the claims outstanding too: were it
+// to take a claim's place, the claim's add would take the realm past its limits.
+TEST(RealmClaim, ABindCountsTheClaimsOutstandingUnderHardMaxAndMaxMembers) {
+  ClaimHarness h;
+  ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.hard_max = 1}));
+  Reservation claimed = h.secured(1);
+  ASSERT_TRUE(h.node.claim(claimed, "chat"));
+  auto other = reporting_connection(h.manager(), peer_id(2), Direction::inbound);
+  ASSERT_FALSE(h.manager().add_connection(other));
+  Refusal refusal;
+  EXPECT_EQ(keep_refusal(refusal, h.node.bind(*other, "chat")), Errc::realm_full);
+  EXPECT_EQ(refusal.stage, Stage::bind);
+  EXPECT_EQ(refusal.limit, "hard_max");
+  EXPECT_EQ(refusal.message, "bind refused: realm chat holds 1 of 1 connections (claims included)");
+  h.add(1, std::move(claimed));
+  EXPECT_EQ(h.node.realm_connection_count("chat"), 1u);
+
+  // max_members: a claiming peer holds a member place; the claimant itself may bind.
+  ASSERT_FALSE(h.node.create_realm("files", RealmConfig{.max_members = 1, .hard_max = 8}));
+  Reservation member = h.secured(3);
+  ASSERT_TRUE(h.node.claim(member, "files"));
+  EXPECT_EQ(keep_refusal(refusal, h.node.bind(*other, "files")), Errc::realm_full);
+  EXPECT_EQ(refusal.limit, "max_members");
+  EXPECT_EQ(refusal.message, "bind refused: realm files has 1 of 1 members (claims included)");
+  auto own = reporting_connection(h.manager(), peer_id(3), Direction::inbound);
+  ASSERT_FALSE(h.manager().add_connection(own));
+  EXPECT_TRUE(h.node.bind(*own, "files"));
+  h.add(3, std::move(member));
+  EXPECT_EQ(h.node.members("files"), (std::vector<NodeId>{peer_id(3)}));
+  EXPECT_EQ(h.node.realm_connection_count("files"), 2u);
+  // With the claims ended, the bind refusal reads as before.
+  EXPECT_EQ(keep_refusal(refusal, h.node.bind(*other, "chat")), Errc::realm_full);
+  EXPECT_EQ(refusal.message, "bind refused: realm chat holds 1 of 1 connections");
+}
+
 TEST(RealmClaim, MaxPendingBoundsTheClaimsOutstanding) {
   ClaimHarness h;
   ASSERT_FALSE(h.node.create_realm("chat", RealmConfig{.max_pending = 2}));
