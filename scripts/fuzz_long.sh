@@ -4,13 +4,13 @@
 # to build/fuzz/findings/; new interesting inputs may be copied into tests/fuzz/corpus/.
 #
 #   scripts/fuzz_long.sh [seconds per target] [target...]
-#   targets: operations cidr gater_file node_id admission (all by default)
+#   targets: operations cidr gater_file node_id admission realm (all by default)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-3600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(operations cidr gater_file node_id admission)
+[ ${#targets[@]} -eq 0 ] && targets=(operations cidr gater_file node_id admission realm)
 
 flock /tmp/dep2p-build.lock bash -c \
   'cmake --preset fuzz >/dev/null && cmake --build --preset fuzz -j "$(nproc 2>/dev/null || echo 2)"'
