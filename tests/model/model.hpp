@@ -44,6 +44,7 @@
 #include <string>
 #include <system_error>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -235,7 +236,7 @@ class Run {
     apply(op);
     if (failure_.empty()) process_closes();
     if (failure_.empty()) check_all();
-    history_.push_back(std::string(op_name(op)) + detail_);
+    history_.emplace_back(op, std::move(detail_));
     if (history_.size() > 12) history_.pop_front();
     return failure_.empty();
   }
@@ -259,7 +260,7 @@ class Run {
                        "ms idle=" + std::to_string(config_.idle_timeout.count()) +
                        "ms per_peer=" + std::to_string(config_.max_connections_per_peer) +
                        " peers=" + std::to_string(ids_.size()) + "\nlast operations:";
-    for (const std::string& h : history_) text += "\n  " + h;
+    for (const auto& [op, detail] : history_) text += "\n  " + std::string(op_name(op)) + detail;
     return text;
   }
 
@@ -462,12 +463,28 @@ class Run {
     if (!failure_.empty()) return;
     failure_ = "step " + std::to_string(steps_) + " (" + op_name(op_) + detail_ + "): " + what;
   }
-  template <class A, class B>
-  void expect_eq(const A& actual, const B& expected, const std::string& what) {
+  // `what` names the check in its failure message: text, a PeerCheck, or a callable that
+  // returns the text. Only a failing check builds its message, so that the checks run after
+  // every step allocate nothing for their names.
+  template <class A, class B, class What>
+  void expect_eq(const A& actual, const B& expected, const What& what) {
     if (!(actual == expected)) {
-      fail(what + ": library " + show(actual) + ", model " + show(expected));
+      fail(describe(what) + ": library " + show(actual) + ", model " + show(expected));
     }
   }
+  // A check of one peer's state: "peer <n> <what>".
+  struct PeerCheck {
+    std::size_t peer;
+    const char* what;
+  };
+  static std::string describe(const char* what) { return what; }
+  static std::string describe(const std::string& what) { return what; }
+  std::string describe(const PeerCheck& check) const {
+    return peer_name(check.peer) + " " + check.what;
+  }
+  template <class F>
+  requires std::is_invocable_r_v<std::string, const F&>
+  static std::string describe(const F& what) { return what(); }
   static std::string show(const std::error_code& ec) {
     return ec ? ec.message() : std::string("success");
   }
@@ -738,7 +755,7 @@ class Run {
         ++refusals_[static_cast<std::size_t>(RefusalReason::subnet_cap)];
         return std::nullopt;
       }
-      expect_eq(a.error, std::error_code{}, "admit_inbound from " + address);
+      expect_eq(a.error, std::error_code{}, [&] { return "admit_inbound from " + address; });
       held.reservation = std::move(a.reservation);
       if (!loopback(address)) held.capped = address;
       return held;
@@ -1427,10 +1444,12 @@ class Run {
       const std::uint64_t id = found->second;
       MConn& c = conns_[id];
       const MPeer& peer = peers_[c.peer];
-      const std::string who =
-          peer_name(c.peer) + " closed with " + std::string(to_string(closed.reason));
+      // The close, named in a failure message (built only on failure).
+      const auto who = [&] {
+        return peer_name(c.peer) + " closed with " + std::string(to_string(closed.reason));
+      };
       if (c.handle->close_count() != 1)
-        fail(who + ": close() called " + std::to_string(c.handle->close_count()) + " times");
+        fail(who() + ": close() called " + std::to_string(c.handle->close_count()) + " times");
       if (closed.reported) {
         expect_eq(closed.report, std::error_code{}, "a closure reported back from close()");
         ++closure_reports_;
@@ -1440,12 +1459,12 @@ class Run {
         case CloseReason::trimmed:
           if (binds_or_trims_realm()) {
             if (c.realms.count(realm_target_) == 0)
-              fail(who + ": a realm trim took a connection not bound to it");
+              fail(who() + ": a realm trim took a connection not bound to it");
           } else if (!(op_ == Op::trim || op_ == Op::set_limits || time_moved)) {
-            fail(who + " outside a trim");
+            fail(who() + " outside a trim");
           }
-          if (prot) fail(who + ": a protected peer closed by a normal trim");
-          if (!out_of_grace(peer)) fail(who + ": a peer in grace closed by a normal trim");
+          if (prot) fail(who() + ": a protected peer closed by a normal trim");
+          if (!out_of_grace(peer)) fail(who() + ": a peer in grace closed by a normal trim");
           ++trimmed;
           if (!binds_or_trims_realm()) ++trimmed_peers[c.peer];
           max_victim_value = std::max(max_victim_value, value_of(peer));
@@ -1453,44 +1472,45 @@ class Run {
         case CloseReason::forced_trim:
           if (op_ == Op::trim_connections) {
             if (prot || !out_of_grace(peer))
-              fail(who + ": trim_connections took an ineligible peer");
+              fail(who() + ": trim_connections took an ineligible peer");
           } else if (op_ != Op::force_trim) {
-            fail(who + " outside force_trim / trim_connections");
+            fail(who() + " outside force_trim / trim_connections");
           }
           if (prot) ++protected_forced;
           ++forced;
           forced_peers[c.peer] = prot;
           break;
         case CloseReason::keepalive_timeout:
-          if (!time_moved || c.ping == PingMode::answers) fail(who + ": its pings were answered");
+          if (!time_moved || c.ping == PingMode::answers) fail(who() + ": its pings were answered");
           break;
         case CloseReason::idle_timeout:
-          if (!time_moved || config_.idle_timeout.count() == 0) fail(who + " unexpectedly");
-          if (c.streams_in + c.streams_out != 0) fail(who + " while it had streams");
-          if (prot) fail(who + " while its peer is protected");
-          if (now_ - c.last_activity < config_.idle_timeout) fail(who + " before its idle timeout");
+          if (!time_moved || config_.idle_timeout.count() == 0) fail(who() + " unexpectedly");
+          if (c.streams_in + c.streams_out != 0) fail(who() + " while it had streams");
+          if (prot) fail(who() + " while its peer is protected");
+          if (now_ - c.last_activity < config_.idle_timeout)
+            fail(who() + " before its idle timeout");
           break;
         case CloseReason::gated:
-          if (!denied(peer)) fail(who + " but the gater allows the peer");
+          if (!denied(peer)) fail(who() + " but the gater allows the peer");
           break;
         case CloseReason::redundant_path: {
           const bool over_cap = adds_connection() && cap_peer_ == c.peer &&
                                 config_.max_connections_per_peer != 0 &&
                                 cap_before_ > config_.max_connections_per_peer;
-          if (!over_cap && !(c.relay && time_moved)) fail(who + " but no path made it redundant");
+          if (!over_cap && !(c.relay && time_moved)) fail(who() + " but no path made it redundant");
           break;
         }
         case CloseReason::host:
-          if (op_ != Op::close_peer || c.peer != close_target_) fail(who + " by no close_peer");
+          if (op_ != Op::close_peer || c.peer != close_target_) fail(who() + " by no close_peer");
           ++host;
           break;
         case CloseReason::made_room:
           if (!adds_connection() || room_victims_.count(c.peer) == 0) {
-            fail(who + ": not a peer the rules let make room");
+            fail(who() + ": not a peer the rules let make room");
           }
           ++made_room;
           break;
-        default: fail(who + ": a reason the model never causes");
+        default: fail(who() + ": a reason the model never causes");
       }
       if (!failure_.empty()) return;
       leave(id, closed.reason, /*by_manager=*/true);
@@ -1703,15 +1723,15 @@ class Run {
       if (peer.exists) (peer.temporary ? temps : peers) += 1;
       if (!peer.protections.empty()) ++protected_peers;
       const NodeId& id = ids_[p];
-      expect_eq(manager_->is_protected(id), live_protection(peer), peer_name(p) + " is_protected");
-      expect_eq(gater_->is_peer_blocked(id), denied(peer), peer_name(p) + " blocked in the gater");
+      expect_eq(manager_->is_protected(id), live_protection(peer), PeerCheck{p, "is_protected"});
+      expect_eq(gater_->is_peer_blocked(id), denied(peer), PeerCheck{p, "blocked in the gater"});
       const std::optional<TagInfo> info = manager_->tag_info(id);
-      expect_eq(info.has_value(), peer.exists, peer_name(p) + " has an entry");
+      expect_eq(info.has_value(), peer.exists, PeerCheck{p, "has an entry"});
       if (info && peer.exists) {
-        expect_eq(info->temporary, peer.temporary, peer_name(p) + " temporary");
-        expect_eq(info->connections, peer.conns.size(), peer_name(p) + " connections");
-        expect_eq(info->value, value_of(peer), peer_name(p) + " value");
-        expect_eq(info->tags.size(), peer.tags.size(), peer_name(p) + " tag count");
+        expect_eq(info->temporary, peer.temporary, PeerCheck{p, "temporary"});
+        expect_eq(info->connections, peer.conns.size(), PeerCheck{p, "connections"});
+        expect_eq(info->value, value_of(peer), PeerCheck{p, "value"});
+        expect_eq(info->tags.size(), peer.tags.size(), PeerCheck{p, "tag count"});
         for (const auto& [name, v] : info->tags) {
           auto it = peer.tags.find(name);
           if (it == peer.tags.end() || it->second != v) fail(peer_name(p) + " tag " + name);
@@ -1719,7 +1739,7 @@ class Run {
         if (info->first_seen != peer.first_seen) fail(peer_name(p) + " first_seen");
       }
       const auto open = manager_->connections(id);
-      expect_eq(open.size(), peer.conns.size(), peer_name(p) + " connections()");
+      expect_eq(open.size(), peer.conns.size(), PeerCheck{p, "connections()"});
       for (const auto& handle : open) {
         auto it = by_handle_.find(handle.get());
         if (it == by_handle_.end() || conns_[it->second].peer != p) {
@@ -1744,9 +1764,10 @@ class Run {
     expect_eq(s.duplicate_reports, duplicate_reports_, "stats.duplicate_reports");
     expect_eq(s.closure_reports, closure_reports_, "stats.closure_reports");
     for (std::size_t r = 0; r < kCloseReasonCount; ++r) {
-      expect_eq(
-          s.closes_by_reason[r], closes_[r],
-          "stats.closes_by_reason[" + std::string(to_string(static_cast<CloseReason>(r))) + "]");
+      expect_eq(s.closes_by_reason[r], closes_[r], [r] {
+        return "stats.closes_by_reason[" + std::string(to_string(static_cast<CloseReason>(r))) +
+               "]";
+      });
     }
     expect_eq(s.refusals(RefusalReason::subnet_cap),
               refusals_[static_cast<std::size_t>(RefusalReason::subnet_cap)],
@@ -1779,15 +1800,19 @@ class Run {
     for (std::size_t r = 0; r < realms_.size(); ++r) {
       const std::string& name = realms_[r].name;
       const std::size_t bound = bound_count(r);
-      expect_eq(node_->realm_connection_count(name), bound, "realm_connection_count(" + name + ")");
+      expect_eq(node_->realm_connection_count(name), bound,
+                [&] { return "realm_connection_count(" + name + ")"; });
       for (const auto& handle : node_->realm_connections(name)) {
         auto it = by_handle_.find(handle.get());
         if (it == by_handle_.end() || conns_.at(it->second).realms.count(r) == 0)
           fail("realm_connections(" + name + ") lists a connection not bound to it");
       }
-      expect_eq(node_->realm_connections(name).size(), bound, "realm_connections(" + name + ")");
-      expect_eq(node_->members(name).size(), realm_members(r).size(), "members(" + name + ")");
-      expect_eq(node_->realm_stats(name)->pending, std::size_t{0}, "claims pending in " + name);
+      expect_eq(node_->realm_connections(name).size(), bound,
+                [&] { return "realm_connections(" + name + ")"; });
+      expect_eq(node_->members(name).size(), realm_members(r).size(),
+                [&] { return "members(" + name + ")"; });
+      expect_eq(node_->realm_stats(name)->pending, std::size_t{0},
+                [&] { return "claims pending in " + name; });
       const RealmConfig& rc = realms_[r].config;
       if (rc.hard_max != 0 && bound > rc.hard_max) fail(name + " holds more than hard_max");
       if (rc.max_members != 0 && realm_members(r).size() > rc.max_members)
@@ -1844,7 +1869,7 @@ class Run {
   std::string detail_;
   std::size_t steps_ = 0;
   std::string failure_;
-  std::deque<std::string> history_;
+  std::deque<std::pair<Op, std::string>> history_;  // the last operations and their details
   TrimPlan trim_plan_;
   // force_trim's view of each peer before it ran (no key: not a candidate).
   std::vector<std::optional<EmergencyKey>> force_keys_;
