@@ -395,6 +395,14 @@ bool Node::send_data(const cm::NodeId& peer, const std::string& bytes) {
   return !manager().record_activity(*session, 0, bytes.size());
 }
 
+Node::SessionCounts Node::session_counts() const {
+  SessionCounts counts;
+  for (const auto& entry : sessions_) {  // an ended session has left sessions_
+    ++(entry.second->established ? counts.pooled : counts.handshaking);
+  }
+  return counts;
+}
+
 void Node::stop() {
   if (std::exchange(stopped_, true)) return;
   boost::system::error_code ignored;

@@ -98,6 +98,15 @@ class Node : public std::enable_shared_from_this<Node> {
   const std::vector<CloseRecord>& closes() const { return closes_; }
   // Admission refusals this node made (inbound, claims) with their reasons.
   const std::vector<cm::Refusal>& refusals() const { return refusals_; }
+  // The connections this node holds now. `pooled`: joined the manager's pool and not yet
+  // ended, so equal to manager().connection_count() whenever no call into the node is
+  // running. `handshaking`: connecting or awaiting a hello; each holds at most one of the
+  // manager's reservations, so stats().reservations never exceeds it.
+  struct SessionCounts {
+    std::size_t pooled = 0;
+    std::size_t handshaking = 0;
+  };
+  SessionCounts session_counts() const;
 
  private:
   friend struct Session;
