@@ -15,6 +15,15 @@ targets=("$@")
 flock /tmp/dep2p-build.lock bash -c \
   'cmake --preset fuzz >/dev/null && cmake --build --preset fuzz -j "$(nproc 2>/dev/null || echo 2)"'
 
+# Each target's own options (default -max_len=4096). operations: a run stops after 48 steps,
+# about 192 bytes, and hit counts only measure a run's length (tests/fuzz/operations_fuzz.cpp).
+target_options() {
+  case "$1" in
+    operations) echo "-max_len=192 -use_counters=0" ;;
+    *) echo "-max_len=4096" ;;
+  esac
+}
+
 findings=build/fuzz/findings
 mkdir -p "$findings"
 status=0
@@ -23,7 +32,8 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus"
   cp -n tests/fuzz/corpus/"$target"/* "$corpus"/ 2>/dev/null || true
   echo "fuzz_long: $target for ${seconds}s (corpus $corpus)"
-  if ! ./build/fuzz/tests/fuzz/fuzz_"$target" -max_total_time="$seconds" -max_len=4096 \
+  read -r -a options <<<"$(target_options "$target")"
+  if ! ./build/fuzz/tests/fuzz/fuzz_"$target" -max_total_time="$seconds" "${options[@]}" \
         -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$findings/$target-" "$corpus" 2>&1 | tee "$findings/$target-long.log" | \
         grep -a -E "^#[0-9]+ +(pulse|DONE)|ERROR|fuzz check failed|model disagreement"; then
