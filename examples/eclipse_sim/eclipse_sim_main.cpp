@@ -4,11 +4,9 @@
 // usage error: judging the figures is the test's job (tests/integration/eclipse_sim_test.cpp).
 //
 //   eclipse_sim --nodes 1000 --minutes 30 --seed 1 --policy all --svg share.svg
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <exception>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -16,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli_number.hpp"
 #include "eclipse_sim.hpp"
 #include "share_chart.hpp"
 
@@ -40,25 +39,13 @@ constexpr const char* kUsage =
     "  --group-cap N         diversity-capped: connections per network group; default 2\n"
     "  --ping-all            ping under every policy, not only diversity (same figures, slower)\n";
 
-template <typename T>
-std::optional<T> parse_number(std::string_view text) {
-  T value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
+using cli::parse_number;
 
 // A fraction within [0, 1], as decimal text ("0.1").
 std::optional<double> parse_fraction(std::string_view text) {
-  try {
-    std::size_t used = 0;
-    const std::string copy(text);
-    const double value = std::stod(copy, &used);
-    if (used != copy.size() || !(value >= 0.0 && value <= 1.0)) return std::nullopt;
-    return value;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
+  const auto value = cli::parse_decimal(text);
+  if (!value || !(*value >= 0.0 && *value <= 1.0)) return std::nullopt;
+  return value;
 }
 
 // The process's peak resident set (VmHWM) in KiB; 0 when unknown.

@@ -8,7 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
+
 #include <future>
 #include <memory>
 #include <optional>
@@ -32,6 +32,7 @@
 #include <boost/asio/write.hpp>
 
 #include "p2p_node.hpp"
+#include "proc_stats.hpp"
 
 namespace flood {
 namespace {
@@ -54,14 +55,6 @@ double seconds_of(clockid_t clock) {
   return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
 }
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
-    ++n;
-  }
-  return n;
-}
-
 // Raises the soft descriptor limit to the hard one; returns {soft before, soft now}.
 std::pair<std::uint64_t, std::uint64_t> raise_fd_limit() {
   rlimit limit{};
@@ -73,14 +66,6 @@ std::pair<std::uint64_t, std::uint64_t> raise_fd_limit() {
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
   }
   return {before, limit.rlim_cur};
-}
-
-cm::NodeId make_id(std::uint8_t kind, std::size_t n) {
-  std::array<std::uint8_t, 32> bytes{};
-  bytes[0] = kind;
-  bytes[30] = static_cast<std::uint8_t>(n >> 8);
-  bytes[31] = static_cast<std::uint8_t>(n);
-  return cm::NodeId(bytes);
 }
 
 boost::asio::ip::address v4(unsigned b, unsigned c, unsigned d) {
@@ -166,7 +151,7 @@ class Honest {
       : victim_id_(victim.id()), victim_at_(victim.endpoint()), rng_(seed) {
     for (std::size_t i = 0; i < count; ++i) {
       auto peer = std::make_unique<Peer>(io);
-      peer->node = p2p::Node::create(io, {.id = make_id(0x48, i),
+      peer->node = p2p::Node::create(io, {.id = p2p::example_id(0x48, i),
                                           .address = v4(10 + static_cast<unsigned>(i), 1, 1),
                                           .logger = log,
                                           .listen = false});
@@ -408,7 +393,7 @@ FloodResult run_flood(const FloodOptions& options) {
     if (options.progress) options.progress(line);
   };
   std::tie(result.fd_soft_limit_before, result.fd_soft_limit) = raise_fd_limit();
-  result.fds_before = open_fds();
+  result.fds_before = proc_stats::open_fds();
   // Each flood socket can hold a descriptor here and one at the victim.
   const std::uint64_t reserved =
       result.fds_before + kReservedFds + kFdsPerHonestPeer * options.honest;
@@ -434,7 +419,7 @@ FloodResult run_flood(const FloodOptions& options) {
     config.limits.inbound_rate.exempt_loopback = false;
     auto victim = p2p::Node::create(
         victim_thread.io(),
-        {.id = make_id(0x56, 0), .address = v4(1, 0, 1), .config = config, .logger = log});
+        {.id = p2p::example_id(0x56, 0), .address = v4(1, 0, 1), .config = config, .logger = log});
     Honest honest(honest_thread.io(), options.honest, *victim, options.seed, log);
     Flooders flooders(flood_thread.io(), result.options, victim->endpoint());
     victim_thread.start();
@@ -530,7 +515,7 @@ FloodResult run_flood(const FloodOptions& options) {
     result.flood_refused_at_accept = flooders.refused_at_accept.load();
     result.flood_admitted_then_dropped = flooders.admitted_then_dropped.load();
   }
-  result.fds_after = open_fds();
+  result.fds_after = proc_stats::open_fds();
   return result;
 }
 

@@ -3,7 +3,6 @@
 // or anything leaked, 2 on a usage error.
 //
 //   flood --seconds 20 --honest 50 --subnets 20 --csv flood.csv
-#include <charconv>
 #include <cstdio>
 #include <exception>
 #include <fstream>
@@ -12,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "cli_number.hpp"
 #include "flood.hpp"
 
 namespace {
@@ -28,24 +28,12 @@ constexpr const char* kUsage =
     "  --seed N                  the honest peers' random waits; default 1\n"
     "  --csv FILE                one line a second: dials, flood attempts, victim refusals\n";
 
-template <typename T>
-std::optional<T> parse_number(std::string_view text) {
-  T value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
+using cli::parse_number;
 
 std::optional<double> parse_seconds(std::string_view text) {
-  try {
-    std::size_t used = 0;
-    const std::string copy(text);
-    const double value = std::stod(copy, &used);
-    if (used != copy.size() || !(value > 0)) return std::nullopt;
-    return value;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
+  const auto value = cli::parse_decimal(text);
+  if (!value || !(*value > 0)) return std::nullopt;
+  return value;
 }
 
 }  // namespace

@@ -16,6 +16,8 @@
 // io_context driven by one thread; call a node only from that thread.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -39,6 +41,16 @@ namespace p2p {
 
 namespace cm = dep2p::connmgr;
 using boost::asio::ip::tcp;
+
+// A node id for the example programs: `kind` (which group of nodes) in the first byte, `n`
+// in the last two, zeros between; ids differ for different (kind, n) with n < 65536.
+inline cm::NodeId example_id(std::uint8_t kind, std::size_t n) {
+  std::array<std::uint8_t, 32> bytes{};
+  bytes[0] = kind;
+  bytes[30] = static_cast<std::uint8_t>(n >> 8);
+  bytes[31] = static_cast<std::uint8_t>(n);
+  return cm::NodeId(bytes);
+}
 
 struct NodeOptions {
   cm::NodeId id;

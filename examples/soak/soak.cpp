@@ -54,14 +54,6 @@ constexpr std::string_view kChat = "chat";  // even nodes
 constexpr std::string_view kGame = "game";  // every third node; at most 3 bound
 constexpr std::size_t kGameHardMax = 3;
 
-cm::NodeId make_id(std::size_t n) {
-  std::array<std::uint8_t, 32> bytes{};
-  bytes[0] = 0x50;
-  bytes[30] = static_cast<std::uint8_t>(n >> 8);
-  bytes[31] = static_cast<std::uint8_t>(n);
-  return cm::NodeId(bytes);
-}
-
 cm::Config node_config() {
   cm::Config c;
   c.low_water = 4;
@@ -115,7 +107,7 @@ class Soak {
     }
     if (result_.options.rss_margin_kib == 0) result_.options.rss_margin_kib = kRssMarginKib;
     for (std::size_t i = 0; i < options.nodes; ++i) {
-      auto slot = std::make_unique<Slot>(io_, make_id(i));
+      auto slot = std::make_unique<Slot>(io_, p2p::example_id(0x50, i));
       slot->address = boost::asio::ip::make_address_v4("127.40." + std::to_string(i + 1) + ".1");
       if (i % 2 == 0) slot->realms.emplace_back(kChat);
       if (i % 3 == 0) slot->realms.emplace_back(kGame);

@@ -2,13 +2,13 @@
 // usage error.
 //
 //   soak --minutes 30 --nodes 16 --seed 1
-#include <charconv>
 #include <exception>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "cli_number.hpp"
 #include "soak.hpp"
 
 namespace {
@@ -21,24 +21,12 @@ constexpr const char* kUsage =
     "  --seed N      the churn's random choices; default 1\n"
     "  --quiet       no progress lines, only the summary\n";
 
-template <typename T>
-std::optional<T> parse_number(std::string_view text) {
-  T value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
+using cli::parse_number;
 
 std::optional<double> parse_positive(std::string_view text) {
-  try {
-    std::size_t used = 0;
-    const std::string copy(text);
-    const double value = std::stod(copy, &used);
-    if (used != copy.size() || !(value > 0)) return std::nullopt;
-    return value;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
+  const auto value = cli::parse_decimal(text);
+  if (!value || !(*value > 0)) return std::nullopt;
+  return value;
 }
 
 }  // namespace

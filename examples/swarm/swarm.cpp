@@ -33,14 +33,6 @@ std::size_t refusal_kind(cm::RefusalReason reason) {
   }
 }
 
-cm::NodeId make_id(std::uint8_t kind, std::size_t n) {
-  std::array<std::uint8_t, 32> bytes{};
-  bytes[0] = kind;
-  bytes[30] = static_cast<std::uint8_t>(n >> 8);
-  bytes[31] = static_cast<std::uint8_t>(n);
-  return cm::NodeId(bytes);
-}
-
 std::string fixed(double v, int decimals = 1) {
   char text[32];
   std::snprintf(text, sizeof text, "%.*f", decimals, v);
@@ -91,7 +83,7 @@ Swarm::Swarm(Options options) : options_(std::move(options)), sampler_(io_) {
   for (std::size_t i = 0; i < options_.nodes; ++i) {
     const auto at = address("127.0." + std::to_string(1 + i % kSubnets) + "." +
                             std::to_string(1 + i / kSubnets));
-    nodes_.push_back(p2p::Node::create(io_, {.id = make_id(0x12, i),
+    nodes_.push_back(p2p::Node::create(io_, {.id = p2p::example_id(0x12, i),
                                              .address = at,
                                              .config = i == growth_nodes_ ? victim_config : config_,
                                              .logger = options_.logger}));
@@ -315,7 +307,7 @@ Result Swarm::subnet_flood() {
   const std::size_t refusals_before = victim.refusals().size();
   for (std::size_t k = 0; k < kAttackers; ++k) {
     attackers_.push_back(
-        p2p::Node::create(io_, {.id = make_id(0x66, k),
+        p2p::Node::create(io_, {.id = p2p::example_id(0x66, k),
                                 .address = address("127.66.0." + std::to_string(1 + k)),
                                 .config = config_,
                                 .logger = options_.logger,
@@ -454,7 +446,7 @@ Result Swarm::realm_reserve() {
   hub_config.limits.system.connections_total = kReserveHubCap;
   hub_config.limits.inbound_rate.ipv4_24 = {};
   hub_config.limits.inbound_rate.ipv4_16 = {};
-  reserve_hub_ = p2p::Node::create(io_, {.id = make_id(0x52, 0),
+  reserve_hub_ = p2p::Node::create(io_, {.id = p2p::example_id(0x52, 0),
                                          .address = address("127.0.9.1"),
                                          .config = hub_config,
                                          .logger = options_.logger});
@@ -599,7 +591,7 @@ Result Swarm::reconnect_protected() {
   restart_config.dial.error_backoff_max = 1s;
   const auto at = [this](int host) { return address("127.0.10." + std::to_string(host)); };
   auto make = [&](std::size_t n, std::uint16_t port) {
-    return p2p::Node::create(io_, {.id = make_id(0x54, n),
+    return p2p::Node::create(io_, {.id = p2p::example_id(0x54, n),
                                    .address = at(static_cast<int>(n) + 1),
                                    .config = restart_config,
                                    .logger = options_.logger,
