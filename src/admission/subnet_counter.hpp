@@ -25,8 +25,9 @@
 //   neighbours (go-libp2p's allow list likewise skips its IP limiter). They are still
 //   recorded per address so that remove() stays exact.
 // Counts are exact: remove() undoes one try_add() of the same address and direction,
-// never underflows and returns false for an address with nothing counted. Every entry that drops to zero is
-// erased, so memory follows the connections held, not the addresses ever seen.
+// never underflows and returns false for an address with nothing counted. Every entry that
+// drops to zero is erased, so memory follows the connections held, not the addresses ever
+// seen.
 //
 // Thread safety: none inside. The owner's lock protects it.
 #pragma once

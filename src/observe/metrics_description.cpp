@@ -217,7 +217,8 @@ void for_each_metric(const Stats& s, MetricVisitor& visitor) {
   w.gauge("dep2p_connmgr_reserved_fds_limit",
           "The system's limit on file descriptors reserved (+Inf: none).",
           limit(s.system_limits.file_descriptors));
-  w.gauge("dep2p_connmgr_capped_addresses", "Entries in the per-address, per-subnet and per-group cap tables.",
+  w.gauge("dep2p_connmgr_capped_addresses",
+          "Entries in the per-address, per-subnet and per-group cap tables.",
           num(s.capped_addresses));
 
   w.counter("dep2p_connmgr_dial_attempts_total", "Dials check_dial allowed.", s.dial_attempts);
